@@ -1,0 +1,1 @@
+"""The `samplegen` command line: one module per command group."""

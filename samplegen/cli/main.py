@@ -1,0 +1,73 @@
+"""Entry point of the `samplegen` command: builds the parser from one module per command group.
+
+Command modules are imported only when the parser is built, and each module imports its heavy
+dependencies (torch, ray) inside its handlers, so `samplegen --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import traceback
+from collections.abc import Sequence
+
+from samplegen.errors import SamplegenError
+
+# Each module defines `register(subparsers)`, which adds its sub-command(s) and sets `func`.
+COMMAND_MODULES: tuple[str, ...] = (
+    "samplegen.cli.library",
+    "samplegen.cli.data",
+    "samplegen.cli.tune",
+    "samplegen.cli.train",
+    "samplegen.cli.evaluate",
+    "samplegen.cli.generate",
+    "samplegen.cli.report",
+    "samplegen.cli.export",
+    "samplegen.cli.run",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser, with every command group that is installed."""
+    parser = argparse.ArgumentParser(
+        prog="samplegen",
+        description="Grow new instrument sounds from one-note samples with small latent models.",
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="show full tracebacks for errors"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # that command group is not built yet
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        result = args.func(args)
+    except SamplegenError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"samplegen: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("samplegen: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

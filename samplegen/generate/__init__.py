@@ -1,0 +1,1 @@
+"""New sounds from trained models, plots, the audition page and exports."""

@@ -1,0 +1,1 @@
+"""Neural network modules and the model registry (torch only, no Ray)."""

@@ -1,0 +1,1 @@
+"""The Ray platform: datasets, trainable, searchers, schedulers, studies, chaining, tracking."""

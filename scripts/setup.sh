@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Set up samplegen on a fresh Debian/Ubuntu machine: system packages, then a virtual environment
+# in .venv with the package installed (editable). `--dev` adds the test tools.
+# Idempotent: packages already present are not fetched again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+extra=""
+[ "${1:-}" = "--dev" ] && extra="[dev]"
+
+# FluidSynth renders the built-in library from Debian's GM SoundFonts (FluidR3 to train on,
+# TimGM6mb to test generalisation); Chromium checks the audition page headless.
+apt_packages=(libfluidsynth3 fluid-soundfont-gm timgm6mb-soundfont libsndfile1 python3-venv)
+[ -n "$extra" ] && apt_packages+=(chromium)
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  echo "setup: installing system packages: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+python=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+# torch first and pinned: this is the CPU build; an unpinned torch pulls a multi-GB CUDA build.
+.venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/pip install -q "torch==2.13.0"
+.venv/bin/pip install -q -e ".${extra}"
+echo "setup: done (.venv)"
