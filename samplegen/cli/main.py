@@ -34,9 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="samplegen",
         description="Grow new instrument sounds from one-note samples with small latent models.",
     )
-    parser.add_argument(
-        "--debug", action="store_true", help="show full tracebacks for errors"
-    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks for errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:

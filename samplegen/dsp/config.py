@@ -122,7 +122,9 @@ class CodecConfig:
     def check_compatible(self, other: CodecConfig, what: str = "dataset") -> None:
         """Raise ConfigError naming every setting that differs between self and `other`."""
         mine, theirs = self.to_dict(), other.to_dict()
-        diffs = [f"{k}: model {mine[k]!r} != {what} {theirs[k]!r}" for k in mine if mine[k] != theirs[k]]
+        diffs = [
+            f"{k}: model {mine[k]!r} != {what} {theirs[k]!r}" for k in mine if mine[k] != theirs[k]
+        ]
         if diffs:
             raise ConfigError(
                 f"codec settings differ between the model and the {what} ({'; '.join(diffs)})"

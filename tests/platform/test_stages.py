@@ -1,0 +1,36 @@
+from pathlib import Path
+
+import pytest
+
+from samplegen.errors import SamplegenError
+from samplegen.platform.stages import StageRunner
+
+
+def test_finished_stages_are_not_run_again(tmp_path: Path) -> None:
+    calls: list[str] = []
+
+    def stage(name: str, fail: bool = False):
+        def fn():
+            calls.append(name)
+            if fail:
+                raise RuntimeError("killed")
+            return {"path": name}
+
+        return fn
+
+    runner = StageRunner(tmp_path, {"preset": "quick"}, log=lambda _: None)
+    runner.run("a", stage("a"))
+    with pytest.raises(RuntimeError):
+        runner.run("b", stage("b", fail=True))
+    assert not runner.done("b")
+
+    again = StageRunner(tmp_path, {"preset": "quick"}, log=lambda _: None)
+    assert again.run("a", stage("a")) == {"path": "a"}
+    assert again.run("b", stage("b")) == {"path": "b"}
+    assert calls == ["a", "b", "b"]
+
+
+def test_other_settings_are_refused(tmp_path: Path) -> None:
+    StageRunner(tmp_path, {"preset": "quick"}, log=lambda _: None)
+    with pytest.raises(SamplegenError, match="preset"):
+        StageRunner(tmp_path, {"preset": "full"}, log=lambda _: None)
