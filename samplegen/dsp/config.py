@@ -39,6 +39,10 @@ class CodecConfig:
     floor_db: float = -70.0
     mu: float = 8.0
     fade_s: float = 0.05
+    # Inputs shorter than this (in seconds, at their own rate) are rejected as too short.
+    min_duration: float = 0.02
+    # A kept note whose peak is at or below this level (dBFS) is rejected as silent.
+    silence_db: float = -100.0
 
     def __post_init__(self) -> None:
         if self.representation not in REPRESENTATIONS:
@@ -59,6 +63,10 @@ class CodecConfig:
             raise ConfigError(f"floor_db: must be negative, got {self.floor_db}")
         if not 0 <= self.fade_s < self.duration:
             raise ConfigError(f"fade_s: must be in [0, duration), got {self.fade_s}")
+        if not 0 <= self.min_duration <= self.duration:
+            raise ConfigError(f"min_duration: must be in [0, duration], got {self.min_duration}")
+        if self.silence_db >= 0:
+            raise ConfigError(f"silence_db: must be negative, got {self.silence_db}")
 
     @property
     def num_samples(self) -> int:
@@ -96,6 +104,11 @@ class CodecConfig:
     def floor_amplitude(self) -> float:
         """Linear magnitude below which STFT values are set to zero."""
         return float(10.0 ** (self.floor_db / 20.0))
+
+    @property
+    def silence_amplitude(self) -> float:
+        """Linear peak at or below which a note counts as silent."""
+        return float(10.0 ** (self.silence_db / 20.0))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict of every setting."""
