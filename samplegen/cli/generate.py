@@ -1,0 +1,171 @@
+"""`samplegen generate KIND MODEL ...`: new sounds from a trained model directory."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from samplegen.errors import SamplegenError
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".aif", ".aiff", ".ogg")
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from exc
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from exc
+
+
+def _expand(paths: list[str], limit: int) -> list[Path]:
+    """Files as given; folders become their audio files (sorted), at most `limit` in all."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(sorted(f for f in p.rglob("*") if f.suffix.lower() in AUDIO_SUFFIXES))
+        elif p.exists():
+            out.append(p)
+        else:
+            raise SamplegenError(f"{p}: no such file or folder")
+    return out[:limit]
+
+
+def _common(p: argparse.ArgumentParser, reference: bool = False) -> None:
+    p.add_argument("model", help="trained model directory (config.json + weights.safetensors)")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default ./sounds/KIND)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
+    p.add_argument(
+        "--griffin-lim-iters", type=int, default=64, help="Griffin-Lim iterations for STFT models"
+    )
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    p.add_argument(
+        "--no-spectrograms", action="store_true", help="skip the spectrogram PNG per sound"
+    )
+    if reference:
+        p.add_argument(
+            "--reference",
+            nargs="+",
+            default=[],
+            metavar="WAV_OR_DIR",
+            help="reference sounds whose latents give the empirical distribution (needed for "
+            "non-variational models)",
+        )
+        p.add_argument(
+            "--reference-limit", type=int, default=256, help="at most this many reference files"
+        )
+
+
+def register(subparsers: Any) -> None:
+    """Add `generate` and its six sub-commands."""
+    gen = subparsers.add_parser(
+        "generate",
+        help="make new sounds from a trained model",
+        description="Make new sounds from a trained model: WAVs, spectrogram PNGs, manifest.json.",
+    )
+    sub = gen.add_subparsers(dest="kind", metavar="KIND", required=True)
+
+    p = sub.add_parser("reconstruct", help="sounds through encode/decode (style transfer)")
+    _common(p)
+    p.add_argument("inputs", nargs="+", help="input sounds (files or folders)")
+    p.add_argument("--variations", type=int, default=0, help="posterior samples per input")
+
+    p = sub.add_parser("interpolate", help="between two sounds' latent means")
+    _common(p)
+    p.add_argument("a")
+    p.add_argument("b")
+    p.add_argument("--steps", type=int, default=5)
+
+    p = sub.add_parser("grid", help="bilinear 2-D grid between four corner sounds")
+    _common(p)
+    p.add_argument(
+        "corners", nargs=4, metavar="CORNER", help="top-left top-right bottom-left bottom-right"
+    )
+    p.add_argument("--size", type=int, default=9)
+
+    p = sub.add_parser("random", help="samples from the prior (or the reference distribution)")
+    _common(p, reference=True)
+    p.add_argument("--count", type=int, default=8)
+    p.add_argument("--temperature", type=float, default=1.0)
+
+    p = sub.add_parser("perturb", help="growing noise around one sound's latent")
+    _common(p, reference=True)
+    p.add_argument("a")
+    p.add_argument("--levels", type=_floats, default=[0.0, 0.1, 0.2, 0.3, 0.4, 0.5])
+    p.add_argument("--per-level", type=int, default=1, help="noise draws per level")
+
+    p = sub.add_parser("sweep", help="each latent dimension alone")
+    _common(p, reference=True)
+    p.add_argument("--values", type=_floats, default=[-2.0, -1.0, 0.0, 1.0, 2.0])
+    p.add_argument(
+        "--dims", type=_ints, default=None, help="dimensions to sweep (default all, up to 16)"
+    )
+
+    gen.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from samplegen.generate import sounds as S
+    from samplegen.generate.latent import load_space
+    from samplegen.generate.render import RenderSettings, render_plan
+
+    space = load_space(args.model, device=args.device)
+    codec = space.codec
+
+    def inputs(paths: list[str]) -> list[S.SoundInput]:
+        return S.load_inputs(_expand(paths, 10_000), codec)
+
+    reference = (
+        S.load_inputs(_expand(args.reference, args.reference_limit), codec)
+        if getattr(args, "reference", None)
+        else []
+    )
+    kind = args.kind
+    if kind == "reconstruct":
+        plan = S.plan_reconstruct(
+            space, inputs(args.inputs), variations=args.variations, seed=args.seed
+        )
+    elif kind == "interpolate":
+        a, b = inputs([args.a, args.b])
+        plan = S.plan_interpolate(space, a, b, steps=args.steps)
+    elif kind == "grid":
+        plan = S.plan_grid(space, inputs(args.corners), size=args.size)
+    elif kind == "random":
+        plan = S.plan_random(
+            space,
+            count=args.count,
+            temperature=args.temperature,
+            seed=args.seed,
+            reference=reference,
+        )
+    elif kind == "perturb":
+        (a,) = inputs([args.a])
+        plan = S.plan_perturb(
+            space,
+            a,
+            levels=args.levels,
+            per_level=args.per_level,
+            seed=args.seed,
+            reference=reference,
+        )
+    else:
+        plan = S.plan_sweep(space, values=args.values, dims=args.dims, reference=reference)
+    settings = RenderSettings(
+        griffin_lim_iters=args.griffin_lim_iters,
+        seed=args.seed,
+        spectrograms=not args.no_spectrograms,
+        device=args.device,
+    )
+    out = args.out if args.out is not None else Path("sounds") / kind
+    manifest = render_plan(space, plan, out, settings, model_path=args.model)
+    print(f"{len(plan.sounds)} {kind} sound(s) written to {out} (manifest: {manifest})")
+    return 0

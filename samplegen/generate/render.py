@@ -1,0 +1,115 @@
+"""Turn a generation `Plan` into files: a WAV and a spectrogram PNG per sound, and manifest.json."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from samplegen.generate.io import write_json
+from samplegen.generate.latent import LatentSpace
+from samplegen.generate.plots import save_spectrogram, spectrogram_db
+from samplegen.generate.sounds import Plan
+
+MANIFEST = "manifest.json"
+# Level for sounds whose original level is unknown (random, sweep): -1 dBFS, under the limiter knee.
+DEFAULT_GAIN = float(10 ** (-1 / 20))
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """How model outputs become audio files."""
+
+    griffin_lim_iters: int = 64
+    seed: int = 0
+    subtype: str = "PCM_16"
+    spectrograms: bool = True
+    device: str = "cpu"
+
+
+def decode_waves(
+    space: LatentSpace, z: np.ndarray, settings: RenderSettings
+) -> tuple[np.ndarray, np.ndarray]:
+    """Model outputs `(N, *shape)` and peak-normalised audio `(N, samples)` for latents `(N, D)`."""
+    from samplegen.dsp.codec import decode_batch
+
+    encoded = space.decode(z)
+    waves = decode_batch(
+        encoded,
+        space.codec,
+        n_iter=settings.griffin_lim_iters,
+        seed=settings.seed,
+        device=settings.device,
+        normalize=True,
+    )
+    return encoded, np.asarray(waves, dtype=np.float32)
+
+
+def render_plan(
+    space: LatentSpace,
+    plan: Plan,
+    out_dir: str | os.PathLike[str],
+    settings: RenderSettings = RenderSettings(),
+    *,
+    model_path: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Write every sound of `plan` into `out_dir` and return the manifest's path.
+
+    Files: `<name>.wav` (level restored where the plan knows it, never wrapped around: the writer
+    limits), `<name>.png` (spectrogram of the model output), `manifest.json` (inputs and their
+    latents, every sound's latent vector and details, model path and configuration, settings, seed).
+    """
+    from samplegen.dsp.audio import write_wav
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    z = np.stack([s.latent for s in plan.sounds]).astype(np.float32)
+    encoded, waves = decode_waves(space, z, settings)
+    items: list[dict[str, Any]] = []
+    for k, sound in enumerate(plan.sounds):
+        wav_name, png_name = f"{sound.name}.wav", f"{sound.name}.png"
+        gain = DEFAULT_GAIN if sound.gain is None else float(sound.gain)
+        write_wav(out / wav_name, waves[k], space.codec.sample_rate, settings.subtype, gain=gain)
+        item: dict[str, Any] = {
+            "name": sound.name,
+            "wav": wav_name,
+            "gain": gain,
+            "level_known": sound.gain is not None,
+            "info": sound.info,
+            "latent": z[k].tolist(),
+        }
+        if settings.spectrograms:
+            db = spectrogram_db(encoded[k], space.codec, encoded=True)
+            save_spectrogram(out / png_name, db, space.codec, sound.name)
+            item["png"] = png_name
+        items.append(item)
+    inputs = []
+    for i, inp in enumerate(plan.inputs):
+        entry = inp.describe()
+        if i < len(plan.input_latents):
+            entry["latent"] = np.asarray(plan.input_latents[i]).tolist()
+        inputs.append(entry)
+    manifest = {
+        "kind": plan.kind,
+        "model": {
+            "path": None if model_path is None else str(Path(model_path).resolve()),
+            **space.describe(),
+            "meta": space.meta,
+        },
+        "codec": space.codec.to_dict(),
+        "settings": {
+            **plan.settings,
+            "griffin_lim_iters": settings.griffin_lim_iters,
+            "decode_seed": settings.seed,
+            "subtype": settings.subtype,
+        },
+        "seed": plan.settings.get("seed", settings.seed),
+        "layout": plan.layout,
+        "latent_stats": None if plan.stats is None else plan.stats.to_dict(),
+        "inputs": inputs,
+        "sounds": items,
+    }
+    return write_json(out / MANIFEST, manifest)
