@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from samplegen.dsp.metrics import rms_percent, sample_loss
+
 # Rows are projected in chunks so a large evaluation split never holds two float64 copies at once.
 _CHUNK = 256
 
@@ -97,14 +99,14 @@ def loss_summary(losses: np.ndarray, values_per_sample: int) -> dict[str, Any]:
         "median_loss": float(np.median(a)),
         "min_loss": float(a.min()),
         "max_loss": float(a.max()),
-        "rms_percent": float(100.0 * np.sqrt(max(mean, 0.0) / values_per_sample)),
+        "rms_percent": float(rms_percent(mean, values_per_sample)),
     }
 
 
 def _sse(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
     n = target.shape[0]
-    diff = pred.reshape(n, -1).astype(np.float64) - target.reshape(n, -1).astype(np.float64)
-    return np.einsum("ij,ij->i", diff, diff)
+    p = np.asarray(pred, dtype=np.float64).reshape(n, -1)
+    return np.atleast_1d(sample_loss(p, np.asarray(target, dtype=np.float64).reshape(n, -1)))
 
 
 def projection_losses(fit: PcaFit, x: np.ndarray) -> np.ndarray:
