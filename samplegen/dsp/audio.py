@@ -32,9 +32,15 @@ def _open_error(name: str, exc: Exception) -> AudioError:
     return AudioError(name, "unreadable", text or type(exc).__name__)
 
 
-def _read(source: Any, name: str) -> tuple[np.ndarray, int]:
+def _read(source: Any, name: str, max_seconds: float | None) -> tuple[np.ndarray, int]:
     try:
-        data, sr = sf.read(source, dtype="float32", always_2d=True)
+        with sf.SoundFile(source) as f:
+            sr = int(f.samplerate)
+            frames = -1
+            if max_seconds is not None and sr > 0:
+                # A little extra so a resampler has context beyond the cut.
+                frames = int(np.ceil(max_seconds * sr)) + 2048
+            data = f.read(frames=frames, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, EOFError) as exc:
         raise _open_error(name, exc) from exc
     if sr <= 0:
@@ -49,10 +55,13 @@ def _read(source: Any, name: str) -> tuple[np.ndarray, int]:
     return mono, int(sr)
 
 
-def read_audio(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
+def read_audio(
+    path: str | os.PathLike[str], max_seconds: float | None = None
+) -> tuple[np.ndarray, int]:
     """Read any format soundfile reads and mix it down to mono.
 
     Returns ``(mono float32 samples, sample rate)``; integer formats are scaled to [-1, 1).
+    With `max_seconds` only about that much of the start is decoded (long files stay cheap).
     Raises `AudioError` (unreadable, empty, non_finite, unsupported).
     """
     name = str(path)
@@ -65,17 +74,19 @@ def read_audio(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
         raise AudioError(name, "unreadable", "is a directory")
     if size == 0:
         raise AudioError(name, "empty", "zero-length file")
-    return _read(name, name)
+    return _read(name, name, max_seconds)
 
 
-def decode_audio(data: bytes, name: str = "<bytes>") -> tuple[np.ndarray, int]:
+def decode_audio(
+    data: bytes, name: str = "<bytes>", max_seconds: float | None = None
+) -> tuple[np.ndarray, int]:
     """Decode an in-memory audio file (e.g. bytes from Ray Data's read_binary_files) to mono.
 
     `name` is used in error messages. Same result and errors as `read_audio`.
     """
     if len(data) == 0:
         raise AudioError(name, "empty", "zero-length file")
-    return _read(io.BytesIO(data), name)
+    return _read(io.BytesIO(data), name, max_seconds)
 
 
 def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
@@ -162,7 +173,7 @@ def prepare_wave(
 
 def load_wave(path: str | os.PathLike[str], config: CodecConfig) -> tuple[np.ndarray, float]:
     """`read_audio` then `prepare_wave`: one codec note and its original peak from a file."""
-    x, sr = read_audio(path)
+    x, sr = read_audio(path, max_seconds=config.duration)
     return prepare_wave(x, sr, config, name=str(path))
 
 

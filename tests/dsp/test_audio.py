@@ -218,6 +218,22 @@ def test_thirty_seconds_is_trimmed_with_fade(tmp_path: Path) -> None:
     # Untouched before the fade, decaying inside it.
     assert np.max(np.abs(wave[-fade - SR // 10 : -fade])) > 0.99
     assert np.max(np.abs(wave[-fade // 10 :])) < 0.05
+    # Only the start is decoded; the full read gives the same note.
+    head, _ = read_audio(path, max_seconds=1.0)
+    assert SR <= head.shape[0] < SR + 4096
+    full, sr = read_audio(path)
+    assert full.shape[0] == 30 * SR
+    np.testing.assert_array_equal(prepare_wave(full, sr, CONFIG)[0], wave)
+
+
+def test_damage_after_the_kept_part_is_ignored(tmp_path: Path) -> None:
+    x = np.concatenate([tone(3.0), np.full(100, np.nan, dtype=np.float32)])
+    path = tmp_path / "tail.wav"
+    sf.write(path, x, SR, subtype="FLOAT")
+    wave, _ = load_wave(path, CONFIG)
+    assert np.isfinite(wave).all()
+    with pytest.raises(AudioError, match="non_finite"):
+        read_audio(path)
 
 
 def test_short_sound_is_padded_without_fade() -> None:
