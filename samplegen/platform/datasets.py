@@ -1,0 +1,706 @@
+"""Datasets: prepare (Ray Data, cached by fingerprint), load (numpy), and share through Ray's object store.
+
+Dataset folder layout::
+
+    DATASET/
+      data/train.parquet       one file per split; each also holds the `split` column
+      data/validation.parquet
+      data/test.parquet
+      dataset.json             codec settings, shape, fingerprint, counts, split fractions, source
+      report.json, report.md   every file seen with its status (kept / rejected / filtered) and why
+
+Every Parquet file has the metadata columns of `dataset_pipeline.META_SCHEMA` (name, path,
+category, note, note_name, velocity, program, group, split, sha256, peak, augmented, parent_b, mix)
+and `x`, a fixed-shape float32 tensor column (Ray's ArrowTensorTypeV2, stored as a large list of
+floats) of shape `codec.shape`. A dataset is built in a hidden sibling folder and renamed into
+place, so an interrupted prepare never leaves a folder that loads.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from samplegen.dsp.config import CodecConfig
+from samplegen.errors import SamplegenError
+from samplegen.platform.augment import AugmentError, parse_mix_range
+from samplegen.platform.splits import SPLIT_NAMES, SplitFractions
+
+DATASET_FORMAT = "samplegen-dataset"
+DATASET_VERSION = 1
+DEFAULT_NOTES = "C3,C4,C5"
+
+
+class DatasetError(SamplegenError):
+    """A dataset that cannot be prepared or loaded; the message names the path and the reason."""
+
+
+@dataclass(frozen=True)
+class DatasetSettings:
+    """Everything besides the codec that decides a dataset's content (part of its fingerprint)."""
+
+    notes: tuple[int, ...] | None = (48, 60, 72)
+    pitch_check: bool = False
+    pitch_tolerance: float = 0.1
+    augment_mixes: int = 0
+    mix_range: tuple[float, float] = (0.3, 0.7)
+    splits: SplitFractions = field(default_factory=SplitFractions)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.pitch_tolerance < 1:
+            raise DatasetError(f"pitch tolerance: must be in (0, 1), got {self.pitch_tolerance}")
+        if self.augment_mixes < 0:
+            raise AugmentError(f"augment mixes: must be >= 0, got {self.augment_mixes}")
+        parse_mix_range(self.mix_range)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able settings, notes by name."""
+        from samplegen.platform.names import midi_to_note
+
+        return {
+            "notes": None if self.notes is None else [midi_to_note(n) for n in self.notes],
+            "pitch_check": self.pitch_check,
+            "pitch_tolerance": self.pitch_tolerance,
+            "augment_mixes": self.augment_mixes,
+            "mix_range": list(self.mix_range),
+            "splits": self.splits.as_dict(),
+            "seed": self.seed,
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class SplitData:
+    """One split in memory: `x` float32 (N, *codec.shape) and `meta`, one dict per row.
+
+    Rows are sorted by (augmented, name, path, parent_b), so row order does not depend on how the
+    dataset was written. After `ray.get` from the object store, `x` is a read-only view of shared
+    memory: copy it (`x.copy()`) before changing it in place.
+    """
+
+    name: str
+    x: np.ndarray
+    meta: list[dict[str, Any]]
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def column(self, key: str) -> list[Any]:
+        """One metadata column as a list (e.g. ``column("category")``)."""
+        return [row[key] for row in self.meta]
+
+    def take(self, indices: Sequence[int] | np.ndarray) -> SplitData:
+        """The rows at `indices`, in that order (copies `x`)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        return SplitData(self.name, self.x[idx], [self.meta[i] for i in idx.tolist()])
+
+    def diverse_subset(self, k: int) -> SplitData:
+        """The `k` most diverse rows (see `samplegen.platform.subset.diverse_subset`)."""
+        from samplegen.platform.subset import diverse_subset
+
+        return self.take(diverse_subset(self.x, k))
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedDataset:
+    """A dataset in memory: its codec, fingerprint, dataset.json content and split tensors."""
+
+    path: Path
+    codec: CodecConfig
+    fingerprint: str
+    info: dict[str, Any]
+    splits: dict[str, SplitData]
+
+
+# ----------------------------------------------------------------------------------------------
+# preparing
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_json_atomic(path: Path, obj: Any) -> None:
+    _write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def read_dataset_info(path: str | Path) -> dict[str, Any] | None:
+    """dataset.json of the dataset at `path`, or None when there is none (not a dataset)."""
+    info_path = Path(path) / "dataset.json"
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{info_path}: unreadable dataset description ({exc})") from exc
+    if not isinstance(info, dict) or info.get("format") != DATASET_FORMAT:
+        raise DatasetError(f"{info_path}: not a samplegen dataset description")
+    return info
+
+
+def _check_output(out: Path) -> None:
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DatasetError(
+            f"output {out}: cannot create its folder ({exc.strerror or exc})"
+        ) from exc
+    if not out.parent.is_dir() or not os.access(out.parent, os.W_OK | os.X_OK):
+        raise DatasetError(f"output {out}: the folder {out.parent} is not writable")
+    if out.exists():
+        if not out.is_dir():
+            raise DatasetError(f"output {out}: exists and is not a folder")
+        if any(out.iterdir()) and not (out / "dataset.json").is_file():
+            raise DatasetError(
+                f"output {out}: exists, is not empty and is not a samplegen dataset; refusing to replace it"
+            )
+
+
+def _settings_from_args(
+    notes: str | Sequence[str] | Sequence[int] | None,
+    pitch_check: bool,
+    pitch_tolerance: float,
+    augment_mixes: int,
+    mix_range: str | Sequence[float],
+    splits: str | Sequence[float] | SplitFractions,
+    seed: int,
+) -> DatasetSettings:
+    from samplegen.platform.names import note_to_midi, parse_notes
+
+    try:
+        if notes is None or isinstance(notes, str):
+            midi = parse_notes(notes)
+        else:
+            midi = tuple(n if isinstance(n, int) else note_to_midi(n) for n in notes)
+    except ValueError as exc:
+        raise DatasetError(f"notes: {exc}") from exc
+    fractions = splits if isinstance(splits, SplitFractions) else SplitFractions.parse(splits)
+    return DatasetSettings(
+        notes=None if midi is None else tuple(sorted(set(midi))),
+        pitch_check=bool(pitch_check),
+        pitch_tolerance=float(pitch_tolerance),
+        augment_mixes=int(augment_mixes),
+        mix_range=parse_mix_range(mix_range),
+        splits=fractions,
+        seed=int(seed),
+    )
+
+
+def _describe_file(source: Any, f: Any, settings: DatasetSettings) -> dict[str, Any]:
+    """Driver-side facts about one file: name-derived or library metadata, group, split, filter."""
+    from samplegen.dsp.categories import category_from_name
+    from samplegen.platform.names import (
+        group_from_name,
+        midi_to_note,
+        note_from_name,
+        velocity_from_name,
+    )
+    from samplegen.platform.splits import split_for_group
+
+    lib = f.library
+    note = lib.note if lib is not None and lib.note is not None else note_from_name(f.name)
+    velocity = (
+        lib.velocity if lib is not None and lib.velocity is not None else velocity_from_name(f.name)
+    )
+    program = lib.program if lib is not None else None
+    category = lib.category if lib is not None and lib.category else category_from_name(f.name)
+    group = f"p{program:03d}" if program is not None else group_from_name(f.name)
+    entry: dict[str, Any] = {
+        "path": f.rel,
+        "name": f.name,
+        "size": f.size,
+        "status": None,
+        "reason": None,
+        "detail": None,
+        "sha256": None,
+        "note": note,
+        "note_name": None if note is None else midi_to_note(note),
+        "velocity": velocity,
+        "program": program,
+        "category": category,
+        "group": group,
+        "split": split_for_group(group, settings.splits),
+    }
+    if settings.notes is not None:
+        wanted = ", ".join(midi_to_note(n) for n in settings.notes)
+        if note is None:
+            entry.update(
+                status="filtered",
+                reason="no_note",
+                detail=f"no note (e.g. C4) in the name; wanted {wanted}",
+            )
+        elif note not in settings.notes:
+            entry.update(
+                status="filtered",
+                reason="note_not_wanted",
+                detail=f"{midi_to_note(note)} is not one of {wanted}",
+            )
+    return entry
+
+
+def _listing_key(source: Any, settings: DatasetSettings, config: CodecConfig) -> str:
+    return _digest(
+        {
+            "version": DATASET_VERSION,
+            "codec": config.to_dict(),
+            "settings": settings.to_dict(),
+            "metadata": source.metadata_digest,
+            "files": [(f.rel, f.size, f.mtime_ns) for f in source.files],
+        }
+    )
+
+
+def _content_fingerprint(
+    source: Any, settings: DatasetSettings, config: CodecConfig, files: Sequence[Mapping[str, Any]]
+) -> str:
+    return _digest(
+        {
+            "version": DATASET_VERSION,
+            "codec": config.to_dict(),
+            "settings": settings.to_dict(),
+            "metadata": source.metadata_digest,
+            "files": [(f["path"], f["size"], f["sha256"]) for f in files],
+        }
+    )
+
+
+def _reject_duplicates(files: list[dict[str, Any]]) -> None:
+    first_seen: dict[str, str] = {}
+    for entry in files:  # already sorted by path
+        if entry["status"] != "kept":
+            continue
+        earlier = first_seen.setdefault(entry["sha256"], entry["path"])
+        if earlier != entry["path"]:
+            entry.update(status="rejected", reason="duplicate", detail=f"same content as {earlier}")
+
+
+def _row(entry: Mapping[str, Any], read: str) -> dict[str, Any]:
+    return {
+        "name": entry["name"],
+        "path": entry["path"],
+        "category": entry["category"],
+        "note": entry["note"],
+        "note_name": entry["note_name"],
+        "velocity": entry["velocity"],
+        "program": entry["program"],
+        "group": entry["group"],
+        "split": entry["split"],
+        "sha256": entry["sha256"],
+        "peak": entry["peak"],
+        "augmented": False,
+        "parent_b": None,
+        "mix": None,
+        "read_a": read,
+        "read_b": None,
+        "sha_a": entry["sha256"],
+        "sha_b": None,
+    }
+
+
+def _mix_rows(rows: list[dict[str, Any]], settings: DatasetSettings) -> list[dict[str, Any]]:
+    from samplegen.platform.augment import plan_mixes
+
+    train = sorted((r for r in rows if r["split"] == "train"), key=lambda r: r["path"])
+    if settings.augment_mixes == 0:
+        return []
+    plans = plan_mixes(
+        [r["group"] for r in train],
+        [r["note"] for r in train],
+        settings.augment_mixes,
+        settings.mix_range,
+        settings.seed,
+    )
+    mixes = []
+    for i, plan in enumerate(plans):
+        a, b = train[plan.first], train[plan.second]
+        same_note = a["note"] == b["note"]
+        mixes.append(
+            {
+                **_row(a, a["read_a"]),
+                "name": f"mix{i:05d}_{a['name']}+{b['name']}",
+                "category": a["category"] if a["category"] == b["category"] else "Mixed",
+                "note": a["note"] if same_note else None,
+                "note_name": a["note_name"] if same_note else None,
+                "velocity": None,
+                "program": None,
+                "group": "+".join(sorted({a["group"], b["group"]})),
+                "split": "train",
+                "sha256": None,
+                "augmented": True,
+                "parent_b": b["path"],
+                "mix": plan.amount,
+                "read_b": b["read_a"],
+                "sha_b": b["sha256"],
+            }
+        )
+    return mixes
+
+
+def _write_splits(tables: Any, data_dir: Path) -> dict[str, int]:
+    """Stream encoded tables into one Parquet file per split; returns rows written per split."""
+    writers: dict[str, pq.ParquetWriter] = {}
+    counts = dict.fromkeys(SPLIT_NAMES, 0)
+    schema: pa.Schema | None = None
+    try:
+        for table in tables:
+            if isinstance(table, pa.RecordBatch):
+                table = pa.Table.from_batches([table])
+            if table.num_rows == 0:
+                continue
+            if pc.any(table["changed"]).as_py():
+                bad = table.filter(table["changed"])["path"][0].as_py()
+                raise DatasetError(
+                    f"{bad}: the file changed while the dataset was being prepared; run again"
+                )
+            table = table.drop_columns(["changed"])
+            schema = schema or table.schema
+            for split in SPLIT_NAMES:
+                part = table.filter(pc.equal(table["split"], split))
+                if part.num_rows == 0:
+                    continue
+                if split not in writers:
+                    writers[split] = pq.ParquetWriter(data_dir / f"{split}.parquet", schema)
+                writers[split].write_table(part.cast(schema))
+                counts[split] += part.num_rows
+    finally:
+        for writer in writers.values():
+            writer.close()
+    if schema is not None:
+        for split in SPLIT_NAMES:
+            if split not in writers:
+                pq.write_table(schema.empty_table(), data_dir / f"{split}.parquet")
+    return counts
+
+
+def _replace_folder(build: Path, out: Path) -> None:
+    trash = None
+    if out.exists():
+        trash = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+        os.rename(out, trash)
+    try:
+        os.rename(build, out)
+    except OSError:
+        if trash is not None:
+            os.rename(trash, out)
+        raise
+    if trash is not None:
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+def prepare_dataset(
+    source: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    config: CodecConfig | None = None,
+    *,
+    notes: str | Sequence[str] | Sequence[int] | None = DEFAULT_NOTES,
+    pitch_check: bool = False,
+    pitch_tolerance: float = 0.1,
+    augment_mixes: int = 0,
+    mix_range: str | Sequence[float] = (0.3, 0.7),
+    splits: str | Sequence[float] | SplitFractions = (0.8, 0.1, 0.1),
+    seed: int = 0,
+    force: bool = False,
+    library_cache: str | os.PathLike[str] | None = None,
+    batch_size: int = 16,
+    echo: Callable[[str], None] | None = print,
+) -> Path:
+    """Build the dataset of `source` at `out` (or reuse it when inputs and settings are unchanged).
+
+    `source`: a folder (searched recursively), ``builtin`` / ``builtin:fluidr3`` /
+    ``builtin:timgm6mb`` (the rendered library), or a pyarrow filesystem URI (``file://``, ``s3://``,
+    ``gs://``). `notes`: the notes to keep, by name tokens in the file name (``"C3,C4,C5"``; None or
+    ``"all"`` keeps every file); with `pitch_check` the audio must also sound within
+    ±`pitch_tolerance` (relative) of the named note. `augment_mixes` training-only mixes of two
+    training samples with a mix amount ~ U(`mix_range`), seeded by `seed`. `splits`: train,
+    validation, test fractions of instrument groups. Runs on the current Ray cluster (Ray Data
+    starts a local one if none is running). Returns `out`. Raises SamplegenError when the source
+    is missing or has no usable file, a setting is invalid, or `out` cannot be written.
+    """
+    from samplegen.platform.dataset_pipeline import (
+        ENCODE_INPUT_SCHEMA,
+        SCAN_INPUT_SCHEMA,
+        run_encode,
+        run_scan,
+    )
+    from samplegen.platform.dataset_report import build_report, render_markdown
+    from samplegen.platform.names import midi_to_hz
+    from samplegen.platform.sources import resolve_source
+
+    say = echo or (lambda _msg: None)
+    config = config or CodecConfig()
+    if batch_size < 1:
+        raise DatasetError(f"batch size: must be >= 1, got {batch_size}")
+    settings = _settings_from_args(
+        notes, pitch_check, pitch_tolerance, augment_mixes, mix_range, splits, seed
+    )
+    out_path = Path(out).expanduser().absolute()
+    _check_output(out_path)
+    resolved = resolve_source(str(source), library_cache=library_cache)
+
+    listing_key = _listing_key(resolved, settings, config)
+    existing = read_dataset_info(out_path) if out_path.is_dir() else None
+    if (
+        existing
+        and not force
+        and existing.get("listing_key") == listing_key
+        and _complete(out_path, existing)
+    ):
+        say(
+            f"reusing dataset {out_path} (inputs and settings unchanged; fingerprint {existing['fingerprint']})"
+        )
+        return out_path
+
+    files = [_describe_file(resolved, f, settings) for f in resolved.files]
+    to_scan = [i for i, e in enumerate(files) if e["status"] is None]
+    say(
+        f"scanning {len(to_scan)} of {len(files)} audio files from {resolved.spec} ({len(files) - len(to_scan)} filtered by note)"
+    )
+    if to_scan:
+        items = pa.Table.from_pylist(
+            [
+                {
+                    "index": i,
+                    "path": resolved.files[i].path,
+                    "name": files[i]["name"],
+                    "note": files[i]["note"],
+                }
+                for i in to_scan
+            ],
+            schema=SCAN_INPUT_SCHEMA,
+        )
+        targets = None
+        if settings.pitch_check:
+            targets = [midi_to_hz(n) for n in settings.notes] if settings.notes else []
+        scanned = run_scan(
+            items,
+            resolved.filesystem,
+            config,
+            targets,
+            settings.pitch_tolerance,
+            rows_per_block=max(batch_size, 16),
+        )
+        for result in scanned.to_pylist():
+            entry = files[result.pop("index")]
+            entry.update(
+                {k: v for k, v in result.items() if v is not None or k in ("reason", "detail")}
+            )
+    _reject_duplicates(files)
+    fingerprint = _content_fingerprint(resolved, settings, config, files)
+
+    if (
+        existing
+        and not force
+        and existing.get("fingerprint") == fingerprint
+        and _complete(out_path, existing)
+    ):
+        # Same content, only timestamps moved: remember the new listing so the next check is cheap.
+        _write_json_atomic(out_path / "dataset.json", {**existing, "listing_key": listing_key})
+        say(
+            f"reusing dataset {out_path} (content and settings unchanged; fingerprint {fingerprint})"
+        )
+        return out_path
+
+    kept = [e for e in files if e["status"] == "kept"]
+    if not kept:
+        reasons: dict[str, int] = {}
+        for e in files:
+            reasons[e["reason"]] = reasons.get(e["reason"], 0) + 1
+        summary = ", ".join(f"{r} {n}" for r, n in sorted(reasons.items()))
+        raise DatasetError(
+            f"source {resolved.spec}: no usable audio file among {len(files)} ({summary})"
+        )
+
+    rows = [_row(e, resolved.files[i].path) for i, e in enumerate(files) if e["status"] == "kept"]
+    rows += _mix_rows(rows, settings)
+    warnings = [
+        f"split {s!r} is empty (too few instrument groups for the fractions)"
+        for s in SPLIT_NAMES
+        if getattr(settings.splits, s) > 0 and not any(r["split"] == s for r in rows)
+    ]
+    for w in warnings:
+        say(f"warning: {w}")
+
+    try:
+        build = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.building-", dir=out_path.parent))
+    except OSError as exc:
+        raise DatasetError(
+            f"output {out_path}: cannot write there ({exc.strerror or exc})"
+        ) from exc
+    try:
+        (build / "data").mkdir()
+        say(f"encoding {len(rows)} rows ({config.representation}, shape {config.shape})")
+        encode_items = pa.Table.from_pylist(rows, schema=ENCODE_INPUT_SCHEMA)
+        counts = _write_splits(
+            run_encode(encode_items, resolved.filesystem, config, rows_per_batch=batch_size),
+            build / "data",
+        )
+        public_rows = [
+            {k: v for k, v in r.items() if k in ("split", "group", "category", "augmented")}
+            for r in rows
+        ]
+        report = build_report(
+            source=resolved.spec,
+            fingerprint=fingerprint,
+            codec=config.to_dict(),
+            settings={**settings.to_dict(), "source_kind": resolved.kind},
+            files=files,
+            rows=public_rows,
+            other_files=resolved.other_files,
+            warnings=warnings,
+        )
+        _write_json_atomic(build / "report.json", report)
+        _write_text_atomic(build / "report.md", render_markdown(report))
+        info = {
+            "format": DATASET_FORMAT,
+            "version": DATASET_VERSION,
+            "fingerprint": fingerprint,
+            "listing_key": listing_key,
+            "source": resolved.spec,
+            "source_kind": resolved.kind,
+            "codec": config.to_dict(),
+            "codec_fingerprint": config.fingerprint(),
+            "shape": list(config.shape),
+            "settings": settings.to_dict(),
+            "split_fractions": settings.splits.as_dict(),
+            "counts": report["counts"],
+            "rows_per_split": counts,
+            "files": {s: f"data/{s}.parquet" for s in SPLIT_NAMES},
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        _write_json_atomic(
+            build / "dataset.json", info
+        )  # last: its presence marks a complete build
+        _replace_folder(build, out_path)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
+    c = report["counts"]
+    say(
+        f"wrote dataset {out_path}: {c['rows']} rows "
+        f"(train {counts['train']}, validation {counts['validation']}, test {counts['test']}); "
+        f"files seen {c['seen']}, kept {c['kept']}, rejected {c['rejected']}, filtered {c['filtered']}"
+    )
+    return out_path
+
+
+def _complete(path: Path, info: Mapping[str, Any]) -> bool:
+    return all((path / rel).is_file() for rel in info.get("files", {}).values())
+
+
+# ----------------------------------------------------------------------------------------------
+# loading
+
+_SORT_KEYS = ("augmented", "name", "path", "parent_b")
+
+
+def _tensor_values(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Flat float32 values of a tensor column (Ray's extension type or its plain list storage)."""
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    parts = []
+    for chunk in chunks:
+        storage = chunk.storage if isinstance(chunk, pa.ExtensionArray) else chunk
+        parts.append(storage.flatten().to_numpy(zero_copy_only=False))
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _load_split(path: Path, name: str, shape: tuple[int, ...]) -> SplitData:
+    try:
+        parquet = pq.ParquetFile(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise DatasetError(f"{path}: unreadable split file ({exc})") from exc
+    meta_names = [n for n in parquet.schema_arrow.names if n != "x"]
+    meta_rows = parquet.read(columns=meta_names).to_pylist()
+    n = len(meta_rows)
+    order = sorted(
+        range(n),
+        key=lambda i: tuple("" if meta_rows[i][k] is None else meta_rows[i][k] for k in _SORT_KEYS),
+    )
+    position = np.empty(n, dtype=np.int64)
+    position[np.asarray(order, dtype=np.int64)] = np.arange(n)
+    x = np.empty((n, *shape), dtype=np.float32)
+    offset = 0
+    for batch in parquet.iter_batches(columns=["x"], batch_size=64):
+        values = _tensor_values(batch.column(0))
+        m = batch.num_rows
+        if values.size != m * int(np.prod(shape)):
+            raise DatasetError(f"{path}: tensor size does not match the dataset shape {shape}")
+        x[position[offset : offset + m]] = values.reshape(m, *shape)
+        offset += m
+    return SplitData(name, x, [meta_rows[i] for i in order])
+
+
+def load_dataset(
+    path: str | os.PathLike[str],
+    *,
+    splits: Sequence[str] | None = None,
+    train_subset: int | None = None,
+) -> LoadedDataset:
+    """Load a prepared dataset's splits into memory (no Ray needed).
+
+    `splits` limits which splits are read (default: all three). `train_subset=k` replaces the
+    training split by its `k` most diverse rows (the original's diverse subset, for quick searches).
+    """
+    root = Path(path).expanduser()
+    info = read_dataset_info(root)
+    if info is None:
+        raise DatasetError(
+            f"{root}: not a samplegen dataset (no dataset.json); run `samplegen data prepare`"
+        )
+    codec = CodecConfig.from_dict(info["codec"])
+    shape = tuple(info["shape"])
+    if shape != codec.shape:
+        raise DatasetError(
+            f"{root}: dataset.json shape {shape} does not match its codec {codec.shape}"
+        )
+    wanted = list(splits) if splits is not None else list(SPLIT_NAMES)
+    unknown = [s for s in wanted if s not in info["files"]]
+    if unknown:
+        raise DatasetError(
+            f"{root}: no split named {', '.join(unknown)} (have {', '.join(info['files'])})"
+        )
+    data = {s: _load_split(root / info["files"][s], s, shape) for s in wanted}
+    if train_subset is not None and "train" in data:
+        data["train"] = data["train"].diverse_subset(train_subset)
+    return LoadedDataset(root, codec, info["fingerprint"], info, data)
+
+
+def object_store_splits(dataset: LoadedDataset) -> dict[str, Any]:
+    """Put each split (SplitData) into Ray's object store once: {split name: ObjectRef}.
+
+    Pass the refs to trials (e.g. through `tune.with_parameters` or the config); `ray.get` on a node
+    returns a SplitData whose `x` is a zero-copy, read-only numpy view of that node's shared memory,
+    so every trial on the node shares one copy. Needs a running Ray (ray.init).
+    """
+    import ray
+
+    return {name: ray.put(split) for name, split in dataset.splits.items()}
+
+
+def with_splits(dataset: LoadedDataset, splits: Mapping[str, SplitData]) -> LoadedDataset:
+    """A copy of `dataset` with some splits replaced (e.g. those fetched from the object store)."""
+    return replace(dataset, splits={**dataset.splits, **splits})
