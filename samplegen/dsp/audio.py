@@ -24,12 +24,42 @@ WAV_SUBTYPES: tuple[str, ...] = ("PCM_16", "PCM_24", "FLOAT")
 _LIMITER_KNEE = 0.9
 
 
-def _open_error(name: str, exc: Exception) -> AudioError:
-    text = str(exc)
-    lowered = text.lower()
-    if "unsupported" in lowered or "not supported" in lowered:
-        return AudioError(name, "unsupported", text)
-    return AudioError(name, "unreadable", text or type(exc).__name__)
+# WAV format tags libsndfile decodes (PCM, float, ADPCM, A-law, mu-law, GSM, extensible).
+_DECODABLE_WAV_TAGS = frozenset({0x0001, 0x0002, 0x0003, 0x0006, 0x0007, 0x0011, 0x0031, 0xFFFE})
+
+
+def _wav_format_tag(head: bytes) -> int | None:
+    """The format tag of a RIFF/WAVE header, or None when `head` is not a WAV with a fmt chunk."""
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    pos = 12
+    while pos + 10 <= len(head):
+        chunk, size = head[pos : pos + 4], int.from_bytes(head[pos + 4 : pos + 8], "little")
+        if chunk == b"fmt ":
+            return int.from_bytes(head[pos + 8 : pos + 10], "little")
+        pos += 8 + size + (size & 1)
+    return None
+
+
+def _open_error(name: str, exc: Exception, head: bytes) -> AudioError:
+    detail = getattr(exc, "error_string", None) or str(exc) or type(exc).__name__
+    tag = _wav_format_tag(head)
+    if tag is not None and tag not in _DECODABLE_WAV_TAGS:
+        return AudioError(name, "unsupported", f"WAV encoding 0x{tag:04X} cannot be decoded")
+    if "unsupported" in detail.lower() or "not supported" in detail.lower():
+        return AudioError(name, "unsupported", detail)
+    return AudioError(name, "unreadable", detail)
+
+
+def _head(source: Any) -> bytes:
+    """The first bytes of a file or buffer, to explain a failure to open it."""
+    try:
+        if isinstance(source, io.BytesIO):
+            return source.getvalue()[:4096]
+        with open(source, "rb") as fh:
+            return fh.read(4096)
+    except OSError:
+        return b""
 
 
 def _read(source: Any, name: str, max_seconds: float | None) -> tuple[np.ndarray, int]:
@@ -42,7 +72,7 @@ def _read(source: Any, name: str, max_seconds: float | None) -> tuple[np.ndarray
                 frames = int(np.ceil(max_seconds * sr)) + 2048
             data = f.read(frames=frames, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, EOFError) as exc:
-        raise _open_error(name, exc) from exc
+        raise _open_error(name, exc, _head(source)) from exc
     if sr <= 0:
         raise AudioError(name, "unsupported", f"sample rate {sr} Hz")
     if data.shape[0] == 0 or data.shape[1] == 0:
@@ -196,12 +226,12 @@ def soft_limit(x: np.ndarray, knee: float = _LIMITER_KNEE) -> np.ndarray:
 
 def write_wav(
     path: str | os.PathLike[str],
-    wave: np.ndarray,
+    wave: Any,
     sample_rate: int,
     subtype: str = "PCM_16",
     gain: float | None = None,
 ) -> Path:
-    """Write mono (or (samples, channels)) audio as a WAV file, atomically.
+    """Write mono (or (samples, channels)) audio, numpy or torch, as a WAV file, atomically.
 
     `subtype` is "PCM_16", "PCM_24" or "FLOAT". `gain` (e.g. the peak `prepare_wave` returned)
     multiplies the wave first to restore its level. Samples never wrap around: if anything exceeds
@@ -213,6 +243,8 @@ def write_wav(
     if sample_rate <= 0:
         raise ConfigError(f"sample_rate: must be positive, got {sample_rate}")
     target = Path(path)
+    if hasattr(wave, "detach"):  # a torch tensor, possibly on a GPU
+        wave = wave.detach().cpu().numpy()
     data = np.asarray(wave, dtype=np.float32)
     if gain is not None:
         data = data * np.float32(gain)

@@ -102,7 +102,7 @@ def griffin_lim(
     """
     if n_iter < 0:
         raise ValueError(f"n_iter: must be >= 0, got {n_iter}")
-    if not 0.0 <= momentum < 1.0 + 1e-9:
+    if not 0.0 <= momentum <= 1.0:
         raise ValueError(f"momentum: must be in [0, 1], got {momentum}")
     mag = torch.as_tensor(magnitude)
     if device is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +89,33 @@ def test_text_file_named_wav(tmp_path: Path) -> None:
     path.write_text("this is not audio, just a text file with a .wav name\n" * 20)
     err = expect_error(path, "unreadable")
     assert "notes.wav" in str(err)
+
+
+def wav_bytes(format_tag: int, bits: int = 16) -> bytes:
+    """A minimal RIFF/WAVE file with the given encoding tag and 1,000 frames of data."""
+    data = b"\x00\x01" * 1000
+    fmt = struct.pack("<HHIIHH", format_tag, 1, SR, SR * bits // 8, bits // 8, bits)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+    body += b"data" + struct.pack("<I", len(data)) + data
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def test_unsupported_wav_encoding(tmp_path: Path) -> None:
+    # 0x0055 is MPEG layer 3 inside a WAV container; 0x1234 is not a registered encoding at all.
+    for tag in (0x0055, 0x1234):
+        path = tmp_path / f"enc_{tag:04x}.wav"
+        path.write_bytes(wav_bytes(tag))
+        err = expect_error(path, "unsupported")
+        assert f"0x{tag:04X}" in str(err)
+    # The same header with plain PCM reads fine.
+    mono, sr = decode_audio(wav_bytes(1), "pcm.wav")
+    assert sr == SR and mono.shape == (1000,)
+
+
+def test_garbage_bytes_are_unreadable() -> None:
+    with pytest.raises(AudioError) as info:
+        decode_audio(b"not audio at all" * 10, "junk.bin")
+    assert info.value.reason == "unreadable" and "junk.bin: unreadable: " in str(info.value)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
@@ -284,6 +312,14 @@ def test_write_restores_level_with_gain(tmp_path: Path) -> None:
     path = write_wav(tmp_path / "level.wav", wave, SR, subtype="FLOAT", gain=peak)
     back, _ = sf.read(path, dtype="float32")
     np.testing.assert_allclose(back[: x.shape[0]], x, atol=1e-6)
+
+
+def test_write_accepts_torch(tmp_path: Path) -> None:
+    import torch
+
+    x = torch.linspace(-0.5, 0.5, 100)
+    back, _ = sf.read(write_wav(tmp_path / "t.wav", x, SR, subtype="FLOAT"), dtype="float32")
+    np.testing.assert_allclose(back, x.numpy())
 
 
 def test_write_rejects_bad_settings(tmp_path: Path) -> None:
