@@ -1,0 +1,133 @@
+"""An outer auto-encoder chained with an inner model on its flattened latent."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from samplegen.models.base import InnerModel, LossOutput, ModelOutput, SampleModel
+from samplegen.models.layers import per_sample_sse
+from samplegen.models.registry import (
+    HParamError,
+    hparams_dict,
+    make_hparams,
+    model_class,
+    register,
+)
+
+
+@dataclass(frozen=True)
+class CombinedHParams:
+    """outer / inner: registered model names; outer_hparams / inner_hparams: their dicts."""
+
+    outer: str = "conv2d_ae"
+    inner: str = "vae"
+    outer_hparams: dict[str, Any] = field(default_factory=dict)
+    inner_hparams: dict[str, Any] = field(default_factory=dict)
+
+
+@register(CombinedHParams)
+class CombinedModel(SampleModel):
+    """x -> outer.encode -> flatten -> inner.encode -> z -> inner.decode -> reshape -> outer.decode.
+
+    Weights live under the prefixes `outer.` and `inner.`; build one from two trained models with
+    `CombinedModel.from_parts(outer, inner)`.
+    """
+
+    name = "combined"
+    kind = "combined"
+
+    def __init__(
+        self,
+        hparams: CombinedHParams,
+        input_shape: tuple[int, ...],
+        parts: tuple[SampleModel, InnerModel] | None = None,
+    ) -> None:
+        super().__init__(hparams, input_shape)
+        if parts is None:
+            outer_cls, inner_cls = model_class(hparams.outer), model_class(hparams.inner)
+            if not outer_cls.kind.startswith("outer"):
+                raise HParamError(f"model combined: outer {hparams.outer!r} is not an outer model")
+            if inner_cls.kind != "inner":
+                raise HParamError(f"model combined: inner {hparams.inner!r} is not an inner model")
+            outer = outer_cls(make_hparams(hparams.outer, hparams.outer_hparams), input_shape)
+            inner_shape = (math.prod(outer.latent_shape),)
+            inner = inner_cls(make_hparams(hparams.inner, hparams.inner_hparams), inner_shape)
+            parts = (outer, inner)  # type: ignore[assignment]
+        self.outer, self.inner = parts  # type: ignore[misc]
+
+    @classmethod
+    def from_parts(cls, outer: SampleModel, inner: InnerModel) -> CombinedModel:
+        """Chain two built (typically trained) models; the inner must take the outer's latent."""
+        want = (math.prod(outer.latent_shape),)
+        if tuple(inner.input_shape) != want:
+            raise HParamError(
+                f"model combined: inner input {inner.input_shape} != outer latent size {want}"
+            )
+        hp = CombinedHParams(
+            outer=outer.name,
+            inner=inner.name,
+            outer_hparams=hparams_dict(outer.hparams),
+            inner_hparams=hparams_dict(inner.hparams),
+        )
+        return cls(hp, outer.input_shape, parts=(outer, inner))
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        return self.inner.latent_shape
+
+    @property
+    def compression(self) -> float:
+        return self.outer.compression * self.inner.compression
+
+    def _flat(self, x: torch.Tensor) -> torch.Tensor:
+        return self.outer.encode(x).flatten(1)
+
+    def _unflat(self, h: torch.Tensor) -> torch.Tensor:
+        return self.outer.decode(h.view(-1, *self.outer.latent_shape))
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner.encode(self._flat(x))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self._unflat(self.inner.decode(z))
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        flat = self._flat(x)
+        inner_out = self.inner(flat)
+        return ModelOutput(
+            recon=self._unflat(inner_out.recon),
+            latent=inner_out.latent,
+            mu=inner_out.mu,
+            logvar=inner_out.logvar,
+            aux_loss=inner_out.aux_loss,
+            extras={"inner_input": flat, "inner_recon": inner_out.recon, **inner_out.extras},
+        )
+
+    def loss(self, x: torch.Tensor, out: ModelOutput, epoch: int | None = None) -> LossOutput:
+        """SSE in the outer model's input domain + the inner model's regulariser (KL, VQ terms)."""
+        recon = per_sample_sse(out.recon, x)
+        inner_in = out.extras["inner_input"]
+        inner_out = ModelOutput(
+            recon=out.extras["inner_recon"],
+            latent=out.latent,
+            mu=out.mu,
+            logvar=out.logvar,
+            aux_loss=out.aux_loss,
+            extras={k: v for k, v in out.extras.items() if not k.startswith("inner_")},
+        )
+        inner_loss = self.inner.loss(inner_in, inner_out, epoch)
+        regulariser = inner_loss.total - inner_loss.recon
+        metrics = {"recon": float(recon.detach())}
+        metrics.update({f"inner_{k}": v for k, v in inner_loss.metrics.items()})
+        return LossOutput(total=recon + regulariser, recon=recon, metrics=metrics)
+
+    def sample(
+        self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """`n` new outputs decoded from the inner model's prior."""
+        z = self.inner.sample_prior(n, temperature, generator)
+        return self.decode(z.to(self._device()))

@@ -1,0 +1,160 @@
+"""Fully connected variational auto-encoder on flat vectors (the original's inner model).
+
+Loss = per-sample SSE + beta * w(epoch) * KL, where w is the KL warm-up weight and the KL may be
+floored per latent dimension ("free bits", Kingma et al. 2016: each dimension's batch-mean KL
+counts as at least `free_bits` nats, so the optimiser gains nothing by collapsing it further).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from samplegen.models.base import (
+    ACTIVE_UNIT_THRESHOLD,
+    InnerModel,
+    LatentStats,
+    LossOutput,
+    ModelOutput,
+)
+from samplegen.models.layers import interpolate_layer_sizes, mlp, per_sample_sse
+from samplegen.models.registry import ModelRejected, register
+
+WARMUPS: tuple[str, ...] = ("none", "linear", "cyclical")
+
+
+@dataclass(frozen=True)
+class VAEHParams:
+    """latent: latent dimensions; depth, ratio: layer sizes via interpolate_layer_sizes(D, latent,
+    depth, ratio); beta: KL weight; warmup: none | linear (0 -> 1 over warmup_epochs) | cyclical
+    (period warmup_epochs: rises linearly over the first half, then stays at 1); free_bits: per
+    dimension KL floor in nats (0 = off)."""
+
+    latent: int = 7
+    depth: int = 4
+    ratio: float = 0.25
+    beta: float = 1.0
+    warmup: str = "none"
+    warmup_epochs: int = 10
+    free_bits: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.latent < 1:
+            raise ValueError(f"latent must be at least 1, got {self.latent}")
+        if self.depth < 1:
+            raise ValueError(f"depth must be at least 1, got {self.depth}")
+        if self.ratio <= 0:
+            raise ValueError(f"ratio must be positive, got {self.ratio}")
+        if self.beta < 0:
+            raise ValueError(f"beta must be >= 0, got {self.beta}")
+        if self.warmup not in WARMUPS:
+            raise ValueError(f"warmup {self.warmup!r} is not one of {WARMUPS}")
+        if self.warmup_epochs < 1:
+            raise ValueError(f"warmup_epochs must be at least 1, got {self.warmup_epochs}")
+        if self.free_bits < 0:
+            raise ValueError(f"free_bits must be >= 0, got {self.free_bits}")
+
+
+def kl_weight(warmup: str, epoch: int | None, warmup_epochs: int) -> float:
+    """The warm-up factor (0..1) applied to beta at `epoch` (None: fully warmed up)."""
+    if warmup == "none" or epoch is None:
+        return 1.0
+    if warmup == "linear":
+        return min(1.0, epoch / warmup_epochs)
+    # Cyclical (Fu et al. 2019, R = 0.5): ramp over the first half of each period, then hold.
+    phase = (epoch % warmup_epochs) / warmup_epochs
+    return min(1.0, 2.0 * phase)
+
+
+def kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Batch-mean KL(N(mu, e^logvar) || N(0, 1)) of each latent dimension, in nats: shape (D,)."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).flatten(1).mean(0)
+
+
+def layer_sizes(input_dim: int, hp: VAEHParams, name: str) -> list[int]:
+    """Encoder widths [D, ..., latent]; ModelRejected if a hidden layer would be empty."""
+    sizes = interpolate_layer_sizes(input_dim, hp.latent, hp.depth, hp.ratio)
+    if any(s < 1 for s in sizes):
+        raise ModelRejected(f"model {name}: layer sizes {sizes} include an empty layer")
+    return sizes
+
+
+@register(VAEHParams)
+class VAE(InnerModel):
+    """(B, D) -> mu, logvar (B, latent) -> z -> (B, D). Hidden layers ReLU, no output activation."""
+
+    name = "vae"
+
+    def __init__(self, hparams: VAEHParams, input_shape: tuple[int, ...]) -> None:
+        super().__init__(hparams, input_shape)
+        if len(self.input_shape) != 1:
+            raise ModelRejected(f"model vae: needs a flat (D,) input, got {self.input_shape}")
+        sizes = layer_sizes(self.input_shape[0], hparams, self.name)
+        self.sizes = sizes
+        self.encoder = mlp(sizes[:-1], final_activation=True)
+        self.fc_mu = nn.Linear(sizes[-2], sizes[-1])
+        self.fc_logvar = nn.Linear(sizes[-2], sizes[-1])
+        self.decoder = mlp(sizes[::-1])
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        return (self.hparams.latent,)
+
+    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, logvar) of q(z | x)."""
+        h = self.encoder(x)
+        return self.fc_mu(h), self.fc_logvar(h)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.posterior(x)[0]
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        mu, logvar = self.posterior(x)
+        # Eval mode decodes the mean, so evaluation and reconstructions are deterministic.
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if self.training else mu
+        return ModelOutput(recon=self.decode(z), latent=z, mu=mu, logvar=logvar)
+
+    def loss(self, x: torch.Tensor, out: ModelOutput, epoch: int | None = None) -> LossOutput:
+        assert out.mu is not None and out.logvar is not None
+        recon = per_sample_sse(out.recon, x)
+        kl_dims = kl_per_dim(out.mu, out.logvar)
+        kl = kl_dims.sum()
+        kl_floored = (
+            kl_dims.clamp(min=self.hparams.free_bits).sum() if self.hparams.free_bits else kl
+        )
+        w = kl_weight(self.hparams.warmup, epoch, self.hparams.warmup_epochs)
+        total = recon + self.hparams.beta * w * kl_floored
+        metrics = {
+            "recon": float(recon.detach()),
+            "kl": float(kl.detach()),
+            "kl_weight": self.hparams.beta * w,
+            "active_units": float(
+                (out.mu.detach().var(0, unbiased=False) > ACTIVE_UNIT_THRESHOLD).sum()
+            )
+            if out.mu.shape[0] > 1
+            else float("nan"),
+        }
+        return LossOutput(total=total, recon=recon, metrics=metrics)
+
+    def sample_prior(
+        self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        device = generator.device if generator is not None else self._device()
+        return temperature * torch.randn(n, self.hparams.latent, generator=generator, device=device)
+
+    @torch.no_grad()
+    def latent_stats(self, x: torch.Tensor) -> LatentStats:
+        """Posterior-mean statistics, KL per dimension and active units (Burda et al. 2016)."""
+        mu, logvar = self.posterior(x)
+        var = mu.var(0, unbiased=False)
+        return LatentStats(
+            mean=mu.mean(0),
+            std=var.sqrt(),
+            active_units=int((var > ACTIVE_UNIT_THRESHOLD).sum()),
+            kl_per_dim=kl_per_dim(mu, logvar),
+        )
