@@ -69,6 +69,8 @@ class LatentSpace:
         self.input_shape = tuple(int(s) for s in model.input_shape)
         self.latent_shape = tuple(int(s) for s in model.latent_shape)
         self.dim = _prod(self.latent_shape)
+        self._has_prior: bool | None = None
+        self._variational: bool | None = None
 
     @classmethod
     def from_loaded(cls, loaded: Any, *, device: str | torch.device = "cpu") -> LatentSpace:
@@ -78,12 +80,34 @@ class LatentSpace:
     # --- properties -------------------------------------------------------------------------
     @property
     def has_prior(self) -> bool:
-        """True when the model can sample its own prior (variational models)."""
-        fn = getattr(self.model, "sample_prior", None)
-        if not callable(fn):
-            return False
-        flag = getattr(self.model, "variational", None)
-        return True if flag is None else bool(flag)
+        """True when the model can sample its own prior (VAE, bounded AE, VQ-VAE, combined)."""
+        if self._has_prior is None:
+            fn = getattr(self.model, "sample_prior", None)
+            ok = callable(fn)
+            if ok:
+                try:
+                    with torch.no_grad():
+                        fn(
+                            1,
+                            temperature=1.0,
+                            generator=torch.Generator(device="cpu").manual_seed(0),
+                        )
+                except NotImplementedError:
+                    ok = False
+            self._has_prior = ok
+        return self._has_prior
+
+    @property
+    def is_variational(self) -> bool:
+        """True when `forward` gives a posterior (mu, logvar): a Gaussian VAE with prior N(0, I)."""
+        if self._variational is None:
+            with torch.no_grad():
+                x = torch.zeros((1, *self.input_shape), device=self.device)
+                out = self.model(x)
+            self._variational = getattr(out, "mu", None) is not None and (
+                getattr(out, "logvar", None) is not None
+            )
+        return self._variational
 
     @property
     def value_range(self) -> tuple[float, float]:
@@ -103,7 +127,8 @@ class LatentSpace:
             "input_shape": list(self.input_shape),
             "latent_shape": list(self.latent_shape),
             "latent_dim": self.dim,
-            "variational": self.has_prior,
+            "variational": self.is_variational,
+            "has_prior": self.has_prior,
         }
 
     # --- core maps --------------------------------------------------------------------------
@@ -131,7 +156,7 @@ class LatentSpace:
     def posterior(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Posterior mean and standard deviation `(N, D)`; std is None for deterministic models."""
         x = self._check_inputs(x)
-        if not self.has_prior:
+        if not self.is_variational:
             return self.encode(x), None
         mus, stds = [], []
         for i in range(0, x.shape[0], self.batch_size):
@@ -177,7 +202,8 @@ class LatentSpace:
         """Latent statistics: from reference samples when given, else the model's, else the prior.
 
         Order: reference encodings (empirical); `latent_stats` stored in the model's metadata;
-        the standard normal prior for variational models. Raises `GenerationError` otherwise.
+        the standard normal prior for Gaussian VAEs; 4096 draws of any other prior (seed 0).
+        Raises `GenerationError` when none of these exists.
         """
         if reference is not None and len(reference):
             z = self.encode(reference).astype(np.float64)
@@ -188,9 +214,16 @@ class LatentSpace:
         stored = _stored_stats(self.meta, self.dim)
         if stored is not None:
             return stored
-        if self.has_prior:
+        if self.is_variational:
             return LatentStats(
                 np.zeros(self.dim, np.float32), np.ones(self.dim, np.float32), "prior N(0, 1)"
+            )
+        if self.has_prior:
+            z = self.sample_prior(4096, 1.0, 0).astype(np.float64)
+            return LatentStats(
+                z.mean(axis=0).astype(np.float32),
+                z.std(axis=0).astype(np.float32),
+                "prior (4096 draws)",
             )
         raise GenerationError(
             f"model {self.describe()['name']!r} is not variational and its metadata holds no latent "

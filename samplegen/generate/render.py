@@ -11,7 +11,7 @@ import numpy as np
 
 from samplegen.generate.io import write_json
 from samplegen.generate.latent import LatentSpace
-from samplegen.generate.plots import save_spectrogram, spectrogram_db
+from samplegen.generate.plots import plot_reconstruction_pair, save_spectrogram, spectrogram_db
 from samplegen.generate.sounds import Plan
 
 MANIFEST = "manifest.json"
@@ -46,6 +46,55 @@ def decode_waves(
         normalize=True,
     )
     return encoded, np.asarray(waves, dtype=np.float32)
+
+
+def _write_inputs(
+    space: LatentSpace, plan: Plan, out: Path, settings: RenderSettings, encoded: np.ndarray
+) -> list[dict[str, Any]]:
+    """Copies of the inputs as the model sees them (fitted to the note length, level restored),
+    so the page can play originals beside their reconstructions; reconstruct also gets a
+    side-by-side spectrogram figure per input."""
+    from samplegen.dsp.audio import write_wav
+    from samplegen.dsp.codec import decode_batch
+
+    entries: list[dict[str, Any]] = []
+    # Reference sets for random/sweep can be large; only the named inputs of the other kinds are copied.
+    copy = plan.kind in ("reconstruct", "interpolate", "grid", "perturb")
+    for i, inp in enumerate(plan.inputs):
+        entry = inp.describe()
+        if i < len(plan.input_latents):
+            entry["latent"] = np.asarray(plan.input_latents[i]).tolist()
+        if copy:
+            wave = inp.wave
+            if wave is None:  # encoded-only input: its own decode is the closest we have
+                wave = decode_batch(
+                    inp.encoded[None],
+                    space.codec,
+                    n_iter=settings.griffin_lim_iters,
+                    seed=settings.seed,
+                )[0]
+            stem = f"input_{i:02d}_{inp.name}"
+            gain = DEFAULT_GAIN if inp.peak is None else float(inp.peak)
+            write_wav(
+                out / f"{stem}.wav",
+                np.asarray(wave),
+                space.codec.sample_rate,
+                settings.subtype,
+                gain=gain,
+            )
+            entry["wav"] = f"{stem}.wav"
+            if settings.spectrograms:
+                db_in = spectrogram_db(inp.encoded, space.codec, encoded=True)
+                save_spectrogram(out / f"{stem}.png", db_in, space.codec, f"input {inp.name}")
+                entry["png"] = f"{stem}.png"
+                if plan.kind == "reconstruct":
+                    k = next(j for j, s in enumerate(plan.sounds) if s.info.get("input_index") == i)
+                    db_out = spectrogram_db(encoded[k], space.codec, encoded=True)
+                    pair = f"pair_{i:02d}_{inp.name}.png"
+                    plot_reconstruction_pair(out / pair, db_in, db_out, space.codec, inp.name)
+                    entry["pair_png"] = pair
+        entries.append(entry)
+    return entries
 
 
 def render_plan(
@@ -86,12 +135,7 @@ def render_plan(
             save_spectrogram(out / png_name, db, space.codec, sound.name)
             item["png"] = png_name
         items.append(item)
-    inputs = []
-    for i, inp in enumerate(plan.inputs):
-        entry = inp.describe()
-        if i < len(plan.input_latents):
-            entry["latent"] = np.asarray(plan.input_latents[i]).tolist()
-        inputs.append(entry)
+    inputs = _write_inputs(space, plan, out, settings, encoded)
     manifest = {
         "kind": plan.kind,
         "model": {

@@ -26,13 +26,15 @@ KINDS: tuple[str, ...] = ("reconstruct", "interpolate", "grid", "random", "pertu
 class SoundInput:
     """One input note, already in the model's representation.
 
-    `peak` is the note's original peak level (what `prepare_wave` divided by), None when unknown.
+    `peak` is the note's original peak level (what `prepare_wave` divided by), None when unknown;
+    `wave` the peak-normalised audio when it is at hand (files), None for encoded-only data.
     """
 
     name: str
     encoded: np.ndarray
     peak: float | None = None
     source: str = ""
+    wave: np.ndarray | None = None
 
     def describe(self) -> dict[str, Any]:
         """JSON-able description (without the data)."""
@@ -109,7 +111,11 @@ def plan_reconstruct(
     rng = np.random.default_rng(seed)
     sounds = []
     for k, inp in enumerate(inputs):
-        sounds.append(PlannedSound(f"{k:02d}_{inp.name}", mu[k], inp.peak, {"input": inp.name}))
+        sounds.append(
+            PlannedSound(
+                f"{k:02d}_{inp.name}", mu[k], inp.peak, {"input": inp.name, "input_index": k}
+            )
+        )
         for v in range(variations):
             assert std is not None
             z = mu[k] + std[k] * rng.standard_normal(mu.shape[1])
@@ -118,7 +124,7 @@ def plan_reconstruct(
                     f"{k:02d}_{inp.name}_var{v + 1:02d}",
                     z.astype(np.float32),
                     inp.peak,
-                    {"input": inp.name, "variation": v + 1},
+                    {"input": inp.name, "input_index": k, "variation": v + 1},
                 )
             )
     return Plan(
