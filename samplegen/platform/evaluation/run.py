@@ -1,0 +1,277 @@
+"""`evaluate_model`: every quality figure of a trained model on one split of a prepared dataset.
+
+Runs in the calling process (torch, no Ray): a split is at most a few hundred samples, and one
+process keeps the figures deterministic. Writes metrics.json and summary.md into the output folder.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from samplegen.errors import SamplegenError
+from samplegen.platform.evaluation.inference import SplitOutputs, is_combined, run_model
+from samplegen.platform.evaluation.jsonsafe import NullReasons, sanitize
+from samplegen.platform.evaluation.reference import combined_reference
+from samplegen.platform.evaluation.sections import (
+    inner_latent_stats,
+    latent_section,
+    loss_section,
+    overfit_section,
+    per_category,
+    worst_samples,
+)
+from samplegen.platform.evaluation.spectral import audio_section, magnitude_section
+from samplegen.platform.evaluation.summary import render_summary
+from samplegen.platform.stages import write_json_atomic
+
+SCHEMA_VERSION = 1
+EVALUATED_KINDS = ("outer_stft", "outer_wave", "combined")
+
+
+class EvaluationError(SamplegenError):
+    """A model, dataset or setting that evaluation cannot use; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """How to evaluate: the split, Griffin-Lim iterations, seed, device, batch size, worst-n."""
+
+    split: str = "test"
+    griffin_lim_iters: int = 64
+    seed: int = 0
+    device: str = "cpu"
+    batch_size: int = 16
+    worst: int = 10
+
+    def __post_init__(self) -> None:
+        if self.griffin_lim_iters < 0:
+            raise EvaluationError(f"griffin_lim_iters: must be >= 0, got {self.griffin_lim_iters}")
+        if self.batch_size < 1:
+            raise EvaluationError(f"batch_size: must be >= 1, got {self.batch_size}")
+        if self.worst < 1:
+            raise EvaluationError(f"worst: must be >= 1, got {self.worst}")
+
+
+def default_out_dir(model_dir: str | os.PathLike[str], split: str) -> Path:
+    """Where results go when no folder is given: MODEL/evaluation-<split>/."""
+    return Path(model_dir) / f"evaluation-{split}"
+
+
+def _names_and_categories(meta: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    names = [str(row.get("name") or f"sample {i}") for i, row in enumerate(meta)]
+    cats = [str(row.get("category") or "No Category") for row in meta]
+    return names, cats
+
+
+def _check_paths(model_dir: Path, dataset_dir: Path) -> None:
+    if not model_dir.is_dir():
+        raise EvaluationError(f"{model_dir}: no such model directory")
+    if not (model_dir / "config.json").is_file():
+        raise EvaluationError(f"{model_dir}: not a model directory (no config.json)")
+    if not dataset_dir.is_dir():
+        raise EvaluationError(f"{dataset_dir}: no such dataset directory")
+
+
+def _check_device(device: str) -> None:
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise EvaluationError(f"device: {device!r} is not a torch device ({exc})") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise EvaluationError(f"device: {device!r} asked for, but torch sees no CUDA device")
+
+
+def _load(model_dir: Path, dataset_dir: Path, settings: EvaluationSettings) -> tuple[Any, Any]:
+    from samplegen.models.artifact import check_dataset, load_model
+    from samplegen.platform.datasets import load_dataset
+
+    loaded = load_model(model_dir, device=settings.device)
+    kind = getattr(loaded.model, "kind", "")
+    if kind not in EVALUATED_KINDS:
+        raise EvaluationError(
+            f"{model_dir}: a {kind or 'unknown'} model cannot be evaluated on audio data "
+            f"(evaluate an outer or a combined model)"
+        )
+    # Only the evaluated split and train (for overfit and the PCA reference) are read.
+    dataset = load_dataset(dataset_dir, splits=sorted({settings.split, "train"}))
+    check_dataset(loaded, dataset)
+    return loaded, dataset
+
+
+def _real_rows(dataset: Any, name: str) -> tuple[np.ndarray, list[dict[str, Any]], int]:
+    """A split's samples without augmentation mixes (x, meta rows, number of mixes left out).
+
+    Mixes are synthetic training aids; figures describe real notes only.
+    """
+    split = dataset.splits[name]
+    meta = list(split.meta)
+    keep = [i for i, row in enumerate(meta) if not row.get("augmented")]
+    x = np.asarray(split.x)
+    if len(keep) != len(meta):
+        x = x[np.asarray(keep, dtype=np.int64)]
+    return np.asarray(x, dtype=np.float32), [meta[i] for i in keep], len(meta) - len(keep)
+
+
+def _model_info(model_dir: Path, model: Any) -> dict[str, Any]:
+    info = {
+        "dir": str(model_dir),
+        "name": model.name,
+        "kind": model.kind,
+        "input_shape": list(model.input_shape),
+        "latent_shape": list(model.latent_shape),
+        "latent_dims": int(math.prod(model.latent_shape)),
+        "num_params": int(model.num_params()),
+        "compression": float(model.compression),
+    }
+    if is_combined(model):
+        info["outer"] = {"name": model.outer.name, "latent_shape": list(model.outer.latent_shape)}
+        info["inner"] = {"name": model.inner.name, "latent_shape": list(model.inner.latent_shape)}
+    return info
+
+
+def _latent(
+    model: Any, out: SplitOutputs, settings: EvaluationSettings, nulls: NullReasons
+) -> dict[str, Any]:
+    if is_combined(model) and out.outer_latent is not None and out.outer_latent.shape[0] > 0:
+        stats = inner_latent_stats(model.inner, out.outer_latent, settings.device)
+        return latent_section(out.latent, model.latent_shape, nulls, stats=stats)
+    return latent_section(out.latent, model.latent_shape, nulls)
+
+
+def compute_metrics(
+    model_dir: Path, dataset_dir: Path, settings: EvaluationSettings
+) -> dict[str, Any]:
+    """Every section of metrics.json for one model and split (not yet sanitised)."""
+    _check_paths(model_dir, dataset_dir)
+    _check_device(settings.device)
+    loaded, dataset = _load(model_dir, dataset_dir, settings)
+    model, codec = loaded.model, loaded.codec
+    x, meta, mixes = _real_rows(dataset, settings.split)
+    n = int(x.shape[0])
+    if n == 0:
+        raise EvaluationError(f"{dataset_dir}: split {settings.split!r} has no samples")
+    names, cats = _names_and_categories(meta)
+    vps = int(math.prod(x.shape[1:]))
+    nulls = NullReasons()
+    run = {"batch_size": settings.batch_size, "device": settings.device}
+    out = run_model(model, x, **run)
+    assert out.recon is not None
+    train_x = None
+    train_out: SplitOutputs | None = None
+    if settings.split == "train":
+        train_x, train_out = x, out
+    elif "train" in dataset.splits:
+        train_x, _, _ = _real_rows(dataset, "train")
+        train_out = run_model(model, train_x, keep_recon=False, **run)
+    loss = loss_section(out.losses, vps)
+    train_mean = float(train_out.losses.mean()) if train_out and train_out.losses.size else None
+    metrics: dict[str, Any] = {
+        "schema": SCHEMA_VERSION,
+        "model": _model_info(model_dir, model),
+        "dataset": {
+            "dir": str(dataset_dir),
+            "fingerprint": getattr(dataset, "fingerprint", None),
+            "split": settings.split,
+            "count": n,
+            "augmentation_mixes_left_out": mixes,
+            "train_count": int(train_x.shape[0]) if train_x is not None else 0,
+            "codec": codec.to_dict(),
+        },
+        "settings": asdict(settings),
+        "loss": loss,
+        "spectral": {
+            "magnitude": magnitude_section(
+                out.recon, x, codec, batch_size=settings.batch_size, device=settings.device
+            ),
+            "audio": audio_section(
+                out.recon,
+                x,
+                codec,
+                griffin_lim_iters=settings.griffin_lim_iters,
+                seed=settings.seed,
+                batch_size=settings.batch_size,
+                device=settings.device,
+                nulls=nulls,
+            ),
+        },
+        "per_category": per_category(out.losses, cats, vps),
+        "worst": worst_samples(out.losses, names, cats, vps, n=settings.worst),
+        "latent": _latent(model, out, settings, nulls),
+        "overfit": overfit_section(loss["mean"], train_mean, settings.split, nulls),
+    }
+    if metrics["dataset"]["fingerprint"] is None:
+        nulls.add("dataset.fingerprint", "the dataset records no fingerprint")
+    if is_combined(model):
+        if train_out is None or train_x is None or train_out.losses.size < 2:
+            metrics["pca_reference"] = None
+            nulls.add("pca_reference", "needs a train split with at least 2 samples")
+        else:
+            metrics["pca_reference"] = combined_reference(model, train_x, x, train_out, out, **run)
+    metrics["null_reasons"] = nulls
+    return metrics
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def evaluate_model(
+    model_dir: str | os.PathLike[str],
+    dataset_dir: str | os.PathLike[str],
+    split: str = "test",
+    out: str | os.PathLike[str] | None = None,
+    *,
+    griffin_lim_iters: int = 64,
+    device: str = "cpu",
+    batch_size: int = 16,
+    seed: int = 0,
+    worst: int = 10,
+) -> dict[str, Any]:
+    """Evaluate a model directory on one split of a prepared dataset; returns metrics.json's dict.
+
+    Writes ``metrics.json`` (every value finite or null, with the reason under ``null_reasons``)
+    and ``summary.md`` into `out` (default MODEL/evaluation-<split>/). Raises EvaluationError
+    (a SamplegenError) for a missing model or dataset, an unknown split, or a model that is not an
+    outer or combined model; the models package refuses a dataset encoded with other codec
+    settings. Deterministic: reconstructions use posterior means, Griffin-Lim is seeded with
+    ``seed + sample index``.
+    """
+    settings = EvaluationSettings(
+        split=split,
+        griffin_lim_iters=griffin_lim_iters,
+        seed=seed,
+        device=str(device),
+        batch_size=batch_size,
+        worst=worst,
+    )
+    model_path, data_path = Path(model_dir), Path(dataset_dir)
+    with torch.no_grad():
+        raw = compute_metrics(model_path, data_path, settings)
+    nulls: NullReasons = raw.pop("null_reasons")
+    metrics = sanitize(raw, nulls)
+    metrics["null_reasons"] = nulls.as_dict()
+    metrics["files"] = {}
+    target = Path(out) if out is not None else default_out_dir(model_path, split)
+    target.mkdir(parents=True, exist_ok=True)
+    metrics["files"] = {
+        "metrics": str(target / "metrics.json"),
+        "summary": str(target / "summary.md"),
+    }
+    _write_text_atomic(target / "summary.md", render_summary(metrics) + "\n")
+    write_json_atomic(target / "metrics.json", metrics)
+    return metrics
