@@ -30,13 +30,14 @@ class PitchResult:
 def average_spectrum(wave: np.ndarray, sample_rate: int, n_fft: int = _N_FFT) -> np.ndarray:
     """Magnitude spectrum averaged over Hann-windowed frames (zero-padded if the wave is short)."""
     x = np.asarray(wave, dtype=np.float64)
-    if x.size < n_fft:
-        x = np.pad(x, (0, n_fft - x.size))
-    hop = n_fft // 2
-    starts = range(0, x.size - n_fft + 1, hop)
-    window = np.hanning(n_fft)
-    frames = np.stack([x[s : s + n_fft] * window for s in starts])
-    spectrum = np.abs(np.fft.rfft(frames, axis=1)).mean(axis=0)
+    if x.size < 2:
+        x = np.pad(x, (0, 2 - x.size))
+    # Frames no longer than the sound, zero-padded to n_fft for a finely sampled spectrum.
+    length = max(2, min(n_fft, x.size))
+    hop = max(1, length // 2)
+    window = np.hanning(length)
+    frames = np.stack([x[s : s + length] * window for s in range(0, x.size - length + 1, hop)])
+    spectrum = np.abs(np.fft.rfft(frames, n=n_fft, axis=1)).mean(axis=0)
     spectrum[0] = 0.0  # DC says nothing about pitch
     return spectrum
 
