@@ -1,0 +1,97 @@
+"""Resource checks before a study starts, and the device a trial trains on.
+
+Ray leaves a trial that asks for a GPU PENDING forever (with only a warning) on a cluster without
+one, so a study checks `ray.cluster_resources()` up front and fails at once with a clear message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from samplegen.errors import SamplegenError
+
+
+class ResourceError(SamplegenError):
+    """The cluster cannot run a trial with the resources the study asks for."""
+
+
+@dataclass(frozen=True)
+class TrialResources:
+    """What one trial asks Ray for."""
+
+    cpus: float = 1.0
+    gpus: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.cpus <= 0:
+            raise ResourceError(f"--cpus-per-trial: must be positive, got {self.cpus}")
+        if self.gpus < 0:
+            raise ResourceError(f"--gpus-per-trial: must be >= 0, got {self.gpus}")
+        if self.gpus > 1 and self.gpus != int(self.gpus):
+            raise ResourceError(
+                f"--gpus-per-trial: above 1 it must be a whole number of GPUs, got {self.gpus}"
+            )
+
+    def as_dict(self) -> dict[str, float]:
+        """The dict `tune.with_resources` takes."""
+        return {"cpu": self.cpus, "gpu": self.gpus}
+
+    def per_node_limit(self, cluster: dict[str, float]) -> int:
+        """How many trials fit at once in `cluster` totals (an upper bound across nodes)."""
+        n = int(cluster.get("CPU", 0) // self.cpus) if self.cpus else 10**6
+        if self.gpus:
+            n = min(n, int(cluster.get("GPU", 0) // self.gpus))
+        return n
+
+
+def check_cluster(
+    resources: TrialResources,
+    cluster: dict[str, float] | None = None,
+    *,
+    autoscaling: bool = False,
+) -> dict[str, float]:
+    """Fail fast when no trial could ever be placed; returns the cluster totals it checked.
+
+    `cluster` defaults to `ray.cluster_resources()` (Ray must be initialised). With `autoscaling`,
+    missing GPUs are allowed (workers may still be launched), but a trial must fit one node type.
+    """
+    if cluster is None:
+        import ray
+
+        cluster = {k: float(v) for k, v in ray.cluster_resources().items()}
+    cpus, gpus = cluster.get("CPU", 0.0), cluster.get("GPU", 0.0)
+    if resources.gpus > 0 and gpus == 0 and not autoscaling:
+        raise ResourceError(
+            f"--gpus-per-trial {resources.gpus:g}: the Ray cluster has no GPU "
+            f"(resources: {cpus:g} CPU, 0 GPU); use --gpus-per-trial 0, or connect to a cluster "
+            "with GPUs (--address), or pass --autoscaling if GPU workers are still to be launched"
+        )
+    if resources.gpus > gpus and gpus > 0 and not autoscaling:
+        raise ResourceError(
+            f"--gpus-per-trial {resources.gpus:g}: more than the cluster's {gpus:g} GPU(s)"
+        )
+    if resources.cpus > cpus and not autoscaling:
+        raise ResourceError(
+            f"--cpus-per-trial {resources.cpus:g}: more than the cluster's {cpus:g} CPU(s)"
+        )
+    return cluster
+
+
+def trial_device(gpus: float, requested: str = "auto") -> str:
+    """The torch device for a trial: `cuda` when the trial holds a GPU share and CUDA works.
+
+    Inside a Ray trial CUDA_VISIBLE_DEVICES already names the trial's GPU, so `cuda` means it.
+    `requested` may force `cpu` or `cuda` (the latter fails clearly without CUDA).
+    """
+    import torch
+
+    if requested == "cpu":
+        return "cpu"
+    if requested not in ("auto", "cuda"):
+        raise ResourceError(f"device: {requested!r} is not one of auto, cpu, cuda")
+    has_cuda = torch.cuda.is_available()
+    if requested == "cuda":
+        if not has_cuda:
+            raise ResourceError("device cuda: CUDA is not available on this node")
+        return "cuda"
+    return "cuda" if gpus > 0 and has_cuda else "cpu"

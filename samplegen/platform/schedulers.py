@@ -1,0 +1,194 @@
+"""Trial schedulers: FIFO, ASHA, the early cut-off rule, and ASHA combined with the cut-off.
+
+The cut-off rule (from the original project, made asynchronous): a trial whose metric at epoch e is
+more than `factor` times the best value any trial has reported at epoch e is stopped, from epoch
+`grace` on. The best-at-epoch table grows as results arrive, so trials running in parallel at
+different speeds are compared epoch by epoch, not by arrival order.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+
+from samplegen.errors import SamplegenError
+
+if TYPE_CHECKING:
+    from ray.tune.execution.tune_controller import TuneController
+
+SCHEDULERS: tuple[str, ...] = ("fifo", "asha", "cutoff", "asha+cutoff")
+TIME_ATTR = "epoch"
+
+
+class CutoffScheduler(FIFOScheduler):
+    """Stops a trial whose metric at an epoch is more than `factor` x the best at that epoch.
+
+    `mode="min"` compares value > factor * best; `mode="max"` compares value < best / factor
+    (both assume a positive metric). Non-finite values are ignored here: the trainable ends such
+    trials itself with a recorded reason.
+    """
+
+    def __init__(
+        self,
+        factor: float = 3.0,
+        grace: int = 20,
+        metric: str | None = None,
+        mode: str | None = None,
+        time_attr: str = TIME_ATTR,
+    ) -> None:
+        super().__init__()
+        if factor <= 1:
+            raise SamplegenError(f"cutoff factor: must be > 1, got {factor}")
+        if grace < 1:
+            raise SamplegenError(f"cutoff grace: must be >= 1 epoch, got {grace}")
+        self.factor = float(factor)
+        self.grace = int(grace)
+        self._metric = metric
+        self._mode = mode
+        self.time_attr = time_attr
+        self.best_at: dict[int, float] = {}
+        self.stopped: dict[str, str] = {}
+
+    def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
+        """Take the study's metric and mode unless given at construction."""
+        if metric and not self._metric:
+            self._metric = metric
+        if mode and not self._mode:
+            self._mode = mode
+        return True
+
+    def _better(self, a: float, b: float) -> bool:
+        return a > b if self._mode == "max" else a < b
+
+    def decide(self, trial_id: str, epoch: int, value: float) -> str:
+        """Record `value` at `epoch` and return CONTINUE or STOP (usable without Ray objects)."""
+        if not math.isfinite(value):
+            return TrialScheduler.CONTINUE
+        best = self.best_at.get(epoch)
+        if best is None or self._better(value, best):
+            self.best_at[epoch] = value
+            best = value
+        if epoch < self.grace:
+            return TrialScheduler.CONTINUE
+        cut = value * self.factor < best if self._mode == "max" else value > self.factor * best
+        if cut:
+            self.stopped[trial_id] = (
+                f"cut off at epoch {epoch}: {self._metric} {value:.4g} is more than "
+                f"{self.factor:g}x the best at that epoch ({best:.4g})"
+            )
+            return TrialScheduler.STOP
+        return TrialScheduler.CONTINUE
+
+    def on_trial_result(
+        self, tune_controller: TuneController, trial: Trial, result: dict[str, Any]
+    ) -> str:
+        """Stop the trial if it is more than `factor` x worse than the best at this epoch."""
+        if self._metric is None:
+            raise SamplegenError("cutoff scheduler: no metric set (pass metric= or a TuneConfig)")
+        if self.time_attr not in result or self._metric not in result:
+            return TrialScheduler.CONTINUE
+        return self.decide(trial.trial_id, int(result[self.time_attr]), float(result[self._metric]))
+
+    def debug_string(self) -> str:
+        """One line for Tune's status output."""
+        return (
+            f"Using early cut-off ({self.factor:g}x best at epoch, grace {self.grace}): "
+            f"{len(self.stopped)} stopped"
+        )
+
+
+class CombinedScheduler(TrialScheduler):
+    """Runs several schedulers side by side: a trial stops when any of them says stop.
+
+    The first scheduler chooses which trial runs next (ASHA and the cut-off both run FIFO order).
+    """
+
+    def __init__(self, *schedulers: TrialScheduler) -> None:
+        super().__init__()
+        if not schedulers:
+            raise SamplegenError("combined scheduler: needs at least one scheduler")
+        self.schedulers = schedulers
+
+    @property
+    def metric(self) -> str | None:
+        """The first scheduler's metric."""
+        return self.schedulers[0].metric
+
+    def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
+        """Pass metric and mode to every scheduler."""
+        ok = [s.set_search_properties(metric, mode, **spec) for s in self.schedulers]
+        return all(ok)
+
+    def on_trial_add(self, tune_controller: TuneController, trial: Trial) -> None:
+        """Register the trial with every scheduler."""
+        for s in self.schedulers:
+            s.on_trial_add(tune_controller, trial)
+
+    def on_trial_error(self, tune_controller: TuneController, trial: Trial) -> None:
+        """Tell every scheduler."""
+        for s in self.schedulers:
+            s.on_trial_error(tune_controller, trial)
+
+    def on_trial_result(
+        self, tune_controller: TuneController, trial: Trial, result: dict[str, Any]
+    ) -> str:
+        """STOP if any scheduler says STOP, else PAUSE if any pauses, else CONTINUE."""
+        actions = [s.on_trial_result(tune_controller, trial, result) for s in self.schedulers]
+        for action in (TrialScheduler.STOP, TrialScheduler.PAUSE, TrialScheduler.NOOP):
+            if action in actions:
+                return action
+        return TrialScheduler.CONTINUE
+
+    def on_trial_complete(
+        self, tune_controller: TuneController, trial: Trial, result: dict[str, Any]
+    ) -> None:
+        """Tell every scheduler."""
+        for s in self.schedulers:
+            s.on_trial_complete(tune_controller, trial, result)
+
+    def on_trial_remove(self, tune_controller: TuneController, trial: Trial) -> None:
+        """Tell every scheduler."""
+        for s in self.schedulers:
+            s.on_trial_remove(tune_controller, trial)
+
+    def choose_trial_to_run(self, tune_controller: TuneController) -> Trial | None:
+        """The first scheduler's choice."""
+        return self.schedulers[0].choose_trial_to_run(tune_controller)
+
+    def debug_string(self) -> str:
+        """Every scheduler's line."""
+        return "\n".join(s.debug_string() for s in self.schedulers)
+
+
+def build_scheduler(
+    name: str,
+    *,
+    max_epochs: int,
+    cutoff_factor: float = 3.0,
+    cutoff_grace: int = 20,
+    asha_grace: int = 1,
+    asha_reduction: float = 2.0,
+) -> TrialScheduler:
+    """A scheduler by name (`fifo`, `asha`, `cutoff`, `asha+cutoff`); metric/mode come from TuneConfig."""
+
+    def asha() -> ASHAScheduler:
+        grace = max(1, min(asha_grace, max_epochs))
+        return ASHAScheduler(
+            time_attr=TIME_ATTR,
+            max_t=max_epochs,
+            grace_period=grace,
+            reduction_factor=asha_reduction,
+        )
+
+    if name == "fifo":
+        return FIFOScheduler()
+    if name == "asha":
+        return asha()
+    if name == "cutoff":
+        return CutoffScheduler(factor=cutoff_factor, grace=cutoff_grace)
+    if name in ("asha+cutoff", "cutoff+asha"):
+        return CombinedScheduler(asha(), CutoffScheduler(factor=cutoff_factor, grace=cutoff_grace))
+    raise SamplegenError(f"--scheduler: {name!r} is not one of {', '.join(SCHEDULERS)}")

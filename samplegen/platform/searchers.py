@@ -1,0 +1,260 @@
+"""Searchers: grid, random, Gaussian process (scikit-optimize) and TPE (hyperopt).
+
+`build_search` turns a SearchSpace into what a Tuner needs: a param_space, a search algorithm (or
+None for Tune's own grid/random generator) and the number of samples. The GP searcher is ours
+(Ray 2.60 dropped SkOptSearch): ask/tell around `skopt.Optimizer`, a constant liar for trials still
+running, and JSON save/restore so `Tuner.restore` continues from the points already told.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ray.tune.search import ConcurrencyLimiter, Searcher
+
+from samplegen.errors import SamplegenError
+from samplegen.platform.spaces import SearchSpace, plain, to_skopt, to_tune
+
+SEARCHERS: tuple[str, ...] = ("grid", "random", "gp", "tpe")
+# Statuses the trainable reports for trials that produced no usable loss.
+FAILED_STATUSES: frozenset[str] = frozenset({"nan", "rejected", "error"})
+
+
+def usable_loss(result: dict[str, Any] | None, metric: str) -> float | None:
+    """The trial's metric if it finished with a finite value and no failure status, else None."""
+    if not result or result.get("status") in FAILED_STATUSES:
+        return None
+    value = result.get(metric)
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+class SkoptSearcher(Searcher):
+    """Gaussian-process search with scikit-optimize's ask/tell Optimizer.
+
+    Trials in flight get a constant lie (the best value told so far, "cl_min") so that parallel
+    suggestions spread out instead of asking the same point. Trials that failed (NaN, rejected,
+    errored) are told the worst value seen so far, so the model learns to avoid them without a
+    penalty that would wreck the GP's scale; with nothing told yet they are dropped.
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        metric: str | None = None,
+        mode: str | None = None,
+        *,
+        seed: int = 0,
+        n_initial_points: int = 10,
+        acq_func: str = "gp_hedge",
+    ) -> None:
+        super().__init__(metric=metric, mode=mode)
+        self.space = space
+        self.seed = int(seed)
+        self.n_initial_points = int(n_initial_points)
+        self.acq_func = acq_func
+        self.names = [p.name for p in space.searched]
+        self.xs: list[list[Any]] = []  # points told, in order
+        self.ys: list[float] = []  # values told (minimised: negated for mode="max")
+        self.pending: dict[str, list[Any]] = {}
+        self.suggested = 0
+        self._opt = self._new_optimizer()
+
+    def _new_optimizer(self) -> Any:
+        from skopt import Optimizer
+
+        # Re-seed from the number of points told, so a restored searcher is reproducible.
+        opt = Optimizer(
+            to_skopt(self.space),
+            base_estimator="gp",
+            n_initial_points=self.n_initial_points,
+            acq_func=self.acq_func,
+            random_state=self.seed + len(self.xs),
+        )
+        if self.xs:
+            opt.tell([list(x) for x in self.xs], list(self.ys))
+        return opt
+
+    def set_search_properties(
+        self, metric: str | None, mode: str | None, config: dict, **spec: Any
+    ) -> bool:
+        """Accept the study's metric and mode (the space comes from the constructor)."""
+        if metric and not self._metric:
+            self._metric = metric
+        if mode and not self._mode:
+            self._mode = mode
+        return True
+
+    def _ask(self) -> list[Any]:
+        if not self.pending or not self.ys:
+            return self._opt.ask()
+        # Constant liar: a copy of the optimiser that believes every pending point scored the best
+        # value so far, so the next point is chosen away from them.
+        liar = self._opt.copy(random_state=self.seed + 7919 * (self.suggested + 1))
+        lie = min(self.ys)
+        liar.tell([list(x) for x in self.pending.values()], [lie] * len(self.pending))
+        return liar.ask()
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        """The next configuration: searched values (plain Python) plus the constants."""
+        if self._metric is None:
+            raise SamplegenError("gp searcher: no metric set")
+        x = [plain(v) for v in self._ask()]
+        self.pending[trial_id] = x
+        self.suggested += 1
+        config = dict(zip(self.names, x, strict=True))
+        config.update(self.space.constants)
+        return config
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+    ) -> None:
+        """Tell the optimiser the trial's final value (or the worst so far for failures)."""
+        x = self.pending.pop(trial_id, None)
+        if x is None:
+            return
+        value = None if error else usable_loss(result, self._metric)
+        if value is not None and self._mode == "max":
+            value = -value
+        if value is None:
+            if not self.ys:
+                return
+            value = max(self.ys)
+        self.xs.append(x)
+        self.ys.append(float(value))
+        self._opt.tell(x, float(value))
+
+    def get_state(self) -> dict[str, Any]:
+        """Everything needed to continue: points and values told, pending points, counters."""
+        return {
+            "version": 1,
+            "space": self.space.to_dict(),
+            "metric": self._metric,
+            "mode": self._mode,
+            "seed": self.seed,
+            "n_initial_points": self.n_initial_points,
+            "acq_func": self.acq_func,
+            "xs": self.xs,
+            "ys": self.ys,
+            "pending": self.pending,
+            "suggested": self.suggested,
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Continue from `get_state` output (refit the GP on the told points)."""
+        if state.get("space") != self.space.to_dict():
+            raise SamplegenError("gp searcher: saved state is for a different search space")
+        self._metric = state["metric"]
+        self._mode = state["mode"]
+        self.seed = int(state["seed"])
+        self.n_initial_points = int(state["n_initial_points"])
+        self.acq_func = state["acq_func"]
+        self.xs = [list(x) for x in state["xs"]]
+        self.ys = [float(y) for y in state["ys"]]
+        self.pending = {k: list(v) for k, v in state["pending"].items()}
+        self.suggested = int(state["suggested"])
+        self._opt = self._new_optimizer()
+
+    def save(self, checkpoint_path: str) -> None:
+        """Write the state as JSON (atomically; Tune passes a temporary file name)."""
+        path = Path(checkpoint_path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                json.dump(self.get_state(), fh)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Read a state written by `save`."""
+        try:
+            state = json.loads(Path(checkpoint_path).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise SamplegenError(f"{checkpoint_path}: cannot restore gp searcher ({exc})") from None
+        self.set_state(state)
+
+
+def _tpe_class() -> type:
+    from ray.tune.search.hyperopt import HyperOptSearch
+
+    class FailureAwareHyperOpt(HyperOptSearch):
+        """HyperOptSearch that records NaN/rejected trials as hyperopt errors, not as losses."""
+
+        def on_trial_complete(
+            self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+        ) -> None:
+            if not error and usable_loss(result, self._metric) is None:
+                error = True
+            super().on_trial_complete(trial_id, result, error)
+
+    return FailureAwareHyperOpt
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """What a Tuner needs from a searcher choice."""
+
+    param_space: dict[str, Any]
+    search_alg: Searcher | None
+    num_samples: int
+    note: str = ""
+
+
+def build_search(
+    name: str,
+    space: SearchSpace,
+    *,
+    trials: int,
+    metric: str,
+    mode: str = "min",
+    seed: int = 0,
+    max_concurrent: int | None = None,
+) -> SearchPlan:
+    """A SearchPlan for `grid`, `random`, `gp` or `tpe` over `space`.
+
+    grid runs every point of the space once: Tune multiplies grid points by num_samples, so
+    num_samples is forced to 1 and `trials` is ignored (the note says so).
+    """
+    if trials < 1:
+        raise SamplegenError(f"--trials: must be >= 1, got {trials}")
+    if name == "grid":
+        size = space.grid_size()
+        note = f"grid search: {size} points, each run once (--trials {trials} ignored)"
+        return SearchPlan(to_tune(space, grid=True), None, 1, note)
+    if name == "random":
+        from ray.tune.search import BasicVariantGenerator
+
+        alg = BasicVariantGenerator(random_state=seed, max_concurrent=max_concurrent or 0)
+        return SearchPlan(
+            to_tune(space, grid=False), alg, trials, f"random search: {trials} trials"
+        )
+    n_initial = max(2, min(10, trials // 3))
+    if name == "gp":
+        searcher: Searcher = SkoptSearcher(space, seed=seed, n_initial_points=n_initial)
+        if max_concurrent:
+            searcher = ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
+        # The space lives in the searcher; Tune gets only the constants.
+        return SearchPlan(
+            {}, searcher, trials, f"gp search: {trials} trials, {n_initial} random first"
+        )
+    if name == "tpe":
+        searcher = _tpe_class()(random_state_seed=seed, n_initial_points=n_initial)
+        if max_concurrent:
+            searcher = ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
+        return SearchPlan(
+            to_tune(space, grid=False),
+            searcher,
+            trials,
+            f"tpe search: {trials} trials, {n_initial} random first",
+        )
+    raise SamplegenError(f"--search: {name!r} is not one of {', '.join(SEARCHERS)}")

@@ -1,0 +1,777 @@
+"""Studies: build and run a Ray Tune search over one model kind, write its results, resume it.
+
+A study lives in `<storage>/<name>/` (a local folder or an s3:// / gs:// URI): Tune's own
+experiment state and trial folders, plus
+
+- `study.json`: the StudyConfig, the search space and the dataset it ran on;
+- `results.parquet`, `results.csv`: one row per trial (config, final and best validation loss,
+  epochs, status, reason stopped);
+- `best_config.json`: the best trial's configuration (input to `samplegen train --config`);
+- `best_model/`: the best trial's best-epoch weights as a model directory (artifact.save_model).
+
+`run_study(config, data)` is generic in the model kind: `data` is any StudyData (the outer study
+reads a prepared dataset; an inner study passes encoded latents).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import math
+import os
+import signal
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from samplegen.errors import SamplegenError
+from samplegen.platform.schedulers import SCHEDULERS
+from samplegen.platform.searchers import FAILED_STATUSES, SEARCHERS
+from samplegen.platform.stopping import StallRule
+from samplegen.platform.trainable import MODE, OBJECTIVE, TrialSettings
+
+STUDY_JSON = "study.json"
+RESULTS_PARQUET = "results.parquet"
+RESULTS_CSV = "results.csv"
+BEST_CONFIG = "best_config.json"
+BEST_MODEL = "best_model"
+INTERRUPT_MARKER = ".interrupted-once"
+# Settings that may differ between a study and its --resume (they change nothing already run).
+RESUME_FREE = frozenset(
+    {"address", "wandb", "wandb_project", "wandb_group", "progress", "export_best", "num_cpus"}
+)
+
+
+class StudyError(SamplegenError):
+    """A study cannot start, resume or finish; the message says which setting or folder."""
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Every setting of a study (the CLI maps its flags one to one onto these fields)."""
+
+    name: str
+    model: str
+    data: str = ""  # dataset path, recorded and used by the default data loader
+    search: str = "random"
+    scheduler: str = "fifo"
+    trials: int = 10
+    epochs: int = 20
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_concurrent: int | None = None
+    storage: str = "studies"
+    space: str | None = None  # YAML file overriding the packaged space
+    seed: int = 0
+    max_params: int | None = 20_000_000
+    train_subset: int | None = None
+    stall_window: int | None = 5
+    stall_min_change: float = 0.005
+    overfit_limit: float | None = 1.4
+    cutoff_factor: float = 3.0
+    cutoff_grace: int = 20
+    asha_grace: int = 1
+    asha_reduction: float = 2.0
+    max_failures: int = 2
+    checkpoint_every: int = 1
+    amp: bool = False
+    device: str = "auto"
+    reuse_actors: bool = True
+    autoscaling: bool = False
+    time_budget_s: float | None = None
+    fail_at_epoch: int | None = None
+    fail_probability: float = 0.0
+    fail_seed: int = 0
+    write_examples: bool = False
+    export_best: bool = True
+    progress: bool = True
+    wandb: bool = False
+    wandb_project: str = "samplegen"
+    wandb_group: str | None = None
+    address: str | None = None
+    num_cpus: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name or "/" in self.name or self.name.startswith("."):
+            raise StudyError(f"--name: {self.name!r} must be a plain folder name")
+        if self.search not in SEARCHERS:
+            raise StudyError(f"--search: {self.search!r} is not one of {', '.join(SEARCHERS)}")
+        if self.scheduler not in SCHEDULERS:
+            raise StudyError(
+                f"--scheduler: {self.scheduler!r} is not one of {', '.join(SCHEDULERS)}"
+            )
+        if self.trials < 1:
+            raise StudyError(f"--trials: must be >= 1, got {self.trials}")
+        if self.epochs < 1:
+            raise StudyError(f"--epochs: must be >= 1, got {self.epochs}")
+        if self.max_failures < 0:
+            raise StudyError(f"--max-failures: must be >= 0, got {self.max_failures}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict of every setting."""
+        return dataclasses.asdict(self)
+
+    @property
+    def stall_rule(self) -> StallRule:
+        """The trial's own stopping rule."""
+        return StallRule(self.stall_window, self.stall_min_change, self.overfit_limit)
+
+
+@dataclass(frozen=True)
+class StudyData:
+    """The arrays a study trains on, and where they came from."""
+
+    train: np.ndarray
+    validation: np.ndarray
+    codec: Any = None  # CodecConfig of the samples, when they are codec samples
+    fingerprint: str | None = None
+    source: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one sample."""
+        return tuple(int(d) for d in self.train.shape[1:])
+
+
+def load_study_data(path: str | os.PathLike[str], train_subset: int | None = None) -> StudyData:
+    """The train and validation splits of a prepared dataset folder."""
+    from samplegen.platform.datasets import load_dataset
+
+    ds = load_dataset(path, splits=("train", "validation"), train_subset=train_subset)
+    train, val = ds.splits["train"].x, ds.splits["validation"].x
+    if len(train) == 0 or len(val) == 0:
+        raise StudyError(
+            f"{path}: the dataset needs samples in both train and validation splits "
+            f"(has {len(train)} train, {len(val)} validation)"
+        )
+    return StudyData(train, val, ds.codec, ds.fingerprint, str(path))
+
+
+@dataclass
+class StudyResult:
+    """What run_study produced."""
+
+    path: str
+    rows: list[dict[str, Any]]
+    best: dict[str, Any] | None
+    best_model: str | None
+    interrupted: bool
+    note: str = ""
+
+
+# ---------------------------------------------------------------- storage
+
+
+class StudyFiles:
+    """Reads and writes the study's own files under a local folder or a pyarrow-filesystem URI."""
+
+    def __init__(self, storage: str, name: str) -> None:
+        import pyarrow.fs as pafs
+
+        if "://" in storage:
+            self.fs, root = pafs.FileSystem.from_uri(storage)
+            self.storage_path = storage
+            self.local = False
+        else:
+            root = str(Path(storage).expanduser().resolve())
+            self.fs = pafs.LocalFileSystem()
+            self.storage_path = root
+            self.local = True
+        self.root = f"{root.rstrip('/')}/{name}"
+        self.uri = f"{storage.rstrip('/')}/{name}" if not self.local else self.root
+
+    def exists(self, rel: str = "") -> bool:
+        """Whether a file or folder exists under the study."""
+        import pyarrow.fs as pafs
+
+        path = f"{self.root}/{rel}" if rel else self.root
+        return self.fs.get_file_info(path).type != pafs.FileType.NotFound
+
+    def read_text(self, rel: str) -> str:
+        """A text file of the study."""
+        with self.fs.open_input_stream(f"{self.root}/{rel}") as fh:
+            return fh.read().decode()
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        """Write a file (atomically on a local folder; object stores replace whole objects)."""
+        path = f"{self.root}/{rel}"
+        if self.local:
+            target = Path(path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                os.replace(tmp, target)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+            return
+        self.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        with self.fs.open_output_stream(path) as fh:
+            fh.write(data)
+
+    def write_json(self, rel: str, data: Any) -> None:
+        """Write JSON (plain values only)."""
+        self.write_bytes(rel, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+
+    def upload_dir(self, local: Path, rel: str) -> None:
+        """Copy a local folder into the study (used for the best model on remote storage)."""
+        import pyarrow.fs as pafs
+
+        pafs.copy_files(str(local), f"{self.root}/{rel}", destination_filesystem=self.fs)
+
+
+# ---------------------------------------------------------------- callbacks
+
+
+def _progress_callback_class() -> type:
+    from ray.tune import Callback
+
+    class ProgressPrinter(Callback):
+        """One terminal line whenever a trial starts or ends, or the best loss improves."""
+
+        def __init__(self, name: str, echo: Callable[[str], None] = print) -> None:
+            self.name = name
+            self.echo = echo
+            self.running: set[str] = set()
+            self.finished: set[str] = set()
+            self.best = math.inf
+            self.best_trial = ""
+
+        def _line(self, text: str) -> None:
+            best = f"{self.best:.4g} ({self.best_trial})" if self.best_trial else "-"
+            self.echo(
+                f"[{self.name}] {text} | running {len(self.running)}, "
+                f"finished {len(self.finished)}, best {OBJECTIVE} {best}"
+            )
+
+        def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self.running.add(trial.trial_id)
+            self._line(f"trial {trial.trial_id} started {_short_config(trial.config)}")
+
+        def on_trial_result(
+            self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+        ) -> None:
+            value = result.get(OBJECTIVE)
+            if value is not None and math.isfinite(value) and value < self.best:
+                self.best, self.best_trial = float(value), trial.trial_id
+                self._line(f"new best: trial {trial.trial_id} epoch {result.get('epoch')}")
+
+        def _end(self, trial: Any, what: str) -> None:
+            self.running.discard(trial.trial_id)
+            self.finished.add(trial.trial_id)
+            last = trial.last_result or {}
+            status = last.get("status", "?")
+            if status == "running":
+                status = "stopped by scheduler"
+            self._line(f"trial {trial.trial_id} {what}: {status}, epoch {last.get('epoch', 0)}")
+
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self._end(trial, "finished")
+
+        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self._end(trial, "errored")
+
+        def __getstate__(self) -> dict[str, Any]:
+            state = dict(self.__dict__)
+            state["echo"] = print  # the driver's echo may not pickle; resumed studies print
+            return state
+
+    return ProgressPrinter
+
+
+def _interrupt_callback_class() -> type:
+    from ray.tune import Callback
+
+    class InterruptAfter(Callback):
+        """Sends this driver SIGINT (what Ctrl-C does) after `count` trials end, once per study.
+
+        For reliability tests of --resume; the marker file keeps a resumed study from stopping
+        again.
+        """
+
+        def __init__(self, count: int, marker: str) -> None:
+            self.count = count
+            self.marker = marker
+            self.done = 0
+
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self.done += 1
+            if self.done >= self.count and not os.path.exists(self.marker):
+                Path(self.marker).parent.mkdir(parents=True, exist_ok=True)
+                Path(self.marker).write_text("interrupted\n")
+                os.kill(os.getpid(), signal.SIGINT)
+
+    return InterruptAfter
+
+
+def _short_config(config: dict[str, Any]) -> str:
+    parts = []
+    for k, v in config.items():
+        parts.append(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}")
+    return " ".join(parts)
+
+
+def _trial_dirname(trial: Any) -> str:
+    return f"trial_{trial.trial_id}"
+
+
+# ---------------------------------------------------------------- Ray
+
+
+def ensure_ray(
+    address: str | None = None,
+    num_cpus: int | None = None,
+    *,
+    temp_dir: str | None = None,
+    object_store_memory: int | None = None,
+) -> bool:
+    """Connect to `address`, or start a single-node Ray here; returns True if this call started it.
+
+    Already-initialised Ray (e.g. a test session's) is reused as is.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    kwargs: dict[str, Any] = {"logging_level": "ERROR", "log_to_driver": False}
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(
+            address="local",
+            num_cpus=num_cpus,
+            include_dashboard=False,
+            _temp_dir=temp_dir,
+            object_store_memory=object_store_memory,
+            **kwargs,
+        )
+    return True
+
+
+def check_space_names(model: str, names: list[str], where: str) -> None:
+    """Fail before any trial runs if the space names hyper-parameters the model does not have."""
+    from samplegen.models.registry import hparams_class
+    from samplegen.platform.training import TRAINING_KEYS
+
+    known = {f.name for f in dataclasses.fields(hparams_class(model))} | TRAINING_KEYS
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise StudyError(
+            f"{where}: parameter(s) {', '.join(unknown)} are not hyper-parameters of model "
+            f"{model} (known: {', '.join(sorted(known))})"
+        )
+
+
+def _settings(config: StudyConfig, data: StudyData) -> TrialSettings:
+    return TrialSettings(
+        model=config.model,
+        input_shape=data.input_shape,
+        epochs=config.epochs,
+        max_params=config.max_params,
+        stall=config.stall_rule,
+        seed=config.seed,
+        device=config.device,
+        cpus=config.cpus_per_trial,
+        gpus=config.gpus_per_trial,
+        amp=config.amp,
+        checkpoint_every=config.checkpoint_every,
+        fail_at_epoch=config.fail_at_epoch,
+        fail_probability=config.fail_probability,
+        fail_seed=config.fail_seed,
+        codec=data.codec.to_dict() if data.codec is not None else None,
+        write_example=config.write_examples or config.wandb,
+    )
+
+
+def build_trainable(config: StudyConfig, data: StudyData) -> Any:
+    """The trial function with its data refs, settings and resources bound."""
+    import ray
+    from ray import tune
+
+    from samplegen.platform.resources import TrialResources
+    from samplegen.platform.trainable import train_trial
+
+    refs = {"train": ray.put(data.train), "validation": ray.put(data.validation)}
+    fn = tune.with_parameters(train_trial, data=refs, settings=_settings(config, data))
+    resources = TrialResources(config.cpus_per_trial, config.gpus_per_trial)
+    return tune.with_resources(fn, resources.as_dict())
+
+
+def run_study(
+    config: StudyConfig,
+    data: StudyData | Callable[[], StudyData] | None = None,
+    *,
+    resume: bool = False,
+    interrupt_after: int | None = None,
+    echo: Callable[[str], None] = print,
+) -> StudyResult:
+    """Run (or with `resume`, continue) the study; Ray must be initialised (see `ensure_ray`).
+
+    `data` defaults to `load_study_data(config.data)`. `interrupt_after=N` interrupts the driver
+    like Ctrl-C once N trials have ended (reliability tests); the study can then be resumed.
+    Returns the results table rows, the best row and where the best model went.
+    """
+    import ray
+    from ray import tune
+
+    from samplegen.platform.resources import TrialResources, check_cluster
+    from samplegen.platform.schedulers import build_scheduler
+    from samplegen.platform.searchers import build_search
+    from samplegen.platform.spaces import resolve_space
+
+    if not ray.is_initialized():
+        raise StudyError("run_study: Ray is not initialised (call ensure_ray first)")
+    space = resolve_space(config.model, config.space)
+    check_space_names(config.model, space.names, space.source)
+    resources = TrialResources(config.cpus_per_trial, config.gpus_per_trial)
+    cluster = check_cluster(resources, autoscaling=config.autoscaling)
+
+    files = StudyFiles(config.storage, config.name)
+    has_state = files.exists("tuner.pkl")
+    if resume and not has_state:
+        raise StudyError(f"{files.uri}: no study to resume there (run it without --resume first)")
+    if not resume and files.exists(STUDY_JSON):
+        raise StudyError(
+            f"{files.uri}: a study named {config.name!r} already exists; "
+            "pass --resume to continue it, or choose another --name"
+        )
+    if resume and files.exists(STUDY_JSON):
+        _check_resume(json.loads(files.read_text(STUDY_JSON))["config"], config, files.uri)
+
+    if data is None:
+        if not config.data:
+            raise StudyError("run_study: no data given and no dataset path in the config")
+        data = load_study_data(config.data, config.train_subset)
+    elif callable(data):
+        data = data()
+    trainable = build_trainable(config, data)
+
+    slots = max(1, resources.per_node_limit(cluster))
+    max_concurrent = config.max_concurrent or slots
+    plan = build_search(
+        config.search,
+        space,
+        trials=config.trials,
+        metric=OBJECTIVE,
+        mode=MODE,
+        seed=config.seed,
+        max_concurrent=max_concurrent if config.search in ("gp", "tpe") else None,
+    )
+    if config.progress:
+        echo(f"[{config.name}] {plan.note}; {max_concurrent} at a time; study at {files.uri}")
+
+    callbacks: list[Any] = []
+    if config.progress:
+        callbacks.append(_progress_callback_class()(config.name, echo))
+    if interrupt_after:
+        marker = str(Path(tempfile.gettempdir()) / f"sg-{abs(hash(files.root))}{INTERRUPT_MARKER}")
+        if files.local:
+            marker = f"{files.root}/{INTERRUPT_MARKER}"
+        callbacks.append(_interrupt_callback_class()(interrupt_after, marker))
+    if config.wandb:
+        from samplegen.platform.tracking import wandb_callback
+
+        cb = wandb_callback(config.wandb_project, config.wandb_group or config.name, echo=echo)
+        if cb is not None:
+            callbacks.append(cb)
+
+    if resume:
+        if config.progress:
+            echo(f"[{config.name}] resuming from {files.uri}")
+        tuner = tune.Tuner.restore(
+            files.uri,
+            trainable=trainable,
+            resume_unfinished=True,
+            resume_errored=True,
+            param_space=plan.param_space or None,
+        )
+    else:
+        files.write_json(
+            STUDY_JSON,
+            {
+                "config": config.to_dict(),
+                "space": space.to_dict(),
+                "data": {
+                    "source": data.source,
+                    "fingerprint": data.fingerprint,
+                    "input_shape": list(data.input_shape),
+                    "train": len(data.train),
+                    "validation": len(data.validation),
+                    "codec": data.codec.to_dict() if data.codec is not None else None,
+                },
+            },
+        )
+        scheduler = build_scheduler(
+            config.scheduler,
+            max_epochs=config.epochs,
+            cutoff_factor=config.cutoff_factor,
+            cutoff_grace=config.cutoff_grace,
+            asha_grace=config.asha_grace,
+            asha_reduction=config.asha_reduction,
+        )
+        tuner = tune.Tuner(
+            trainable,
+            param_space=plan.param_space,
+            tune_config=tune.TuneConfig(
+                metric=OBJECTIVE,
+                mode=MODE,
+                search_alg=plan.search_alg,
+                scheduler=scheduler,
+                num_samples=plan.num_samples,
+                max_concurrent_trials=max_concurrent if config.search == "grid" else None,
+                reuse_actors=config.reuse_actors,
+                time_budget_s=config.time_budget_s,
+                trial_dirname_creator=_trial_dirname,
+            ),
+            run_config=tune.RunConfig(
+                name=config.name,
+                storage_path=files.storage_path,
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                failure_config=tune.FailureConfig(max_failures=config.max_failures),
+                callbacks=callbacks,
+                verbose=0,
+            ),
+        )
+    grid = tuner.fit()
+    trials = _trials_of(grid)
+    interrupted = any(t.status not in ("TERMINATED", "ERROR") for t in trials)
+    if plan.num_samples > 1 and len(trials) < plan.num_samples and config.time_budget_s is None:
+        interrupted = True
+    rows = results_rows(grid, space.names)
+    _write_table(files, rows)
+    best = best_row(rows)
+    result = StudyResult(files.uri, rows, best, None, interrupted)
+    if best is not None:
+        files.write_json(BEST_CONFIG, best_config(config, data, best))
+        if config.export_best and not interrupted:
+            result.best_model = export_best(files, grid, best, config, data, echo)
+    if interrupted:
+        result.note = f"study interrupted; continue it with --resume (same --name {config.name})"
+    if config.progress:
+        echo(summary_line(config.name, rows, best, interrupted))
+    return result
+
+
+def _check_resume(previous: dict[str, Any], config: StudyConfig, where: str) -> None:
+    now = config.to_dict()
+    changed = sorted(k for k in now if k not in RESUME_FREE and previous.get(k) != now[k])
+    if changed:
+        raise StudyError(
+            f"{where}: cannot resume with different settings ({', '.join(changed)} differ from "
+            "the study's); resume with the original settings or start a new --name"
+        )
+
+
+def _trials_of(grid: Any) -> list[Any]:
+    analysis = getattr(grid, "_experiment_analysis", None)
+    return list(getattr(analysis, "trials", None) or [])
+
+
+# ---------------------------------------------------------------- results
+
+
+def results_rows(grid: Any, param_names: list[str]) -> list[dict[str, Any]]:
+    """One row per trial: id, status, reason, epochs, losses, size, config columns."""
+    statuses = {t.trial_id: t.status for t in _trials_of(grid)}
+    rows = []
+    for r in grid:
+        m = dict(r.metrics or {})
+        trial_id = m.get("trial_id") or Path(r.path).name.removeprefix("trial_")
+        status = str(m.get("status", "not_started"))
+        reason = str(m.get("reason", ""))
+        if r.error is not None:
+            status = "error"
+            reason = (
+                str(r.error).strip().splitlines()[-1][:500] if str(r.error).strip() else "error"
+            )
+        elif status == "running":
+            if statuses.get(trial_id) == "TERMINATED":
+                status, reason = "stopped", f"stopped by the scheduler at epoch {m.get('epoch')}"
+            else:
+                status, reason = "unfinished", "the study was interrupted"
+        row: dict[str, Any] = {
+            "trial_id": trial_id,
+            "status": status,
+            "reason": reason,
+            "epochs": int(m.get("epoch", 0) or 0),
+            "final_val_loss": _num(m.get(OBJECTIVE)),
+            "best_val_loss": _num(m.get("best_val_loss", m.get(OBJECTIVE))),
+            "best_epoch": int(m.get("best_epoch", 0) or 0),
+            "final_train_loss": _num(m.get("train_loss")),
+            "overfit": _num(m.get("overfit")),
+            "params": int(m.get("params", 0) or 0),
+            "compression": _num(m.get("compression")),
+            "epoch_seconds": _num(m.get("epoch_seconds")),
+            "time_total_s": _num(m.get("time_total_s")),
+            "restored_from": int(m.get("restored_from", 0) or 0),
+            "path": str(r.path),
+        }
+        config = r.config or {}
+        for name in param_names:
+            value = config.get(name)
+            row[f"config.{name}"] = value if not isinstance(value, np.generic) else value.item()
+        rows.append(row)
+    rows.sort(key=lambda row: (math.isnan(row["best_val_loss"]), row["best_val_loss"]))
+    return rows
+
+
+def _num(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def best_row(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The row with the lowest best validation loss among trials that produced one."""
+    ok = [
+        r for r in rows if r["status"] not in FAILED_STATUSES and math.isfinite(r["best_val_loss"])
+    ]
+    return min(ok, key=lambda r: r["best_val_loss"]) if ok else None
+
+
+def _write_table(files: StudyFiles, rows: list[dict[str, Any]]) -> None:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    if not rows:
+        return
+    columns: dict[str, list[Any]] = {k: [] for k in rows[0]}
+    for row in rows:
+        for k in columns:
+            columns[k].append(row.get(k))
+    # Config columns may mix ints and floats across trials (grid values): store them as text-free
+    # numbers where possible.
+    table = pa.table({k: _column(v) for k, v in columns.items()})
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    files.write_bytes(RESULTS_PARQUET, buf.getvalue())
+    buf = io.BytesIO()
+    pacsv.write_csv(table, buf)
+    files.write_bytes(RESULTS_CSV, buf.getvalue())
+
+
+def _column(values: list[Any]) -> Any:
+    import pyarrow as pa
+
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        if all(isinstance(v, (int, float)) or v is None for v in values):
+            return pa.array([None if v is None else float(v) for v in values], pa.float64())
+        return pa.array([None if v is None else str(v) for v in values], pa.string())
+
+
+def read_results(study_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The results table of a finished study, as rows."""
+    import pyarrow.parquet as pq
+
+    path = Path(study_dir) / RESULTS_PARQUET
+    if not path.exists():
+        raise StudyError(f"{study_dir}: no {RESULTS_PARQUET} (has the study run?)")
+    return pq.read_table(path).to_pylist()
+
+
+def best_config(config: StudyConfig, data: StudyData, best: dict[str, Any]) -> dict[str, Any]:
+    """The JSON `samplegen train --config` reads: model, flat config, and how it was found."""
+    params = {k[7:]: v for k, v in best.items() if k.startswith("config.")}
+    return {
+        "model": config.model,
+        "config": params,
+        "trial_id": best["trial_id"],
+        "best_val_loss": best["best_val_loss"],
+        "best_epoch": best["best_epoch"],
+        "epochs": best["epochs"],
+        "study": config.name,
+        "max_params": config.max_params,
+        "seed": config.seed,
+        "stall": {
+            "window": config.stall_window,
+            "min_change": config.stall_min_change,
+            "overfit_limit": config.overfit_limit,
+        },
+        "input_shape": list(data.input_shape),
+        "dataset": {"source": data.source, "fingerprint": data.fingerprint},
+    }
+
+
+def export_best(
+    files: StudyFiles,
+    grid: Any,
+    best: dict[str, Any],
+    config: StudyConfig,
+    data: StudyData,
+    echo: Callable[[str], None] = print,
+) -> str | None:
+    """Save the best trial's best-epoch weights as a model directory under the study."""
+    from samplegen.models.artifact import save_model
+    from samplegen.models.registry import build_model
+    from samplegen.platform.training import load_best_weights, split_config
+
+    if data.codec is None:
+        echo(f"[{config.name}] best model not exported: the data has no codec")
+        return None
+    result = next((r for r in grid if Path(r.path).name == f"trial_{best['trial_id']}"), None)
+    if result is None or result.checkpoint is None:
+        echo(f"[{config.name}] best model not exported: trial {best['trial_id']} has no checkpoint")
+        return None
+    params = {k[7:]: v for k, v in best.items() if k.startswith("config.")}
+    _, model_hp = split_config(params)
+    model = build_model(config.model, model_hp, data.input_shape)
+    with result.checkpoint.as_directory() as ckdir:
+        model.load_state_dict(load_best_weights(ckdir))
+    metrics = {
+        k: best[k] for k in ("best_val_loss", "best_epoch", "epochs", "final_train_loss", "overfit")
+    }
+    extra = {"study": config.name, "trial_id": best["trial_id"], "config": params}
+    if files.local:
+        target = Path(files.root) / BEST_MODEL
+        save_model(
+            target,
+            model,
+            codec=data.codec,
+            dataset_fingerprint=data.fingerprint,
+            metrics=metrics,
+            extra=extra,
+        )
+        return str(target)
+    with tempfile.TemporaryDirectory() as tmp:
+        save_model(
+            Path(tmp) / BEST_MODEL,
+            model,
+            codec=data.codec,
+            dataset_fingerprint=data.fingerprint,
+            metrics=metrics,
+            extra=extra,
+        )
+        files.upload_dir(Path(tmp) / BEST_MODEL, BEST_MODEL)
+    return f"{files.uri}/{BEST_MODEL}"
+
+
+def summary_line(
+    name: str, rows: list[dict[str, Any]], best: dict[str, Any] | None, interrupted: bool
+) -> str:
+    """One line: trials by status and the best result."""
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    head = "interrupted" if interrupted else "done"
+    if best is None:
+        return f"[{name}] {head}: {len(rows)} trials ({parts}); no trial produced a loss"
+    return (
+        f"[{name}] {head}: {len(rows)} trials ({parts}); best {OBJECTIVE} "
+        f"{best['best_val_loss']:.4g} (trial {best['trial_id']}, epoch {best['best_epoch']})"
+    )

@@ -1,0 +1,286 @@
+"""The Tune function trainable: one trial = one model trained epoch by epoch on object-store splits.
+
+Every epoch it reports train_loss, val_loss (the objective; the original optimised the train loss,
+a bug), overfit (val / train), rate (relative change of the validation loss's moving average over
+the stall window, or of the last epoch before that), params, compression, epoch_seconds, and a
+status. Checkpoints are safetensors + JSON; when Ray restarts a trial it continues at the epoch
+after its last checkpoint. A NaN/infinite loss or a rejected configuration ends only that trial:
+it reports a last result with `status` (`nan`, `rejected`) and `reason`, and returns.
+
+Fault injection (reliability tests): `fail_at_epoch` or `fail_probability` (seeded per trial and
+epoch) makes a trial raise `InjectedFault` once, after checkpointing that epoch with a marker, so
+the restarted trial resumes after it and does not fail again.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from samplegen.errors import SamplegenError
+from samplegen.platform.stopping import StallRule, overfit_ratio, relative_change
+
+OBJECTIVE = "val_loss"
+MODE = "min"
+EXAMPLE_PNG = "example.png"
+EXAMPLE_WAV = "example.wav"
+
+
+class InjectedFault(RuntimeError):
+    """The failure a fault-injection setting asked for (not a bug)."""
+
+
+@dataclass(frozen=True)
+class TrialSettings:
+    """Everything a trial needs besides its searched config (the same for every trial of a study)."""
+
+    model: str
+    input_shape: tuple[int, ...]
+    epochs: int
+    max_params: int | None = None
+    stall: StallRule = field(default_factory=StallRule)
+    seed: int = 0
+    device: str = "auto"
+    cpus: float = 1.0
+    gpus: float = 0.0
+    amp: bool = False
+    eval_batch_size: int = 64
+    checkpoint_every: int = 1
+    keep_best_weights: bool = True
+    fail_at_epoch: int | None = None
+    fail_probability: float = 0.0
+    fail_seed: int = 0
+    codec: dict[str, Any] | None = None  # for the end-of-trial example (spectrogram + audio)
+    write_example: bool = False
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise SamplegenError(f"--epochs: must be >= 1, got {self.epochs}")
+        if self.checkpoint_every < 1:
+            raise SamplegenError(f"checkpoint_every: must be >= 1, got {self.checkpoint_every}")
+        if not 0 <= self.fail_probability <= 1:
+            raise SamplegenError(
+                f"fail_probability: must be in [0, 1], got {self.fail_probability}"
+            )
+
+
+def trial_seed(base: int, config: dict[str, Any]) -> int:
+    """A seed that differs per configuration and is stable across restarts."""
+    blob = repr(sorted((str(k), repr(v)) for k, v in config.items())).encode()
+    return (int(base) * 1_000_003 + zlib.crc32(blob)) % (2**31)
+
+
+def should_inject(settings: TrialSettings, trial_id: str, epoch: int) -> bool:
+    """Whether fault injection fires at `epoch` for this trial (before the once-only marker)."""
+    if settings.fail_at_epoch is not None and epoch == settings.fail_at_epoch:
+        return True
+    if settings.fail_probability > 0:
+        rng = np.random.default_rng([settings.fail_seed, zlib.crc32(trial_id.encode()), epoch])
+        return bool(rng.random() < settings.fail_probability)
+    return False
+
+
+def _failure(status: str, reason: str, epoch: int, extra: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **extra,
+        "epoch": epoch,
+        "train_loss": math.inf,
+        OBJECTIVE: math.inf,
+        "status": status,
+        "reason": reason,
+    }
+
+
+def train_trial(config: dict[str, Any], *, data: dict[str, Any], settings: TrialSettings) -> None:
+    """Tune function trainable; `data` maps split names to ObjectRefs of float32 arrays."""
+    import ray
+    import torch
+    from ray import tune
+
+    from samplegen.models.registry import build_model
+    from samplegen.platform.resources import trial_device
+    from samplegen.platform.training import (
+        NonFiniteLoss,
+        Trainer,
+        load_best_weights,
+        load_checkpoint,
+        model_tensors,
+        save_checkpoint,
+        split_config,
+    )
+
+    trial_id = tune.get_context().get_trial_id() or "local"
+    torch.set_num_threads(max(1, int(settings.cpus)))
+    device = trial_device(settings.gpus, settings.device)
+    seed = trial_seed(settings.seed, config)
+
+    checkpoint = tune.get_checkpoint()
+    start_epoch = 1
+    try:
+        optim, model_hp = split_config(config)
+        torch.manual_seed(seed)
+        model = build_model(
+            settings.model,
+            model_hp,
+            settings.input_shape,
+            max_params=settings.max_params,
+            device=device,
+        )
+    except SamplegenError as exc:  # ModelRejected, HParamError, bad training settings
+        tune.report(_failure("rejected", str(exc), 0, {"params": 0, "compression": 0.0}))
+        return
+
+    static = {
+        "params": int(model.num_params()),
+        "compression": float(model.compression),
+        "batch_size": int(optim.batch_size),
+        "lr": float(optim.lr),
+        "device": device,
+    }
+    # object_store_splits puts SplitData objects; plain arrays work too.
+    train_x = _array(ray.get(data["train"]))
+    val_x = _array(ray.get(data["validation"]))
+    trainer = Trainer(
+        model,
+        optim,
+        train_x,
+        val_x,
+        device=device,
+        seed=seed,
+        amp=settings.amp,
+        eval_batch_size=settings.eval_batch_size,
+    )
+
+    history: dict[str, list[float]] = {"train_loss": [], "val_loss": []}
+    best_val, best_epoch = math.inf, 0
+    best_weights = None
+    fault_injected = False
+    restored_from = 0
+    if checkpoint is not None:
+        with checkpoint.as_directory() as ckdir:
+            tensors, meta = load_checkpoint(ckdir)
+            trainer.load_state_tensors(tensors, meta["optimizer"])
+            if settings.keep_best_weights:
+                best_weights = load_best_weights(ckdir)
+        history = {k: list(v) for k, v in meta["history"].items()}
+        best_val, best_epoch = float(meta["best_val_loss"]), int(meta["best_epoch"])
+        fault_injected = bool(meta.get("fault_injected", False))
+        restored_from = int(meta["epoch"])
+        start_epoch = restored_from + 1
+
+    window = settings.stall.window or 1
+    for epoch in range(start_epoch, settings.epochs + 1):
+        try:
+            result = trainer.run_epoch(epoch)
+        except NonFiniteLoss as exc:
+            tune.report(_failure("nan", str(exc), epoch, {**static, "best_val_loss": best_val}))
+            return
+        history["train_loss"].append(result.train_loss)
+        history["val_loss"].append(result.val_loss)
+        if result.val_loss < best_val:
+            best_val, best_epoch = result.val_loss, epoch
+            if settings.keep_best_weights:
+                best_weights = model_tensors(model)
+
+        rate = relative_change(history["val_loss"], window)
+        if rate is None:
+            prev = history["val_loss"][-2] if len(history["val_loss"]) > 1 else result.val_loss
+            rate = result.val_loss / prev - 1.0 if prev else 0.0
+        status, reason = "running", ""
+        stop = settings.stall.check(history["train_loss"], history["val_loss"])
+        if stop is not None:
+            status, reason = stop
+        elif epoch == settings.epochs:
+            status, reason = "completed", f"reached the epoch limit ({settings.epochs})"
+        inject = not fault_injected and should_inject(settings, trial_id, epoch)
+        metrics = {
+            **static,
+            **{f"train_{k}": v for k, v in result.metrics.items()},
+            "epoch": epoch,
+            "train_loss": result.train_loss,
+            OBJECTIVE: result.val_loss,
+            "val_recon": result.val_recon,
+            "overfit": overfit_ratio(result.train_loss, result.val_loss),
+            "rate": rate,
+            "epoch_seconds": result.seconds,
+            "best_val_loss": best_val,
+            "best_epoch": best_epoch,
+            "restored_from": restored_from,
+            "status": status,
+            "reason": reason,
+        }
+        final = status != "running"
+        if final or inject or epoch % settings.checkpoint_every == 0:
+            meta = {
+                "epoch": epoch,
+                "history": history,
+                "best_val_loss": best_val,
+                "best_epoch": best_epoch,
+                "seed": seed,
+                "fault_injected": fault_injected or inject,
+                "model": settings.model,
+                "config": config,
+                "input_shape": list(settings.input_shape),
+            }
+            with tempfile.TemporaryDirectory(prefix="sg-ckpt-") as tmp:
+                save_checkpoint(tmp, trainer, meta, best_weights)
+                if final and settings.write_example and settings.codec:
+                    _write_example(Path(tmp), model, val_x, settings, best_weights)
+                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+        else:
+            tune.report(metrics)
+        if inject:
+            raise InjectedFault(f"injected fault at epoch {epoch} (trial {trial_id})")
+        if final:
+            return
+
+
+def _array(obj: Any) -> np.ndarray:
+    return np.asarray(getattr(obj, "x", obj))
+
+
+def _write_example(
+    directory: Path, model: Any, val_x: np.ndarray, settings: TrialSettings, best: Any
+) -> None:
+    """A spectrogram PNG (input vs reconstruction) and the reconstruction as WAV; best effort."""
+    import torch
+
+    from samplegen.dsp.audio import write_wav
+    from samplegen.dsp.codec import decode
+    from samplegen.dsp.config import CodecConfig
+
+    codec = CodecConfig.from_dict(settings.codec or {})
+    if tuple(codec.shape) != tuple(settings.input_shape):
+        return  # inner models see encodings, not codec samples: nothing audible to write
+    if best is not None:
+        model.load_state_dict(best)
+    model.eval()
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        x = torch.from_numpy(np.array(val_x[:1], dtype=np.float32)).to(device)
+        recon = model.reconstruct(x).float().cpu().numpy()[0]
+    wave = decode(recon, codec, n_iter=32, seed=0)
+    write_wav(directory / EXAMPLE_WAV, np.asarray(wave), codec.sample_rate)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3))
+    for ax, img, title in zip(
+        axes, (np.asarray(val_x[0]), recon), ("input", "reconstruction"), strict=True
+    ):
+        if img.ndim == 2:
+            ax.imshow(img, origin="lower", aspect="auto", vmin=0, vmax=1)
+        else:
+            ax.plot(img, linewidth=0.3)
+        ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(directory / EXAMPLE_PNG, dpi=80)
+    plt.close(fig)
