@@ -1,0 +1,280 @@
+"""Dataset preparation end to end on real audio files, real Ray Data and real Parquet."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+from dataset_helpers import SMALL, instrument_folder, write_tone
+
+from samplegen.cli.main import main
+from samplegen.dsp.audio import load_wave
+from samplegen.dsp.codec import encode_batch
+from samplegen.errors import SamplegenError
+from samplegen.platform.augment import mix_waves
+from samplegen.platform.datasets import load_dataset, object_store_splits, prepare_dataset
+from samplegen.platform.splits import SplitFractions, split_for_group
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+
+def _prepare(src: Path, out: Path, **kw: object) -> tuple[Path, list[str]]:
+    said: list[str] = []
+    path = prepare_dataset(src, out, kw.pop("config", SMALL), echo=said.append, **kw)  # type: ignore[arg-type]
+    return path, said
+
+
+def _report(ds: Path) -> dict:
+    return json.loads((ds / "report.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def folder_dataset(
+    tmp_path_factory: pytest.TempPathFactory, ray_session: None
+) -> tuple[Path, Path]:
+    """12 instruments x C3/C4/C5, one A3 and 4 training mixes."""
+    root = tmp_path_factory.mktemp("folder")
+    instrument_folder(root / "src", 12)
+    write_tone(root / "src" / "extra" / "Oboe 1_A3.wav", 57)
+    (root / "src" / "notes.txt").write_text("not audio")
+    ds, _ = _prepare(root / "src", root / "ds", augment_mixes=4)
+    return root / "src", ds
+
+
+def test_counts_add_up_and_splits_are_disjoint_by_group(folder_dataset: tuple[Path, Path]) -> None:
+    _, ds = folder_dataset
+    report = _report(ds)
+    c = report["counts"]
+    assert (c["seen"], c["kept"], c["rejected"], c["filtered"]) == (37, 36, 0, 1)
+    assert c["kept"] + c["rejected"] + c["filtered"] == c["seen"]
+    assert c["other_files_ignored"] == 1
+    assert [f["path"] for f in report["files"] if f["status"] == "filtered"] == [
+        "extra/Oboe 1_A3.wav"
+    ]
+    data = load_dataset(ds)
+    groups = {
+        name: {m["group"] for m in s.meta if not m["augmented"]} for name, s in data.splits.items()
+    }
+    assert sum(len(s) for s in data.splits.values()) == c["kept"] + c["augmented"]
+    assert not groups["train"] & groups["validation"]
+    assert not groups["train"] & groups["test"]
+    assert not groups["validation"] & groups["test"]
+    for name, split in data.splits.items():
+        for m in split.meta:
+            assert m["split"] == name
+            if not m["augmented"]:
+                assert name == split_for_group(m["group"], SplitFractions())
+                assert m["note_name"] in ("C3", "C4", "C5") and m["velocity"] == 100
+                assert len(m["sha256"]) == 64 and m["peak"] > 0
+    info = json.loads((ds / "dataset.json").read_text())
+    assert info["rows_per_split"] == {n: len(s) for n, s in data.splits.items()}
+
+
+def test_parquet_round_trip_equals_direct_encoding(folder_dataset: tuple[Path, Path]) -> None:
+    src, ds = folder_dataset
+    data = load_dataset(ds)
+    assert data.codec == SMALL
+    for split in data.splits.values():
+        originals = [i for i, m in enumerate(split.meta) if not m["augmented"]]
+        waves = np.stack([load_wave(src / split.meta[i]["path"], SMALL)[0] for i in originals])
+        np.testing.assert_allclose(split.x[originals], encode_batch(waves, SMALL), atol=1e-6)
+        assert split.x.shape[1:] == SMALL.shape and split.x.dtype == np.float32
+    # The stored column is a fixed-shape tensor column, readable without Ray's loader.
+    schema = pq.read_schema(ds / "data" / "train.parquet")
+    assert "ArrowTensorType" in str(schema.field("x").type)
+
+
+def test_augmentation_mixes_audio_and_stays_in_train(folder_dataset: tuple[Path, Path]) -> None:
+    src, ds = folder_dataset
+    data = load_dataset(ds)
+    assert not any(m["augmented"] for s in ("validation", "test") for m in data.splits[s].meta)
+    train = data.splits["train"]
+    mixes = [i for i, m in enumerate(train.meta) if m["augmented"]]
+    assert len(mixes) == 4
+    train_groups = {m["group"] for m in train.meta if not m["augmented"]}
+    for i in mixes:
+        m = train.meta[i]
+        first, second = m["path"], m["parent_b"]
+        assert first != second and 0.3 <= m["mix"] <= 0.7
+        assert set(m["group"].split("+")) <= train_groups
+        a, b = load_wave(src / first, SMALL)[0], load_wave(src / second, SMALL)[0]
+        expected = encode_batch(mix_waves(a, b, m["mix"])[None], SMALL)[0]
+        np.testing.assert_allclose(train.x[i], expected, atol=1e-5)
+
+
+def test_cache_reuse_fingerprint_and_rebuild(tmp_path: Path) -> None:
+    instrument_folder(tmp_path / "src", 3)
+    ds, said = _prepare(tmp_path / "src", tmp_path / "ds")
+    first = json.loads((ds / "dataset.json").read_text())
+    _, said = _prepare(tmp_path / "src", tmp_path / "ds")
+    assert any(line.startswith("reusing dataset") for line in said)
+    assert json.loads((ds / "dataset.json").read_text())["created"] == first["created"]
+    # Same bytes, new modification time: still reused (content fingerprint).
+    victim = next((tmp_path / "src").glob("*.wav"))
+    victim.write_bytes(victim.read_bytes())
+    _, said = _prepare(tmp_path / "src", tmp_path / "ds")
+    assert any("content and settings unchanged" in line for line in said)
+    # A changed setting rebuilds with a new fingerprint.
+    _, said = _prepare(tmp_path / "src", tmp_path / "ds", config=SMALL.replace(mu=16.0))
+    assert not any(line.startswith("reusing") for line in said)
+    second = json.loads((ds / "dataset.json").read_text())
+    assert second["fingerprint"] != first["fingerprint"] and second["codec"]["mu"] == 16.0
+    # Changed content rebuilds too, and force always does.
+    write_tone(victim, 48, seed=99)
+    _, said = _prepare(tmp_path / "src", tmp_path / "ds", config=SMALL.replace(mu=16.0))
+    third = json.loads((ds / "dataset.json").read_text())
+    assert third["fingerprint"] != second["fingerprint"]
+    _, said = _prepare(tmp_path / "src", tmp_path / "ds", config=SMALL.replace(mu=16.0), force=True)
+    assert not any(line.startswith("reusing") for line in said)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".ds.")]  # no build leftovers
+
+
+def test_adding_files_never_moves_existing_ones(tmp_path: Path) -> None:
+    instrument_folder(tmp_path / "src", 10)
+    ds, _ = _prepare(tmp_path / "src", tmp_path / "ds1")
+    before = {f["path"]: f["split"] for f in _report(ds)["files"]}
+    write_tone(tmp_path / "src" / "Kazoo 77_C4.wav", 60, seed=5)
+    write_tone(
+        tmp_path / "src" / "Piano 3_C4_v64.wav", 60, seed=6
+    )  # a new render of a known instrument
+    ds2, _ = _prepare(tmp_path / "src", tmp_path / "ds2")
+    after = {f["path"]: f["split"] for f in _report(ds2)["files"]}
+    assert len(after) == len(before) + 2
+    assert all(after[p] == s for p, s in before.items())
+    assert after["Piano 3_C4_v64.wav"] == after["Piano 3_C4_v100.wav"]
+
+
+def test_broken_files_are_each_reported_and_the_rest_is_kept(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    good = instrument_folder(src, 3)
+    (src / "Empty_C4.wav").write_bytes(b"")
+    (src / "Text_C4.wav").write_text("this is not a wav file\n")
+    whole = write_tone(tmp_path / "whole.wav", 60).read_bytes()
+    (src / "Truncated_C4.wav").write_bytes(whole[:30])
+    (src / "Tiny_C4.wav").write_bytes(whole[:60])  # a header and 8 samples
+    sf.write(src / "Nan_C4.wav", np.full(8000, np.nan, dtype=np.float32), 16000, subtype="FLOAT")
+    sf.write(src / "Silence_C4.wav", np.zeros(8000, dtype=np.float32), 16000)
+    write_tone(src / "Liar_C4.wav", 69)  # says C4, plays A4
+    write_tone(src / "Violin 9_A3.wav", 57)
+    write_tone(src / "Untitled.wav", 60)
+    shutil.copy(good[0], src / "Zcopy 1_C3.wav")
+
+    ds, _ = _prepare(src, tmp_path / "ds", pitch_check=True, pitch_tolerance=0.1)
+    report = _report(ds)
+    status = {f["path"]: (f["status"], f["reason"]) for f in report["files"]}
+    expected = {
+        "Empty_C4.wav": ("rejected", {"empty", "unreadable"}),
+        "Text_C4.wav": ("rejected", {"unreadable", "unsupported"}),
+        "Truncated_C4.wav": ("rejected", {"unreadable", "empty", "too_short"}),
+        "Tiny_C4.wav": ("rejected", {"too_short", "unreadable"}),
+        "Nan_C4.wav": ("rejected", {"non_finite"}),
+        "Silence_C4.wav": ("rejected", {"silent"}),
+        "Liar_C4.wav": ("rejected", {"wrong_pitch"}),
+        "Zcopy 1_C3.wav": ("rejected", {"duplicate"}),
+        "Violin 9_A3.wav": ("filtered", {"note_not_wanted"}),
+        "Untitled.wav": ("filtered", {"no_note"}),
+    }
+    for path, (want_status, reasons) in expected.items():
+        assert status[path][0] == want_status, (path, status[path])
+        assert status[path][1] in reasons, (path, status[path])
+    assert all(f["detail"] for f in report["files"] if f["status"] != "kept")
+    c = report["counts"]
+    assert (c["seen"], c["kept"], c["rejected"], c["filtered"]) == (19, 9, 8, 2)
+    md = (ds / "report.md").read_text()
+    assert all(name in md for name in expected)
+    assert sum(len(s) for s in load_dataset(ds).splits.values()) == 9
+
+
+def test_library_slice_uses_its_metadata(tmp_path: Path) -> None:
+    from samplegen.dsp.library import ensure_library
+
+    library = Path(ensure_library("fluidr3"))
+    rows = (library / "metadata.csv").read_text().splitlines()
+    header, body = rows[0], rows[1:]
+    # Every program's C4 render for a handful of programs, plus their other notes.
+    columns = header.split(",")
+    file_i, program_i = columns.index("file"), columns.index("program")
+    programs = sorted({r.split(",")[program_i] for r in body})[:8]
+    picked = [r for r in body if r.split(",")[program_i] in programs]
+    src = tmp_path / "lib"
+    src.mkdir()
+    for r in picked:
+        (src / r.split(",")[file_i]).symlink_to(library / r.split(",")[file_i])
+    (src / "metadata.csv").write_text("\n".join([header, *picked]) + "\n")
+    shutil.copy(library / "library.json", src / "library.json")
+    ds, _ = _prepare(src, tmp_path / "ds", notes="all")
+    report = _report(ds)
+    assert report["settings"]["source_kind"] == "library"
+    assert report["counts"]["kept"] + report["counts"]["rejected"] == len(picked)
+    data = load_dataset(ds)
+    for split in data.splits.values():
+        for m in split.meta:
+            assert m["group"] == f"p{m['program']:03d}"
+            assert m["category"] and m["note"] is not None
+    by_group: dict[str, set[str]] = {}
+    for split in data.splits.values():
+        for m in split.meta:
+            by_group.setdefault(m["group"], set()).add(m["split"])
+    assert all(len(s) == 1 for s in by_group.values())
+
+
+def test_object_store_splits_are_shared_read_only(folder_dataset: tuple[Path, Path]) -> None:
+    import ray
+
+    data = load_dataset(folder_dataset[1])
+    refs = object_store_splits(data)
+    assert set(refs) == {"train", "validation", "test"}
+    got = ray.get(refs["train"])
+    np.testing.assert_array_equal(got.x, data.splits["train"].x)
+    assert not got.x.flags.writeable  # a view of shared memory
+    assert got.meta == data.splits["train"].meta
+
+
+def test_load_with_a_diverse_training_subset(folder_dataset: tuple[Path, Path]) -> None:
+    data = load_dataset(folder_dataset[1], train_subset=5)
+    assert len(data.splits["train"]) == 5
+    assert len({m["name"] for m in data.splits["train"].meta}) == 5
+
+
+def test_errors_for_bad_sources_and_outputs(tmp_path: Path) -> None:
+    with pytest.raises(SamplegenError, match="no such file or folder"):
+        _prepare(tmp_path / "missing", tmp_path / "ds")
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "Bad_C4.wav").write_text("nope")
+    with pytest.raises(SamplegenError, match="no usable audio file"):
+        _prepare(tmp_path / "junk", tmp_path / "ds")
+    assert not (tmp_path / "ds").exists()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.txt").write_text("precious")
+    with pytest.raises(SamplegenError, match="refusing to replace"):
+        _prepare(tmp_path / "junk", tmp_path / "mine")
+    with pytest.raises(SamplegenError, match="not a samplegen dataset"):
+        load_dataset(tmp_path / "mine")
+
+
+def test_cli_prepare_info_and_one_line_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    instrument_folder(tmp_path / "src", 2)
+    (tmp_path / "afile").write_text("x")
+    base = ["data", "prepare", str(tmp_path / "src"), "--duration", "0.25", "--sample-rate", "8000"]
+    cases = [
+        ([*base, "--out", str(tmp_path / "ds"), "--repr", "mel"], "representation"),
+        (["data", "prepare", str(tmp_path / "nowhere"), "--out", str(tmp_path / "ds")], "nowhere"),
+        ([*base, "--out", str(tmp_path / "afile" / "ds")], "afile"),
+        ([*base, "--out", str(tmp_path / "ds"), "--splits", "0.5,0.2"], "splits"),
+    ]
+    for argv, needle in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("samplegen: error:") and needle in err[0], err
+    assert main([*base, "--out", str(tmp_path / "ds"), "--repr", "wave", "--notes", "C3,C4"]) == 0
+    assert main(["data", "info", str(tmp_path / "ds")]) == 0
+    out = capsys.readouterr().out
+    assert "kept 4" in out and "wave shape (2000,)" in out
+    assert load_dataset(tmp_path / "ds").codec.representation == "wave"
