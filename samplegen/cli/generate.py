@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,15 @@ def _expand(paths: list[str], limit: int) -> list[Path]:
         else:
             raise SamplegenError(f"{p}: no such file or folder")
     return out[:limit]
+
+
+def _accept_negative_lists(p: argparse.ArgumentParser) -> None:
+    """Let `--values -2,-1,0` through: argparse would take "-2,-1,0" for an option name.
+
+    argparse decides with the parser's negative-number pattern; widening it to comma-separated
+    numbers is safe here because this parser has no option that looks like a number.
+    """
+    p._negative_number_matcher = re.compile(r"^-\d[\d.,eE+-]*$")  # noqa: SLF001
 
 
 def _common(p: argparse.ArgumentParser, reference: bool = False) -> None:
@@ -104,6 +114,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--per-level", type=int, default=1, help="noise draws per level")
 
     p = sub.add_parser("sweep", help="each latent dimension alone")
+    _accept_negative_lists(p)
     _common(p, reference=True)
     p.add_argument("--values", type=_floats, default=[-2.0, -1.0, 0.0, 1.0, 2.0])
     p.add_argument(

@@ -56,14 +56,14 @@ class LatentSpace:
         self,
         model: torch.nn.Module,
         codec: Any,
-        meta: Mapping[str, Any] | None = None,
+        meta: Any = None,
         *,
         device: str | torch.device = "cpu",
         batch_size: int = 16,
     ) -> None:
         self.model = model.to(device).eval()
         self.codec = codec
-        self.meta = dict(meta or {})
+        self.meta = _meta_dict(meta)
         self.device = torch.device(device)
         self.batch_size = max(1, int(batch_size))
         self.input_shape = tuple(int(s) for s in model.input_shape)
@@ -82,8 +82,8 @@ class LatentSpace:
     def has_prior(self) -> bool:
         """True when the model can sample its own prior (VAE, bounded AE, VQ-VAE, combined)."""
         if self._has_prior is None:
-            fn = getattr(self.model, "sample_prior", None)
-            ok = callable(fn)
+            fn = self._prior_fn()
+            ok = fn is not None
             if ok:
                 try:
                     with torch.no_grad():
@@ -96,6 +96,14 @@ class LatentSpace:
                     ok = False
             self._has_prior = ok
         return self._has_prior
+
+    def _prior_fn(self) -> Any:
+        """The model's `sample_prior`, or its inner model's (the combined model keeps it there)."""
+        for owner in (self.model, getattr(self.model, "inner", None)):
+            fn = getattr(owner, "sample_prior", None)
+            if callable(fn):
+                return fn
+        return None
 
     @property
     def is_variational(self) -> bool:
@@ -194,7 +202,7 @@ class LatentSpace:
                 "give reference sounds (--reference) to sample their empirical latent distribution"
             )
         gen = torch.Generator(device="cpu").manual_seed(int(seed))
-        z = self.model.sample_prior(int(n), temperature=float(temperature), generator=gen)
+        z = self._prior_fn()(int(n), temperature=float(temperature), generator=gen)
         return z.reshape(int(n), -1).float().cpu().numpy()
 
     # --- statistics -------------------------------------------------------------------------
@@ -229,6 +237,19 @@ class LatentSpace:
             f"model {self.describe()['name']!r} is not variational and its metadata holds no latent "
             "statistics: give reference sounds (--reference) to measure them"
         )
+
+
+def _meta_dict(meta: Any) -> dict[str, Any]:
+    """Model metadata as a plain dict (accepts the artifact's ModelMeta dataclass or a mapping)."""
+    import dataclasses
+
+    if meta is None:
+        return {}
+    if dataclasses.is_dataclass(meta) and not isinstance(meta, type):
+        data = {f.name: getattr(meta, f.name) for f in dataclasses.fields(meta)}
+    else:
+        data = dict(meta)
+    return {k: (str(v) if k == "directory" else v) for k, v in data.items()}
 
 
 def _stored_stats(meta: Mapping[str, Any], dim: int) -> LatentStats | None:

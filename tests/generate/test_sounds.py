@@ -1,0 +1,265 @@
+"""Generation from saved models: every command's files, exact end-points, seeds, levels, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from samplegen.cli.main import main
+from samplegen.generate import sounds as S
+from samplegen.generate.latent import GenerationError, load_space
+
+GL = ["--griffin-lim-iters", "4"]
+
+
+def _run(*argv: str) -> int:
+    return main([str(a) for a in argv])
+
+
+def _manifest(folder: Path) -> dict:
+    return json.loads((folder / "manifest.json").read_text())
+
+
+def _check_outputs(folder: Path, count: int) -> dict:
+    man = _manifest(folder)
+    assert len(man["sounds"]) == count
+    for item in man["sounds"]:
+        data, sr = sf.read(folder / item["wav"])
+        assert sr == 16_000 and data.ndim == 1 and data.shape[0] == 8000
+        assert np.abs(data).max() <= 1.0
+        assert (folder / item["png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    return man
+
+
+def test_every_command_writes_wavs_pngs_and_manifest(trained_models, tmp_path):
+    m, w = trained_models.combined, trained_models.wavs
+    out = tmp_path / "sounds"
+    assert (
+        _run(
+            "generate", "reconstruct", m, w[0], w[1], "--variations", "2", "--out", out / "rec", *GL
+        )
+        == 0
+    )
+    man = _check_outputs(out / "rec", 6)
+    assert man["model"]["path"] == str(m.resolve())
+    assert man["model"]["variational"] is True and man["model"]["latent_dim"] == 3
+    assert man["codec"]["sample_rate"] == 16_000
+    assert [i["name"] for i in man["inputs"]] == [w[0].stem, w[1].stem]
+    assert all(len(i["latent"]) == 3 for i in man["inputs"])
+    assert (out / "rec" / man["inputs"][0]["wav"]).is_file()
+    assert (out / "rec" / man["inputs"][0]["pair_png"]).is_file()
+
+    assert (
+        _run("generate", "interpolate", m, w[0], w[5], "--steps", "4", "--out", out / "int", *GL)
+        == 0
+    )
+    man = _check_outputs(out / "int", 4)
+    assert [s["info"]["t"] for s in man["sounds"]] == pytest.approx([0, 1 / 3, 2 / 3, 1])
+
+    assert _run("generate", "grid", m, *w[:4], "--size", "3", "--out", out / "grid", *GL) == 0
+    man = _check_outputs(out / "grid", 9)
+    assert man["layout"] == {"rows": 3, "cols": 3}
+
+    assert (
+        _run(
+            "generate",
+            "random",
+            m,
+            "--count",
+            "3",
+            "--temperature",
+            "0.5",
+            "--out",
+            out / "rnd",
+            *GL,
+        )
+        == 0
+    )
+    man = _check_outputs(out / "rnd", 3)
+    assert man["settings"]["temperature"] == 0.5 and man["seed"] == 0
+
+    assert (
+        _run("generate", "perturb", m, w[2], "--levels", "0,0.5,1", "--out", out / "per", *GL) == 0
+    )
+    man = _check_outputs(out / "per", 3)
+    assert man["latent_stats"]["source"] == "prior N(0, 1)"
+
+    assert _run("generate", "sweep", m, "--values", "-2,0,2", "--out", out / "swp", *GL) == 0
+    man = _check_outputs(out / "swp", 9)
+    z = np.array([s["latent"] for s in man["sounds"]])
+    # One dimension at a time, the others at the prior mean 0.
+    assert np.allclose(
+        z,
+        [
+            [-2, 0, 0],
+            [0, 0, 0],
+            [2, 0, 0],
+            [0, -2, 0],
+            [0, 0, 0],
+            [0, 2, 0],
+            [0, 0, -2],
+            [0, 0, 0],
+            [0, 0, 2],
+        ],
+    )
+
+
+def test_same_seed_gives_identical_files_and_another_seed_differs(trained_models, tmp_path):
+    m, w = trained_models.combined, trained_models.wavs
+    for name, seed in (("a", 7), ("b", 7), ("c", 8)):
+        assert (
+            _run(
+                "generate",
+                "random",
+                m,
+                "--count",
+                "2",
+                "--seed",
+                seed,
+                "--out",
+                tmp_path / name / "rnd",
+                *GL,
+            )
+            == 0
+        )
+        assert (
+            _run(
+                "generate",
+                "reconstruct",
+                m,
+                w[3],
+                "--variations",
+                "1",
+                "--seed",
+                seed,
+                "--out",
+                tmp_path / name / "rec",
+                *GL,
+            )
+            == 0
+        )
+    files = sorted(
+        p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file()
+    )
+    assert len(files) > 10
+    for rel in files:
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+    assert (tmp_path / "a/rnd/random000.wav").read_bytes() != (
+        tmp_path / "c/rnd/random000.wav"
+    ).read_bytes()
+
+
+def test_end_points_are_the_inputs_latent_means_exactly(trained_models):
+    space = load_space(trained_models.combined)
+    a, b, c, d = S.load_inputs(trained_models.wavs[:4], space.codec)
+    # Same batch as the plan encodes (float results can differ in the last bit between batchings).
+    means = space.encode(np.stack([a.encoded, b.encoded, c.encoded, d.encoded]))
+    pair = space.encode(np.stack([a.encoded, b.encoded]))
+    np.testing.assert_allclose(pair, means[:2], rtol=1e-4, atol=1e-6)
+    plan = S.plan_interpolate(space, a, b, steps=5)
+    np.testing.assert_array_equal(plan.sounds[0].latent, pair[0])
+    np.testing.assert_array_equal(plan.sounds[-1].latent, pair[1])
+    np.testing.assert_allclose(plan.sounds[2].latent, (pair[0] + pair[1]) / 2, rtol=1e-6)
+    # The levels of the end-points are the inputs' levels; the middle is between them in dB.
+    assert plan.sounds[0].gain == pytest.approx(a.peak) and plan.sounds[-1].gain == pytest.approx(
+        b.peak
+    )
+    assert plan.sounds[2].gain == pytest.approx(np.sqrt(a.peak * b.peak))
+
+    grid = S.plan_grid(space, [a, b, c, d], size=3)
+    corners = [grid.sounds[i].latent for i in (0, 2, 6, 8)]
+    for got, want in zip(corners, means, strict=True):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_allclose(grid.sounds[4].latent, means.mean(axis=0), rtol=1e-5, atol=1e-7)
+
+    alone = space.encode(a.encoded[None])[0]
+    per = S.plan_perturb(space, a, levels=[0.0, 0.3], seed=1)
+    np.testing.assert_array_equal(per.sounds[0].latent, alone)
+    assert not np.array_equal(per.sounds[1].latent, alone)
+    rec = S.plan_reconstruct(space, [a], variations=0)
+    np.testing.assert_array_equal(rec.sounds[0].latent, alone)
+
+
+def test_perturbation_noise_is_zero_mean_with_the_requested_std(trained_models):
+    space = load_space(trained_models.combined)
+    (a,) = S.load_inputs(trained_models.wavs[:1], space.codec)
+    plan = S.plan_perturb(space, a, levels=[0.5], per_level=4000, seed=3)
+    za = space.encode(a.encoded[None])[0]
+    noise = np.stack([s.latent for s in plan.sounds]) - za
+    # The original's (2 randn - 1) had mean -level; this must be 0 (5-sigma bound) with std = level.
+    assert np.all(np.abs(noise.mean(axis=0)) < 5 * 0.5 / np.sqrt(4000))
+    np.testing.assert_allclose(noise.std(axis=0), 0.5, rtol=0.05)
+
+
+def test_level_is_restored_for_reconstructions(trained_models, tmp_path):
+    m, w = trained_models.combined, trained_models.wavs
+    assert _run("generate", "reconstruct", m, w[4], "--out", tmp_path, *GL) == 0
+    peak_in = np.abs(sf.read(w[4])[0]).max()
+    peak_out = np.abs(sf.read(tmp_path / f"00_{w[4].stem}.wav")[0]).max()
+    assert peak_out == pytest.approx(peak_in, abs=2e-3)
+
+
+def test_plain_outer_autoencoder(trained_models, tmp_path, capsys):
+    m, w = trained_models.outer, trained_models.wavs
+    space = load_space(m)
+    assert space.dim == 128 and not space.has_prior and not space.is_variational
+    assert (
+        _run("generate", "interpolate", m, w[0], w[1], "--steps", "3", "--out", tmp_path / "i", *GL)
+        == 0
+    )
+    _check_outputs(tmp_path / "i", 3)
+    # No prior: random needs reference sounds, and says so.
+    assert _run("generate", "random", m, "--out", tmp_path / "r", *GL) == 2
+    assert "not variational" in capsys.readouterr().err
+    with pytest.raises(GenerationError, match="--variations"):
+        S.plan_reconstruct(space, S.load_inputs(w[:1], space.codec), variations=2)
+    folder = w[0].parent
+    assert (
+        _run(
+            "generate",
+            "random",
+            m,
+            "--count",
+            "4",
+            "--reference",
+            folder,
+            "--out",
+            tmp_path / "r",
+            *GL,
+        )
+        == 0
+    )
+    man = _check_outputs(tmp_path / "r", 4)
+    assert "empirical" in man["settings"]["distribution"]
+    assert (
+        _run(
+            "generate",
+            "sweep",
+            m,
+            "--values",
+            "-1,1",
+            "--reference",
+            folder,
+            "--out",
+            tmp_path / "s",
+            "--no-spectrograms",
+            *GL,
+        )
+        == 0
+    )
+    man = _manifest(tmp_path / "s")
+    assert len(man["settings"]["dims"]) == 16 and len(man["sounds"]) == 32
+
+
+def test_user_errors_are_one_line_messages(trained_models, tmp_path, capsys):
+    m, w = trained_models.combined, trained_models.wavs
+    assert (
+        _run("generate", "interpolate", m, w[0], w[1], "--steps", "1", "--out", tmp_path, *GL) == 2
+    )
+    assert "--steps" in capsys.readouterr().err
+    assert _run("generate", "reconstruct", tmp_path / "nope", w[0], "--out", tmp_path) == 2
+    assert "nope" in capsys.readouterr().err
