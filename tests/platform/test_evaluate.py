@@ -78,6 +78,7 @@ def world(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     _train(wave, wave_train)
     paths["wave"] = save_model(root / "wave_model", wave, codec=WAVE)
 
+    paths["inner_only"] = save_model(root / "inner_only", inner, codec=SMALL)
     # Same shape as the STFT data, other codec settings (mu): must be refused.
     paths["other_codec"] = save_model(root / "other_codec", outer, codec=SMALL.replace(mu=16.0))
     return paths
@@ -212,6 +213,8 @@ def test_models_refuse_other_codec_settings_and_unknown_splits(world: dict[str, 
         evaluate_model(world["other_codec"], world["stft_data"], out=world["root"] / "x")
     with pytest.raises(SamplegenError, match="representation"):
         evaluate_model(world["outer"], world["wave_data"], out=world["root"] / "x")
+    with pytest.raises(SamplegenError, match="cannot be evaluated on audio"):
+        evaluate_model(world["inner_only"], world["stft_data"], out=world["root"] / "x")
     with pytest.raises(SamplegenError, match="holdout"):
         evaluate_model(world["outer"], world["stft_data"], "holdout", out=world["root"] / "x")
     assert not (world["root"] / "x" / "metrics.json").exists()

@@ -167,23 +167,22 @@ def overfit_section(
     split: str,
     nulls: NullReasons,
     path: str = "overfit",
+    train_missing: str = "the dataset has no train samples",
 ) -> dict[str, Any]:
     """This split's mean loss divided by the train split's (the original's 'overfit')."""
     out: dict[str, Any] = {
         "split": split,
         "split_mean_loss": eval_mean,
         "train_mean_loss": train_mean,
+        "ratio": None,
     }
     if train_mean is None:
-        nulls.add(f"{path}.train_mean_loss", "the dataset has no train split")
-        out["ratio"] = None
-        nulls.add(f"{path}.ratio", "the dataset has no train split")
+        nulls.add(f"{path}.train_mean_loss", train_missing)
+        nulls.add(f"{path}.ratio", train_missing)
     elif split == "train":
-        out["ratio"] = None
         nulls.add(f"{path}.ratio", "the evaluated split is the train split")
     elif eval_mean is None or train_mean <= 0:
-        out["ratio"] = None
-        nulls.add(f"{path}.ratio", "train mean loss is zero or the split is empty")
+        nulls.add(f"{path}.ratio", "the train mean loss is zero or the split is empty")
     else:
         out["ratio"] = float(eval_mean / train_mean)
     return out
