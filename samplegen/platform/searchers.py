@@ -240,7 +240,10 @@ def build_search(
         )
     n_initial = max(2, min(10, trials // 3))
     if name == "gp":
-        searcher: Searcher = SkoptSearcher(space, seed=seed, n_initial_points=n_initial)
+        # metric and mode go in here: Tune skips set_search_properties for an empty param_space.
+        searcher: Searcher = SkoptSearcher(
+            space, metric, mode, seed=seed, n_initial_points=n_initial
+        )
         if max_concurrent:
             searcher = ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
         # The space lives in the searcher; Tune gets only the constants.

@@ -335,12 +335,14 @@ def ensure_ray(
 ) -> bool:
     """Connect to `address`, or start a single-node Ray here; returns True if this call started it.
 
-    Already-initialised Ray (e.g. a test session's) is reused as is.
+    Already-initialised Ray (e.g. a test session's) is reused as is. Without `address`, a
+    RAY_ADDRESS in the environment (set inside Ray Jobs) is used; otherwise Ray starts locally.
     """
     import ray
 
     if ray.is_initialized():
         return False
+    address = address or os.environ.get("RAY_ADDRESS") or None
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -775,3 +777,79 @@ def summary_line(
         f"[{name}] {head}: {len(rows)} trials ({parts}); best {OBJECTIVE} "
         f"{best['best_val_loss']:.4g} (trial {best['trial_id']}, epoch {best['best_epoch']})"
     )
+
+
+# ---------------------------------------------------------------- plot
+
+
+def _trial_histories(study_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    histories: dict[str, list[dict[str, Any]]] = {}
+    for result_file in sorted(study_dir.glob("trial_*/result.json")):
+        rows = []
+        for line in result_file.read_text().splitlines():
+            line = line.strip()
+            if line:
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue  # a line cut short by a crash
+        if rows:
+            histories[result_file.parent.name.removeprefix("trial_")] = rows
+    return histories
+
+
+def plot_study(
+    study_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None
+) -> Path:
+    """Draw the search progress: validation loss per trial over wall time, and best so far."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    study_dir = Path(study_dir)
+    histories = _trial_histories(study_dir)
+    if not histories:
+        raise StudyError(f"{study_dir}: no trial results found (is this a study folder?)")
+    start = min(
+        r.get("timestamp", 0) - r.get("time_total_s", 0) for h in histories.values() for r in h[:1]
+    )
+    points: list[tuple[float, float]] = []
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for trial_id, rows in histories.items():
+        ts, vs = [], []
+        for r in rows:
+            v = r.get(OBJECTIVE)
+            if v is None or not math.isfinite(float(v)):
+                continue
+            t = float(r.get("timestamp", 0)) - start
+            ts.append(t)
+            vs.append(float(v))
+            points.append((t, float(v)))
+        if ts:
+            ax1.plot(ts, vs, linewidth=0.8, marker=".", markersize=3, label=trial_id)
+    ax1.set_yscale("log")
+    ax1.set_xlabel("wall time since study start (s)")
+    ax1.set_ylabel(OBJECTIVE)
+    ax1.set_title(f"{study_dir.name}: {OBJECTIVE} per trial")
+    if len(histories) <= 12:
+        ax1.legend(fontsize=6)
+    points.sort()
+    best, bt, bv = math.inf, [], []
+    for t, v in points:
+        best = min(best, v)
+        bt.append(t)
+        bv.append(best)
+    if bt:
+        ax2.step(bt, bv, where="post")
+        ax2.set_yscale("log")
+    ax2.set_xlabel("wall time since study start (s)")
+    ax2.set_ylabel(f"best {OBJECTIVE} so far")
+    ax2.set_title("best so far")
+    fig.tight_layout()
+    target = Path(out) if out else study_dir / "progress.png"
+    tmp = target.with_name(f".{target.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, target)
+    return target

@@ -1,0 +1,211 @@
+"""`samplegen tune outer ...` (a Ray Tune study of outer auto-encoders) and `samplegen study plot`.
+
+`add_study_arguments` and `study_config_from_args` are shared with other study commands (an inner
+`tune vae` study adds its own data options and calls `run_study` the same way).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+OUTER_KINDS: tuple[str, ...] = ("outer_stft", "outer_wave")
+
+
+def _opt_float(text: str) -> float | None:
+    value = float(text)
+    return None if value <= 0 else value
+
+
+def add_study_arguments(p: argparse.ArgumentParser, *, default_model: str) -> None:
+    """Every option of a study (`StudyConfig` fields), except where the data comes from."""
+    p.add_argument("--name", required=True, help="study name: its folder under --storage")
+    p.add_argument("--model", default=default_model, help=f"model (default {default_model})")
+    p.add_argument(
+        "--search", default="random", metavar="grid|random|gp|tpe", help="searcher (default random)"
+    )
+    p.add_argument(
+        "--scheduler",
+        default="fifo",
+        metavar="fifo|asha|cutoff|asha+cutoff",
+        help="trial scheduler (default fifo)",
+    )
+    p.add_argument("--trials", type=int, default=10, help="trials (grid: ignored; default 10)")
+    p.add_argument("--epochs", type=int, default=20, help="max epochs per trial (default 20)")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (default 1)")
+    p.add_argument(
+        "--gpus-per-trial",
+        type=float,
+        default=0.0,
+        help="GPUs per trial; 0.25 packs four trials per GPU (default 0)",
+    )
+    p.add_argument("--max-concurrent", type=int, default=None, help="cap on parallel trials")
+    p.add_argument(
+        "--storage",
+        default="studies",
+        help="folder or s3:// / gs:// URI holding studies (default ./studies)",
+    )
+    p.add_argument("--space", default=None, metavar="FILE", help="search space YAML to use")
+    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument(
+        "--max-params",
+        type=int,
+        default=20_000_000,
+        help="reject models with more parameters (0 = no limit; default 20M)",
+    )
+    p.add_argument("--train-subset", type=int, default=None, help="train on k diverse samples")
+    p.add_argument("--stall-window", type=int, default=5, help="stall rule window (0 = off)")
+    p.add_argument("--stall-min-change", type=float, default=0.005, help="stall threshold")
+    p.add_argument(
+        "--overfit-limit", type=_opt_float, default=1.4, help="stop at val/train above (0 = off)"
+    )
+    p.add_argument("--cutoff-factor", type=float, default=3.0, help="cut-off factor (default 3)")
+    p.add_argument(
+        "--cutoff-grace", type=int, default=20, help="cut-off from this epoch (default 20)"
+    )
+    p.add_argument("--asha-grace", type=int, default=1, help="ASHA grace period in epochs")
+    p.add_argument("--asha-reduction", type=float, default=2.0, help="ASHA reduction factor")
+    p.add_argument("--max-failures", type=int, default=2, help="restarts per crashed trial")
+    p.add_argument("--checkpoint-every", type=int, default=1, help="epochs between checkpoints")
+    p.add_argument("--amp", action="store_true", help="bf16 mixed precision on CUDA")
+    p.add_argument("--device", default="auto", metavar="auto|cpu|cuda", help="trial device")
+    p.add_argument("--no-reuse-actors", action="store_true", help="a fresh actor per trial")
+    p.add_argument(
+        "--autoscaling",
+        action="store_true",
+        help="allow GPU requests on a cluster whose GPU workers are not up yet",
+    )
+    p.add_argument("--time-budget", type=float, default=None, help="stop the study after S s")
+    p.add_argument("--fail-at-epoch", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--fail-probability", type=float, default=0.0, help=argparse.SUPPRESS)
+    p.add_argument("--fail-seed", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--examples", action="store_true", help="write a spectrogram + WAV at each trial's end"
+    )
+    p.add_argument("--no-export", action="store_true", help="do not export the best model")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--wandb", action="store_true", help="log trials to Weights & Biases")
+    p.add_argument("--wandb-project", default="samplegen", help="W&B project")
+    p.add_argument("--wandb-group", default=None, help="W&B group (default: the study name)")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: start locally)")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs for a local Ray")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted study")
+
+
+def study_config_from_args(args: argparse.Namespace, data: str = "") -> Any:
+    """The StudyConfig the options describe."""
+    from samplegen.platform.study import StudyConfig
+
+    return StudyConfig(
+        name=args.name,
+        model=args.model,
+        data=data,
+        search=args.search,
+        scheduler=args.scheduler,
+        trials=args.trials,
+        epochs=args.epochs,
+        cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial,
+        max_concurrent=args.max_concurrent,
+        storage=args.storage,
+        space=args.space,
+        seed=args.seed,
+        max_params=args.max_params or None,
+        train_subset=args.train_subset,
+        stall_window=args.stall_window or None,
+        stall_min_change=args.stall_min_change,
+        overfit_limit=args.overfit_limit,
+        cutoff_factor=args.cutoff_factor,
+        cutoff_grace=args.cutoff_grace,
+        asha_grace=args.asha_grace,
+        asha_reduction=args.asha_reduction,
+        max_failures=args.max_failures,
+        checkpoint_every=args.checkpoint_every,
+        amp=args.amp,
+        device=args.device,
+        reuse_actors=not args.no_reuse_actors,
+        autoscaling=args.autoscaling,
+        time_budget_s=args.time_budget,
+        fail_at_epoch=args.fail_at_epoch,
+        fail_probability=args.fail_probability,
+        fail_seed=args.fail_seed,
+        write_examples=args.examples,
+        export_best=not args.no_export,
+        progress=not args.quiet,
+        wandb=args.wandb,
+        wandb_project=args.wandb_project,
+        wandb_group=args.wandb_group,
+        address=args.address,
+        num_cpus=args.num_cpus,
+    )
+
+
+def _check_outer_model(model: str) -> None:
+    from samplegen.errors import SamplegenError
+    from samplegen.models.registry import model_class, model_names
+
+    outer = [n for kind in OUTER_KINDS for n in model_names(kind)]
+    if model not in outer:
+        model_class(model)  # unknown names get the registry's message
+        raise SamplegenError(
+            f"--model {model}: not an outer auto-encoder (outer models: {', '.join(sorted(outer))})"
+        )
+
+
+def run_outer(args: argparse.Namespace) -> int:
+    """Handler of `samplegen tune outer`."""
+    from samplegen.platform.study import ensure_ray, run_study
+
+    _check_outer_model(args.model)
+    config = study_config_from_args(args, data=args.data)
+    ensure_ray(config.address, config.num_cpus)
+    result = run_study(config, resume=args.resume)
+    print(f"study: {result.path}")
+    if result.best_model:
+        print(f"best model: {result.best_model}")
+    if result.interrupted:
+        print(f"samplegen: {result.note}", file=sys.stderr)
+        return 130
+    return 0
+
+
+def run_plot(args: argparse.Namespace) -> int:
+    """Handler of `samplegen study plot`."""
+    from samplegen.platform.study import plot_study
+
+    out = plot_study(args.study, args.out)
+    print(f"wrote {out}")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add `tune outer` and `study plot`."""
+    tune = subparsers.add_parser("tune", help="hyper-parameter studies with Ray Tune")
+    tsub = tune.add_subparsers(dest="tune_command", metavar="SUBCOMMAND")
+    outer = tsub.add_parser(
+        "outer",
+        help="search outer auto-encoders on a prepared dataset",
+        description=(
+            "Run a Ray Tune study of one outer auto-encoder kind on a prepared dataset: results "
+            "table, best configuration and best model under STORAGE/NAME."
+        ),
+    )
+    outer.add_argument("--data", required=True, metavar="DATASET", help="prepared dataset folder")
+    add_study_arguments(outer, default_model="conv2d_ae")
+    outer.set_defaults(func=run_outer)
+
+    study = subparsers.add_parser("study", help="inspect studies")
+    ssub = study.add_subparsers(dest="study_command", metavar="SUBCOMMAND")
+    plot = ssub.add_parser("plot", help="draw a study's search progress as PNG")
+    plot.add_argument("study", metavar="STUDY_DIR", help="the study folder (STORAGE/NAME)")
+    plot.add_argument("--out", default=None, help="PNG path (default STUDY_DIR/progress.png)")
+    plot.set_defaults(func=run_plot)
+
+
+def main_outer(argv: Sequence[str] | None = None) -> int:
+    """`samplegen tune outer` as a standalone program (jobs/tune_outer.py)."""
+    from samplegen.cli.main import main
+
+    return main(["tune", "outer", *(argv if argv is not None else sys.argv[1:])])
