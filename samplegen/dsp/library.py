@@ -641,6 +641,7 @@ def ensure_library(
                 old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=root))
                 os.replace(target, old / "library")
                 shutil.rmtree(old, ignore_errors=True)
+            tmp.chmod(0o755)  # mkdtemp makes it private; the library is ordinary data
             os.replace(tmp, target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
