@@ -1,0 +1,87 @@
+"""Outer models against the original's numbers, full output coverage, silence, dead codes."""
+
+from __future__ import annotations
+
+import torch
+
+from samplegen.models.registry import build_model, count_params
+
+
+def test_conv2d_ae_original_best_parameter_count() -> None:
+    model = build_model("conv2d_ae", {"layers": 5, "kernels": 20, "kernel_size": 4}, (1025, 83))
+    assert model.num_params() == 13_621
+    # The encoder zero-pads odd lengths instead of dropping the last bin: 64 rows, not 63.
+    assert model.latent_shape == (20, 64, 5)
+    assert 13.0 < model.compression < 13.6
+
+
+def test_conv2d_ae_covers_every_bin_and_frame() -> None:
+    torch.manual_seed(0)
+    model = build_model("conv2d_ae", {}, (1025, 87))
+    x = torch.rand(2, 1025, 87, requires_grad=True)
+    recon = model(x).recon
+    assert recon.shape == (2, 1025, 87)
+    # The original's top 14 bins were always zero; here they depend on the input...
+    y = torch.rand(2, 1025, 87)
+    assert not torch.allclose(recon[:, -14:], model(y).recon[:, -14:])
+    # ...and the top bin and last frame of the input reach the latent.
+    (grad,) = torch.autograd.grad(model.encode(x).square().sum(), x)
+    assert grad[:, -1, :].abs().sum() > 0
+    assert grad[:, :, -1].abs().sum() > 0
+    (grad,) = torch.autograd.grad(recon[:, -1, :].sum() + recon[:, :, -1].sum(), x)
+    assert grad.abs().sum() > 0
+
+
+def test_reference_parameter_counts() -> None:
+    assert count_params("audio_conv_ae", {}, (88_200,)) == 134_570
+    model = build_model("audio_conv_ae", {}, (88_200,))
+    assert model.plan == [(40, 16), (28, 11), (20, 8)]
+    assert model.latent_shape == (37, 61)
+    assert round(model.compression, 1) == 39.1
+    assert abs(count_params("mlp_ae", {"hidden": 35, "depth": 3}, (1025, 87)) - 7.1e6) < 0.05e6
+    assert abs(count_params("rnn_ae", {"hidden": 30}, (1025, 87)) - 3.2e6) < 0.05e6
+
+
+def test_audio_conv_ae_survives_silence() -> None:
+    model = build_model("audio_conv_ae", {"channels": 4, "kernel_size": 16}, (2048,))
+    with torch.no_grad():
+        for conv in model.encoder:
+            conv.bias.zero_()
+    x = torch.zeros(2, 2048, requires_grad=True)
+    out = model(x)
+    assert torch.isfinite(out.latent).all() and torch.isfinite(out.recon).all()
+    model.loss(x, out).total.backward()
+    assert torch.isfinite(x.grad).all()
+
+
+def test_mlp_ae_decode_is_autoregressive() -> None:
+    torch.manual_seed(0)
+    model = build_model("mlp_ae", {"hidden": 3, "depth": 2, "teacher_forcing": True}, (9, 6))
+    z = torch.randn(1, 3, 6)
+    full = model.decode(z)
+    z2 = z.clone()
+    z2[:, :, 0] += 1.0
+    # Changing frame 0's code changes later frames through the fed-back previous frame.
+    assert not torch.allclose(full[:, :, 3:], model.decode(z2)[:, :, 3:])
+
+
+def test_vq_vae_revives_dead_codes() -> None:
+    torch.manual_seed(0)
+    model = build_model(
+        "vq_vae", {"n_latents": 1, "code_dim": 2, "n_codes": 6, "depth": 1, "dead_after": 2}, (4,)
+    )
+    model.train()
+    x = torch.randn(16, 4)
+    before = model.codebook.detach().clone()
+    model(x)
+    used_first = model.idle_steps == 0
+    assert not used_first.all()  # the untrained encoder maps everything to a few codes
+    model(x)
+    model(x)
+    changed = (model.codebook.detach() != before).any(1)
+    # Codes idle for two steps were replaced by encoder outputs of the batch; used ones were not.
+    assert changed.any() and not (changed & used_first).any()
+    assert torch.equal(changed, ~used_first)
+    stats = model.latent_stats(x)
+    assert 1.0 <= stats.extra["perplexity"] <= 6.0
+    assert 0 < stats.extra["codebook_usage"] <= 1.0

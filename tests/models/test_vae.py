@@ -1,0 +1,77 @@
+"""VAE figures on a constructed case, layer sizes, warm-up and free bits."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from samplegen.models.layers import interpolate_layer_sizes
+from samplegen.models.registry import build_model, count_params
+from samplegen.models.vae import kl_weight
+
+
+def test_interpolate_layer_sizes_reference_example() -> None:
+    assert interpolate_layer_sizes(6300, 7, 4, 0.25) == [6300, 1850, 1008, 443, 7]
+
+
+def test_original_best_vae_parameter_count() -> None:
+    assert count_params("vae", {"latent": 7, "depth": 4, "ratio": 0.25}, (6300,)) == 27_954_907
+
+
+def _constructed_vae(**hparams: float | int | str) -> torch.nn.Module:
+    # depth 1: sizes [4, 2]; the encoder is just fc_mu / fc_logvar on the input.
+    vae = build_model("vae", {"latent": 2, "depth": 1, **hparams}, (4,))
+    with torch.no_grad():
+        vae.fc_mu.weight.zero_()
+        vae.fc_mu.weight[0, 0] = 1.0  # mu_0 = x_0: varies across samples
+        vae.fc_mu.bias.copy_(torch.tensor([0.0, 0.05]))  # mu_1 = 0.05: constant
+        vae.fc_logvar.weight.zero_()
+        vae.fc_logvar.bias.copy_(torch.tensor([math.log(0.5), 0.0]))
+    return vae.eval()
+
+
+X = torch.tensor([[1.0, 0, 0, 0], [-1.0, 0, 0, 0], [2.0, 0, 0, 0]])
+# Closed form: KL_d = mean_x 0.5 (mu^2 + sigma^2 - 1 - log sigma^2)
+KL0 = 0.5 * ((1 + 1 + 4) / 3 + 0.5 - 1 - math.log(0.5))
+KL1 = 0.5 * (0.05**2 + 1 - 1 - 0)
+
+
+def test_kl_per_dim_and_active_units_match_closed_form() -> None:
+    vae = _constructed_vae()
+    stats = vae.latent_stats(X)
+    assert stats.kl_per_dim is not None
+    assert stats.kl_per_dim.tolist() == pytest.approx([KL0, KL1], rel=1e-5, abs=1e-6)
+    # Var_x(mu_0) = 14/9 > 0.01, Var_x(mu_1) = 0: one active unit.
+    assert stats.active_units == 1
+    assert stats.std.tolist() == pytest.approx([math.sqrt(2 - 4 / 9), 0.0], abs=1e-5)
+    out = vae(X)
+    loss = vae.loss(X, out)
+    assert loss.metrics["kl"] == pytest.approx(KL0 + KL1, rel=1e-5)
+    assert loss.metrics["active_units"] == 1
+    recon = ((out.recon - X) ** 2).sum(1).mean()
+    assert float(loss.total.detach()) == pytest.approx(float(recon.detach()) + KL0 + KL1, rel=1e-5)
+
+
+def test_free_bits_floor_each_dimension() -> None:
+    vae = _constructed_vae(free_bits=0.5, beta=2.0)
+    out = vae(X)
+    loss = vae.loss(X, out)
+    # dim 0 is above the floor, dim 1 (0.00125 nats) counts as 0.5.
+    assert float((loss.total - loss.recon).detach()) == pytest.approx(2.0 * (KL0 + 0.5), rel=1e-5)
+
+
+def test_kl_warmup_schedules() -> None:
+    assert kl_weight("none", 0, 10) == 1.0
+    assert kl_weight("linear", 0, 10) == 0.0
+    assert kl_weight("linear", 5, 10) == 0.5
+    assert kl_weight("linear", 30, 10) == 1.0
+    assert kl_weight("cyclical", 12, 10) == pytest.approx(0.4)
+    assert kl_weight("cyclical", 17, 10) == 1.0
+    assert kl_weight("cyclical", 20, 10) == 0.0
+    vae = _constructed_vae(warmup="linear", warmup_epochs=4)
+    out = vae(X)
+    loss = vae.loss(X, out, epoch=1)
+    assert float((loss.total - loss.recon).detach()) == pytest.approx(0.25 * (KL0 + KL1), rel=1e-5)
+    assert loss.metrics["kl_weight"] == 0.25
