@@ -40,7 +40,7 @@ def register(subparsers: Any) -> None:
         "evaluate",
         help="measure a trained model on a dataset split",
         description="Measure a trained model (outer or combined) on one split of a prepared "
-        "dataset: loss and RMS%%, spectral figures before and after Griffin-Lim, per category, "
+        "dataset: loss and RMS%, spectral figures before and after Griffin-Lim, per category, "
         "the worst samples, latent statistics, overfit and, for combined models, the same-size "
         "PCA reference. Writes metrics.json and summary.md.",
     )

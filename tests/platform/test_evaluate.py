@@ -59,13 +59,16 @@ def world(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     paths["wave_data"] = prepare_dataset(
         root / "audio", root / "wave", WAVE, splits=splits, echo=None
     )
-    stft_train = load_dataset(paths["stft_data"], splits=["train"]).splits["train"].x
+    stft = load_dataset(paths["stft_data"], splits=["train"])
+    stft_train = stft.splits["train"].x
     wave_train = load_dataset(paths["wave_data"], splits=["train"]).splits["train"].x
 
     torch.manual_seed(0)
     outer = build_model("conv2d_ae", {"layers": 3, "kernels": 4, "kernel_size": 4}, SMALL.shape)
     _train(outer, stft_train)
-    paths["outer"] = save_model(root / "outer", outer, codec=SMALL)
+    paths["outer"] = save_model(
+        root / "outer", outer, codec=SMALL, dataset_fingerprint=stft.fingerprint
+    )
 
     inner = build_model("vae", {"latent": 3, "depth": 2}, (math.prod(outer.latent_shape),))
     combined = CombinedModel.from_parts(outer, inner)
@@ -149,6 +152,7 @@ def test_outer_stft_model_every_section_and_hand_checked_loss(world: dict[str, P
     assert m["latent"]["dims"] == math.prod(model.latent_shape)
     assert "latent.kl_per_dim" in m["null_reasons"]
     assert "pca_reference" not in m
+    assert m["model"]["trained_on_this_dataset"] is True
 
 
 def test_evaluation_is_deterministic_and_defaults_to_the_model_folder(

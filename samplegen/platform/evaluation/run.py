@@ -120,7 +120,9 @@ def _real_rows(dataset: Any, name: str) -> tuple[np.ndarray, list[dict[str, Any]
     return np.asarray(x, dtype=np.float32), [meta[i] for i in keep], len(meta) - len(keep)
 
 
-def _model_info(model_dir: Path, model: Any) -> dict[str, Any]:
+def _model_info(model_dir: Path, loaded: Any, dataset: Any) -> dict[str, Any]:
+    model = loaded.model
+    trained_on = getattr(loaded.meta, "dataset_fingerprint", None)
     info = {
         "dir": str(model_dir),
         "name": model.name,
@@ -130,6 +132,11 @@ def _model_info(model_dir: Path, model: Any) -> dict[str, Any]:
         "latent_dims": int(math.prod(model.latent_shape)),
         "num_params": int(model.num_params()),
         "compression": float(model.compression),
+        "dataset_fingerprint": trained_on,
+        # False: the model was trained on another dataset (e.g. a generalisation test).
+        "trained_on_this_dataset": None
+        if trained_on is None
+        else trained_on == dataset.fingerprint,
     }
     if is_combined(model):
         info["outer"] = {"name": model.outer.name, "latent_shape": list(model.outer.latent_shape)}
@@ -175,10 +182,10 @@ def compute_metrics(
     train_mean = float(train_out.losses.mean()) if train_out and train_out.losses.size else None
     metrics: dict[str, Any] = {
         "schema": SCHEMA_VERSION,
-        "model": _model_info(model_dir, model),
+        "model": _model_info(model_dir, loaded, dataset),
         "dataset": {
             "dir": str(dataset_dir),
-            "fingerprint": getattr(dataset, "fingerprint", None),
+            "fingerprint": dataset.fingerprint,
             "split": settings.split,
             "count": n,
             "augmentation_mixes_left_out": mixes,
@@ -207,8 +214,9 @@ def compute_metrics(
         "latent": _latent(model, out, settings, nulls),
         "overfit": overfit_section(loss["mean"], train_mean, settings.split, nulls),
     }
-    if metrics["dataset"]["fingerprint"] is None:
-        nulls.add("dataset.fingerprint", "the dataset records no fingerprint")
+    if metrics["model"]["dataset_fingerprint"] is None:
+        for key in ("dataset_fingerprint", "trained_on_this_dataset"):
+            nulls.add(f"model.{key}", "the model records no training dataset fingerprint")
     if is_combined(model):
         if train_out is None or train_x is None or train_out.losses.size < 2:
             metrics["pca_reference"] = None
