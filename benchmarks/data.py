@@ -178,7 +178,7 @@ def main() -> int:
         "",
         f"## Dataset preparation (benchmarks/data.py), {dt.date.today().isoformat()}",
         "",
-        f"- Command: `.venv/bin/python benchmarks/data.py {' '.join(sys.argv[1:])}`".rstrip() + "",
+        "- Command: `" + " ".join([".venv/bin/python benchmarks/data.py", *sys.argv[1:]]) + "`",
         f"- Machine: 2-core CPU, no GPU ({platform.machine()}, {os.cpu_count()} logical CPUs, "
         f"Python {platform.python_version()}, ray {ray.__version__}); local Ray with num_cpus={args.num_cpus}, "
         f"batch size {args.batch_size}",
