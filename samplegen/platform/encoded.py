@@ -1,0 +1,285 @@
+"""Encoded datasets: every sample of every split run once through a frozen outer encoder.
+
+The chained VAE study trains only on these encodings. Encoding runs as a Ray Data `map_batches`
+stage (one actor holding the model, on a GPU when the cluster has one), and the result is written as
+Parquet with the dataset's metadata and split, so the inner study inherits the outer dataset's split
+and never trains on a sample the outer model was tested on.
+
+Folder layout::
+
+    ENCODED/
+      data/train.parquet, data/validation.parquet, data/test.parquet   columns: meta + `z`
+      encoded.json   outer model (path, weights hash), dataset (path, fingerprint), latent shape,
+                     counts and the fingerprint of all of it (a later call reuses a matching folder)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from samplegen.errors import SamplegenError
+
+ENCODED_JSON = "encoded.json"
+ENCODED_FORMAT = "samplegen-encoded"
+SPLITS = ("train", "validation", "test")
+# Metadata carried from the dataset into the encodings (the rest stays in the dataset).
+CARRIED = (
+    "name",
+    "path",
+    "category",
+    "note",
+    "velocity",
+    "program",
+    "group",
+    "split",
+    "augmented",
+    "parent_b",
+)
+# The row order of load_dataset, so encodings line up with dataset rows.
+SORT_KEYS = ("augmented", "name", "path", "parent_b")
+
+
+class EncodedError(SamplegenError):
+    """An encoded dataset that cannot be built or loaded."""
+
+
+@dataclass(frozen=True, eq=False)
+class EncodedSplit:
+    """One split of encodings: `z` float32 (N, D) and one metadata dict per row."""
+
+    name: str
+    z: np.ndarray
+    meta: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, eq=False)
+class EncodedDataset:
+    """Encodings of a dataset by one outer model."""
+
+    path: Path
+    info: dict[str, Any]
+    splits: dict[str, EncodedSplit]
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        """Shape of the outer model's latent (before flattening)."""
+        return tuple(self.info["latent_shape"])
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes (identifies a model's weights)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class _Encoder:
+    """Ray Data actor: loads the frozen outer model once and encodes batches of `x`."""
+
+    def __init__(self, model_dir: str, device: str) -> None:
+        import torch
+
+        from samplegen.models.artifact import load_model
+
+        torch.set_num_threads(1)
+        self.device = device
+        self.model = load_model(model_dir, device=device).model.eval()
+
+    def __call__(self, batch: Any) -> Any:
+        """pyarrow batch in (meta + `x`), pyarrow batch out (meta unchanged + flat `z`)."""
+        import pyarrow as pa
+        import torch
+
+        from samplegen.platform.datasets import _tensor_values
+
+        n = batch.num_rows
+        x = _tensor_values(batch.column("x")).reshape(n, *self.model.input_shape)
+        with torch.no_grad():
+            z = self.model.encode(torch.from_numpy(x).to(self.device)).flatten(1)
+        z = z.float().cpu().numpy()
+        keep = [c for c in CARRIED if c in batch.column_names]
+        z_col = pa.FixedSizeListArray.from_arrays(pa.array(z.reshape(-1)), z.shape[1])
+        return batch.select(keep).append_column("z", z_col)
+
+
+def _choose_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def encode_dataset(
+    model_dir: str | os.PathLike[str],
+    dataset_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    batch_size: int = 32,
+    device: str = "auto",
+    force: bool = False,
+    echo: Callable[[str], None] | None = print,
+) -> Path:
+    """Encode every split of `dataset_dir` with the outer model in `model_dir` into `out`.
+
+    Reuses `out` when it already holds the encodings of the same weights and dataset. Needs a
+    running Ray (the caller's cluster; Ray Data starts a local one otherwise).
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import ray
+
+    from samplegen.models.artifact import WEIGHTS_NAME, check_codec, read_meta
+    from samplegen.platform.datasets import read_dataset_info
+
+    say = echo or (lambda _m: None)
+    model_path, data_path, out_path = Path(model_dir), Path(dataset_dir), Path(out).absolute()
+    meta, codec = read_meta(model_path)
+    if meta.name == "combined" or not meta.name.endswith("_ae"):
+        raise EncodedError(
+            f"{model_path}: model {meta.name!r} is not an outer auto-encoder; "
+            "the chain encodes with the outer model"
+        )
+    info = read_dataset_info(data_path)
+    if info is None:
+        raise EncodedError(f"{data_path}: not a samplegen dataset (no dataset.json)")
+    from samplegen.dsp.config import CodecConfig
+
+    check_codec(codec, CodecConfig.from_dict(info["codec"]))
+    weights = model_path / WEIGHTS_NAME
+    if not weights.is_file():
+        raise EncodedError(f"{weights}: the model's weights file is missing")
+    source = {
+        "outer_model": str(model_path.absolute()),
+        "outer_weights_sha256": file_sha256(weights),
+        "outer_name": meta.name,
+        "dataset": str(data_path.absolute()),
+        "dataset_fingerprint": info["fingerprint"],
+    }
+    fingerprint = hashlib.sha256(json.dumps(source, sort_keys=True).encode()).hexdigest()[:32]
+    existing = out_path / ENCODED_JSON
+    if existing.is_file() and not force:
+        previous = json.loads(existing.read_text())
+        if previous.get("fingerprint") == fingerprint:
+            say(f"encodings at {out_path} are up to date, reusing them")
+            return out_path
+
+    device = _choose_device(device)
+    gpus = 1 if device.startswith("cuda") else 0
+    files = [str(data_path / info["files"][s]) for s in SPLITS if s in info["files"]]
+    ds = ray.data.read_parquet(files)
+    encoded = ds.map_batches(
+        _Encoder,
+        fn_constructor_kwargs={"model_dir": str(model_path), "device": device},
+        batch_size=batch_size,
+        batch_format="pyarrow",
+        concurrency=1,
+        num_gpus=gpus,
+    )
+    tables: dict[str, list[pa.Table]] = {s: [] for s in SPLITS}
+    latent_dim = None
+    for batch in encoded.iter_batches(batch_format="pyarrow", batch_size=None):
+        z = batch.column("z")
+        latent_dim = latent_dim or _width(z)
+        for split in SPLITS:
+            mask = pa.compute.equal(batch.column("split"), split)
+            part = batch.filter(mask)
+            if part.num_rows:
+                tables[split].append(part)
+    if latent_dim is None:
+        raise EncodedError(f"{data_path}: the dataset has no rows to encode")
+
+    build = out_path.parent / f".{out_path.name}.build-{uuid.uuid4().hex[:8]}"
+    (build / "data").mkdir(parents=True)
+    try:
+        counts = {}
+        for split, parts in tables.items():
+            table = _plain(pa.concat_tables(parts) if parts else None, latent_dim)
+            counts[split] = 0 if table is None else table.num_rows
+            if table is not None:
+                pq.write_table(table, build / "data" / f"{split}.parquet")
+        doc = {
+            "format": ENCODED_FORMAT,
+            "version": 1,
+            "fingerprint": fingerprint,
+            **source,
+            "latent_shape": list(
+                json.loads((model_path / "config.json").read_text())["latent_shape"]
+            ),
+            "latent_dim": latent_dim,
+            "counts": counts,
+            "device": device,
+        }
+        (build / ENCODED_JSON).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        if out_path.exists():
+            shutil.rmtree(out_path)
+        os.replace(build, out_path)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
+    say(f"encoded {sum(counts.values())} samples ({latent_dim} values each) into {out_path}")
+    return out_path
+
+
+def _width(column: Any) -> int:
+    import pyarrow as pa
+
+    chunk = column.chunk(0) if isinstance(column, pa.ChunkedArray) else column
+    storage = chunk.storage if isinstance(chunk, pa.ExtensionArray) else chunk
+    return len(storage.flatten()) // max(1, len(storage))
+
+
+def _plain(table: Any, width: int) -> Any:
+    """The table with `z` as a plain fixed-size float32 list column (readable by any Parquet tool)."""
+    import pyarrow as pa
+
+    if table is None:
+        return None
+    column = table.column("z")
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    flat = [
+        (c.storage if isinstance(c, pa.ExtensionArray) else c).flatten().cast(pa.float32())
+        for c in chunks
+    ]
+    values = pa.concat_arrays(flat) if len(flat) > 1 else flat[0]
+    z = pa.FixedSizeListArray.from_arrays(values, width)
+    return table.set_column(table.schema.get_field_index("z"), "z", z)
+
+
+def load_encoded(path: str | os.PathLike[str], splits: Sequence[str] = SPLITS) -> EncodedDataset:
+    """Load an encoded dataset's splits into memory (no Ray needed)."""
+    import pyarrow.parquet as pq
+
+    root = Path(path)
+    doc_path = root / ENCODED_JSON
+    if not doc_path.is_file():
+        raise EncodedError(f"{root}: not an encoded dataset (no {ENCODED_JSON})")
+    info = json.loads(doc_path.read_text())
+    width = int(info["latent_dim"])
+    out = {}
+    for split in splits:
+        file = root / "data" / f"{split}.parquet"
+        if not file.is_file():
+            out[split] = EncodedSplit(split, np.zeros((0, width), np.float32), [])
+            continue
+        table = pq.read_table(file)
+        meta_cols = [c for c in table.column_names if c != "z"]
+        rows = table.select(meta_cols).to_pylist()
+        z = table.column("z").combine_chunks().flatten().to_numpy().astype(np.float32)
+        z = z.reshape(-1, width)
+        keys = [tuple("" if r.get(k) is None else r.get(k) for k in SORT_KEYS) for r in rows]
+        order = sorted(range(len(rows)), key=lambda i: keys[i])
+        out[split] = EncodedSplit(split, z[order], [rows[i] for i in order])
+    return EncodedDataset(root, info, out)

@@ -1,0 +1,67 @@
+"""Encoding a real dataset once with a frozen outer model (Ray Data map_batches, Parquet out)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from dataset_helpers import SMALL, instrument_folder
+
+from samplegen.models.artifact import save_model
+from samplegen.models.registry import build_model
+from samplegen.platform.datasets import load_dataset, prepare_dataset
+from samplegen.platform.encoded import EncodedError, encode_dataset, load_encoded
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+
+@pytest.fixture(scope="module")
+def outer_and_dataset(tmp_path_factory: pytest.TempPathFactory, ray_session: None):
+    root = tmp_path_factory.mktemp("enc")
+    instrument_folder(root / "src", 10)
+    ds = prepare_dataset(root / "src", root / "ds", SMALL, augment_mixes=3, echo=None)
+    torch.manual_seed(0)
+    model = build_model("conv2d_ae", {"layers": 3, "kernels": 4, "kernel_size": 4}, SMALL.shape)
+    outer = save_model(root / "outer", model, codec=SMALL, dataset_fingerprint="x")
+    return root, ds, outer, model
+
+
+def test_every_split_is_encoded_once_and_lines_up_with_the_dataset(outer_and_dataset) -> None:
+    root, ds, outer, model = outer_and_dataset
+    said: list[str] = []
+    enc_path = encode_dataset(outer, ds, root / "enc", batch_size=8, echo=said.append)
+    enc = load_encoded(enc_path)
+    data = load_dataset(ds)
+    for split in ("train", "validation", "test"):
+        x = data.splits[split].x
+        assert enc.splits[split].z.shape == (len(x), int(np.prod(model.latent_shape)))
+        with torch.no_grad():
+            want = model.eval().encode(torch.from_numpy(x)).flatten(1).numpy()
+        np.testing.assert_allclose(enc.splits[split].z, want, rtol=1e-4, atol=1e-5)
+        assert enc.splits[split].meta == [
+            {k: row.get(k) for k in enc.splits[split].meta[0]} for row in data.splits[split].meta
+        ]
+        assert {m["split"] for m in enc.splits[split].meta} <= {split}
+    assert any(m["augmented"] for m in enc.splits["train"].meta)
+    info = json.loads((enc_path / "encoded.json").read_text())
+    assert info["dataset_fingerprint"] == data.fingerprint
+    assert info["latent_shape"] == list(model.latent_shape)
+
+    # Unchanged weights and dataset: reused, not recomputed.
+    mtime = (enc_path / "encoded.json").stat().st_mtime_ns
+    encode_dataset(outer, ds, root / "enc", echo=said.append)
+    assert (enc_path / "encoded.json").stat().st_mtime_ns == mtime
+    assert "reusing" in said[-1]
+
+
+def test_refuses_a_non_outer_model_and_a_missing_dataset(outer_and_dataset, tmp_path: Path) -> None:
+    root, ds, outer, _ = outer_and_dataset
+    inner = build_model("vae", {"latent": 2, "depth": 2}, (16,))
+    inner_dir = save_model(tmp_path / "inner", inner, codec=SMALL)
+    with pytest.raises(EncodedError, match="not an outer auto-encoder"):
+        encode_dataset(inner_dir, ds, tmp_path / "enc", echo=None)
+    with pytest.raises(EncodedError, match="not a samplegen dataset"):
+        encode_dataset(outer, tmp_path, tmp_path / "enc", echo=None)
