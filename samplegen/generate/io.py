@@ -46,6 +46,10 @@ def write_atomic(path: str | os.PathLike[str], writer: Callable[[str], None]) ->
     os.close(fd)
     try:
         writer(tmp)
+        # mkstemp makes the file private (0600); outputs are ordinary files, readable like any other.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
