@@ -113,6 +113,7 @@ def plot_reconstruction_pair(
     _draw_spec(axes[0], original_db, codec, f"original {title}".strip())
     _draw_spec(axes[1], recon_db, codec, "reconstruction")
     diff = recon_db - original_db
+    seconds = diff.shape[1] * codec.hop / codec.sample_rate
     im = axes[2].imshow(
         diff,
         origin="lower",
@@ -120,9 +121,11 @@ def plot_reconstruction_pair(
         cmap="coolwarm",
         vmin=-30,
         vmax=30,
+        extent=(0, seconds, 0, codec.sample_rate / 2000),
         interpolation="nearest",
     )
-    axes[2].set_title("difference (dB)", fontsize=8)
+    axes[2].set_title("reconstruction - original (dB)", fontsize=8)
+    axes[2].set_xlabel("s", fontsize=7)
     axes[2].tick_params(labelsize=6)
     fig.colorbar(im, ax=axes[2])
     fig.tight_layout(pad=0.4)

@@ -11,7 +11,13 @@ import numpy as np
 
 from samplegen.generate.io import write_json
 from samplegen.generate.latent import LatentSpace
-from samplegen.generate.plots import plot_reconstruction_pair, save_spectrogram, spectrogram_db
+from samplegen.generate.plots import (
+    plot_latent_scatter,
+    plot_loss_histogram,
+    plot_reconstruction_pair,
+    save_spectrogram,
+    spectrogram_db,
+)
 from samplegen.generate.sounds import Plan
 
 MANIFEST = "manifest.json"
@@ -97,6 +103,34 @@ def _write_inputs(
     return entries
 
 
+def write_analysis(
+    space: LatentSpace, plan: Plan, out: Path, encoded: np.ndarray
+) -> dict[str, str]:
+    """For reconstructions of several inputs: latent scatter per category and a histogram of the
+    per-sample losses with the worst samples named. Returns {"latents": file, "losses": file}."""
+    from samplegen.dsp.metrics import sample_loss
+
+    if plan.kind != "reconstruct" or len(plan.inputs) < 2:
+        return {}
+    firsts = [
+        next(j for j, s in enumerate(plan.sounds) if s.info.get("input_index") == i)
+        for i in range(len(plan.inputs))
+    ]
+    x = np.stack([inp.encoded for inp in plan.inputs]).astype(np.float32)
+    losses = np.asarray(sample_loss(encoded[firsts], x), dtype=np.float64)
+    names = [inp.name for inp in plan.inputs]
+    cats = [inp.category or "unknown" for inp in plan.inputs]
+    plot_latent_scatter(
+        out / "analysis_latents.png", np.stack(plan.input_latents), cats, title="latent means"
+    )
+    plot_loss_histogram(out / "analysis_losses.png", losses, names)
+    return {
+        "latents": "analysis_latents.png",
+        "losses": "analysis_losses.png",
+        "loss_per_input": dict(zip(names, losses.tolist(), strict=True)),
+    }
+
+
 def render_plan(
     space: LatentSpace,
     plan: Plan,
@@ -136,6 +170,7 @@ def render_plan(
             item["png"] = png_name
         items.append(item)
     inputs = _write_inputs(space, plan, out, settings, encoded)
+    analysis = write_analysis(space, plan, out, encoded) if settings.spectrograms else {}
     manifest = {
         "kind": plan.kind,
         "model": {
@@ -154,6 +189,7 @@ def render_plan(
         "layout": plan.layout,
         "latent_stats": None if plan.stats is None else plan.stats.to_dict(),
         "inputs": inputs,
+        "analysis": analysis,
         "sounds": items,
     }
     return write_json(out / MANIFEST, manifest)

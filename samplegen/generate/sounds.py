@@ -35,10 +35,16 @@ class SoundInput:
     peak: float | None = None
     source: str = ""
     wave: np.ndarray | None = None
+    category: str | None = None
 
     def describe(self) -> dict[str, Any]:
         """JSON-able description (without the data)."""
-        return {"name": self.name, "source": self.source, "peak": self.peak}
+        return {
+            "name": self.name,
+            "source": self.source,
+            "peak": self.peak,
+            "category": self.category,
+        }
 
 
 @dataclass(frozen=True)
@@ -67,16 +73,16 @@ class Plan:
 def load_inputs(paths: Sequence[str | os.PathLike[str]], codec: Any) -> list[SoundInput]:
     """Read WAV (or any soundfile format) notes and encode them with the model's codec."""
     from samplegen.dsp.audio import load_wave
+    from samplegen.dsp.categories import category_from_name
     from samplegen.dsp.codec import encode
 
     out = []
     for p in paths:
         wave, peak = load_wave(p, codec)
-        out.append(
-            SoundInput(
-                safe_stem(Path(p).name), np.asarray(encode(wave, codec)), float(peak), str(p)
-            )
-        )
+        encoded = np.asarray(encode(wave, codec))
+        name = safe_stem(Path(p).name)
+        category = category_from_name(Path(p).stem)
+        out.append(SoundInput(name, encoded, float(peak), str(p), wave, category))
     return out
 
 

@@ -1,0 +1,108 @@
+"""The audition page: built from a run folder, opened in headless Chromium from file://."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from samplegen.cli.main import main
+from samplegen.generate.browser import check_page, find_chromium
+from samplegen.generate.plots import _figure, _save
+
+GL = ["--griffin-lim-iters", "4"]
+
+
+def _progress_png(path: Path) -> None:
+    fig = _figure(4, 3)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot([5, 3, 2.5, 2.2], "o-")
+    _save(fig, path)
+
+
+@pytest.fixture(scope="module")
+def run_dir(trained_models, tmp_path_factory) -> Path:
+    """A run folder with everything but the VAE study (which the page must call missing)."""
+    run = tmp_path_factory.mktemp("run")
+    (run / "dataset").mkdir()
+    (run / "dataset" / "report.md").write_text(
+        "# Dataset report\n\n| split | samples |\n|---|---|\n| train | 10 |\n| test | 2 |\n\n"
+        "- 2 categories\n- <script>alert(1)</script> is escaped\n"
+    )
+    (run / "dataset" / "report.json").write_text(json.dumps({"samples": 12}))
+    study = run / "outer_study"
+    study.mkdir()
+    (study / "results.csv").write_text("trial_id,loss,config/layers\na,3.5,4\nb,2.25,5\n")
+    (study / "best_config.json").write_text(json.dumps({"layers": 5, "kernels": 4}))
+    _progress_png(study / "progress.png")
+    shutil.copytree(trained_models.combined, run / "models" / "combined" / "best")
+    (run / "evaluation").mkdir()
+    (run / "evaluation" / "metrics.json").write_text(
+        json.dumps({"combined": {"loss": 51.2, "rms_percent": 2.5}})
+    )
+    (run / "evaluation" / "summary.md").write_text("## Summary\n\nloss **51.2**\n")
+    m, w = trained_models.combined, trained_models.wavs
+    s = run / "sounds"
+    commands = [
+        ["reconstruct", m, *w[:3], "--variations", "1"],
+        ["interpolate", m, w[0], w[5], "--steps", "3"],
+        ["grid", m, *w[:4], "--size", "3"],
+        ["random", m, "--count", "3"],
+        ["perturb", m, w[1], "--levels", "0,0.5"],
+        ["sweep", m, "--values", "-1,1"],
+    ]
+    for cmd in commands:
+        assert main(["generate", *map(str, cmd), "--out", str(s / cmd[0]), *GL]) == 0
+    assert main(["report", str(run)]) == 0
+    return run
+
+
+def test_page_lists_every_part_and_what_is_missing(run_dir):
+    html = (run_dir / "index.html").read_text()
+    for text in (
+        "Dataset report",
+        "Study: outer_study",
+        "progress.png",
+        "Best models",
+        "best",
+        "Summary",
+        "Sounds: grid",
+        "Sounds: sweep",
+        "analysis_latents.png",
+    ):
+        assert text in html, text
+    assert "missing: vae_study" in html
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
+    assert "http://" not in html and "https://" not in html  # nothing from the network
+    # Every WAV the generation wrote is on the page.
+    wavs = {p.relative_to(run_dir).as_posix() for p in (run_dir / "sounds").rglob("*.wav")}
+    for wav in wavs:
+        assert f'src="{wav}"' in html.replace("%2B", "+"), wav
+
+
+@pytest.mark.skipif(find_chromium() is None, reason="chromium is not installed (/usr/bin/chromium)")
+def test_page_opens_in_headless_chromium(run_dir, tmp_path):
+    shot = tmp_path / "page.png"
+    check = check_page(run_dir / "index.html", shot)
+    assert check.problems() == []
+    wavs = list((run_dir / "sounds").rglob("*.wav"))
+    assert len(check.audio) == len(wavs) > 30
+    assert all(a["seconds"] == pytest.approx(0.5, abs=0.01) for a in check.audio)
+    assert len(check.images) > 30
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    keep = Path("/tmp/samplegen-page-screenshot.png")
+    shutil.copyfile(shot, keep)  # for a person to look at
+
+
+@pytest.mark.skipif(find_chromium() is None, reason="chromium is not installed (/usr/bin/chromium)")
+def test_broken_audio_is_reported(run_dir, tmp_path):
+    run = tmp_path / "copy"
+    shutil.copytree(run_dir, run)
+    (run / "sounds" / "random" / "random001.wav").unlink()
+    (run / "sounds" / "random" / "random002.wav").write_bytes(b"RIFF not really a wav")
+    check = check_page(run / "index.html")
+    bad = sorted(a["src"] for a in check.audio if not a["ok"])
+    assert bad == ["sounds/random/random001.wav", "sounds/random/random002.wav"]
+    assert not check.ok
