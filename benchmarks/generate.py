@@ -1,0 +1,265 @@
+"""Quality and speed of generation on a trained model; appends a section to benchmarks/RESULTS.md.
+
+    .venv/bin/python benchmarks/generate.py [MODEL_DIR] [--count 64] [--no-append]
+
+Without MODEL_DIR a small combined model (rnn_ae outer + VAE inner, chained: the outer trained
+first, the VAE on its frozen codes) is trained here on the built-in FluidR3 library, within a time
+budget, and saved to --model-out. Measures:
+- interpolation midpoints: loudness (energy of the linear STFT magnitude the model puts out, dB) of
+  the latent midpoint of two real notes against the quieter of the two end-points;
+- diversity: mean pairwise log-spectral distance (dB) among `count` random sounds (prior, T = 1),
+  divided by the same among `count` real notes (reconstructions given for reference);
+- novelty: log-spectral distance from each random sound to its nearest library note, against the
+  nearest-other-note distance of real notes;
+- speed: latent -> model output, and latent -> audio with Griffin-Lim, in times real time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from samplegen.dsp.audio import load_wave
+from samplegen.dsp.codec import decode_batch, encode_batch, magnitude
+from samplegen.dsp.metrics import log_spectral_distance_db
+from samplegen.generate.latent import LatentSpace, load_space
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+
+
+def load_library(codec, limit: int, seed: int) -> tuple[np.ndarray, list[str], list[str]]:
+    """Velocity-100 notes of the built-in library (no drums), encoded with `codec`."""
+    from samplegen.dsp.library import ensure_library
+
+    lib = ensure_library()
+    with (lib / "metadata.csv").open(newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["velocity"] == "100" and r["category"] != "Drums"]
+    rng = np.random.default_rng(seed)
+    rows = [rows[i] for i in sorted(rng.permutation(len(rows))[:limit])]
+    waves = np.stack([load_wave(lib / r["file"], codec)[0] for r in rows])
+    x = np.asarray(encode_batch(waves, codec), dtype=np.float32)
+    return x, [r["file"] for r in rows], [r["category"] for r in rows]
+
+
+def _fit(model, x: np.ndarray, seconds: float, lr: float, seed: int, label: str) -> float:
+    """Adam on mini-batches of 16 until the time budget is spent; returns the last epoch's loss."""
+    torch.set_flush_denormal(True)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    rng = np.random.default_rng(seed)
+    start, epoch, loss = time.perf_counter(), 0, float("nan")
+    model.train()
+    while time.perf_counter() - start < seconds:
+        losses = []
+        for idx in np.array_split(rng.permutation(len(x)), max(1, len(x) // 16)):
+            xb = torch.from_numpy(x[idx])
+            out = model(xb)
+            res = model.loss(xb, out, epoch=epoch)
+            opt.zero_grad()
+            res.total.backward()
+            opt.step()
+            losses.append(float(res.recon.detach()))
+        loss = float(np.mean(losses))
+        epoch += 1
+        print(f"  {label} epoch {epoch}: loss {loss:.2f} ({time.perf_counter() - start:.0f} s)")
+    model.eval()
+    return loss
+
+
+def train_small_model(x: np.ndarray, codec, out: Path, budget_s: float, seed: int) -> str:
+    """rnn_ae outer, then a VAE on its frozen codes, chained and saved; returns a description."""
+    from samplegen.models.artifact import save_model
+    from samplegen.models.combined import CombinedModel
+    from samplegen.models.registry import build_model
+
+    torch.manual_seed(seed)
+    outer = build_model("rnn_ae", {"hidden": 30}, codec.shape)
+    outer_loss = _fit(outer, x, budget_s * 0.7, 2e-3, seed, "outer rnn_ae")
+    with torch.no_grad():
+        codes = np.concatenate(
+            [
+                outer.encode(torch.from_numpy(x[i : i + 32])).flatten(1).numpy()
+                for i in range(0, len(x), 32)
+            ]
+        )
+    inner = build_model(
+        "vae", {"latent": 8, "depth": 2, "beta": 0.2, "warmup": "linear"}, (codes.shape[1],)
+    )
+    inner_loss = _fit(inner, codes.astype(np.float32), budget_s * 0.3, 1e-3, seed, "inner vae")
+    model = CombinedModel.from_parts(outer, inner)
+    with torch.no_grad():
+        rec = np.concatenate(
+            [
+                model.reconstruct(torch.from_numpy(x[i : i + 32])).numpy()
+                for i in range(0, len(x), 32)
+            ]
+        )
+    loss = float(((rec - x) ** 2).reshape(len(x), -1).sum(axis=1).mean())
+    save_model(
+        out,
+        model,
+        codec=codec,
+        metrics={"loss": loss, "outer_loss": outer_loss, "inner_loss": inner_loss},
+    )
+    return (
+        f"trained here on {len(x)} library notes in {budget_s:.0f} s: rnn_ae (hidden 30) then VAE "
+        f"(8 latents, beta 0.2) on its codes; combined loss {loss:.1f} (outer alone {outer_loss:.1f})"
+    )
+
+
+def mags(space: LatentSpace, encoded: np.ndarray) -> np.ndarray:
+    """Linear magnitude spectrograms (N, bins, frames) of model outputs / encoded notes."""
+    if space.codec.representation == "stft":
+        return np.asarray(magnitude(encoded, space.codec), dtype=np.float32)
+    waves = np.asarray(decode_batch(encoded, space.codec, normalize=False))
+    spec = torch.stft(
+        torch.from_numpy(waves),
+        space.codec.n_fft,
+        space.codec.hop,
+        window=torch.hann_window(space.codec.n_fft),
+        return_complex=True,
+    )
+    return spec.abs().numpy()
+
+
+def energy_db(m: np.ndarray) -> np.ndarray:
+    return 10 * np.log10(np.maximum((m.astype(np.float64) ** 2).mean(axis=(1, 2)), 1e-20))
+
+
+def pairwise_lsd(a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+    """Symmetric log-spectral distance matrix (dB): mean of LSD(a_i, b_j) and LSD(b_j, a_i)."""
+    b = a if b is None else b
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    d = np.zeros((len(a), len(b)))
+    for i in range(len(a)):
+        ai = ta[i : i + 1].expand_as(tb)
+        d[i] = 0.5 * (
+            log_spectral_distance_db(ai, tb).numpy() + log_spectral_distance_db(tb, ai).numpy()
+        )
+    return d
+
+
+def mean_offdiag(d: np.ndarray) -> float:
+    n = d.shape[0]
+    return float(d[~np.eye(n, dtype=bool)].mean())
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("model", nargs="?", type=Path, help="trained model directory")
+    p.add_argument("--count", type=int, default=64)
+    p.add_argument("--pairs", type=int, default=32, help="interpolation pairs")
+    p.add_argument("--library-notes", type=int, default=256)
+    p.add_argument("--train-seconds", type=float, default=240.0)
+    p.add_argument("--model-out", type=Path, default=Path("/tmp/samplegen-bench-generate-model"))
+    p.add_argument("--griffin-lim-iters", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-append", action="store_true")
+    args = p.parse_args()
+    torch.set_num_threads(2)
+
+    if args.model is None:
+        from samplegen.dsp.config import CodecConfig
+
+        codec = CodecConfig()
+        x, names, cats = load_library(codec, args.library_notes, args.seed)
+        print(f"training a small model on {len(x)} library notes ...")
+        origin = train_small_model(x, codec, args.model_out, args.train_seconds, args.seed)
+        model_dir = args.model_out
+    else:
+        model_dir, origin = args.model, "given"
+    space = load_space(model_dir)
+    if args.model is not None:
+        x, names, cats = load_library(space.codec, args.library_notes, args.seed)
+    rng = np.random.default_rng(args.seed)
+    seconds_per_note = space.codec.num_samples / space.codec.sample_rate
+
+    # Interpolation midpoints, between notes of different categories where possible.
+    z_real = space.encode(x)
+    pairs = []
+    while len(pairs) < args.pairs:
+        i, j = rng.choice(len(x), 2, replace=False)
+        if cats[i] != cats[j] or rng.random() < 0.2:
+            pairs.append((i, j))
+    ia, ib = np.array(pairs).T
+    ends_a = mags(space, space.decode(z_real[ia]))
+    ends_b = mags(space, space.decode(z_real[ib]))
+    mids = mags(space, space.decode(0.5 * (z_real[ia] + z_real[ib])))
+    quieter = np.minimum(energy_db(ends_a), energy_db(ends_b))
+    mid_vs = energy_db(mids) - quieter
+
+    # Diversity and novelty.
+    n = min(args.count, len(x))
+    real_idx = rng.choice(len(x), n, replace=False)
+    real = mags(space, x[real_idx])
+    recon = mags(space, space.decode(z_real[real_idx]))
+    if space.has_prior:
+        z_rand = space.sample_prior(args.count, 1.0, args.seed)
+        rand_source = "prior, T = 1"
+    else:
+        from samplegen.generate.latent import sample_empirical
+
+        z_rand = sample_empirical(space.stats(x), args.count, 1.0, rng)
+        rand_source = "empirical latent Gaussian of the library notes"
+    rand = mags(space, space.decode(z_rand))
+    div_real, div_rand, div_recon = (mean_offdiag(pairwise_lsd(m)) for m in (real, rand, recon))
+    all_real = mags(space, x)
+    nn_rand = pairwise_lsd(rand, all_real).min(axis=1)
+    d_real = pairwise_lsd(real, all_real)
+    d_real[np.arange(n), real_idx] = np.inf  # not itself
+    nn_real = d_real.min(axis=1)
+
+    # Speed (16 notes).
+    z16 = z_rand[:16]
+    t0 = time.perf_counter()
+    out16 = space.decode(z16)
+    t_dec = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    decode_batch(out16, space.codec, n_iter=args.griffin_lim_iters, seed=0)
+    t_gl = time.perf_counter() - t0
+    audio_s = len(z16) * seconds_per_note
+    x_dec, x_full = audio_s / t_dec, audio_s / (t_dec + t_gl)
+
+    lines = [
+        f"## generation (benchmarks/generate.py), {dt.date.today().isoformat()}",
+        "",
+        f"- Command: `.venv/bin/python benchmarks/generate.py{' ' + str(args.model) if args.model else ''}`"
+        f" (count {args.count}, pairs {args.pairs}, {len(x)} library notes, seed {args.seed})",
+        f"- Machine: 2-core CPU, no GPU ({platform.machine()}, Python {platform.python_version()}, "
+        f"torch {torch.__version__}); shared with other jobs, so speeds are pessimistic.",
+        f"- Model: {space.describe()['name']} ({space.dim} latents, variational {space.is_variational}); {origin}.",
+        f"- Distances: symmetric log-spectral distance (dB) between linear STFT magnitudes of model "
+        f"outputs; random sounds from the {rand_source}.",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        f"| midpoint loudness - quieter end-point, dB: min / median / max | {mid_vs.min():+.1f} / {np.median(mid_vs):+.1f} / {mid_vs.max():+.1f} |",
+        f"| midpoints more than 6 dB below the quieter end-point | {int((mid_vs < -6).sum())} of {len(mid_vs)} |",
+        f"| mean pairwise distance: random / real / reconstructions, dB | {div_rand:.2f} / {div_real:.2f} / {div_recon:.2f} |",
+        f"| diversity ratio random / real | {div_rand / div_real:.2f} |",
+        f"| diversity ratio reconstructions / real | {div_recon / div_real:.2f} |",
+        f"| novelty: nearest library note to a random sound, dB: min / median | {nn_rand.min():.2f} / {np.median(nn_rand):.2f} |",
+        f"| reference: nearest other library note to a real note, dB: median | {np.median(nn_real):.2f} |",
+        f"| speed latent -> model output (16 notes) | {x_dec:,.0f}x real time |",
+        f"| speed latent -> audio with Griffin-Lim ({args.griffin_lim_iters} iterations) | {x_full:,.1f}x real time |",
+        "",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    if not args.no_append:
+        with RESULTS.open("a", encoding="utf-8") as f:
+            f.write("\n" + text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
