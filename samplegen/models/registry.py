@@ -19,6 +19,7 @@ KINDS: tuple[str, ...] = ("outer_stft", "outer_wave", "inner", "combined")
 # Modules whose classes register themselves; imported on first use, never at package import.
 _BUILTIN_MODULES: tuple[str, ...] = (
     "samplegen.models.conv2d_ae",
+    "samplegen.models.frame_ae",
     "samplegen.models.mlp_ae",
     "samplegen.models.rnn_ae",
     "samplegen.models.audio_conv_ae",

@@ -24,6 +24,8 @@ SMALL_VAE = {"latent": 3, "depth": 2, "ratio": 0.5, "warmup": "linear", "free_bi
 CASES: list[tuple[str, dict[str, Any], tuple[int, ...]]] = [
     ("conv2d_ae", {"layers": 3, "kernels": 4, "kernel_size": 4}, STFT),
     ("conv2d_ae", {**SMALL_CONV, "output_activation": "sigmoid"}, STFT),
+    ("frame_ae", {"frame_latent": 4, "hidden": 16, "depth": 2, "context": 3}, STFT),
+    ("frame_ae", {"frame_latent": 4, "depth": 1, "context": 1, "activation": "none"}, STFT),
     ("mlp_ae", {"hidden": 4, "depth": 2}, STFT),
     ("mlp_ae", {"hidden": 4, "depth": 2, "teacher_forcing": True}, STFT),
     ("rnn_ae", {"cell": "rnn", "hidden": 4, "encode_depth": 1, "decode_depth": 1}, STFT),
