@@ -121,6 +121,12 @@ def register(subparsers: Any) -> None:
         "--dims", type=_ints, default=None, help="dimensions to sweep (default all, up to 16)"
     )
 
+    p = sub.add_parser("examples", help="every kind at once (for a run folder's audition page)")
+    _common(p)
+    p.add_argument("inputs", nargs="+", help="at least 4 input sounds (files or folders)")
+    p.add_argument("--limit", type=int, default=8, help="use at most this many inputs")
+    p.add_argument("--grid-size", type=int, default=5)
+
     gen.set_defaults(func=_run)
 
 
@@ -141,6 +147,26 @@ def _run(args: argparse.Namespace) -> int:
         else []
     )
     kind = args.kind
+    settings = RenderSettings(
+        griffin_lim_iters=args.griffin_lim_iters,
+        seed=args.seed,
+        spectrograms=not args.no_spectrograms,
+        device=args.device,
+    )
+    if kind == "examples":
+        from samplegen.generate.examples import ExampleSettings, generate_examples
+
+        out = args.out if args.out is not None else Path("sounds")
+        written = generate_examples(
+            space,
+            S.load_inputs(_expand(args.inputs, args.limit), codec),
+            out,
+            settings=ExampleSettings(grid_size=args.grid_size),
+            render=settings,
+            model_path=args.model,
+        )
+        print(f"examples written to {out}: {', '.join(written)}")
+        return 0
     if kind == "reconstruct":
         plan = S.plan_reconstruct(
             space, inputs(args.inputs), variations=args.variations, seed=args.seed
@@ -170,12 +196,6 @@ def _run(args: argparse.Namespace) -> int:
         )
     else:
         plan = S.plan_sweep(space, values=args.values, dims=args.dims, reference=reference)
-    settings = RenderSettings(
-        griffin_lim_iters=args.griffin_lim_iters,
-        seed=args.seed,
-        spectrograms=not args.no_spectrograms,
-        device=args.device,
-    )
     out = args.out if args.out is not None else Path("sounds") / kind
     manifest = render_plan(space, plan, out, settings, model_path=args.model)
     print(f"{len(plan.sounds)} {kind} sound(s) written to {out} (manifest: {manifest})")

@@ -263,3 +263,24 @@ def test_user_errors_are_one_line_messages(trained_models, tmp_path, capsys):
     assert "--steps" in capsys.readouterr().err
     assert _run("generate", "reconstruct", tmp_path / "nope", w[0], "--out", tmp_path) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_examples_for_a_run_folder_with_a_non_variational_model(trained_models, tmp_path):
+    m, w = trained_models.outer, trained_models.wavs
+    out = tmp_path / "sounds"
+    argv = [
+        "generate",
+        "examples",
+        m,
+        *w[:5],
+        "--grid-size",
+        "2",
+        "--no-spectrograms",
+        "--out",
+        out,
+    ]
+    assert _run(*argv, *GL) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(S.KINDS)
+    assert len(_manifest(out / "grid")["sounds"]) == 4
+    assert len(_manifest(out / "reconstruct")["sounds"]) == 5  # no variations without a posterior
+    assert "empirical" in _manifest(out / "random")["settings"]["distribution"]
