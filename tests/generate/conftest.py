@@ -92,3 +92,15 @@ def trained_models(tmp_path_factory: pytest.TempPathFactory) -> TrainedModels:
     )
     outer = save_model(root / "outer", model.outer, codec=SMALL_CODEC)
     return TrainedModels(combined, outer, tuple(wavs), tuple(cats))
+
+
+@pytest.fixture(scope="session")
+def small_codec() -> CodecConfig:
+    """The shrunk codec the test models use."""
+    return SMALL_CODEC
+
+
+@pytest.fixture(scope="session")
+def make_note():
+    """`harmonic_note(freq, brightness, decay, sr, n)` for tests that write their own notes."""
+    return harmonic_note

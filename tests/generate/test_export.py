@@ -52,3 +52,38 @@ def test_export_plain_outer_autoencoder_onnx(trained_models, tmp_path):
     with torch.no_grad():
         ref = magnitude(space.decode(z), space.codec)
     np.testing.assert_allclose(run_onnx(out / "decoder.onnx", z), ref, rtol=1e-4, atol=1e-5)
+
+
+def test_waveform_model_generates_and_exports(tmp_path, small_codec, make_note):
+    """A waveform model (no Griffin-Lim): generation writes audio, the ONNX decoder gives waves."""
+    from samplegen.models.artifact import save_model
+    from samplegen.models.registry import build_model
+
+    codec = small_codec.replace(representation="wave")
+    torch.manual_seed(0)
+    model = build_model(
+        "audio_conv_ae", {"depth": 2, "channels": 4, "kernel_size": 16}, codec.shape
+    )
+    model_dir = save_model(tmp_path / "wave_model", model.eval(), codec=codec)
+    import soundfile as sf
+
+    for k, f in enumerate((220.0, 330.0)):
+        sf.write(tmp_path / f"n{k}.wav", 0.5 * make_note(f, 0.5, 3.0, 16_000, 8000), 16_000)
+    out = tmp_path / "int"
+    argv = ["generate", "interpolate", model_dir, tmp_path / "n0.wav", tmp_path / "n1.wav"]
+    assert main([*map(str, argv), "--steps", "3", "--out", str(out)]) == 0
+    data, sr = sf.read(out / "step01_t0.500.wav")
+    assert sr == 16_000 and data.shape == (8000,) and np.abs(data).max() <= 1.0
+    assert (out / "step01_t0.500.png").is_file()
+
+    assert main(["export", str(model_dir), "--out", str(tmp_path / "exp")]) == 0
+    side = json.loads((tmp_path / "exp" / "export.json").read_text())
+    assert side["decoder"]["output"]["name"] == "waveform"
+    space = load_space(model_dir)
+    z = np.random.default_rng(2).standard_normal((2, space.dim)).astype(np.float32)
+    from samplegen.dsp.codec import inverse_mu_law
+
+    ref = inverse_mu_law(space.decode(z), codec.mu)
+    wave = run_onnx(tmp_path / "exp" / "decoder.onnx", z)
+    assert wave.shape == (2, 8000)
+    np.testing.assert_allclose(wave, ref, rtol=1e-4, atol=1e-5)
