@@ -85,6 +85,7 @@ def main() -> None:
     parser.add_argument("--no-append", action="store_true", help="do not write RESULTS.md")
     args = parser.parse_args()
 
+    load_before = os.getloadavg()[0]
     config = CodecConfig()
     if args.synthetic:
         waves, source = synthetic_notes(config, args.notes)
@@ -119,6 +120,8 @@ def main() -> None:
             f"{gl_s:.2f} s = {rows[-1][4]:.1f}x real time"
         )
 
+    load_after = os.getloadavg()[0]
+    print(f"1-minute load average: {load_before:.1f} before, {load_after:.1f} after")
     if args.no_append:
         return
     command = "python " + " ".join([os.path.relpath(__file__, Path.cwd()), *sys.argv[1:]])
@@ -128,7 +131,8 @@ def main() -> None:
         "",
         f"- Command: `{command}`",
         f"- Machine: 2-core CPU, no GPU ({platform.machine()}, {os.cpu_count()} logical CPUs, "
-        f"torch {torch.__version__})",
+        f"torch {torch.__version__}); 1-minute load average {load_before:.1f} before, "
+        f"{load_after:.1f} after (other work shares the 2 cores, so 2-thread figures are noisy)",
         f"- Data: {source}; codec: STFT {config.n_fft}/{config.hop} Hann, {config.duration:g} s at "
         f"{config.sample_rate} Hz -> {config.shape}",
         f"- Encode = encode_batch (STFT, peak-normalise, floor, mu-law) of all notes; Griffin-Lim = "
