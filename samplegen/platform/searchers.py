@@ -77,6 +77,9 @@ class SkoptSearcher(Searcher):
             base_estimator="gp",
             n_initial_points=self.n_initial_points,
             acq_func=self.acq_func,
+            # Sampling the acquisition function is much faster than L-BFGS restarts and plenty
+            # for spaces of a handful of dimensions.
+            acq_optimizer="sampling",
             random_state=self.seed + len(self.xs),
         )
         if self.xs:

@@ -1,0 +1,193 @@
+"""Search spaces (parsing, conversion), the GP searcher's ask/tell/liar/save/restore, and each
+searcher in a real study."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from ray.tune.search import ConcurrencyLimiter
+from tune_helpers import TINY_SPACE, tiny_config, tiny_data, write_space
+
+from samplegen.platform.searchers import SkoptSearcher, build_search
+from samplegen.platform.spaces import (
+    SpaceError,
+    default_space,
+    load_space,
+    packaged_spaces,
+    parse_space,
+    resolve_space,
+    to_skopt,
+    to_tune,
+)
+from samplegen.platform.study import check_space_names, run_study
+
+
+def test_every_packaged_space_parses_and_matches_its_model() -> None:
+    names = packaged_spaces()
+    for model in ("conv2d_ae", "mlp_ae", "rnn_ae", "audio_conv_ae", "vae", "bounded_ae", "vq_vae"):
+        assert model in names
+        space = default_space(model)
+        assert space.model == model
+        check_space_names(model, space.names, model)  # names are the model's hyper-parameters
+        assert space.grid_size() >= 1
+        assert len(to_skopt(space)) == len(space.searched)
+        assert set(to_tune(space, grid=False)) == set(space.names)
+
+
+def test_grid_values_and_types() -> None:
+    space = parse_space(
+        {
+            "model": "m",
+            "params": {
+                "a": {"type": "int", "low": 1, "high": 4},
+                "b": {"type": "int", "low": 1, "high": 100, "log": True, "grid_points": 3},
+                "c": {"type": "float", "low": 0.0, "high": 1.0},
+                "d": {"type": "choice", "values": ["x", "y"]},
+                "e": {"type": "const", "value": 0.5},
+                "f": {"type": "float", "low": 1e-4, "high": 1e-2, "grid": [1e-3]},
+            },
+        }
+    )
+    p = {x.name: x for x in space.params}
+    assert p["a"].grid_values() == [1, 2, 3, 4]
+    assert p["b"].grid_values() == [1, 10, 100]
+    assert p["c"].grid_values() == [0.0, 0.5, 1.0]
+    assert p["d"].grid_values() == ["x", "y"]
+    assert space.constants == {"e": 0.5}
+    assert space.grid_size() == 4 * 3 * 3 * 2 * 1 * 1
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"a": {"type": "real", "low": 0, "high": 1}}, "type must be one of"),
+        ({"a": {"type": "int", "low": 3, "high": 1}}, "low 3 > high 1"),
+        ({"a": {"type": "float", "low": 0.0, "high": 1.0, "log": True}}, "log range needs low > 0"),
+        ({"a": {"type": "int", "low": 1, "high": 5, "grid": [9]}}, "grid value 9 outside"),
+        ({"a": {"type": "choice", "values": []}}, "non-empty `values`"),
+        ({"a": {"type": "int", "low": 1, "high": 2, "step": 1}}, "unknown key"),
+        ({"a": {"type": "const"}}, "needs `value`"),
+    ],
+)
+def test_bad_spaces_name_file_and_parameter(tmp_path: Path, params: dict, message: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"model": "conv2d_ae", "params": params}))
+    with pytest.raises(SpaceError, match=message) as info:
+        load_space(path)
+    assert str(path) in str(info.value) and "'a'" in str(info.value)
+
+
+def test_space_model_mismatch_and_unknown_names(tmp_path: Path) -> None:
+    path = write_space(tmp_path / "s.yaml")
+    with pytest.raises(SpaceError, match="not 'mlp_ae'"):
+        resolve_space("mlp_ae", path)
+    with pytest.raises(SpaceError, match="no packaged search space"):
+        resolve_space("nonexistent_model")
+    with pytest.raises(Exception, match="not hyper-parameters of model conv2d_ae"):
+        check_space_names("conv2d_ae", ["layers", "depthh"], "s.yaml")
+
+
+def test_grid_runs_each_point_once() -> None:
+    space = parse_space(TINY_SPACE)
+    plan = build_search("grid", space, trials=50, metric="val_loss")
+    assert plan.num_samples == 1 and plan.search_alg is None
+    assert "4 points" in plan.note and "--trials 50 ignored" in plan.note
+
+
+def _gp(seed: int = 0) -> SkoptSearcher:
+    return SkoptSearcher(parse_space(TINY_SPACE), "val_loss", "min", seed=seed, n_initial_points=3)
+
+
+def _loss(config: dict) -> float:
+    return (config["lr_exp"] + 3.5) ** 2 + config["layers"] + 0.1 * config["kernels"]
+
+
+def test_gp_suggests_plain_python_values_and_learns() -> None:
+    gp = _gp()
+    for i in range(8):
+        config = gp.suggest(f"t{i}")
+        assert config is not None
+        assert type(config["layers"]) is int and type(config["lr_exp"]) is float
+        assert config["kernel_size"] == 3  # constants are added
+        gp.on_trial_complete(f"t{i}", {"val_loss": _loss(config), "status": "completed"})
+    assert len(gp.xs) == 8 and gp.pending == {}
+    assert min(gp.ys) < sorted(gp.ys)[len(gp.ys) // 2]
+
+
+def test_gp_constant_liar_spreads_parallel_suggestions() -> None:
+    gp = _gp()
+    for i in range(4):
+        c = gp.suggest(f"t{i}")
+        gp.on_trial_complete(f"t{i}", {"val_loss": _loss(c), "status": "completed"})
+    in_flight = [gp.suggest(f"p{i}") for i in range(3)]
+    points = {tuple(sorted(c.items())) for c in in_flight}
+    assert len(points) == 3  # three trials in flight, three different points
+    assert len(gp.pending) == 3
+
+
+def test_gp_failed_trials_get_the_worst_value_not_a_huge_penalty() -> None:
+    gp = _gp()
+    c0 = gp.suggest("a")
+    gp.on_trial_complete("a", {"val_loss": float("inf"), "status": "rejected"})
+    assert gp.xs == []  # nothing told yet: the failure is dropped
+    c1 = gp.suggest("b")
+    gp.on_trial_complete("b", {"val_loss": 5.0, "status": "completed"})
+    gp.suggest("c")
+    gp.on_trial_complete("c", {"val_loss": float("nan"), "status": "nan"})
+    gp.suggest("d")
+    gp.on_trial_complete("d", None, error=True)
+    assert gp.ys == [5.0, 5.0, 5.0] and c0 is not None and c1 is not None
+
+
+def test_gp_save_restore_continues_from_told_points(tmp_path: Path) -> None:
+    gp = _gp(seed=3)
+    for i in range(5):
+        c = gp.suggest(f"t{i}")
+        gp.on_trial_complete(f"t{i}", {"val_loss": _loss(c), "status": "completed"})
+    gp.suggest("running")
+    path = tmp_path / "searcher-state.json"
+    gp.save(str(path))
+    restored = _gp(seed=99)
+    restored.restore(str(path))
+    assert restored.xs == gp.xs and restored.ys == gp.ys and restored.seed == 3
+    assert restored.pending == gp.pending and restored.suggested == 6
+    assert len(restored._opt.Xi) == 5  # the GP is refitted on every told point
+    # The trial still running when the state was saved completes into the restored searcher.
+    restored.on_trial_complete("running", {"val_loss": 1.0, "status": "completed"})
+    assert len(restored.xs) == 6
+    with pytest.raises(Exception, match="different search space"):
+        other = SkoptSearcher(default_space("conv2d_ae"), "val_loss", "min")
+        other.restore(str(path))
+
+
+def test_build_search_wraps_gp_and_tpe_in_a_concurrency_limiter() -> None:
+    space = parse_space(TINY_SPACE)
+    for name in ("gp", "tpe"):
+        plan = build_search(name, space, trials=6, metric="val_loss", max_concurrent=2)
+        assert isinstance(plan.search_alg, ConcurrencyLimiter) and plan.num_samples == 6
+    with pytest.raises(Exception, match="--search"):
+        build_search("bayes", space, trials=3, metric="val_loss")
+
+
+@pytest.mark.parametrize("search", ["grid", "random", "gp", "tpe"])
+def test_each_searcher_runs_a_real_study(search: str, tmp_path: Path, ray_session: None) -> None:
+    space = write_space(tmp_path / "space.yaml")
+    config = tiny_config(tmp_path / "studies", space, f"search-{search}", search=search, trials=4)
+    result = run_study(config, tiny_data())
+    assert not result.interrupted
+    assert len(result.rows) == 4  # grid: 2 x 2 points; the others: --trials 4
+    assert all(r["status"] == "completed" and r["epochs"] == 3 for r in result.rows)
+    configs = {(r["config.layers"], r["config.kernels"], r["config.lr_exp"]) for r in result.rows}
+    if search == "grid":
+        assert configs == {(a, b, -4.0) for a in (1, 2) for b in (2, 4)}
+    else:
+        assert len(configs) == 4
+    for r in result.rows:
+        assert 1 <= r["config.layers"] <= 2 and -5 <= r["config.lr_exp"] <= -3
+    best = result.best
+    assert best is not None and best["best_val_loss"] == min(
+        r["best_val_loss"] for r in result.rows
+    )
+    assert result.best_model is not None and Path(result.best_model, "config.json").exists()
