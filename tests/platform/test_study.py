@@ -1,0 +1,146 @@
+"""Studies end to end: the CLI on a real prepared dataset, resume after an interruption, a trial
+retried from its checkpoint, NaN / rejected trials recorded, GPU requests on a CPU-only cluster."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from dataset_helpers import SMALL, instrument_folder
+from tune_helpers import tiny_config, tiny_data, write_space
+
+from samplegen.cli.main import main
+from samplegen.models.artifact import load_model
+from samplegen.platform.datasets import prepare_dataset
+from samplegen.platform.resources import ResourceError
+from samplegen.platform.study import StudyError, run_study
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory, ray_session: None) -> Path:
+    """A real prepared dataset: 8 instruments x C3/C4/C5 at the small test codec (129 x 16)."""
+    root = tmp_path_factory.mktemp("tune-data")
+    instrument_folder(root / "src", 8)
+    return prepare_dataset(root / "src", root / "ds", SMALL, echo=None)
+
+
+def test_cli_tune_outer_then_train_then_plot(
+    dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    space = write_space(tmp_path / "space.yaml")
+    storage = tmp_path / "studies"
+    args = ["tune", "outer", "--data", str(dataset), "--name", "cli", "--storage", str(storage)]
+    args += ["--space", str(space), "--search", "random", "--trials", "2", "--epochs", "2"]
+    args += ["--stall-window", "0", "--overfit-limit", "0"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "[cli] done: 2 trials" in out and "best model:" in out
+    study = storage / "cli"
+    table = pq.read_table(study / "results.parquet").to_pylist()
+    assert len(table) == 2 and {r["status"] for r in table} == {"completed"}
+    assert (study / "results.csv").read_text().startswith('"trial_id"')
+    best = json.loads((study / "best_config.json").read_text())
+    assert best["model"] == "conv2d_ae" and set(best["config"]) >= {"layers", "lr_exp"}
+    loaded = load_model(study / "best_model")
+    assert loaded.codec == SMALL and loaded.model.input_shape == SMALL.shape
+    assert loaded.meta is not None
+
+    # The same name again without --resume is refused in one line.
+    assert main(args) == 2
+    assert "already exists" in capsys.readouterr().err
+
+    # Train the best configuration longer, without Tune.
+    model_dir = tmp_path / "longer"
+    train = ["train", "--config", str(study / "best_config.json"), "--epochs", "3"]
+    assert main([*train, "--data", str(dataset), "--out", str(model_dir), "--quiet"]) == 0
+    longer = load_model(model_dir)
+    assert longer.model.input_shape == SMALL.shape
+    assert "completed" in capsys.readouterr().out
+
+    assert main(["study", "plot", str(study)]) == 0
+    png = study / "progress.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_interrupted_study_resumes_without_rerunning_finished_trials(
+    tmp_path: Path, ray_session: None
+) -> None:
+    space = write_space(tmp_path / "space.yaml")
+    config = tiny_config(
+        tmp_path / "studies", space, "resume", search="gp", trials=5, max_concurrent=1
+    )
+    first = run_study(config, tiny_data(), interrupt_after=2)
+    assert first.interrupted and "--resume" in first.note
+    done_first = {r["trial_id"]: r for r in first.rows if r["status"] == "completed"}
+    assert len(done_first) >= 2
+
+    second = run_study(config, tiny_data(), resume=True)
+    assert not second.interrupted
+    rows = {r["trial_id"]: r for r in second.rows}
+    assert len(rows) == 5 and all(r["status"] == "completed" for r in rows.values())
+    for trial_id, row in done_first.items():
+        # A finished trial is not run again: its results are untouched.
+        assert rows[trial_id]["time_total_s"] == row["time_total_s"]
+        lines = (Path(row["path"]) / "result.json").read_text().splitlines()
+        assert [json.loads(x)["epoch"] for x in lines] == [1, 2, 3]
+    # The GP searcher kept its state: it was told every trial, across both runs. (Tune names the
+    # file .pkl; our searcher writes JSON into it.)
+    state_files = sorted(Path(second.path).glob("searcher-state-*.pkl"))
+    assert state_files
+    state = json.loads(state_files[-1].read_text())
+    assert len(state["xs"]) == 5 and state["pending"] == {}
+
+
+def test_a_trial_that_fails_once_resumes_from_its_checkpoint(
+    tmp_path: Path, ray_session: None
+) -> None:
+    space = write_space(
+        tmp_path / "space.yaml",
+        layers={"type": "const", "value": 1},
+        kernels={"type": "const", "value": 2},
+    )
+    config = tiny_config(
+        tmp_path / "studies", space, "fault", search="grid", epochs=4, fail_at_epoch=2
+    )
+    result = run_study(config, tiny_data())
+    (row,) = result.rows
+    assert row["status"] == "completed" and row["epochs"] == 4
+    assert row["restored_from"] == 2  # restarted from the epoch-2 checkpoint, not from 0
+    lines = (Path(row["path"]) / "result.json").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [1, 2, 3, 4]
+    assert any("injected fault" in p.read_text() for p in Path(row["path"]).glob("error*.txt"))
+
+
+def test_nan_and_rejected_trials_are_recorded_and_the_study_goes_on(
+    tmp_path: Path, ray_session: None
+) -> None:
+    space = write_space(
+        tmp_path / "space.yaml",
+        layers={"type": "const", "value": 1},
+        kernels={"type": "int", "low": 2, "high": 64, "grid": [2, 64]},
+        lr_exp={"type": "float", "low": -5.0, "high": 40.0, "grid": [-4.0, 40.0]},
+    )
+    config = tiny_config(tmp_path / "studies", space, "failures", search="grid", max_params=500)
+    result = run_study(config, tiny_data())
+    rows = {(r["config.kernels"], r["config.lr_exp"]): r for r in result.rows}
+    assert rows[(2, -4.0)]["status"] == "completed"
+    assert rows[(2, 40.0)]["status"] == "nan"
+    assert "non-finite training loss" in rows[(2, 40.0)]["reason"]
+    for lr in (-4.0, 40.0):
+        assert rows[(64, lr)]["status"] == "rejected"
+        assert "max_params=500" in rows[(64, lr)]["reason"]
+    assert result.best is not None and result.best["config.kernels"] == 2
+    csv = (Path(result.path) / "results.csv").read_text()
+    assert "rejected" in csv and "nan" in csv
+
+
+def test_gpu_request_on_a_cpu_only_cluster_fails_at_once(tmp_path: Path, ray_session: None) -> None:
+    space = write_space(tmp_path / "space.yaml")
+    config = tiny_config(tmp_path / "studies", space, "gpu", gpus_per_trial=0.25)
+    with pytest.raises(ResourceError, match="has no GPU"):
+        run_study(config, tiny_data())
+    assert not (tmp_path / "studies" / "gpu").exists()
+    with pytest.raises(StudyError, match="no study to resume"):
+        run_study(tiny_config(tmp_path / "studies", space, "none"), tiny_data(), resume=True)
