@@ -1,0 +1,112 @@
+"""jobs/tune_outer.py submitted with the Ray Jobs API to a private local head (not the session's)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from dataset_helpers import SMALL, instrument_folder
+from tune_helpers import write_space
+
+from samplegen.platform.datasets import prepare_dataset
+
+REPO = Path(__file__).resolve().parents[2]
+RAY = str(Path(sys.executable).with_name("ray"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture()
+def private_head() -> Iterator[str]:
+    """`ray start --head` on free ports with its own temp dir and auth off; yields the jobs URL."""
+    temp_dir = tempfile.mkdtemp(prefix="sgjob-", dir="/tmp")
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    env.pop("RAY_ADDRESS", None)
+    dash = _free_port()
+    cmd = [RAY, "start", "--head", f"--port={_free_port()}", "--num-cpus=2"]
+    cmd += ["--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", f"--temp-dir={temp_dir}"]
+    cmd += [
+        f"--ray-client-server-port={_free_port()}",
+        f"--dashboard-agent-listen-port={_free_port()}",
+    ]
+    cmd += [f"--runtime-env-agent-port={_free_port()}", f"--metrics-export-port={_free_port()}"]
+    cmd += ["--object-store-memory=200000000", "--disable-usage-stats"]
+    started = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert started.returncode == 0, started.stderr[-2000:]
+    try:
+        yield f"http://127.0.0.1:{dash}"
+    finally:
+        # `ray stop` would stop every Ray on the machine; stop only this head's processes.
+        session = Path(temp_dir) / "session_latest"
+        pids = []
+        for line in subprocess.run(
+            ["ps", "-eww", "-o", "pid,args"], capture_output=True, text=True
+        ).stdout.splitlines()[1:]:
+            pid, _, args = line.strip().partition(" ")
+            if temp_dir in args or str(session) in args:
+                pids.append(int(pid))
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 15)
+        time.sleep(2)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def test_tune_outer_job_succeeds_on_a_private_head(
+    private_head: str, tmp_path: Path, ray_session: None
+) -> None:
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    instrument_folder(tmp_path / "src", 8)
+    dataset = prepare_dataset(tmp_path / "src", tmp_path / "ds", SMALL, echo=None)
+    space = write_space(tmp_path / "space.yaml")
+    storage = tmp_path / "studies"
+    args = [
+        "--data",
+        str(dataset),
+        "--name",
+        "job",
+        "--storage",
+        str(storage),
+        "--space",
+        str(space),
+    ]
+    args += ["--trials", "2", "--epochs", "2", "--stall-window", "0", "--overfit-limit", "0"]
+    client = JobSubmissionClient(private_head)
+    job = client.submit_job(
+        entrypoint=f"{sys.executable} jobs/tune_outer.py {' '.join(args)}",
+        runtime_env={
+            "working_dir": str(REPO),
+            "excludes": [".venv", ".git", "studies", "**/__pycache__", "*.parquet", "*.wav"],
+            "env_vars": {"RAY_AIR_NEW_OUTPUT": "0", "RAY_USAGE_STATS_ENABLED": "0"},
+        },
+    )
+    deadline = time.time() + 300
+    status = client.get_job_status(job)
+    while status not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
+        assert time.time() < deadline, "job did not finish in 5 minutes"
+        time.sleep(1)
+        status = client.get_job_status(job)
+    logs = client.get_job_logs(job)
+    assert status == JobStatus.SUCCEEDED, logs[-3000:]
+    assert "[job] done: 2 trials" in logs
+    best = json.loads((storage / "job" / "best_config.json").read_text())
+    assert best["model"] == "conv2d_ae"
+    assert (storage / "job" / "best_model" / "config.json").exists()
