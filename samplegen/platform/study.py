@@ -394,6 +394,7 @@ def _settings(config: StudyConfig, data: StudyData) -> TrialSettings:
         fail_seed=config.fail_seed,
         codec=data.codec.to_dict() if data.codec is not None else None,
         write_example=config.write_examples or config.wandb,
+        end_to_end=data.extra.get("outer_model"),
     )
 
 
@@ -406,6 +407,8 @@ def build_trainable(config: StudyConfig, data: StudyData) -> Any:
     from samplegen.platform.trainable import train_trial
 
     refs = {"train": ray.put(data.train), "validation": ray.put(data.validation)}
+    if "validation_target" in data.extra:  # chained studies: the outer-domain validation split
+        refs["validation_target"] = ray.put(data.extra["validation_target"])
     fn = tune.with_parameters(train_trial, data=refs, settings=_settings(config, data))
     resources = TrialResources(config.cpus_per_trial, config.gpus_per_trial)
     return tune.with_resources(fn, resources.as_dict())
@@ -485,7 +488,10 @@ def run_study(
     if config.wandb:
         from samplegen.platform.tracking import wandb_callback
 
-        cb = wandb_callback(config.wandb_project, config.wandb_group or config.name, echo=echo)
+        wandb_dir = f"{files.root}/wandb" if files.local else None
+        cb = wandb_callback(
+            config.wandb_project, config.wandb_group or config.name, directory=wandb_dir, echo=echo
+        )
         if cb is not None:
             callbacks.append(cb)
 
