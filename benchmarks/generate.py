@@ -255,8 +255,10 @@ def main() -> int:
         f"- Machine: 2-core CPU, no GPU ({platform.machine()}, Python {platform.python_version()}, "
         f"torch {torch.__version__}); shared with other jobs, so speeds are pessimistic.",
         f"- Model: {space.describe()['name']} ({space.dim} latents, variational {space.is_variational}); {origin}.",
-        f"- Distances: symmetric log-spectral distance (dB) between linear STFT magnitudes of model "
-        f"outputs; random sounds from the {rand_source}.",
+        "- Distances: log-spectral distance (dB) between linear STFT magnitudes (model outputs; "
+        "real notes as encoded): per frame the RMS over bins of the dB difference, each "
+        "spectrogram floored 80 dB below its own peak, averaged over frames; symmetric. "
+        f"Random sounds from the {rand_source}.",
         "",
         "| measure | value |",
         "|---|---|",
