@@ -171,6 +171,24 @@ def run_outer(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_vae(args: argparse.Namespace) -> int:
+    """Handler of `samplegen tune vae`: encode once with the frozen outer model, study inner models."""
+    from samplegen.platform.chain import run_chain
+    from samplegen.platform.study import ensure_ray
+
+    config = study_config_from_args(args)
+    ensure_ray(config.address, config.num_cpus)
+    result = run_chain(config, args.outer, data=args.data, encoded=args.encoded, resume=args.resume)
+    print(f"encodings: {result.encoded}")
+    print(f"study: {result.study.path}")
+    if result.combined_model:
+        print(f"best combined model: {result.combined_model}")
+    if result.study.interrupted:
+        print(f"samplegen: {result.study.note}", file=sys.stderr)
+        return 130
+    return 0
+
+
 def run_plot(args: argparse.Namespace) -> int:
     """Handler of `samplegen study plot`."""
     from samplegen.platform.study import plot_study
@@ -181,7 +199,7 @@ def run_plot(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Any) -> None:
-    """Add `tune outer` and `study plot`."""
+    """Add `tune outer`, `tune vae` and `study plot`."""
     tune = subparsers.add_parser("tune", help="hyper-parameter studies with Ray Tune")
     tsub = tune.add_subparsers(dest="tune_command", metavar="SUBCOMMAND")
     outer = tsub.add_parser(
@@ -195,6 +213,36 @@ def register(subparsers: Any) -> None:
     outer.add_argument("--data", required=True, metavar="DATASET", help="prepared dataset folder")
     add_study_arguments(outer, default_model="conv2d_ae")
     outer.set_defaults(func=run_outer)
+
+    vae = tsub.add_parser(
+        "vae",
+        help="search inner models (vae, bounded_ae, vq_vae) over a frozen outer encoder",
+        description=(
+            "Encode every sample once with the frozen outer model, run a study of inner models on "
+            "the encodings only, select on the end-to-end validation loss (through the outer "
+            "decoder) and export the best combined model to STORAGE/NAME/best_combined."
+        ),
+    )
+    vae.add_argument(
+        "--outer",
+        required=True,
+        metavar="MODEL_DIR_OR_STUDY",
+        help="outer model directory, or an outer study folder (its best model is used)",
+    )
+    vae.add_argument(
+        "--data",
+        default=None,
+        metavar="DATASET",
+        help="dataset to encode (default: the one the outer study ran on)",
+    )
+    vae.add_argument(
+        "--encoded",
+        default=None,
+        metavar="DIR",
+        help="encodings folder (default STORAGE/NAME-encoded)",
+    )
+    add_study_arguments(vae, default_model="vae")
+    vae.set_defaults(func=run_vae)
 
     study = subparsers.add_parser("study", help="inspect studies")
     ssub = study.add_subparsers(dest="study_command", metavar="SUBCOMMAND")

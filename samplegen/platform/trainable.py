@@ -57,6 +57,10 @@ class TrialSettings:
     fail_probability: float = 0.0
     fail_seed: int = 0
     codec: dict[str, Any] | None = None  # for the end-of-trial example (spectrogram + audio)
+    # Chained (inner) studies: the frozen outer model's directory. The objective is then the
+    # end-to-end validation loss through its decoder, in the outer representation's units, while
+    # the stall and overfit rules keep comparing train and validation losses in encoded units.
+    end_to_end: str | None = None
     write_example: bool = False
 
     def __post_init__(self) -> None:
@@ -146,6 +150,11 @@ def train_trial(config: dict[str, Any], *, data: dict[str, Any], settings: Trial
     # object_store_splits puts SplitData objects; plain arrays work too.
     train_x = _array(ray.get(data["train"]))
     val_x = _array(ray.get(data["validation"]))
+    end_to_end = None
+    if settings.end_to_end:
+        end_to_end = EndToEnd(
+            settings.end_to_end, _array(ray.get(data["validation_target"])), device
+        )
     trainer = Trainer(
         model,
         optim,
@@ -183,8 +192,16 @@ def train_trial(config: dict[str, Any], *, data: dict[str, Any], settings: Trial
             return
         history["train_loss"].append(result.train_loss)
         history["val_loss"].append(result.val_loss)
-        if result.val_loss < best_val:
-            best_val, best_epoch = result.val_loss, epoch
+        objective = result.val_loss
+        if end_to_end is not None:
+            objective = end_to_end.loss(model, val_x, settings.eval_batch_size)
+            history.setdefault("e2e_val_loss", []).append(objective)
+            if not math.isfinite(objective):
+                reason = f"non-finite end-to-end validation loss ({objective}) at epoch {epoch}"
+                tune.report(_failure("nan", reason, epoch, {**static, "best_val_loss": best_val}))
+                return
+        if objective < best_val:
+            best_val, best_epoch = objective, epoch
             if settings.keep_best_weights:
                 best_weights = model_tensors(model)
 
@@ -204,7 +221,8 @@ def train_trial(config: dict[str, Any], *, data: dict[str, Any], settings: Trial
             **{f"train_{k}": v for k, v in result.metrics.items()},
             "epoch": epoch,
             "train_loss": result.train_loss,
-            OBJECTIVE: result.val_loss,
+            OBJECTIVE: objective,
+            "latent_val_loss": result.val_loss,
             "val_recon": result.val_recon,
             "overfit": overfit_ratio(result.train_loss, result.val_loss),
             "rate": rate,
@@ -239,6 +257,38 @@ def train_trial(config: dict[str, Any], *, data: dict[str, Any], settings: Trial
             raise InjectedFault(f"injected fault at epoch {epoch} (trial {trial_id})")
         if final:
             return
+
+
+class EndToEnd:
+    """The end-to-end validation loss of an inner model through a frozen outer decoder."""
+
+    def __init__(self, outer_dir: str, target: np.ndarray, device: str) -> None:
+        from samplegen.models.artifact import load_model
+
+        self.outer = load_model(outer_dir, device=device).model.eval()
+        for p in self.outer.parameters():
+            p.requires_grad_(False)
+        self.target = target
+        self.device = device
+
+    def loss(self, inner: Any, val_z: np.ndarray, batch_size: int) -> float:
+        """Mean per-sample sum of squared errors of outer.decode(inner.reconstruct(z)) vs x."""
+        import torch
+
+        inner.eval()
+        total = 0.0
+        with torch.no_grad():
+            for start in range(0, len(val_z), batch_size):
+                z = torch.as_tensor(
+                    np.asarray(val_z[start : start + batch_size]), device=self.device
+                )
+                h = inner.reconstruct(z).float().view(-1, *self.outer.latent_shape)
+                x_hat = self.outer.decode(h)
+                x = torch.as_tensor(
+                    np.asarray(self.target[start : start + batch_size]), device=self.device
+                )
+                total += float((x_hat - x).pow(2).flatten(1).sum(1).sum())
+        return total / len(val_z)
 
 
 def _array(obj: Any) -> np.ndarray:

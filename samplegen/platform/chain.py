@@ -1,0 +1,175 @@
+"""The chained study: a study of inner models over the encodings of a frozen outer auto-encoder.
+
+1. The outer model (a model directory, or a study folder whose best model is used) encodes every
+   sample of every split of its dataset once (`encoded.encode_dataset`, Ray Data).
+2. An ordinary study (`study.run_study`) trains inner models (vae, bounded_ae, vq_vae) on the
+   encodings only; each trial also measures the end-to-end validation loss, through the frozen
+   outer decoder and in the outer representation's units, and that is the objective the searchers,
+   schedulers and the selection of the best trial see.
+3. The best inner model and the outer model are exported together as one combined model directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from samplegen.errors import SamplegenError
+
+INNER_MODELS = ("vae", "bounded_ae", "vq_vae")
+BEST_COMBINED = "best_combined"
+ENCODED_DIR = "encoded"
+
+
+class ChainError(SamplegenError):
+    """The chain cannot start: which outer model, dataset or setting, and why."""
+
+
+@dataclass
+class ChainResult:
+    """What a chained study produced."""
+
+    study: Any  # StudyResult
+    encoded: Path
+    outer_model: Path
+    combined_model: Path | None
+
+
+def resolve_outer(outer: str | os.PathLike[str]) -> tuple[Path, str | None]:
+    """The outer model directory and, when `outer` is a study folder, the dataset it ran on."""
+    path = Path(outer).expanduser()
+    if (path / "config.json").is_file():
+        return path, None
+    study_json = path / "study.json"
+    if study_json.is_file():
+        best = path / "best_model"
+        if not (best / "config.json").is_file():
+            raise ChainError(
+                f"{path}: this study has no exported best model (best_model/); "
+                "did it finish? resume it first"
+            )
+        source = json.loads(study_json.read_text()).get("data", {}).get("source") or None
+        return best, source
+    raise ChainError(
+        f"{path}: neither a model directory (config.json) nor a study folder (study.json)"
+    )
+
+
+def chain_study_data(
+    encoded_dir: str | os.PathLike[str], dataset_dir: str | os.PathLike[str]
+) -> Any:
+    """StudyData over the encodings, carrying what trials need for the end-to-end loss."""
+    import numpy as np
+
+    from samplegen.models.artifact import read_meta
+    from samplegen.platform.datasets import load_dataset
+    from samplegen.platform.encoded import load_encoded
+    from samplegen.platform.study import StudyData
+
+    enc = load_encoded(encoded_dir, splits=("train", "validation"))
+    train, val = enc.splits["train"], enc.splits["validation"]
+    if len(train.z) == 0 or len(val.z) == 0:
+        raise ChainError(
+            f"{encoded_dir}: the encodings need train and validation samples "
+            f"(have {len(train.z)} train, {len(val.z)} validation)"
+        )
+    target = load_dataset(dataset_dir, splits=("validation",)).splits["validation"]
+    if [m["name"] for m in target.meta] != [m["name"] for m in val.meta]:
+        raise ChainError(
+            f"{encoded_dir}: the encodings no longer match the dataset {dataset_dir}; re-encode"
+        )
+    _, codec = read_meta(enc.info["outer_model"])
+    return StudyData(
+        train=np.ascontiguousarray(train.z),
+        validation=np.ascontiguousarray(val.z),
+        codec=codec,
+        fingerprint=enc.info["fingerprint"],
+        source=str(encoded_dir),
+        extra={
+            "outer_model": enc.info["outer_model"],
+            "validation_target": target.x,
+            "dataset": str(dataset_dir),
+            "dataset_fingerprint": enc.info["dataset_fingerprint"],
+        },
+    )
+
+
+def export_combined(
+    outer_dir: str | os.PathLike[str],
+    inner_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    metrics: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Save the outer and inner models as one combined model directory."""
+    from samplegen.models.artifact import load_model, save_model
+    from samplegen.models.combined import CombinedModel
+
+    outer = load_model(outer_dir)
+    inner = load_model(inner_dir)
+    combined = CombinedModel.from_parts(outer.model, inner.model)
+    return save_model(
+        out,
+        combined,
+        codec=outer.codec,
+        dataset_fingerprint=outer.meta.dataset_fingerprint,
+        metrics=metrics or {},
+        extra={"outer_model": str(outer_dir), "inner_model": str(inner_dir), **(extra or {})},
+    )
+
+
+def run_chain(
+    config: Any,
+    outer: str | os.PathLike[str],
+    *,
+    data: str | None = None,
+    encoded: str | None = None,
+    combined_out: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    echo: Callable[[str], None] = print,
+) -> ChainResult:
+    """Encode once, run the inner study (`config`, a StudyConfig), export the best combined model.
+
+    `outer`: a model directory or an outer study folder. `data`: the dataset (default: the one the
+    outer study ran on). `encoded`: where the encodings go (default: next to the study).
+    `combined_out`: where the best combined model goes (default: STUDY/best_combined).
+    Ray must be initialised.
+    """
+    from samplegen.platform.encoded import encode_dataset
+    from samplegen.platform.study import StudyFiles, run_study
+
+    if config.model not in INNER_MODELS:
+        raise ChainError(
+            f"--model: {config.model!r} is not an inner model ({', '.join(INNER_MODELS)})"
+        )
+    outer_dir, study_data = resolve_outer(outer)
+    dataset = data or study_data
+    if not dataset:
+        raise ChainError(f"{outer}: a model directory needs --data DATASET (the dataset to encode)")
+    files = StudyFiles(config.storage, config.name)
+    if not files.local:
+        raise ChainError("--storage: the chained study keeps its encodings locally; use a folder")
+    enc_dir = Path(encoded) if encoded else Path(files.root).parent / f"{config.name}-{ENCODED_DIR}"
+    enc_path = encode_dataset(outer_dir, dataset, enc_dir, echo=echo)
+    study_data = chain_study_data(enc_path, dataset)
+    result = run_study(config, study_data, resume=resume, echo=echo)
+    combined = None
+    if result.best_model and not result.interrupted:
+        best = result.best or {}
+        combined = export_combined(
+            outer_dir,
+            result.best_model,
+            combined_out or Path(files.root) / BEST_COMBINED,
+            metrics={
+                "end_to_end_val_loss": best.get("best_val_loss"),
+                "best_epoch": best.get("best_epoch"),
+            },
+            extra={"study": config.name, "trial_id": best.get("trial_id")},
+        )
+        echo(f"[{config.name}] best combined model: {combined}")
+    return ChainResult(result, enc_path, outer_dir, combined)

@@ -1,0 +1,159 @@
+"""Training one configuration for longer (the original's second step), without Tune.
+
+The study's best configuration (`best_config.json`), or any JSON with `model` and a flat `config`,
+is trained with the same epoch loop and stopping rule as the trials, keeping the best epoch. A
+checkpoint beside the output (`OUT.checkpoint/`) lets an interrupted run resume.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from samplegen.errors import SamplegenError
+
+
+def read_best_config(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A best_config.json: {"model": name, "config": {...}, ...}; SamplegenError otherwise."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise SamplegenError(f"{path}: cannot read ({exc.strerror})") from None
+    except json.JSONDecodeError as exc:
+        raise SamplegenError(f"{path}: not valid JSON ({exc})") from None
+    if (
+        not isinstance(data, dict)
+        or "model" not in data
+        or not isinstance(data.get("config"), dict)
+    ):
+        raise SamplegenError(f"{path}: expected a best_config.json with `model` and `config`")
+    return data
+
+
+def train_config(
+    config_path: str | os.PathLike[str],
+    data: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    epochs: int,
+    device: str = "auto",
+    amp: bool = False,
+    seed: int | None = None,
+    stall_window: int | None = None,
+    overfit_limit: float | None = None,
+    train_subset: int | None = None,
+    checkpoint_every: int = 10,
+    resume: bool = False,
+    echo: Callable[[str], None] | None = print,
+) -> Path:
+    """Train the configuration in `config_path` on dataset `data`; save the best epoch to `out`.
+
+    `stall_window` / `overfit_limit`: None keeps the study's rule, 0 turns that test off.
+    """
+    import torch
+
+    from samplegen.models.artifact import save_model
+    from samplegen.models.registry import build_model
+    from samplegen.platform.resources import trial_device
+    from samplegen.platform.stopping import StallRule
+    from samplegen.platform.study import load_study_data
+    from samplegen.platform.trainable import trial_seed
+    from samplegen.platform.training import (
+        NonFiniteLoss,
+        Trainer,
+        load_best_weights,
+        load_checkpoint,
+        model_tensors,
+        save_checkpoint,
+        split_config,
+    )
+
+    say = echo or (lambda _m: None)
+    best = read_best_config(config_path)
+    if epochs < 1:
+        raise SamplegenError(f"--epochs: must be >= 1, got {epochs}")
+    study_data = load_study_data(data, train_subset)
+    stall = best.get("stall") or {}
+    window = stall.get("window", 5) if stall_window is None else (stall_window or None)
+    limit = stall.get("overfit_limit", 1.4) if overfit_limit is None else (overfit_limit or None)
+    rule = StallRule(window, float(stall.get("min_change", 0.005)), limit)
+    seed = trial_seed(best.get("seed", 0) if seed is None else seed, best["config"])
+    device = trial_device(1.0 if device != "cpu" else 0.0, device)
+    optim, model_hp = split_config(best["config"])
+    torch.manual_seed(seed)
+    model = build_model(best["model"], model_hp, study_data.input_shape, device=device)
+    trainer = Trainer(
+        model, optim, study_data.train, study_data.validation, device=device, seed=seed, amp=amp
+    )
+    out = Path(out)
+    ckdir = out.parent / f"{out.name}.checkpoint"
+    history: dict[str, list[float]] = {"train_loss": [], "val_loss": []}
+    best_val, best_epoch, best_weights = math.inf, 0, None
+    start = 1
+    if resume and ckdir.exists():
+        tensors, meta = load_checkpoint(ckdir)
+        if meta.get("config") != best["config"] or meta.get("model") != best["model"]:
+            raise SamplegenError(f"{ckdir}: checkpoint is for another configuration")
+        trainer.load_state_tensors(tensors, meta["optimizer"])
+        history = meta["history"]
+        best_val, best_epoch = float(meta["best_val_loss"]), int(meta["best_epoch"])
+        best_weights = load_best_weights(ckdir)
+        start = int(meta["epoch"]) + 1
+        say(f"resuming at epoch {start}")
+    status, reason = "completed", f"reached the epoch limit ({epochs})"
+
+    def checkpoint(epoch: int) -> None:
+        meta = {
+            "epoch": epoch,
+            "history": history,
+            "best_val_loss": best_val,
+            "best_epoch": best_epoch,
+            "seed": seed,
+            "model": best["model"],
+            "config": best["config"],
+        }
+        save_checkpoint(ckdir, trainer, meta, best_weights)
+
+    epoch = start - 1
+    try:
+        for epoch in range(start, epochs + 1):
+            r = trainer.run_epoch(epoch)
+            history["train_loss"].append(r.train_loss)
+            history["val_loss"].append(r.val_loss)
+            if r.val_loss < best_val:
+                best_val, best_epoch, best_weights = r.val_loss, epoch, model_tensors(model)
+            say(f"epoch {epoch}: train {r.train_loss:.4g} val {r.val_loss:.4g} ({r.seconds:.2f} s)")
+            stop = rule.check(history["train_loss"], history["val_loss"])
+            if epoch % checkpoint_every == 0 or stop:
+                checkpoint(epoch)
+            if stop:
+                status, reason = stop
+                break
+    except NonFiniteLoss as exc:
+        status, reason = "nan", str(exc)
+    except KeyboardInterrupt:
+        checkpoint(epoch)
+        raise
+    if best_weights is None:
+        raise SamplegenError(f"training produced no usable epoch: {reason}")
+    model.load_state_dict(best_weights)
+    save_model(
+        out,
+        model,
+        codec=study_data.codec,
+        dataset_fingerprint=study_data.fingerprint,
+        metrics={
+            "best_val_loss": best_val,
+            "best_epoch": best_epoch,
+            "epochs": len(history["val_loss"]),
+            "status": status,
+            "reason": reason,
+        },
+        extra={"config": best["config"], "history": history, "from": str(config_path)},
+    )
+    say(f"{status}: {reason}; best val_loss {best_val:.4g} at epoch {best_epoch}; saved {out}")
+    return out

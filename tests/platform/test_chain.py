@@ -1,0 +1,103 @@
+"""The chained study on a real dataset: outer study -> `samplegen tune vae` -> combined model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from dataset_helpers import SMALL, instrument_folder
+
+from samplegen.cli.main import main
+from samplegen.models.artifact import load_model
+from samplegen.platform.chain import ChainError, resolve_outer
+from samplegen.platform.datasets import load_dataset, prepare_dataset
+from samplegen.platform.encoded import load_encoded
+
+OUTER_SPACE = """model: frame_ae
+params:
+  frame_latent: {type: const, value: 6}
+  hidden: {type: const, value: 16}
+  depth: {type: const, value: 2}
+  context: {type: const, value: 1}
+  batch_exp: {type: const, value: 3}
+  lr_exp: {type: float, low: -4, high: -3}
+"""
+VAE_SPACE = """model: vae
+params:
+  latent: {type: const, value: 3}
+  depth: {type: const, value: 2}
+  ratio: {type: float, low: 0.3, high: 0.6}
+  batch_exp: {type: const, value: 3}
+  lr_exp: {type: const, value: -4}
+"""
+FAST = ["--stall-window", "0", "--overfit-limit", "0", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def outer_study(tmp_path_factory: pytest.TempPathFactory, ray_session: None) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("chain")
+    instrument_folder(root / "src", 10)
+    ds = prepare_dataset(root / "src", root / "ds", SMALL, augment_mixes=4, echo=None)
+    (root / "outer.yaml").write_text(OUTER_SPACE)
+    args = ["tune", "outer", "--data", str(ds), "--name", "outer", "--storage", str(root)]
+    args += ["--model", "frame_ae", "--space", str(root / "outer.yaml"), "--trials", "2"]
+    assert main([*args, "--epochs", "3", *FAST]) == 0
+    return root, ds
+
+
+def test_tune_vae_selects_on_the_end_to_end_loss_and_exports_a_combined_model(
+    outer_study: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, ds = outer_study
+    (root / "vae.yaml").write_text(VAE_SPACE)
+    args = ["tune", "vae", "--outer", str(root / "outer"), "--name", "vae"]
+    args += ["--storage", str(root), "--space", str(root / "vae.yaml"), "--trials", "2"]
+    assert main([*args, "--epochs", "4", "--search", "random", *FAST]) == 0
+    out = capsys.readouterr().out
+    assert "best combined model" in out
+
+    # The encodings come from the outer study's dataset and keep its split.
+    enc = load_encoded(root / "vae-encoded")
+    assert enc.info["dataset"] == str(ds)
+    assert all(m["split"] == "train" for m in enc.splits["train"].meta)
+    assert not {m["group"] for m in enc.splits["train"].meta if not m["augmented"]} & {
+        m["group"] for m in enc.splits["test"].meta
+    }
+
+    # The objective is the end-to-end loss: recompute it from the exported combined model.
+    rows = pq.read_table(root / "vae" / "results.parquet").to_pylist()
+    assert len(rows) == 2 and all(r["status"] == "completed" for r in rows)
+    best = min(rows, key=lambda r: r["best_val_loss"])
+    combined = load_model(root / "vae" / "best_combined")
+    assert combined.meta.name == "combined" and combined.codec == SMALL
+    val = load_dataset(ds, splits=("validation",)).splits["validation"].x
+    with torch.no_grad():
+        recon = combined.model.reconstruct(torch.from_numpy(val)).numpy()
+    e2e = float(((recon - val) ** 2).reshape(len(val), -1).sum(1).mean())
+    assert e2e == pytest.approx(best["best_val_loss"], rel=1e-3)
+    # ...which is in the outer representation's units, not the encoded space's.
+    results = json.loads((Path(best["path"]) / "result.json").read_text().splitlines()[-1])
+    assert results["latent_val_loss"] != pytest.approx(results["val_loss"], rel=1e-3)
+    assert np.isfinite(e2e)
+
+
+def test_outer_resolution_errors(tmp_path: Path) -> None:
+    with pytest.raises(ChainError, match="neither a model directory"):
+        resolve_outer(tmp_path)
+    (tmp_path / "study.json").write_text("{}")
+    with pytest.raises(ChainError, match="no exported best model"):
+        resolve_outer(tmp_path)
+
+
+def test_tune_vae_cli_errors_are_one_line(
+    outer_study: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, _ = outer_study
+    args = ["tune", "vae", "--outer", str(root / "outer"), "--name", "bad", "--storage", str(root)]
+    assert main([*args, "--model", "frame_ae"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not an inner model" in err[0]
