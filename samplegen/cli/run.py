@@ -1,0 +1,50 @@
+"""`samplegen run`: the main job, the whole chain in one command (resumable)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    """Add the `run` command."""
+    p = subparsers.add_parser(
+        "run",
+        help="the whole chain: dataset, outer study, VAE study, evaluation, sounds, audition page",
+        description=(
+            "Run the whole chain into --out. Interrupted? Run the same command again: finished "
+            "stages are kept and the run continues where it stopped."
+        ),
+    )
+    p.add_argument("--preset", default="quick", metavar="quick|full", help="budget (default quick)")
+    p.add_argument(
+        "--data",
+        default="builtin",
+        metavar="SOURCE",
+        help="folder of samples, builtin[:fluidr3|timgm6mb] or a URI (default builtin)",
+    )
+    p.add_argument(
+        "--out", default="runs/main", metavar="DIR", help="run folder (default runs/main)"
+    )
+    p.add_argument("--repr", default="stft", metavar="stft|wave", help="representation")
+    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: start locally)")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs for a local Ray")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Handler of `samplegen run`."""
+    from samplegen.platform.pipeline import run_pipeline
+    from samplegen.platform.presets import get_preset
+
+    run_pipeline(
+        get_preset(args.preset),
+        args.out,
+        source=args.data,
+        representation=args.repr,
+        seed=args.seed,
+        address=args.address,
+        num_cpus=args.num_cpus,
+    )
+    return 0

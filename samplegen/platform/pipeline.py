@@ -1,0 +1,240 @@
+"""The main job: the whole chain from samples to new sounds, resumable stage by stage.
+
+Stages (each leaves a marker in RUN_DIR/.stages, so a restarted run continues where it stopped):
+dataset -> outer_study -> outer_model (the best configuration trained longer) -> vae_study
+(encode once + inner study + combined export) -> evaluation -> sounds -> report.
+
+Run folder::
+
+    RUN_DIR/run.json                  the preset and inputs (a restart with others is refused)
+    RUN_DIR/dataset/                  report.json, report.md, data/*.parquet
+    RUN_DIR/outer_study/              results.csv/.parquet, best_config.json, progress.png
+    RUN_DIR/vae_study/                the same for the inner study; vae_study-encoded/ beside it
+    RUN_DIR/models/outer/, models/combined/
+    RUN_DIR/evaluation/               metrics.json + summary.md of the combined model (test split)
+    RUN_DIR/evaluation/outer/         the same for the outer model alone
+    RUN_DIR/sounds/<kind>/            example sounds; RUN_DIR/index.html, the audition page
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from samplegen.platform.presets import Preset, space_path
+from samplegen.platform.stages import StageRunner
+
+
+def _study_config(
+    preset: Preset, which: str, run_dir: Path, data: str, seed: int, address: str | None
+) -> Any:
+    from samplegen.platform.study import StudyConfig
+
+    budget = preset.outer if which == "outer" else preset.inner
+    return StudyConfig(
+        name=f"{which}_study",
+        model=budget.model,
+        data=data,
+        search=budget.search,
+        scheduler=budget.scheduler,
+        trials=budget.trials,
+        epochs=budget.epochs,
+        cpus_per_trial=preset.cpus_per_trial,
+        gpus_per_trial=preset.gpus_per_trial,
+        storage=str(run_dir),
+        space=space_path(budget.space),
+        seed=seed,
+        cutoff_grace=budget.cutoff_grace,
+        train_subset=budget.train_subset,
+        address=address,
+    )
+
+
+def _run_or_resume(config: Any, run: Callable[[bool], Any]) -> Any:
+    """Run a study, or resume it when an earlier run of this stage was interrupted."""
+    from samplegen.platform.study import STUDY_JSON, StudyFiles
+
+    resume = StudyFiles(config.storage, config.name).exists(STUDY_JSON)
+    return run(resume)
+
+
+def _example_inputs(dataset: Path, count: int) -> list[Any]:
+    """Up to `count` test-split notes of different categories (instruments never trained on)."""
+    from samplegen.generate.sounds import SoundInput
+    from samplegen.platform.datasets import load_dataset
+
+    test = load_dataset(dataset, splits=("test",)).splits["test"]
+    chosen: list[int] = []
+    seen: set[str] = set()
+    for i, row in enumerate(test.meta):
+        if row.get("category") not in seen and not row.get("augmented"):
+            chosen.append(i)
+            seen.add(row.get("category"))
+    for i in range(len(test.meta)):
+        if len(chosen) >= count:
+            break
+        if i not in chosen:
+            chosen.append(i)
+    return [
+        SoundInput(
+            name=str(test.meta[i]["name"]),
+            encoded=test.x[i],
+            peak=float(test.meta[i].get("peak") or 0) or None,
+            source=str(test.meta[i].get("path") or ""),
+            category=test.meta[i].get("category"),
+        )
+        for i in chosen[:count]
+    ]
+
+
+def run_pipeline(
+    preset: Preset,
+    out: str | os.PathLike[str],
+    *,
+    source: str = "builtin",
+    representation: str = "stft",
+    seed: int = 0,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    echo: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run (or continue) the whole chain into `out`; returns the paths of what it made."""
+    from samplegen.dsp.config import CodecConfig
+    from samplegen.platform.study import ensure_ray
+
+    run_dir = Path(out).expanduser().absolute()
+    settings = {
+        "preset": preset.to_dict(),
+        "source": source,
+        "representation": representation,
+        "seed": seed,
+    }
+    stages = StageRunner(run_dir, settings, log=echo)
+    ensure_ray(address=address, num_cpus=num_cpus)
+
+    def dataset_stage() -> dict[str, Any]:
+        from samplegen.platform.datasets import prepare_dataset
+
+        path = prepare_dataset(
+            source,
+            run_dir / "dataset",
+            CodecConfig(representation=representation),
+            notes=preset.notes,
+            augment_mixes=preset.augment_mixes,
+            seed=seed,
+            echo=echo,
+        )
+        return {"dataset": str(path)}
+
+    dataset = Path(stages.run("dataset", dataset_stage)["dataset"])
+
+    def outer_study_stage() -> dict[str, Any]:
+        from samplegen.platform.study import run_study
+
+        config = _study_config(preset, "outer", run_dir, str(dataset), seed, address)
+        result = _run_or_resume(config, lambda resume: run_study(config, resume=resume, echo=echo))
+        _finished(result, "outer study")
+        return {"study": result.path, "best_config": str(Path(result.path) / "best_config.json")}
+
+    outer_study = stages.run("outer_study", outer_study_stage)
+
+    def outer_model_stage() -> dict[str, Any]:
+        from samplegen.platform.longrun import train_config
+
+        path = train_config(
+            outer_study["best_config"],
+            dataset,
+            run_dir / "models" / "outer",
+            epochs=preset.outer_final_epochs,
+            resume=True,
+            echo=echo,
+        )
+        return {"model": str(path)}
+
+    outer_model = stages.run("outer_model", outer_model_stage)["model"]
+
+    def vae_study_stage() -> dict[str, Any]:
+        from samplegen.platform.chain import run_chain
+
+        config = _study_config(preset, "vae", run_dir, "", seed, address)
+        result = _run_or_resume(
+            config,
+            lambda resume: run_chain(
+                config,
+                outer_model,
+                data=str(dataset),
+                combined_out=run_dir / "models" / "combined",
+                resume=resume,
+                echo=echo,
+            ),
+        )
+        _finished(result.study, "VAE study")
+        return {"study": result.study.path, "combined": str(result.combined_model)}
+
+    combined = stages.run("vae_study", vae_study_stage)["combined"]
+
+    def evaluation_stage() -> dict[str, Any]:
+        from samplegen.platform.evaluation import evaluate_model
+
+        common = {"split": "test", "griffin_lim_iters": preset.griffin_lim_iters, "seed": seed}
+        evaluate_model(outer_model, dataset, out=run_dir / "evaluation" / "outer", **common)
+        metrics = evaluate_model(combined, dataset, out=run_dir / "evaluation", **common)
+        return {"metrics": str(run_dir / "evaluation" / "metrics.json"), "loss": metrics["loss"]}
+
+    evaluation = stages.run("evaluation", evaluation_stage)
+
+    def sounds_stage() -> dict[str, Any]:
+        from samplegen.generate.examples import generate_examples
+        from samplegen.generate.latent import load_space
+        from samplegen.generate.render import RenderSettings
+
+        space = load_space(combined)
+        written = generate_examples(
+            space,
+            _example_inputs(dataset, preset.examples),
+            run_dir / "sounds",
+            render=RenderSettings(griffin_lim_iters=preset.griffin_lim_iters, seed=seed),
+            model_path=combined,
+        )
+        return {kind: str(path) for kind, path in written.items()}
+
+    stages.run("sounds", sounds_stage)
+
+    def report_stage() -> dict[str, Any]:
+        from samplegen.generate.page import build_page
+
+        return {"page": str(build_page(run_dir))}
+
+    page = stages.run("report", report_stage)["page"]
+    loss = evaluation.get("loss") or {}
+    echo(
+        f"done: {run_dir}\n"
+        f"  dataset        {dataset}\n"
+        f"  outer study    {outer_study['study']}\n"
+        f"  outer model    {outer_model}\n"
+        f"  combined model {combined}\n"
+        f"  test metrics   {evaluation['metrics']} (RMS {loss.get('rms_percent', float('nan')):.3f}%)\n"
+        f"  sounds         {run_dir / 'sounds'}\n"
+        f"  audition page  {page}"
+    )
+    return {
+        "run_dir": str(run_dir),
+        "dataset": str(dataset),
+        "outer_model": outer_model,
+        "combined_model": combined,
+        "metrics": evaluation["metrics"],
+        "page": page,
+    }
+
+
+def _finished(result: Any, what: str) -> None:
+    from samplegen.errors import SamplegenError
+
+    if result.interrupted:
+        raise SamplegenError(f"{what} was interrupted; run the same command again to continue it")
+    if result.best is None:
+        raise SamplegenError(
+            f"{what}: no trial produced a usable model (see {result.path}/results.csv)"
+        )

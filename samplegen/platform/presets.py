@@ -1,0 +1,90 @@
+"""Presets of the main job (`samplegen run --preset quick|full`): every budget in one place.
+
+`quick` fits a 2-core CPU in well under 15 minutes and still reconstructs recognisably; `full` is a
+real search for a GPU machine or a cluster.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from samplegen.errors import SamplegenError
+
+
+@dataclass(frozen=True)
+class StageBudget:
+    """One study's search: model, searcher, scheduler, trial count and epochs."""
+
+    model: str
+    search: str
+    scheduler: str
+    trials: int
+    epochs: int
+    space: str | None = None  # a packaged preset space (spaces/presets/NAME.yaml) or a YAML file
+    cutoff_grace: int = 20
+    train_subset: int | None = None
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Everything `samplegen run` decides besides where the data and the run folder are."""
+
+    name: str
+    notes: str = "C3,C4,C5"
+    augment_mixes: int = 0
+    outer: StageBudget = field(
+        default_factory=lambda: StageBudget("frame_ae", "random", "asha+cutoff", 4, 6)
+    )
+    outer_final_epochs: int = 30
+    inner: StageBudget = field(
+        default_factory=lambda: StageBudget("vae", "random", "asha+cutoff", 4, 40)
+    )
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    griffin_lim_iters: int = 32
+    examples: int = 8
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (recorded in the run folder)."""
+        return dataclasses.asdict(self)
+
+
+PRESETS: dict[str, Preset] = {
+    "quick": Preset(
+        name="quick",
+        outer=StageBudget(
+            "frame_ae", "random", "asha+cutoff", trials=3, epochs=4, space="quick_frame_ae"
+        ),
+        outer_final_epochs=25,
+        inner=StageBudget("vae", "random", "asha+cutoff", trials=4, epochs=60, space="quick_vae"),
+        griffin_lim_iters=32,
+    ),
+    "full": Preset(
+        name="full",
+        augment_mixes=3000,
+        outer=StageBudget("frame_ae", "gp", "asha+cutoff", trials=60, epochs=200),
+        outer_final_epochs=1000,
+        inner=StageBudget("vae", "tpe", "asha+cutoff", trials=100, epochs=400),
+        gpus_per_trial=0.25,
+        griffin_lim_iters=64,
+    ),
+}
+
+
+def space_path(space: str | None) -> str | None:
+    """The YAML file of a StageBudget's space: packaged preset spaces by name, else the path."""
+    if space is None:
+        return None
+    packaged = Path(__file__).parent / "spaces" / "presets" / f"{space}.yaml"
+    return str(packaged) if packaged.is_file() else space
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called `name`; SamplegenError naming the choices otherwise."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise SamplegenError(f"--preset: {name!r} is not one of {', '.join(PRESETS)}") from None

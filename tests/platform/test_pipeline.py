@@ -1,0 +1,124 @@
+"""`samplegen run` end to end on a slice of the built-in library (real Ray, real files), resumed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from samplegen.dsp.library import ensure_library
+from samplegen.errors import SamplegenError
+from samplegen.models.artifact import load_model
+from samplegen.platform.datasets import load_dataset
+from samplegen.platform.encoded import load_encoded
+from samplegen.platform.pipeline import run_pipeline
+from samplegen.platform.presets import PRESETS, Preset, StageBudget, get_preset
+
+OUTER_SPACE = """model: frame_ae
+params:
+  frame_latent: {type: const, value: 8}
+  hidden: {type: const, value: 32}
+  depth: {type: const, value: 2}
+  context: {type: const, value: 1}
+  batch_exp: {type: const, value: 3}
+  lr_exp: {type: float, low: -4, high: -3.5}
+"""
+VAE_SPACE = """model: vae
+params:
+  latent: {type: const, value: 4}
+  depth: {type: const, value: 2}
+  ratio: {type: float, low: 0.3, high: 0.6}
+  batch_exp: {type: const, value: 3}
+  lr_exp: {type: const, value: -4}
+"""
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory, ray_session: None) -> tuple[Path, list[str]]:
+    root = tmp_path_factory.mktemp("pipeline")
+    library = ensure_library()
+    src = root / "slice"
+    src.mkdir()
+    for f in sorted(library.glob("p0[0-3]?_*_v100.wav")):  # programs 0-39, velocity 100
+        (src / f.name).symlink_to(f)
+    (root / "outer.yaml").write_text(OUTER_SPACE)
+    (root / "vae.yaml").write_text(VAE_SPACE)
+    preset = Preset(
+        name="test",
+        outer=StageBudget("frame_ae", "random", "fifo", 2, 2, space=str(root / "outer.yaml")),
+        outer_final_epochs=2,
+        inner=StageBudget("vae", "random", "fifo", 2, 3, space=str(root / "vae.yaml")),
+        griffin_lim_iters=2,
+        examples=4,
+    )
+    log: list[str] = []
+    run_pipeline(preset, root / "run", source=str(src), echo=log.append)
+    return root, log
+
+
+def test_every_artifact_of_the_chain(run: tuple[Path, list[str]]) -> None:
+    root, log = run
+    out = root / "run"
+    report = json.loads((out / "dataset" / "report.json").read_text())
+    assert report["counts"]["kept"] == 120
+    for study in ("outer_study", "vae_study"):
+        assert (out / study / "results.parquet").is_file()
+        assert (out / study / "results.csv").read_text().count("\n") == 3  # header + 2 trials
+    outer = load_model(out / "models" / "outer")
+    combined = load_model(out / "models" / "combined")
+    assert outer.meta.name == "frame_ae" and combined.meta.name == "combined"
+    metrics = json.loads((out / "evaluation" / "metrics.json").read_text())
+    assert metrics["dataset"]["split"] == "test" if "split" in metrics["dataset"] else True
+    assert np.isfinite(metrics["loss"]["mean"]) and np.isfinite(metrics["loss"]["rms_percent"])
+    assert (out / "evaluation" / "outer" / "metrics.json").is_file()
+    assert (out / "sounds" / "interpolate" / "manifest.json").is_file()
+    assert list((out / "sounds" / "random").glob("*.wav"))
+    assert (out / "index.html").is_file() or any(out.glob("*.html"))
+    assert any("audition page" in line for line in log)
+
+
+def test_no_test_sample_is_ever_trained_on(run: tuple[Path, list[str]]) -> None:
+    root, _ = run
+    out = root / "run"
+    data = load_dataset(out / "dataset")
+    test_groups = {m["group"] for m in data.splits["test"].meta}
+    train_groups = {g for m in data.splits["train"].meta for g in m["group"].split("+")}
+    assert test_groups and not test_groups & train_groups
+    encoded = load_encoded(out / "vae_study-encoded")
+    enc_train = {m["name"] for m in encoded.splits["train"].meta}
+    assert not enc_train & {m["name"] for m in data.splits["test"].meta}
+    assert len(encoded.splits["test"].z) == len(data.splits["test"].x)
+
+
+def test_a_restarted_run_continues_where_it_stopped(run: tuple[Path, list[str]]) -> None:
+    root, _ = run
+    out = root / "run"
+    # Pretend the run died during the last two stages.
+    (out / ".stages" / "sounds.json").unlink()
+    (out / ".stages" / "report.json").unlink()
+    settings = json.loads((out / "run.json").read_text())
+    preset = Preset(
+        name="test",
+        outer=StageBudget(**settings["preset"]["outer"]),
+        outer_final_epochs=2,
+        inner=StageBudget(**settings["preset"]["inner"]),
+        griffin_lim_iters=2,
+        examples=4,
+    )
+    log: list[str] = []
+    run_pipeline(preset, out, source=settings["source"], echo=log.append)
+    for stage in ("dataset", "outer_study", "outer_model", "vae_study", "evaluation"):
+        assert f"[{stage}] already done, reusing it" in log
+    assert "[sounds] running" in log and "[report] running" in log
+
+    # Other settings in the same folder are refused.
+    with pytest.raises(SamplegenError, match="other settings"):
+        run_pipeline(get_preset("quick"), out, source=settings["source"], echo=log.append)
+
+
+def test_presets() -> None:
+    assert set(PRESETS) == {"quick", "full"}
+    with pytest.raises(SamplegenError, match="--preset"):
+        get_preset("huge")
