@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -92,8 +93,9 @@ def test_page_opens_in_headless_chromium(run_dir, tmp_path):
     assert all(a["seconds"] == pytest.approx(0.5, abs=0.01) for a in check.audio)
     assert len(check.images) > 30
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    keep = Path("/tmp/samplegen-page-screenshot.png")
-    shutil.copyfile(shot, keep)  # for a person to look at
+    keep = os.environ.get("SAMPLEGEN_SCREENSHOT")
+    if keep:  # for a person to look at: SAMPLEGEN_SCREENSHOT=/tmp/page.png pytest ...
+        shutil.copyfile(shot, keep)
 
 
 @pytest.mark.skipif(find_chromium() is None, reason="chromium is not installed (/usr/bin/chromium)")
