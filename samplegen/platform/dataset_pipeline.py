@@ -229,6 +229,9 @@ def run_scan(
     """Run the scan stage over `items` (SCAN_INPUT_SCHEMA); returns SCAN_OUTPUT_SCHEMA rows by index."""
     import ray.data
 
+    from samplegen.platform.raydata import quiet_ray_data
+
+    quiet_ray_data()
     ds = ray.data.from_arrow(table_blocks(items, rows_per_block)).map_batches(
         scan_batch,
         batch_size=rows_per_block,
@@ -255,6 +258,9 @@ def run_encode(
     """Run the encode stage over `items` (ENCODE_INPUT_SCHEMA), streaming tables of encoded rows."""
     import ray.data
 
+    from samplegen.platform.raydata import quiet_ray_data
+
+    quiet_ray_data()
     ds = ray.data.from_arrow(table_blocks(items, rows_per_batch)).map_batches(
         encode_batch_rows,
         batch_size=rows_per_batch,

@@ -143,6 +143,7 @@ def encode_dataset(
 
     from samplegen.models.artifact import WEIGHTS_NAME, check_codec, read_meta
     from samplegen.platform.datasets import read_dataset_info
+    from samplegen.platform.raydata import quiet_ray_data
 
     say = echo or (lambda _m: None)
     model_path, data_path, out_path = Path(model_dir), Path(dataset_dir), Path(out).absolute()
@@ -179,6 +180,7 @@ def encode_dataset(
     device = _choose_device(device)
     gpus = 1 if device.startswith("cuda") else 0
     files = [str(data_path / info["files"][s]) for s in SPLITS if s in info["files"]]
+    quiet_ray_data()
     ds = ray.data.read_parquet(files)
     encoded = ds.map_batches(
         _Encoder,
