@@ -296,18 +296,26 @@ def _evaluation(page: Page, run: Path) -> str:
     d = run / "evaluation"
     if not d.is_dir():
         return _missing(page, d, run)
+    out = [_evaluation_folder(page, run, d, required=True)]
+    # Evaluations of other models (e.g. the outer model alone) in sub-folders.
+    for sub in sorted(p for p in d.iterdir() if p.is_dir()):
+        out.append(f"<h3>{_e(sub.name)}</h3>" + _evaluation_folder(page, run, sub, required=False))
+    return "".join(out)
+
+
+def _evaluation_folder(page: Page, run: Path, d: Path, *, required: bool) -> str:
     out = []
     summary, metrics = d / "summary.md", d / "metrics.json"
     if summary.is_file():
         out.append(markdown_to_html(summary.read_text(encoding="utf-8")))
-    else:
+    elif required:
         out.append(_missing(page, summary, run))
     if metrics.is_file():
-        out.append("<h3>metrics.json</h3>" + _kv_table(_read_json(metrics)))
-    else:
+        out.append(f"<h4>{_e(os.path.relpath(metrics, run))}</h4>" + _kv_table(_read_json(metrics)))
+    elif required:
         out.append(_missing(page, metrics, run))
     for png in sorted(d.glob("*.png")):
-        out.append(f"<h3>{_e(png.stem)}</h3>" + _img(page, png, png.stem))
+        out.append(f"<h4>{_e(png.stem)}</h4>" + _img(page, png, png.stem))
     return "".join(out)
 
 

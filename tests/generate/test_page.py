@@ -44,6 +44,10 @@ def run_dir(trained_models, tmp_path_factory) -> Path:
         json.dumps({"combined": {"loss": 51.2, "rms_percent": 2.5}})
     )
     (run / "evaluation" / "summary.md").write_text("## Summary\n\nloss **51.2**\n")
+    (run / "evaluation" / "outer").mkdir()
+    (run / "evaluation" / "outer" / "metrics.json").write_text(
+        json.dumps({"outer": {"loss": 30.5}})
+    )
     m, w = trained_models.combined, trained_models.wavs
     s = run / "sounds"
     commands = [
