@@ -48,6 +48,10 @@ def run_dir(trained_models, tmp_path_factory) -> Path:
     (run / "evaluation" / "outer" / "metrics.json").write_text(
         json.dumps({"outer": {"loss": 30.5}})
     )
+    (run / "evaluation" / "outer").mkdir()
+    (run / "evaluation" / "outer" / "metrics.json").write_text(
+        json.dumps({"outer": {"loss": 30.5}})
+    )
     m, w = trained_models.combined, trained_models.wavs
     s = run / "sounds"
     commands = [
@@ -73,6 +77,8 @@ def test_page_lists_every_part_and_what_is_missing(run_dir):
         "Best models",
         "best",
         "Summary",
+        "evaluation/outer/metrics.json",
+        "30.5",
         "Sounds: grid",
         "Sounds: sweep",
         "analysis_latents.png",
