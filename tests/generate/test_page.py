@@ -48,10 +48,6 @@ def run_dir(trained_models, tmp_path_factory) -> Path:
     (run / "evaluation" / "outer" / "metrics.json").write_text(
         json.dumps({"outer": {"loss": 30.5}})
     )
-    (run / "evaluation" / "outer").mkdir()
-    (run / "evaluation" / "outer" / "metrics.json").write_text(
-        json.dumps({"outer": {"loss": 30.5}})
-    )
     m, w = trained_models.combined, trained_models.wavs
     s = run / "sounds"
     commands = [
