@@ -264,6 +264,10 @@ def write_wav(
     os.close(fd)
     try:
         sf.write(tmp, out, sample_rate, subtype=subtype, format="WAV")
+        # mkstemp creates the file private (0600); give it the permissions a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
