@@ -274,7 +274,9 @@ def _models(page: Page, run: Path) -> str:
             out.append(_missing(page, d, run))
             continue
         rows = []
-        for m in sorted(p for p in d.iterdir() if (p / "config.json").is_file()):
+        # models/<group> is either one model directory or a folder of them.
+        dirs = [d] if (d / "config.json").is_file() else sorted(d.iterdir())
+        for m in (p for p in dirs if (p / "config.json").is_file()):
             cfg = _read_json(m / "config.json")
             row: dict[str, Any] = {"model": m.name}
             if isinstance(cfg, dict):

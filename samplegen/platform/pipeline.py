@@ -131,11 +131,12 @@ def run_pipeline(
     dataset = Path(stages.run("dataset", dataset_stage)["dataset"])
 
     def outer_study_stage() -> dict[str, Any]:
-        from samplegen.platform.study import run_study
+        from samplegen.platform.study import plot_study, run_study
 
         config = _study_config(preset, "outer", run_dir, str(dataset), seed, address)
         result = _run_or_resume(config, lambda resume: run_study(config, resume=resume, echo=echo))
         _finished(result, "outer study")
+        plot_study(result.path)
         return {"study": result.path, "best_config": str(Path(result.path) / "best_config.json")}
 
     outer_study = stages.run("outer_study", outer_study_stage)
@@ -157,6 +158,7 @@ def run_pipeline(
 
     def vae_study_stage() -> dict[str, Any]:
         from samplegen.platform.chain import run_chain
+        from samplegen.platform.study import plot_study
 
         config = _study_config(preset, "vae", run_dir, "", seed, address)
         result = _run_or_resume(
@@ -171,6 +173,7 @@ def run_pipeline(
             ),
         )
         _finished(result.study, "VAE study")
+        plot_study(result.study.path)
         return {"study": result.study.path, "combined": str(result.combined_model)}
 
     combined = stages.run("vae_study", vae_study_stage)["combined"]

@@ -65,6 +65,7 @@ def test_every_artifact_of_the_chain(run: tuple[Path, list[str]]) -> None:
     assert report["counts"]["kept"] == 120
     for study in ("outer_study", "vae_study"):
         assert (out / study / "results.parquet").is_file()
+        assert (out / study / "progress.png").read_bytes()[:4] == b"\x89PNG"
         assert (out / study / "results.csv").read_text().count("\n") == 3  # header + 2 trials
     outer = load_model(out / "models" / "outer")
     combined = load_model(out / "models" / "combined")
@@ -75,7 +76,8 @@ def test_every_artifact_of_the_chain(run: tuple[Path, list[str]]) -> None:
     assert (out / "evaluation" / "outer" / "metrics.json").is_file()
     assert (out / "sounds" / "interpolate" / "manifest.json").is_file()
     assert list((out / "sounds" / "random").glob("*.wav"))
-    assert (out / "index.html").is_file()
+    html = (out / "index.html").read_text()
+    assert "no model directories" not in html and "frame_ae" in html and "progress.png" in html
     assert any("audition page" in line for line in log)
 
 
