@@ -171,12 +171,29 @@ def train_trial(config: dict[str, Any], *, data: dict[str, Any], settings: Trial
     best_weights = None
     fault_injected = False
     restored_from = 0
+    for candidate in restore_candidates(checkpoint):
+        try:
+            with candidate.as_directory() as ckdir:
+                tensors, meta = load_checkpoint(ckdir)
+                trainer.load_state_tensors(tensors, meta["optimizer"])
+                if settings.keep_best_weights:
+                    best_weights = load_best_weights(ckdir)
+        except Exception:
+            if candidate is checkpoint:
+                raise
+            best_weights = None
+            continue  # a newer checkpoint cut short by the crash: fall back to an older one
+        if candidate is not checkpoint and meta.get("final_metrics"):
+            # The trial had finished, but the driver died before its snapshot recorded that:
+            # report its final result again instead of training it further.
+            with tempfile.TemporaryDirectory(prefix="sg-ckpt-") as tmp:
+                candidate.to_directory(tmp)
+                final = {**meta["final_metrics"], "restored_from": int(meta["epoch"])}
+                tune.report(final, checkpoint=tune.Checkpoint.from_directory(tmp))
+            return
+        checkpoint = candidate
+        break
     if checkpoint is not None:
-        with checkpoint.as_directory() as ckdir:
-            tensors, meta = load_checkpoint(ckdir)
-            trainer.load_state_tensors(tensors, meta["optimizer"])
-            if settings.keep_best_weights:
-                best_weights = load_best_weights(ckdir)
         history = {k: list(v) for k, v in meta["history"].items()}
         best_val, best_epoch = float(meta["best_val_loss"]), int(meta["best_epoch"])
         fault_injected = bool(meta.get("fault_injected", False))
@@ -245,6 +262,7 @@ def train_trial(config: dict[str, Any], *, data: dict[str, Any], settings: Trial
                 "model": settings.model,
                 "config": config,
                 "input_shape": list(settings.input_shape),
+                "final_metrics": metrics if final else None,
             }
             with tempfile.TemporaryDirectory(prefix="sg-ckpt-") as tmp:
                 save_checkpoint(tmp, trainer, meta, best_weights)
@@ -257,6 +275,47 @@ def train_trial(config: dict[str, Any], *, data: dict[str, Any], settings: Trial
             raise InjectedFault(f"injected fault at epoch {epoch} (trial {trial_id})")
         if final:
             return
+
+
+def restore_candidates(given: Any) -> list[Any]:
+    """Checkpoints to restore a trial from, newest first, ending with Tune's own (`given`).
+
+    After the driver is killed, Tune's experiment snapshot (written every ~10 s) may be older than
+    the trial's last checkpoint in storage; restoring from the snapshot's would train again epochs
+    that were already done, or a trial that had already finished. Newer `checkpoint_NNNNNN` folders
+    of the trial come first; the caller falls back to older ones if one cannot be read.
+    """
+    from ray import tune
+
+    try:
+        storage = tune.get_context().get_storage()
+        fs, trial_path = storage.storage_filesystem, storage.trial_fs_path
+        import pyarrow.fs as pafs
+
+        infos = fs.get_file_info(pafs.FileSelector(trial_path, allow_not_found=True))
+    except Exception:  # no Tune session storage (or unreadable): keep Tune's choice
+        return [given] if given is not None else []
+    given_index = _checkpoint_index(given.path) if given is not None else -1
+    newer = sorted(
+        (
+            (_checkpoint_index(i.path), i.path)
+            for i in infos
+            if i.type == pafs.FileType.Directory and _checkpoint_index(i.path) > given_index
+        ),
+        reverse=True,
+    )
+    found = [tune.Checkpoint(path, filesystem=fs) for _, path in newer]
+    return found + ([given] if given is not None else [])
+
+
+def _checkpoint_index(path: str) -> int:
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    if not name.startswith("checkpoint_"):
+        return -1
+    try:
+        return int(name.removeprefix("checkpoint_"))
+    except ValueError:
+        return -1
 
 
 class EndToEnd:
