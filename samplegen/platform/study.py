@@ -438,6 +438,9 @@ def run_study(
 
     if not ray.is_initialized():
         raise StudyError("run_study: Ray is not initialised (call ensure_ray first)")
+    # Tune snapshots the study (trial statuses, searcher) every >= 10 s by default; a driver
+    # killed in between forgets every trial started since. Snapshot every second instead.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
     space = resolve_space(config.model, config.space)
     check_space_names(config.model, space.names, space.source)
     resources = TrialResources(config.cpus_per_trial, config.gpus_per_trial)
