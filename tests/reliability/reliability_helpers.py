@@ -1,0 +1,194 @@
+"""Shared pieces of the reliability tests: private Ray processes, the real console script, study
+folders read back from disk, and a small prepared dataset."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLEGEN = str(Path(sys.executable).with_name("samplegen"))
+PLATFORM_TESTS = REPO / "tests" / "platform"
+
+# A search space of tiny conv2d auto-encoders over the small test codec (129 x 16).
+TINY_SPACE = """model: conv2d_ae
+params:
+  layers: {type: int, low: 1, high: 2}
+  kernels: {type: int, low: 2, high: 6}
+  kernel_size: {type: const, value: 3}
+  batch_exp: {type: int, low: 2, high: 4}
+  lr_exp: {type: float, low: -4.5, high: -3.0}
+"""
+# Flags that make a study's trials run exactly --epochs epochs.
+NO_EARLY_STOP = ["--stall-window", "0", "--overfit-limit", "0"]
+
+
+def private_env(ray_tmp: Path, **extra: str) -> dict[str, str]:
+    """Environment for a child that starts its own Ray: own temp root, no inherited address."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
+    env.update(
+        RAY_TMPDIR=str(ray_tmp),
+        RAY_USAGE_STATS_ENABLED="0",
+        RAY_AIR_NEW_OUTPUT="0",
+        WANDB_MODE="offline",
+        WANDB_SILENT="true",
+        PYTHONPATH=os.pathsep.join([str(PLATFORM_TESTS), str(Path(__file__).parent)]),
+    )
+    env.update(extra)
+    return env
+
+
+@contextlib.contextmanager
+def ray_temp_root() -> Iterator[Path]:
+    """A short private temp root for a child's Ray (unix socket paths stay short); every process
+    still using it afterwards is stopped, so a killed driver leaves nothing running."""
+    root = Path(tempfile.mkdtemp(prefix="sgrl-", dir="/tmp"))
+    try:
+        yield root
+    finally:
+        stop_processes_using(str(root))
+        import shutil
+
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def processes_using(marker: str) -> list[int]:
+    """Ids of processes whose command line mentions `marker` (a private temp root)."""
+    out = subprocess.run(["ps", "-eww", "-o", "pid=,args="], capture_output=True, text=True).stdout
+    pids = []
+    for line in out.splitlines():
+        pid, _, args = line.strip().partition(" ")
+        if marker in args and int(pid) != os.getpid():
+            pids.append(int(pid))
+    return pids
+
+
+def stop_processes_using(marker: str) -> None:
+    """SIGTERM, then SIGKILL, the processes of one private Ray (never anyone else's)."""
+    pids = processes_using(marker)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.time() + 5
+    while pids and time.time() < deadline:
+        time.sleep(0.2)
+        pids = [p for p in pids if _alive(p)]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with contextlib.suppress(OSError):
+        if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+            return False
+    return True
+
+
+def run_cli(
+    args: list[str], env: dict[str, str], cwd: Path, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """The real console script, to completion."""
+    return subprocess.run(
+        [SAMPLEGEN, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def kill_when(
+    cmd: list[str],
+    env: dict[str, str],
+    cwd: Path,
+    ready: Callable[[], bool],
+    log: Path,
+    timeout: float = 240,
+) -> None:
+    """Start `cmd`, poll `ready()` and SIGKILL the process the moment it is true.
+
+    Fails if the process ends by itself first (it must be killed mid-work).
+    """
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.time() + timeout
+        try:
+            while not ready():
+                if proc.poll() is not None:
+                    raise AssertionError(
+                        f"{cmd[:3]} ended (rc {proc.returncode}) before the kill point:\n"
+                        + log.read_text()[-3000:]
+                    )
+                if time.time() > deadline:
+                    raise AssertionError(f"kill point not reached in {timeout} s")
+                time.sleep(0.1)
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+
+def result_lines(trial_dir: Path) -> list[dict[str, Any]]:
+    """A trial's reported results (result.json), skipping a line a kill cut short."""
+    path = trial_dir / "result.json"
+    rows = []
+    if not path.is_file():
+        return rows
+    for line in path.read_text().splitlines():
+        with contextlib.suppress(json.JSONDecodeError):
+            if line.strip():
+                rows.append(json.loads(line))
+    return rows
+
+
+def finished_trials(study: Path) -> dict[str, list[dict[str, Any]]]:
+    """{trial id: result lines} of the trials whose last result says they ended."""
+    done = {}
+    for trial in sorted(study.glob("trial_*")):
+        rows = result_lines(trial)
+        if rows and rows[-1].get("status") not in (None, "running"):
+            done[trial.name.removeprefix("trial_")] = rows
+    return done
+
+
+def trial_params(study: Path) -> dict[str, dict[str, Any]]:
+    """{trial id: searched configuration} from each trial's params.json."""
+    out = {}
+    for p in study.glob("trial_*/params.json"):
+        out[p.parent.name.removeprefix("trial_")] = json.loads(p.read_text())
+    return out
+
+
+def make_dataset(root: Path, instruments: int = 8) -> Path:
+    """A small real dataset (the platform tests' instruments at the small codec) under `root`."""
+    sys.path.insert(0, str(PLATFORM_TESTS))
+    from dataset_helpers import SMALL, instrument_folder
+
+    from samplegen.platform.datasets import prepare_dataset
+
+    instrument_folder(root / "src", instruments)
+    return prepare_dataset(root / "src", root / "ds", SMALL, echo=None)
+
+
+def snapshot_statuses(study: Path) -> dict[str, str]:
+    """{trial id: status} in Tune's latest saved experiment state (what a resume starts from)."""
+    states = sorted(study.glob("experiment_state-*.json"))
+    if not states:
+        return {}
+    try:
+        data = json.loads(states[-1].read_text())
+        trials = [json.loads(t[0]) for t in data["trial_data"]]
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return {}  # being replaced right now
+    return {t["trial_id"]: t["status"] for t in trials}

@@ -1,0 +1,263 @@
+"""Faults a study survives, on real Ray: trials crashing at random, the driver SIGKILLed mid-study
+(then `--resume`), and the chained pipeline (`run_pipeline`, what `samplegen run` calls) SIGKILLed
+in its VAE study and restarted."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from reliability_helpers import (
+    NO_EARLY_STOP,
+    SAMPLEGEN,
+    TINY_SPACE,
+    finished_trials,
+    kill_when,
+    make_dataset,
+    private_env,
+    ray_temp_root,
+    result_lines,
+    run_cli,
+    snapshot_statuses,
+    trial_params,
+)
+from tune_helpers import tiny_config, tiny_data, write_space
+
+from samplegen.platform.spaces import resolve_space
+from samplegen.platform.study import run_study
+
+
+def _assert_resumed_not_restarted(rows: list[dict], trial: str) -> None:
+    """Every (re)start of a trial begins at epoch 1 only the first time, later right after the
+    checkpoint it restored from; a final result reported again (epoch == restored_from) trains
+    nothing. Lines may be missing where the killed driver had not yet copied its log."""
+    trained = [r for r in rows if r["epoch"] != r["restored_from"]]
+    for i, r in enumerate(trained):
+        prev = trained[i - 1]["epoch"] if i else 0
+        if r["epoch"] == prev + 1 and (
+            i == 0 or r["restored_from"] == trained[i - 1]["restored_from"]
+        ):
+            continue  # the next epoch of the same run
+        assert r["restored_from"] >= 1, (trial, [(x["epoch"], x["restored_from"]) for x in rows])
+        assert r["epoch"] == r["restored_from"] + 1, (trial, [x["epoch"] for x in rows])
+
+
+def test_random_crashes_are_retried_from_their_last_checkpoint(
+    tmp_path: Path, ray_session: None
+) -> None:
+    space = write_space(tmp_path / "space.yaml")
+    # 9% per epoch over 3 epochs: about a quarter of the trials raise once.
+    config = tiny_config(
+        tmp_path / "studies",
+        space,
+        "crashes",
+        search="random",
+        trials=16,
+        epochs=3,
+        fail_probability=0.09,
+        fail_seed=3,
+        max_failures=2,
+    )
+    result = run_study(config, tiny_data())
+    assert not result.interrupted
+    assert len(result.rows) == 16
+    assert {r["status"] for r in result.rows} == {"completed"}, result.rows
+    crashed = []
+    for row in result.rows:
+        trial = Path(row["path"])
+        errors = [p.read_text() for p in trial.glob("error*.txt")]
+        rows = result_lines(trial)
+        _assert_resumed_not_restarted(rows, row["trial_id"])
+        assert [r["epoch"] for r in rows][-1] == 3
+        if errors:
+            crashed.append(row["trial_id"])
+            found = {
+                int(m) for e in errors for m in re.findall(r"injected fault at epoch (\d+)", e)
+            }
+            assert len(found) == 1, errors  # raised once, not again after the retry
+            (crash_epoch,) = found
+            assert [r["epoch"] for r in rows] == [1, 2, 3], rows
+            if crash_epoch < 3:
+                # Retried from the crashed epoch's checkpoint, not from epoch 0.
+                assert row["restored_from"] == crash_epoch, row
+                assert rows[crash_epoch]["restored_from"] == crash_epoch, rows
+        else:
+            assert row["restored_from"] == 0
+    # Injection is seeded per trial id (random), so the count varies; none at all is ~1% likely.
+    assert 1 <= len(crashed) <= 12, crashed
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory, ray_session: None) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("faults-data"))
+
+
+@pytest.mark.parametrize("search", ["gp", "tpe"])
+def test_driver_killed_mid_study_resumes_without_rerunning_finished_trials(
+    search: str, dataset: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "space.yaml").write_text(TINY_SPACE)
+    trials, epochs = 6, 3
+    args = ["tune", "outer", "--data", str(dataset), "--name", "s", "--storage", "studies"]
+    args += ["--space", "space.yaml", "--search", search, "--trials", str(trials)]
+    args += ["--epochs", str(epochs), *NO_EARLY_STOP, "--num-cpus", "2", "--max-concurrent", "2"]
+    study = tmp_path / "studies" / "s"
+
+    def recorded_done() -> list[str]:
+        """Trials the saved study state records as finished, with their results on disk."""
+        done = finished_trials(study)
+        return [t for t, s in snapshot_statuses(study).items() if s == "TERMINATED" and t in done]
+
+    with ray_temp_root() as ray_tmp:
+        # Killed once the study's saved state records two finished trials.
+        kill_when(
+            [SAMPLEGEN, *args],
+            private_env(ray_tmp),
+            tmp_path,
+            lambda: len(recorded_done()) >= 2,
+            tmp_path / "first.log",
+        )
+        recorded = recorded_done()
+        on_disk = finished_trials(study)
+        before = {t: on_disk[t] for t in recorded}
+        before_params = trial_params(study)
+        assert len(before) >= 2 and not (study / "results.parquet").exists()
+
+    with ray_temp_root() as ray_tmp:
+        resumed = run_cli([*args, "--resume"], private_env(ray_tmp), tmp_path)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert f"[s] done: {trials} trials ({trials} completed)" in resumed.stdout
+
+    rows = {r["trial_id"]: r for r in pq.read_table(study / "results.parquet").to_pylist()}
+    assert len(rows) == trials
+    assert set(before) <= set(rows)
+    for trial_id, lines in on_disk.items():
+        after = result_lines(study / f"trial_{trial_id}")
+        # Not trained again: the lines from before the kill are untouched; at most the final
+        # result is reported once more from its checkpoint (when the driver died before its
+        # snapshot recorded the trial as finished).
+        assert after[: len(lines)] == lines, trial_id
+        for extra in after[len(lines) :]:
+            assert extra["epoch"] == epochs and extra["restored_from"] == epochs, extra
+        if trial_id in rows:  # a trial started after the last snapshot is forgotten (lost work)
+            assert rows[trial_id]["epochs"] == epochs
+            assert math.isclose(rows[trial_id]["best_val_loss"], lines[-1]["best_val_loss"])
+    for trial_id in rows:
+        _assert_resumed_not_restarted(result_lines(study / f"trial_{trial_id}"), trial_id)
+
+    # The searcher kept its state: the trials it proposed after the resume are new points, not
+    # the ones a fresh searcher with the same seed would propose again.
+    names = [p.name for p in resolve_space("conv2d_ae", str(tmp_path / "space.yaml")).searched]
+    params = trial_params(study)
+
+    def point(trial_id: str) -> tuple:
+        return tuple(params[trial_id][n] for n in names)
+
+    old_points = {point(t) for t in before_params}
+    new_trials = [t for t in rows if t not in before_params]
+    assert new_trials, "every trial was proposed before the kill; nothing shows the searcher"
+    assert not {point(t) for t in new_trials} & old_points
+    if search == "gp":
+        # Our GP searcher's state is JSON (Tune names the file .pkl): every point it was ever
+        # told, across both runs, including all trials finished before the kill.
+        state_file = sorted(study.glob("searcher-state-*.pkl"))[-1]
+        state = json.loads(state_file.read_text())
+        told = {tuple(x) for x in state["xs"]}
+        assert {point(t) for t in before} <= told
+        assert len(state["xs"]) == trials and state["pending"] == {}
+
+
+OUTER_SPACE = """model: frame_ae
+params:
+  frame_latent: {type: const, value: 6}
+  hidden: {type: const, value: 16}
+  depth: {type: const, value: 2}
+  context: {type: const, value: 1}
+  batch_exp: {type: const, value: 3}
+  lr_exp: {type: float, low: -4, high: -3.5}
+"""
+VAE_SPACE = """model: vae
+params:
+  latent: {type: const, value: 3}
+  depth: {type: const, value: 2}
+  ratio: {type: float, low: 0.3, high: 0.6}
+  batch_exp: {type: const, value: 3}
+  lr_exp: {type: const, value: -4}
+"""
+# What `samplegen run` does, with a tiny preset (the command offers only quick/full).
+PIPELINE_DRIVER = """
+import sys
+from samplegen.platform.pipeline import run_pipeline
+from samplegen.platform.presets import Preset, StageBudget
+root = sys.argv[1]
+preset = Preset(
+    name="tiny",
+    outer=StageBudget("frame_ae", "random", "fifo", 2, 2, space=f"{root}/outer.yaml"),
+    outer_final_epochs=2,
+    inner=StageBudget("vae", "random", "fifo", 2, 30, space=f"{root}/vae.yaml"),
+    griffin_lim_iters=2,
+    examples=2,
+)
+run_pipeline(preset, f"{root}/run", source=f"{root}/src", num_cpus=2)
+"""
+
+
+def test_pipeline_killed_in_its_vae_study_continues_from_the_last_finished_stage(
+    tmp_path: Path,
+) -> None:
+    from dataset_helpers import instrument_folder
+
+    instrument_folder(tmp_path / "src", 10)
+    (tmp_path / "outer.yaml").write_text(OUTER_SPACE)
+    (tmp_path / "vae.yaml").write_text(VAE_SPACE)
+    (tmp_path / "driver.py").write_text(PIPELINE_DRIVER)
+    cmd = [sys.executable, str(tmp_path / "driver.py"), str(tmp_path)]
+    run = tmp_path / "run"
+    vae = run / "vae_study"
+
+    def some_vae_epochs() -> bool:
+        return any(len(result_lines(t)) >= 3 for t in vae.glob("trial_*"))
+
+    with ray_temp_root() as ray_tmp:
+        kill_when(cmd, private_env(ray_tmp), tmp_path, some_vae_epochs, tmp_path / "first.log")
+    done_before = {p.stem for p in (run / ".stages").glob("*.json")}
+    assert done_before == {"dataset", "outer_study", "outer_model"}, done_before
+    markers = {s: (run / ".stages" / f"{s}.json").read_text() for s in done_before}
+    dataset_info = (run / "dataset" / "dataset.json").read_text()
+    outer_weights = (run / "models" / "outer" / "weights.safetensors").read_bytes()
+    vae_before = {t.name: result_lines(t) for t in vae.glob("trial_*")}
+
+    with ray_temp_root() as ray_tmp:
+        again = run_cli_python(cmd, private_env(ray_tmp), tmp_path)
+    log = again.stdout
+    assert again.returncode == 0, log[-3000:] + again.stderr[-3000:]
+    for stage in ("dataset", "outer_study", "outer_model"):
+        assert f"[{stage}] already done, reusing it" in log
+        assert (run / ".stages" / f"{stage}.json").read_text() == markers[stage]
+    assert "[vae_study] running" in log and "[vae_study] resuming from" in log
+    for stage in ("evaluation", "sounds", "report"):
+        assert f"[{stage}] done in" in log
+    # Finished stages were not redone: the same dataset and the same outer model.
+    assert (run / "dataset" / "dataset.json").read_text() == dataset_info
+    assert (run / "models" / "outer" / "weights.safetensors").read_bytes() == outer_weights
+    # The interrupted study was resumed: its trials kept their epochs and continued from them.
+    for name, lines in vae_before.items():
+        after = result_lines(vae / name)
+        assert after[: len(lines)] == lines
+        _assert_resumed_not_restarted(after, name)
+    results = pq.read_table(vae / "results.parquet").to_pylist()
+    assert len(results) == 2 and not {r["status"] for r in results} & {"nan", "rejected", "error"}
+    assert (run / "models" / "combined" / "weights.safetensors").is_file()
+
+
+def run_cli_python(
+    cmd: list[str], env: dict[str, str], cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    """A Python driver script, to completion."""
+    return subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=400)
