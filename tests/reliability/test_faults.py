@@ -200,9 +200,9 @@ preset = Preset(
     name="tiny",
     outer=StageBudget("frame_ae", "random", "fifo", 2, 2, space=f"{root}/outer.yaml"),
     outer_final_epochs=2,
-    inner=StageBudget("vae", "random", "fifo", 2, 30, space=f"{root}/vae.yaml"),
+    inner=StageBudget("vae", "random", "fifo", 2, 12, space=f"{root}/vae.yaml"),
     griffin_lim_iters=2,
-    examples=2,
+    examples=4,
 )
 run_pipeline(preset, f"{root}/run", source=f"{root}/src", num_cpus=2)
 """
@@ -213,7 +213,7 @@ def test_pipeline_killed_in_its_vae_study_continues_from_the_last_finished_stage
 ) -> None:
     from dataset_helpers import instrument_folder
 
-    instrument_folder(tmp_path / "src", 10)
+    instrument_folder(tmp_path / "src", 16)  # 2 test groups: 6 test notes
     (tmp_path / "outer.yaml").write_text(OUTER_SPACE)
     (tmp_path / "vae.yaml").write_text(VAE_SPACE)
     (tmp_path / "driver.py").write_text(PIPELINE_DRIVER)
