@@ -192,3 +192,18 @@ def snapshot_statuses(study: Path) -> dict[str, str]:
     except (OSError, ValueError, KeyError, IndexError, TypeError):
         return {}  # being replaced right now
     return {t["trial_id"]: t["status"] for t in trials}
+
+
+def assert_resumed_not_restarted(rows: list[dict], trial: str) -> None:
+    """Every (re)start of a trial begins at epoch 1 only the first time, later right after the
+    checkpoint it restored from; a final result reported again (epoch == restored_from) trains
+    nothing. Lines may be missing where the killed driver had not yet copied its log."""
+    trained = [r for r in rows if r["epoch"] != r["restored_from"]]
+    for i, r in enumerate(trained):
+        prev = trained[i - 1]["epoch"] if i else 0
+        if r["epoch"] == prev + 1 and (
+            i == 0 or r["restored_from"] == trained[i - 1]["restored_from"]
+        ):
+            continue  # the next epoch of the same run
+        assert r["restored_from"] >= 1, (trial, [(x["epoch"], x["restored_from"]) for x in rows])
+        assert r["epoch"] == r["restored_from"] + 1, (trial, [x["epoch"] for x in rows])

@@ -17,6 +17,7 @@ from reliability_helpers import (
     NO_EARLY_STOP,
     SAMPLEGEN,
     TINY_SPACE,
+    assert_resumed_not_restarted,
     finished_trials,
     kill_when,
     make_dataset,
@@ -31,21 +32,6 @@ from tune_helpers import tiny_config, tiny_data, write_space
 
 from samplegen.platform.spaces import resolve_space
 from samplegen.platform.study import run_study
-
-
-def _assert_resumed_not_restarted(rows: list[dict], trial: str) -> None:
-    """Every (re)start of a trial begins at epoch 1 only the first time, later right after the
-    checkpoint it restored from; a final result reported again (epoch == restored_from) trains
-    nothing. Lines may be missing where the killed driver had not yet copied its log."""
-    trained = [r for r in rows if r["epoch"] != r["restored_from"]]
-    for i, r in enumerate(trained):
-        prev = trained[i - 1]["epoch"] if i else 0
-        if r["epoch"] == prev + 1 and (
-            i == 0 or r["restored_from"] == trained[i - 1]["restored_from"]
-        ):
-            continue  # the next epoch of the same run
-        assert r["restored_from"] >= 1, (trial, [(x["epoch"], x["restored_from"]) for x in rows])
-        assert r["epoch"] == r["restored_from"] + 1, (trial, [x["epoch"] for x in rows])
 
 
 def test_random_crashes_are_retried_from_their_last_checkpoint(
@@ -73,7 +59,7 @@ def test_random_crashes_are_retried_from_their_last_checkpoint(
         trial = Path(row["path"])
         errors = [p.read_text() for p in trial.glob("error*.txt")]
         rows = result_lines(trial)
-        _assert_resumed_not_restarted(rows, row["trial_id"])
+        assert_resumed_not_restarted(rows, row["trial_id"])
         assert [r["epoch"] for r in rows][-1] == 3
         if errors:
             crashed.append(row["trial_id"])
@@ -149,7 +135,7 @@ def test_driver_killed_mid_study_resumes_without_rerunning_finished_trials(
             assert rows[trial_id]["epochs"] == epochs
             assert math.isclose(rows[trial_id]["best_val_loss"], lines[-1]["best_val_loss"])
     for trial_id in rows:
-        _assert_resumed_not_restarted(result_lines(study / f"trial_{trial_id}"), trial_id)
+        assert_resumed_not_restarted(result_lines(study / f"trial_{trial_id}"), trial_id)
 
     # The searcher kept its state: the trials it proposed after the resume are new points, not
     # the ones a fresh searcher with the same seed would propose again.
@@ -250,7 +236,7 @@ def test_pipeline_killed_in_its_vae_study_continues_from_the_last_finished_stage
     for name, lines in vae_before.items():
         after = result_lines(vae / name)
         assert after[: len(lines)] == lines
-        _assert_resumed_not_restarted(after, name)
+        assert_resumed_not_restarted(after, name)
     results = pq.read_table(vae / "results.parquet").to_pylist()
     assert len(results) == 2 and not {r["status"] for r in results} & {"nan", "rejected", "error"}
     assert (run / "models" / "combined" / "weights.safetensors").is_file()

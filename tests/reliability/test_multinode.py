@@ -1,0 +1,61 @@
+"""A worker node lost mid-study: a head and two worker nodes on this machine (ray.cluster_utils),
+study storage on a path every node shares; one worker node is removed while its trial runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from reliability_helpers import (
+    assert_resumed_not_restarted,
+    private_env,
+    ray_temp_root,
+    result_lines,
+)
+
+CLUSTER_STUDY = Path(__file__).with_name("cluster_study.py")
+
+
+def test_a_lost_worker_node_s_trials_resume_from_checkpoints_on_the_other_node(
+    tmp_path: Path,
+) -> None:
+    trials, epochs = 4, 8
+    cmd = [sys.executable, str(CLUSTER_STUDY), str(tmp_path / "out"), "--trials", str(trials)]
+    cmd += ["--epochs", str(epochs), "--remove-at", "2"]
+    with ray_temp_root() as ray_tmp:
+        done = subprocess.run(
+            cmd, env=private_env(ray_tmp), capture_output=True, text=True, timeout=300
+        )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    study = tmp_path / "out" / "studies" / "cluster"
+
+    # Every trial is accounted for and finished.
+    assert not summary["interrupted"]
+    rows = {r["trial_id"]: r for r in summary["rows"]}
+    assert len(rows) == trials and {r["status"] for r in rows.values()} == {"completed"}
+    assert all(r["epochs"] == epochs for r in rows.values())
+    assert {p.name.removeprefix("trial_") for p in study.glob("trial_*")} == set(rows)
+
+    removed_pids = set(summary["removed_pids"])
+    assert removed_pids, "no trial was running on the removed node"
+    errored = []
+    for trial_id, row in rows.items():
+        lines = result_lines(Path(row["path"]))
+        assert_resumed_not_restarted(lines, trial_id)
+        errors = [p.read_text() for p in Path(row["path"]).glob("error*.txt")]
+        if not errors:
+            assert row["restored_from"] == 0, row
+            continue
+        # Its actor died with the node; it went on from its last checkpoint on the other node.
+        errored.append(trial_id)
+        assert "unavailable" in errors[0] or "died" in errors[0], errors
+        restart = next(r for r in lines if r["restored_from"] > 0)
+        assert lines[0]["pid"] in removed_pids and restart["pid"] not in removed_pids
+        assert restart["epoch"] == restart["restored_from"] + 1 >= 2
+        assert row["restored_from"] >= 1
+    # Exactly the trials that were training on the removed node failed, and only once.
+    running = {n.removeprefix("trial_") for n in summary["running_on_removed_node"]}
+    assert errored and set(errored) == running
