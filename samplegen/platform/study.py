@@ -376,6 +376,23 @@ def check_space_names(model: str, names: list[str], where: str) -> None:
         )
 
 
+def check_model_data(model: str, data: StudyData) -> None:
+    """Fail before any trial runs when an outer model cannot take the dataset's representation
+    (otherwise every trial would only be rejected, one by one)."""
+    from samplegen.models.registry import model_class
+
+    wants = {"outer_stft": "stft", "outer_wave": "wave"}.get(model_class(model).kind)
+    if wants is None or data.codec is None or "outer_model" in data.extra:
+        return
+    have = data.codec.representation
+    if have != wants:
+        raise StudyError(
+            f"--model {model}: takes {wants} samples, but the dataset {data.source or '(given)'} "
+            f"holds {have} samples of shape {data.input_shape}; prepare the data with "
+            f"--repr {wants}, or choose a model for {have} samples"
+        )
+
+
 def _settings(config: StudyConfig, data: StudyData) -> TrialSettings:
     return TrialSettings(
         model=config.model,
@@ -464,6 +481,7 @@ def run_study(
         data = load_study_data(config.data, config.train_subset)
     elif callable(data):
         data = data()
+    check_model_data(config.model, data)
     trainable = build_trainable(config, data)
 
     slots = max(1, resources.per_node_limit(cluster))
