@@ -100,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cpus-per-worker", type=int, default=1)
     p.add_argument("--fail-probability", type=float, default=0.0)
     p.add_argument("--fail-seed", type=int, default=0)
+    p.add_argument("--checkpoint-every", type=int, default=1)
+    p.add_argument(
+        "--remove-delay", type=float, default=0.0, help="seconds from --remove-at to the removal"
+    )
     p.add_argument(
         "--remove-at", type=int, default=0, help="remove a node at this epoch (0: never)"
     )
@@ -143,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         overfit_limit=None,
         max_params=None,
         max_failures=3,
+        checkpoint_every=args.checkpoint_every,
         fail_probability=args.fail_probability,
         fail_seed=args.fail_seed,
         progress=False,
@@ -169,6 +174,10 @@ def main(argv: list[str] | None = None) -> int:
                 raylet = node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid
                 busy = {pid: _cwd_name(pid) for pid in _trial_workers(raylet)}
                 if any(name and mid_training(name) for name in busy.values()):
+                    if args.remove_delay:
+                        # A node dies at any moment, not just after a checkpoint.
+                        time.sleep(args.remove_delay)
+                        busy = {pid: _cwd_name(pid) for pid in _trial_workers(raylet)}
                     removed["pids"] = sorted(busy)
                     removed["trials"] = sorted(n for n in busy.values() if n)
                     removed["at"] = time.time() - t_ready
