@@ -102,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fail-seed", type=int, default=0)
     p.add_argument("--checkpoint-every", type=int, default=1)
     p.add_argument(
+        "--replace-node", action="store_true", help="add a fresh worker node after the removal"
+    )
+    p.add_argument(
         "--remove-delay", type=float, default=0.0, help="seconds from --remove-at to the removal"
     )
     p.add_argument(
@@ -182,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
                     removed["trials"] = sorted(n for n in busy.values() if n)
                     removed["at"] = time.time() - t_ready
                     cluster.remove_node(node, allow_graceful=False)
+                    if args.replace_node:  # as an autoscaler would
+                        cluster.add_node(
+                            num_cpus=args.cpus_per_worker, object_store_memory=80 * mib
+                        )
                     removed["done"] = True
                     return
 
