@@ -187,7 +187,7 @@ def encode_dataset(
         fn_constructor_kwargs={"model_dir": str(model_path), "device": device},
         batch_size=batch_size,
         batch_format="pyarrow",
-        concurrency=1,
+        compute=ray.data.ActorPoolStrategy(size=1),
         num_gpus=gpus,
     )
     tables: dict[str, list[pa.Table]] = {s: [] for s in SPLITS}
