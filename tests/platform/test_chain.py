@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from dataset_helpers import SMALL, instrument_folder
+from tune_helpers import TINY_OUTER_SPACE, TINY_VAE_SPACE
 
 from samplegen.cli.main import main
 from samplegen.models.artifact import load_model
@@ -17,23 +18,6 @@ from samplegen.platform.chain import ChainError, resolve_outer
 from samplegen.platform.datasets import load_dataset, prepare_dataset
 from samplegen.platform.encoded import load_encoded
 
-OUTER_SPACE = """model: frame_ae
-params:
-  frame_latent: {type: const, value: 6}
-  hidden: {type: const, value: 16}
-  depth: {type: const, value: 2}
-  context: {type: const, value: 1}
-  batch_exp: {type: const, value: 3}
-  lr_exp: {type: float, low: -4, high: -3}
-"""
-VAE_SPACE = """model: vae
-params:
-  latent: {type: const, value: 3}
-  depth: {type: const, value: 2}
-  ratio: {type: float, low: 0.3, high: 0.6}
-  batch_exp: {type: const, value: 3}
-  lr_exp: {type: const, value: -4}
-"""
 FAST = ["--stall-window", "0", "--overfit-limit", "0", "--quiet"]
 
 
@@ -42,7 +26,7 @@ def outer_study(tmp_path_factory: pytest.TempPathFactory, ray_session: None) -> 
     root = tmp_path_factory.mktemp("chain")
     instrument_folder(root / "src", 10)
     ds = prepare_dataset(root / "src", root / "ds", SMALL, augment_mixes=4, echo=None)
-    (root / "outer.yaml").write_text(OUTER_SPACE)
+    (root / "outer.yaml").write_text(TINY_OUTER_SPACE)
     args = ["tune", "outer", "--data", str(ds), "--name", "outer", "--storage", str(root)]
     args += ["--model", "frame_ae", "--space", str(root / "outer.yaml"), "--trials", "2"]
     assert main([*args, "--epochs", "3", *FAST]) == 0
@@ -53,7 +37,7 @@ def test_tune_vae_selects_on_the_end_to_end_loss_and_exports_a_combined_model(
     outer_study: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     root, ds = outer_study
-    (root / "vae.yaml").write_text(VAE_SPACE)
+    (root / "vae.yaml").write_text(TINY_VAE_SPACE)
     args = ["tune", "vae", "--outer", str(root / "outer"), "--name", "vae"]
     args += ["--storage", str(root), "--space", str(root / "vae.yaml"), "--trials", "2"]
     assert main([*args, "--epochs", "4", "--search", "random", *FAST]) == 0

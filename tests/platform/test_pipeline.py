@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tune_helpers import TINY_OUTER_SPACE, TINY_VAE_SPACE
 
 from samplegen.dsp.library import ensure_library
 from samplegen.errors import SamplegenError
@@ -15,24 +16,6 @@ from samplegen.platform.datasets import load_dataset
 from samplegen.platform.encoded import load_encoded
 from samplegen.platform.pipeline import run_pipeline
 from samplegen.platform.presets import PRESETS, Preset, StageBudget, get_preset
-
-OUTER_SPACE = """model: frame_ae
-params:
-  frame_latent: {type: const, value: 8}
-  hidden: {type: const, value: 32}
-  depth: {type: const, value: 2}
-  context: {type: const, value: 1}
-  batch_exp: {type: const, value: 3}
-  lr_exp: {type: float, low: -4, high: -3.5}
-"""
-VAE_SPACE = """model: vae
-params:
-  latent: {type: const, value: 4}
-  depth: {type: const, value: 2}
-  ratio: {type: float, low: 0.3, high: 0.6}
-  batch_exp: {type: const, value: 3}
-  lr_exp: {type: const, value: -4}
-"""
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +26,8 @@ def run(tmp_path_factory: pytest.TempPathFactory, ray_session: None) -> tuple[Pa
     src.mkdir()
     for f in sorted(library.glob("p0[0-3]?_*_v100.wav")):  # programs 0-39, velocity 100
         (src / f.name).symlink_to(f)
-    (root / "outer.yaml").write_text(OUTER_SPACE)
-    (root / "vae.yaml").write_text(VAE_SPACE)
+    (root / "outer.yaml").write_text(TINY_OUTER_SPACE)
+    (root / "vae.yaml").write_text(TINY_VAE_SPACE)
     preset = Preset(
         name="test",
         outer=StageBudget("frame_ae", "random", "fifo", 2, 2, space=str(root / "outer.yaml")),

@@ -59,3 +59,23 @@ def tiny_config(storage: Path, space: Path, name: str, **kw: Any) -> StudyConfig
     )
     base.update(kw)
     return StudyConfig(**base)
+
+
+# Tiny search spaces for the chain and the main job on the small test codec.
+TINY_OUTER_SPACE = """model: frame_ae
+params:
+  frame_latent: {type: const, value: 6}
+  hidden: {type: const, value: 16}
+  depth: {type: const, value: 2}
+  context: {type: const, value: 1}
+  batch_exp: {type: const, value: 3}
+  lr_exp: {type: float, low: -4, high: -3.5}
+"""
+TINY_VAE_SPACE = """model: vae
+params:
+  latent: {type: const, value: 3}
+  depth: {type: const, value: 2}
+  ratio: {type: float, low: 0.3, high: 0.6}
+  batch_exp: {type: const, value: 3}
+  lr_exp: {type: const, value: -4}
+"""

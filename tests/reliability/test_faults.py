@@ -28,7 +28,7 @@ from reliability_helpers import (
     snapshot_statuses,
     trial_params,
 )
-from tune_helpers import tiny_config, tiny_data, write_space
+from tune_helpers import TINY_OUTER_SPACE, TINY_VAE_SPACE, tiny_config, tiny_data, write_space
 
 from samplegen.platform.spaces import resolve_space
 from samplegen.platform.study import run_study
@@ -159,23 +159,6 @@ def test_driver_killed_mid_study_resumes_without_rerunning_finished_trials(
         assert len(state["xs"]) == trials and state["pending"] == {}
 
 
-OUTER_SPACE = """model: frame_ae
-params:
-  frame_latent: {type: const, value: 6}
-  hidden: {type: const, value: 16}
-  depth: {type: const, value: 2}
-  context: {type: const, value: 1}
-  batch_exp: {type: const, value: 3}
-  lr_exp: {type: float, low: -4, high: -3.5}
-"""
-VAE_SPACE = """model: vae
-params:
-  latent: {type: const, value: 3}
-  depth: {type: const, value: 2}
-  ratio: {type: float, low: 0.3, high: 0.6}
-  batch_exp: {type: const, value: 3}
-  lr_exp: {type: const, value: -4}
-"""
 # What `samplegen run` does, with a tiny preset (the command offers only quick/full).
 PIPELINE_DRIVER = """
 import sys
@@ -200,8 +183,8 @@ def test_pipeline_killed_in_its_vae_study_continues_from_the_last_finished_stage
     from dataset_helpers import instrument_folder
 
     instrument_folder(tmp_path / "src", 16)  # 2 test groups: 6 test notes
-    (tmp_path / "outer.yaml").write_text(OUTER_SPACE)
-    (tmp_path / "vae.yaml").write_text(VAE_SPACE)
+    (tmp_path / "outer.yaml").write_text(TINY_OUTER_SPACE)
+    (tmp_path / "vae.yaml").write_text(TINY_VAE_SPACE)
     (tmp_path / "driver.py").write_text(PIPELINE_DRIVER)
     cmd = [sys.executable, str(tmp_path / "driver.py"), str(tmp_path)]
     run = tmp_path / "run"
