@@ -52,12 +52,11 @@ def _study_config(
     )
 
 
-def _run_or_resume(config: Any, run: Callable[[bool], Any]) -> Any:
-    """Run a study, or resume it when an earlier run of this stage was interrupted."""
+def _started(config: Any) -> bool:
+    """Whether an earlier run of this stage already started the study (so it must be resumed)."""
     from samplegen.platform.study import STUDY_JSON, StudyFiles
 
-    resume = StudyFiles(config.storage, config.name).exists(STUDY_JSON)
-    return run(resume)
+    return StudyFiles(config.storage, config.name).exists(STUDY_JSON)
 
 
 def _example_inputs(dataset: Path, count: int) -> list[Any]:
@@ -134,7 +133,7 @@ def run_pipeline(
         from samplegen.platform.study import plot_study, run_study
 
         config = _study_config(preset, "outer", run_dir, str(dataset), seed, address)
-        result = _run_or_resume(config, lambda resume: run_study(config, resume=resume, echo=echo))
+        result = run_study(config, resume=_started(config), echo=echo)
         _finished(result, "outer study")
         plot_study(result.path)
         return {"study": result.path, "best_config": str(Path(result.path) / "best_config.json")}
@@ -161,16 +160,13 @@ def run_pipeline(
         from samplegen.platform.study import plot_study
 
         config = _study_config(preset, "vae", run_dir, "", seed, address)
-        result = _run_or_resume(
+        result = run_chain(
             config,
-            lambda resume: run_chain(
-                config,
-                outer_model,
-                data=str(dataset),
-                combined_out=run_dir / "models" / "combined",
-                resume=resume,
-                echo=echo,
-            ),
+            outer_model,
+            data=str(dataset),
+            combined_out=run_dir / "models" / "combined",
+            resume=_started(config),
+            echo=echo,
         )
         _finished(result.study, "VAE study")
         plot_study(result.study.path)
