@@ -87,7 +87,14 @@ def train_config(
     torch.manual_seed(seed)
     model = build_model(best["model"], model_hp, study_data.input_shape, device=device)
     trainer = Trainer(
-        model, optim, study_data.train, study_data.validation, device=device, seed=seed, amp=amp
+        model,
+        optim,
+        study_data.train,
+        study_data.validation,
+        device=device,
+        seed=seed,
+        amp=amp,
+        total_epochs=epochs,
     )
     out = Path(out)
     ckdir = out.parent / f"{out.name}.checkpoint"

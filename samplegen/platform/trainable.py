@@ -164,6 +164,7 @@ def train_trial(config: dict[str, Any], *, data: dict[str, Any], settings: Trial
         seed=seed,
         amp=settings.amp,
         eval_batch_size=settings.eval_batch_size,
+        total_epochs=settings.epochs,
     )
 
     history: dict[str, list[float]] = {"train_loss": [], "val_loss": []}

@@ -5,7 +5,9 @@ No Ray here: the Tune trainable and `samplegen train` both drive a `Trainer`.
 Training hyper-parameters share the trial config with the model's (see `split_config`):
 `batch_exp` (batch = 2^b, as the original) or `batch_size`; `lr_exp` (lr = 10^lr_exp x batch, the
 original's scaling, so a larger batch takes larger steps) or `lr` (used as given); `weight_decay`
-(Adam's L2 term, default 0 as the original).
+(Adam's L2 term, default 0 as the original); `lr_schedule` (`constant`, the original's, or `cosine`:
+the rate falls from lr to 0 over the run's epochs along half a cosine, which settles the noisy last
+epochs a constant rate leaves; measured in benchmarks/RESULTS.md, sound quality).
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ import torch
 from samplegen.errors import SamplegenError
 
 TRAINING_KEYS: frozenset[str] = frozenset(
-    {"batch_exp", "batch_size", "lr_exp", "lr", "weight_decay"}
+    {"batch_exp", "batch_size", "lr_exp", "lr", "weight_decay", "lr_schedule"}
 )
+LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 STATE_TENSORS = "state.safetensors"
 BEST_TENSORS = "best.safetensors"
 STATE_JSON = "state.json"
@@ -44,6 +47,7 @@ class OptimHparams:
     batch_size: int = 16
     lr: float = 1e-3
     weight_decay: float = 0.0
+    lr_schedule: str = "constant"
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -52,6 +56,17 @@ class OptimHparams:
             raise SamplegenError(f"learning rate: must be positive and finite, got {self.lr}")
         if self.weight_decay < 0:
             raise SamplegenError(f"weight_decay: must be >= 0, got {self.weight_decay}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise SamplegenError(
+                f"lr_schedule: {self.lr_schedule!r} is not one of {', '.join(LR_SCHEDULES)}"
+            )
+
+    def lr_at(self, epoch: int, total_epochs: int | None) -> float:
+        """The learning rate for `epoch` (1-based) of a run of `total_epochs`."""
+        if self.lr_schedule == "constant" or not total_epochs:
+            return self.lr
+        progress = min(max(epoch - 1, 0), total_epochs) / total_epochs
+        return self.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def split_config(config: Mapping[str, Any]) -> tuple[OptimHparams, dict[str, Any]]:
@@ -69,7 +84,10 @@ def split_config(config: Mapping[str, Any]) -> tuple[OptimHparams, dict[str, Any
     else:
         lr = float(config.get("lr", 1e-3))
     optim = OptimHparams(
-        batch_size=batch, lr=lr, weight_decay=float(config.get("weight_decay", 0.0))
+        batch_size=batch,
+        lr=lr,
+        weight_decay=float(config.get("weight_decay", 0.0)),
+        lr_schedule=str(config.get("lr_schedule", "constant")),
     )
     model_hp = {k: v for k, v in config.items() if k not in TRAINING_KEYS}
     return optim, model_hp
@@ -99,8 +117,9 @@ class EpochResult:
 class Trainer:
     """Trains one model on in-memory float32 arrays (N, *input_shape), one epoch at a time.
 
-    Shuffling and the model's own randomness are seeded per epoch from `seed`, so a run resumed
-    from a checkpoint draws the same batches as one that never stopped.
+    Shuffling and the model's own randomness are seeded per epoch from `seed`, and the learning
+    rate is a function of the epoch and `total_epochs` (the run's epoch limit), so a run resumed
+    from a checkpoint draws the same batches and steps as one that never stopped.
     """
 
     def __init__(
@@ -114,6 +133,7 @@ class Trainer:
         seed: int = 0,
         amp: bool = False,
         eval_batch_size: int = 64,
+        total_epochs: int | None = None,
     ) -> None:
         if len(train_x) == 0 or len(val_x) == 0:
             raise SamplegenError("training needs non-empty train and validation splits")
@@ -123,6 +143,7 @@ class Trainer:
         self.seed = int(seed)
         self.amp = bool(amp) and self.device.startswith("cuda")
         self.eval_batch_size = int(eval_batch_size)
+        self.total_epochs = total_epochs
         self.batch_size = min(optim.batch_size, len(train_x))
         # Subnormal floats in Adam's state more than double CPU step time; flushing them changes
         # no measurable loss (stack notes).
@@ -146,6 +167,8 @@ class Trainer:
     def train_epoch(self, epoch: int) -> tuple[float, dict[str, float]]:
         """One pass over the training split; the mean per-sample loss and mean metrics."""
         self.model.train()
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.optim.lr_at(epoch, self.total_epochs)
         torch.manual_seed(self.seed * 1_000_003 + epoch)
         order = np.random.default_rng([self.seed, epoch]).permutation(len(self.train_x))
         total, count = 0.0, 0
