@@ -65,9 +65,11 @@ PRESETS: dict[str, Preset] = {
     "full": Preset(
         name="full",
         augment_mixes=3000,
-        outer=StageBudget("frame_ae", "gp", "asha+cutoff", trials=60, epochs=200),
+        outer=StageBudget(
+            "frame_ae", "gp", "asha+cutoff", trials=60, epochs=200, space="full_frame_ae"
+        ),
         outer_final_epochs=1000,
-        inner=StageBudget("vae", "tpe", "asha+cutoff", trials=100, epochs=400),
+        inner=StageBudget("vae", "tpe", "asha+cutoff", trials=100, epochs=400, space="full_vae"),
         gpus_per_trial=0.25,
         griffin_lim_iters=64,
     ),

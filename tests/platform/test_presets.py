@@ -1,0 +1,45 @@
+"""Every preset's search spaces load, respect the issue's limits and build a model at each corner."""
+
+from __future__ import annotations
+
+import pytest
+
+from samplegen.dsp.config import CodecConfig
+from samplegen.models.registry import build_model
+from samplegen.platform.presets import PRESETS, space_path
+from samplegen.platform.spaces import Param, load_space, resolve_space
+from samplegen.platform.training import split_config
+
+STAGES = [(name, stage) for name in PRESETS for stage in ("outer", "inner")]
+
+
+def _corners(param: Param) -> list[object]:
+    if param.type in ("choice", "const"):
+        return list(param.values)
+    assert param.low is not None and param.high is not None
+    cast = int if param.type == "int" else float
+    return [cast(param.low), cast(param.high)]
+
+
+@pytest.mark.parametrize(("preset", "stage"), STAGES)
+def test_preset_spaces_build_at_every_corner(preset: str, stage: str) -> None:
+    budget = getattr(PRESETS[preset], stage)
+    path = space_path(budget.space)
+    space = load_space(path) if path else resolve_space(budget.model)
+    assert space.model == budget.model
+    if stage == "inner":
+        # Issue 9: at most 8 latent variables for the chained VAE.
+        assert max(_corners(next(p for p in space.params if p.name == "latent"))) <= 8
+    codec = CodecConfig()
+    outer_latent = 64 * codec.shape[1]  # a frame_ae encoding; the inner input is flat
+    shape = codec.shape if stage == "outer" else (outer_latent,)
+    # Every end of every range and every choice, one parameter at a time, plus all-low and
+    # all-high together (the corners bound model size).
+    low = {p.name: _corners(p)[0] for p in space.params}
+    high = {p.name: _corners(p)[-1] for p in space.params}
+    configs = [low, high] + [{**low, p.name: v} for p in space.params for v in _corners(p)[1:]]
+    for config in configs:
+        optim, model_hp = split_config(config)
+        assert optim.lr > 0
+        model = build_model(budget.model, model_hp, shape, device="meta")
+        assert model.num_params() > 0, config
