@@ -42,6 +42,13 @@ def cases() -> list[tuple[str, str, dict[str, Any], tuple[int, ...]]]:
             {"hidden": 35, "depth": 3, "teacher_forcing": True},
             STFT,
         ),
+        ("frame_ae quick (48, 256)", "frame_ae", {"frame_latent": 48, "hidden": 256}, STFT),
+        (
+            "frame_ae full (72, 512)",
+            "frame_ae",
+            {"frame_latent": 72, "hidden": 512},
+            STFT,
+        ),
         ("rnn_ae rnn hidden 30", "rnn_ae", {"hidden": 30}, STFT),
         ("rnn_ae gru hidden 30", "rnn_ae", {"cell": "gru", "hidden": 30}, STFT),
         ("audio_conv_ae addendum", "audio_conv_ae", {}, WAVE),
