@@ -342,6 +342,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             out[split] = _summary(m)
         return out
 
+    def silence_rms(data: Path) -> float:
+        """Test RMS% of an all-zero output in the dataset's own representation (a floor)."""
+        from samplegen.dsp.metrics import rms_percent, sample_loss
+
+        x = np.asarray(load_dataset(data, splits=("test",)).splits["test"].x, dtype=np.float64)
+        return float(rms_percent(sample_loss(np.zeros_like(x), x).mean(), x[0].size))
+
     from samplegen.dsp.codec import decode_batch
     from samplegen.platform.datasets import load_dataset
 
@@ -365,7 +372,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return {"codec": identity_figures(audio, inputs, codec_mean), "waveform": waveform}
 
     rows: dict[str, dict[str, Any]] = {}
+    wave_silence = silence_rms(dataset)
     rows["wave outer"] = {
+        "silence": wave_silence,
         **timed("eval_outer", lambda: evaluate_stage("outer", outer["model"], dataset, 0)),
         "identity": timed("identity_outer", lambda: identity_stage(outer["model"], dataset, 0)),
     }
@@ -376,6 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             break
         vae = timed(f"vae_{variant}", lambda v=variant, h=hp: vae_stage(v, h))
         rows[f"wave VAE {variant}"] = {
+            "silence": wave_silence,
             **timed(
                 f"eval_{variant}",
                 lambda v=variant, m=vae["model"]: evaluate_stage(f"combined_{v}", m, dataset, 0),
@@ -391,9 +401,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     stft = Path(args.stft_run)
     stft_data = stft / "dataset"
     gl = args.stft_gl_iters
+    stft_silence = silence_rms(stft_data)
     for label, model in (("STFT outer", "outer"), ("STFT combined", "combined")):
         model_dir = str(stft / "models" / model)
         rows[label] = {
+            "silence": stft_silence,
             **timed(
                 f"eval_stft_{model}",
                 lambda n=model, d=model_dir: evaluate_stage(f"stft_{n}", d, stft_data, gl),
@@ -447,6 +459,7 @@ def _report(
         sep,
         line("RMS% test (own representation)", lambda r: r["test"]["rms_percent"]),
         line("RMS% train (own representation)", lambda r: r["train"]["rms_percent"]),
+        line("RMS% test of an all-zero output (reference)", lambda r: r["silence"]),
         line("MR-STFT test, evaluation's figure", lambda r: r["test"]["mrstft"]),
         line("MR-STFT train, evaluation's figure", lambda r: r["train"]["mrstft"]),
         line(
@@ -498,8 +511,9 @@ def _report(
         "",
         f"- Command: `{cmd}`",
         f"- Machine: {platform.machine()} 2-core CPU, no GPU, shared with another job; "
-        f"torch {torch.__version__}, 1 thread, one trial at a time (Ray num_cpus=2, see the note below); stages took {total:.0f} s "
-        f"in all ({stage_times})",
+        f"torch {torch.__version__}, 1 thread, one trial at a time (Ray num_cpus=2, see the "
+        f"note below); stages took {total:.0f} s in all ({stage_times}; a reused stage keeps "
+        "its first time)",
         "- Data: built-in FluidR3 library (C3,C4,C5), codec defaults (2 s, 44.1 kHz, mu-law 8 "
         "waveform, 88,200 values), splits by GM program (train 927, validation 135, test 93)",
         f"- Outer: audio_conv_ae {json.dumps(OUTER_CONFIG)}, {args.outer_epochs} epochs "
@@ -530,9 +544,10 @@ def _report(
         "",
         "Note: Ray runs with 2 logical CPUs although the work uses one core: on a 1-CPU Ray "
         "(`--num-cpus 1`), `encode_dataset`'s encoder actor (ActorPoolStrategy(size=1), 1 CPU) "
-        "holds the only CPU and the Parquet read tasks are never scheduled, so `samplegen tune vae` "
-        "hangs ('Cluster resources are not enough to run any task from "
-        "TaskPoolMapOperator[ReadFilesParquetV2]').",
+        "holds the only CPU and the Parquet read tasks are never scheduled, so "
+        "`samplegen tune vae --num-cpus 1` hangs ('Cluster resources are not enough to run any "
+        "task from TaskPoolMapOperator[ReadFilesParquetV2]'); half a CPU for the actor and the "
+        "reads, or no operator reservation, did not help in a quick probe.",
         "",
     ]
     return "\n".join(lines)
