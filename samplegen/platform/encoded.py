@@ -189,6 +189,9 @@ def encode_dataset(
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=1),
         num_gpus=gpus,
+        # The one encoder actor reserves no CPU: on a 1-CPU cluster a reserved CPU left Ray Data's
+        # Parquet read tasks unschedulable and the encoding hung forever.
+        num_cpus=0,
     )
     tables: dict[str, list[pa.Table]] = {s: [] for s in SPLITS}
     latent_dim = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -65,3 +66,47 @@ def test_refuses_a_non_outer_model_and_a_missing_dataset(outer_and_dataset, tmp_
         encode_dataset(inner_dir, ds, tmp_path / "enc", echo=None)
     with pytest.raises(EncodedError, match="not a samplegen dataset"):
         encode_dataset(outer, tmp_path, tmp_path / "enc", echo=None)
+
+
+ONE_CPU_SCRIPT = """
+import sys
+from pathlib import Path
+
+import ray
+import torch
+
+sys.path.insert(0, {helpers!r})
+from dataset_helpers import SMALL, instrument_folder
+
+from samplegen.models.artifact import save_model
+from samplegen.models.registry import build_model
+from samplegen.platform.datasets import prepare_dataset
+from samplegen.platform.encoded import encode_dataset, load_encoded
+
+root = Path({root!r})
+ray.init(num_cpus=1, include_dashboard=False, object_store_memory=150_000_000)
+instrument_folder(root / "src", 4)
+ds = prepare_dataset(root / "src", root / "ds", SMALL, echo=None)
+torch.manual_seed(0)
+model = build_model("conv2d_ae", {{"layers": 2, "kernels": 4, "kernel_size": 4}}, SMALL.shape)
+outer = save_model(root / "outer", model, codec=SMALL, dataset_fingerprint="x")
+enc = load_encoded(encode_dataset(outer, ds, root / "enc", batch_size=4, echo=None))
+print("ENCODED", sum(len(s.z) for s in enc.splits.values()))
+"""
+
+
+def test_encoding_finishes_on_a_one_cpu_cluster(tmp_path: Path) -> None:
+    # A separate Ray (1 CPU) needs its own process; the session's cluster has 2 CPUs.
+    import subprocess
+    import sys
+
+    script = tmp_path / "one_cpu.py"
+    script.write_text(
+        ONE_CPU_SCRIPT.format(helpers=str(Path(__file__).parent), root=str(tmp_path / "run"))
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=240, env=env
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "ENCODED 12" in done.stdout
