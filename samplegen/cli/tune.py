@@ -173,12 +173,22 @@ def run_outer(args: argparse.Namespace) -> int:
 
 def run_vae(args: argparse.Namespace) -> int:
     """Handler of `samplegen tune vae`: encode once with the frozen outer model, study inner models."""
+    from samplegen.errors import SamplegenError
     from samplegen.platform.chain import run_chain
     from samplegen.platform.study import ensure_ray
 
+    if args.refine_steps is not None and args.refine_steps < 0:
+        raise SamplegenError(f"--refine-steps: must be >= 0, got {args.refine_steps}")
     config = study_config_from_args(args)
     ensure_ray(config.address, config.num_cpus)
-    result = run_chain(config, args.outer, data=args.data, encoded=args.encoded, resume=args.resume)
+    result = run_chain(
+        config,
+        args.outer,
+        data=args.data,
+        encoded=args.encoded,
+        resume=args.resume,
+        refine_steps=args.refine_steps,
+    )
     print(f"encodings: {result.encoded}")
     print(f"study: {result.study.path}")
     if result.combined_model:
@@ -240,6 +250,14 @@ def register(subparsers: Any) -> None:
         default=None,
         metavar="DIR",
         help="encodings folder (default STORAGE/NAME-encoded)",
+    )
+    vae.add_argument(
+        "--refine-steps",
+        type=int,
+        default=None,
+        metavar="N",
+        help="optimisation steps refining each code of the exported combined model "
+        "(VAE only; default: none)",
     )
     add_study_arguments(vae, default_model="vae")
     vae.set_defaults(func=run_vae)

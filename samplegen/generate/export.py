@@ -44,7 +44,8 @@ class EncoderGraph(nn.Module):
         self.model = model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.encode(x).flatten(1)
+        # A graph holds no optimiser: codes a model refines per input are exported unrefined.
+        return self.model.encode_amortized(x).flatten(1)
 
 
 class DecoderGraph(nn.Module):
@@ -200,7 +201,9 @@ def export_model(
                 "name": "latent",
                 "shape": ["batch", space.dim],
                 "dtype": "float32",
-                "meaning": "latent mean",
+                "meaning": "latent mean (the encoder network's answer; samplegen refines it "
+                "with a few optimisation steps when the model's refine_steps is set, which a "
+                "graph cannot hold)",
             },
         },
         "decoder": {

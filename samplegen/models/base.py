@@ -93,6 +93,11 @@ class SampleModel(nn.Module):
         """Batch of inputs -> batch of latents (variational models: the posterior mean)."""
         raise NotImplementedError
 
+    def encode_amortized(self, x: torch.Tensor) -> torch.Tensor:
+        """The encoder network's answer alone, without any per-input optimisation (what exported
+        graphs hold); the same as `encode` unless a model refines its codes."""
+        return self.encode(x)
+
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Batch of latents -> batch of reconstructions with the input's shape."""
         raise NotImplementedError

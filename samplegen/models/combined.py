@@ -92,6 +92,9 @@ class CombinedModel(SampleModel):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.inner.encode(self._flat(x))
 
+    def encode_amortized(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner.encode_amortized(self._flat(x))
+
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self._unflat(self.inner.decode(z))
 

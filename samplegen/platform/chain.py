@@ -105,14 +105,34 @@ def export_combined(
     *,
     metrics: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
+    refine_steps: int | None = None,
 ) -> Path:
-    """Save the outer and inner models as one combined model directory."""
+    """Save the outer and inner models as one combined model directory.
+
+    `refine_steps` (VAE inner models only) sets how many optimisation steps refine each code when
+    the combined model encodes (see samplegen.models.vae); None keeps the inner model's setting.
+    The study never refines, so this changes no weight, only how codes are found afterwards.
+    """
+    import dataclasses
+
     from samplegen.models.artifact import load_model, save_model
     from samplegen.models.combined import CombinedModel
+    from samplegen.models.registry import build_model
 
     outer = load_model(outer_dir)
     inner = load_model(inner_dir)
-    combined = CombinedModel.from_parts(outer.model, inner.model)
+    inner_model = inner.model
+    if refine_steps is not None:
+        hp = inner_model.hparams
+        if not (dataclasses.is_dataclass(hp) and hasattr(hp, "refine_steps")):
+            raise ChainError(
+                f"--refine-steps: the inner model {inner.meta.name!r} does not refine its codes"
+            )
+        new_hp = dataclasses.asdict(dataclasses.replace(hp, refine_steps=int(refine_steps)))
+        inner_model = build_model(inner.meta.name, new_hp, inner_model.input_shape)
+        inner_model.load_state_dict(inner.model.state_dict())
+        inner_model.eval()
+    combined = CombinedModel.from_parts(outer.model, inner_model)
     return save_model(
         out,
         combined,
@@ -131,6 +151,7 @@ def run_chain(
     encoded: str | None = None,
     combined_out: str | os.PathLike[str] | None = None,
     resume: bool = False,
+    refine_steps: int | None = None,
     echo: Callable[[str], None] = print,
 ) -> ChainResult:
     """Encode once, run the inner study (`config`, a StudyConfig), export the best combined model.
@@ -138,6 +159,7 @@ def run_chain(
     `outer`: a model directory or an outer study folder. `data`: the dataset (default: the one the
     outer study ran on). `encoded`: where the encodings go (default: next to the study).
     `combined_out`: where the best combined model goes (default: STUDY/best_combined).
+    `refine_steps`: code refinement of the exported combined model (see `export_combined`).
     Ray must be initialised.
     """
     from samplegen.platform.encoded import encode_dataset
@@ -170,6 +192,7 @@ def run_chain(
                 "best_epoch": best.get("best_epoch"),
             },
             extra={"study": config.name, "trial_id": best.get("trial_id")},
+            refine_steps=refine_steps,
         )
         echo(f"[{config.name}] best combined model: {combined}")
     return ChainResult(result, enc_path, outer_dir, combined)

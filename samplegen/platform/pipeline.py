@@ -166,6 +166,7 @@ def run_pipeline(
             data=str(dataset),
             combined_out=run_dir / "models" / "combined",
             resume=_started(config),
+            refine_steps=preset.refine_steps,
             echo=echo,
         )
         _finished(result.study, "VAE study")

@@ -42,6 +42,8 @@ class Preset:
     inner: StageBudget = field(
         default_factory=lambda: StageBudget("vae", "random", "asha+cutoff", 4, 40)
     )
+    # Adam steps refining each VAE code when the combined model encodes (0 = the encoder's mean).
+    refine_steps: int = 0
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     griffin_lim_iters: int = 32
@@ -60,6 +62,7 @@ PRESETS: dict[str, Preset] = {
         ),
         outer_final_epochs=25,
         inner=StageBudget("vae", "random", "asha+cutoff", trials=4, epochs=60, space="quick_vae"),
+        refine_steps=100,
         griffin_lim_iters=32,
     ),
     "full": Preset(
@@ -70,6 +73,7 @@ PRESETS: dict[str, Preset] = {
         ),
         outer_final_epochs=1000,
         inner=StageBudget("vae", "tpe", "asha+cutoff", trials=100, epochs=400, space="full_vae"),
+        refine_steps=200,
         gpus_per_trial=0.25,
         griffin_lim_iters=64,
     ),

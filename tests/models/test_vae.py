@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from samplegen.models.layers import interpolate_layer_sizes
-from samplegen.models.registry import build_model, count_params
+from samplegen.models.registry import HParamError, build_model, count_params
 from samplegen.models.vae import kl_weight
 
 
@@ -75,3 +75,40 @@ def test_kl_warmup_schedules() -> None:
     loss = vae.loss(X, out, epoch=1)
     assert float((loss.total - loss.recon).detach()) == pytest.approx(0.25 * (KL0 + KL1), rel=1e-5)
     assert loss.metrics["kl_weight"] == 0.25
+
+
+def test_refined_codes_fit_better_and_do_not_depend_on_the_batch() -> None:
+    torch.manual_seed(0)
+    hp = {"latent": 3, "depth": 2, "ratio": 0.5, "beta": 0.1}
+    x = torch.rand(12, 40)
+    plain = build_model("vae", hp, (40,))
+    opt = torch.optim.Adam(plain.parameters(), lr=1e-2)
+    for _ in range(30):  # a little training, so the decoder means something
+        out = plain(x)
+        loss = plain.loss(x, out).total
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    plain.eval()
+    refined = build_model("vae", {**hp, "refine_steps": 60}, (40,)).eval()
+    refined.load_state_dict(plain.state_dict())
+    for p in refined.parameters():
+        p.grad = None
+
+    def objective(model, z):
+        return ((model.decode(z) - x).pow(2).sum(1) + 0.05 * z.pow(2).sum(1)).detach()
+
+    with torch.no_grad():
+        z0 = plain.encode(x)
+    z1 = refined.encode(x)
+    assert torch.equal(refined.encode_amortized(x), z0)
+    assert (objective(refined, z1) < objective(refined, z0)).all()
+    assert all(p.grad is None for p in refined.parameters())  # weights untouched
+    torch.testing.assert_close(refined.encode(x[:5]), z1[:5], rtol=1e-4, atol=1e-5)
+    out = refined(x)
+    torch.testing.assert_close(out.latent, z1)
+    assert (out.recon - x).pow(2).sum() < (plain(x).recon - x).pow(2).sum()
+    refined.train()
+    assert torch.equal(refined.encode(x), refined.encode_amortized(x))  # training never refines
+    with pytest.raises(HParamError, match="refine_steps"):
+        build_model("vae", {**hp, "refine_steps": -1}, (40,))
