@@ -1,0 +1,300 @@
+"""Exploration of inner models on a run's outer encodings, scored end to end (outer units).
+
+Not a target benchmark: the script behind the "inner-model exploration" table in RESULTS.md.
+Usage: .venv/bin/python benchmarks/explore_inner.py --run RUN [--outer MODEL] [--baselines]
+  [--epochs 100] [--beta 0.1] [--cond note,velocity] [--arch mlp|conv] [--pca K] [--refine N] ...
+It encodes RUN/dataset with the outer model (default RUN/models/outer), trains one VAE variant with
+a cosine learning rate and prints train/validation/test RMS% through the frozen outer decoder.
+"""
+
+import argparse
+import json
+import math
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from samplegen.models.artifact import load_model
+from samplegen.platform.datasets import load_dataset
+
+p = argparse.ArgumentParser()
+p.add_argument("--run", default="runs/quick")
+p.add_argument("--data", default=None)
+p.add_argument("--outer", default=None)
+p.add_argument("--epochs", type=int, default=150)
+p.add_argument("--lr", type=float, default=1e-3)
+p.add_argument("--batch", type=int, default=32)
+p.add_argument("--beta", type=float, default=1.0)
+p.add_argument("--free-bits", type=float, default=0.0)
+p.add_argument("--warmup", type=int, default=20)
+p.add_argument("--hidden", default="1024,256")
+p.add_argument("--cond", default="")  # note,velocity
+p.add_argument("--latent", type=int, default=8)
+p.add_argument("--baselines", action="store_true")
+p.add_argument("--standardize", action="store_true")
+p.add_argument("--dropout", type=float, default=0.0)
+p.add_argument("--wd", type=float, default=0.0)
+p.add_argument("--act", default="relu")
+p.add_argument("--arch", default="mlp")
+p.add_argument("--refine", type=int, default=0)
+p.add_argument("--pca", type=int, default=0)
+p.add_argument("--ch", type=int, default=128)
+p.add_argument("--e2e-epochs", type=int, default=0)
+a = p.parse_args()
+torch.set_num_threads(2)
+torch.set_flush_denormal(True)
+
+ds = load_dataset(a.data or f"{a.run}/dataset")
+outer = load_model(a.outer or f"{a.run}/models/outer").model
+N = int(np.prod(ds.codec.shape))
+
+
+X = {s: ds.splits[s].x for s in ("train", "validation", "test")}
+META = {s: ds.splits[s].meta for s in X}
+
+
+@torch.no_grad()
+def encode_all(x):
+    return np.concatenate(
+        [outer.encode(torch.as_tensor(x[i : i + 64])).numpy() for i in range(0, len(x), 64)]
+    )
+
+
+Z = {s: encode_all(x) for s, x in X.items()}
+lat_shape = Z["train"].shape[1:]
+Z = {s: z.reshape(len(z), -1) for s, z in Z.items()}
+_orig = np.array([not m.get("augmented") for m in META["train"]])
+if not _orig.all():
+    X["orig"] = X["train"][_orig]
+    Z["orig"] = Z["train"][_orig]
+    META["orig"] = [m for m, o in zip(META["train"], _orig, strict=False) if o]
+
+
+@torch.no_grad()
+def e2e(zhat, x):
+    out = []
+    for i in range(0, len(zhat), 64):
+        zb = torch.as_tensor(np.asarray(zhat[i : i + 64], np.float32)).reshape(-1, *lat_shape)
+        r = outer.decode(zb).numpy()
+        out.append(((r - x[i : i + 64]) ** 2).reshape(len(r), -1).sum(1))
+    loss = np.concatenate(out)
+    return loss, 100 * math.sqrt(loss.mean() / N)
+
+
+def cond_of(split):
+    cols = []
+    if "note" in a.cond:
+        notes = np.array([m["note"] or 0 for m in META[split]])
+        cols.append(np.stack([notes == n for n in (48, 60, 72)], 1))
+    if "velocity" in a.cond:
+        v = np.array([m["velocity"] or 0 for m in META[split]])
+        cols.append(np.stack([v == n for n in (64, 100, 127)], 1))
+    if not cols:
+        return np.zeros((len(META[split]), 0), np.float32)
+    return np.concatenate(cols, 1).astype(np.float32)
+
+
+C = {s: cond_of(s) for s in X}
+
+if a.baselines:
+    for s in X:
+        print(f"outer-only {s}: {e2e(Z[s], X[s])[1]:.3f}%")
+    mean = Z["train"].mean(0)
+    _, sv, vt = np.linalg.svd(Z["train"] - mean, full_matrices=False)
+    for k in (8, 16, 32, 926):
+        comp = vt[:k]
+        r = {s: e2e((Z[s] - mean) @ comp.T @ comp + mean, X[s])[1] for s in X}
+        print(f"pca{k}: " + " ".join(f"{s} {v:.3f}%" for s, v in r.items()), flush=True)
+    # note-conditioned linear: per-note mean + PCA-8 of residuals
+    if "note" in a.cond:
+        ci = {s: C[s][:, :3].argmax(1) for s in X}
+        means = np.stack([Z["train"][ci["train"] == j].mean(0) for j in range(3)])
+        res = Z["train"] - means[ci["train"]]
+        _, sv, vt = np.linalg.svd(res, full_matrices=False)
+        comp = vt[:8]
+        r = {}
+        for s in X:
+            rs = Z[s] - means[ci[s]]
+            r[s] = e2e(rs @ comp.T @ comp + means[ci[s]], X[s])[1]
+        print("note-mean+pca8: " + " ".join(f"{s} {v:.3f}%" for s, v in r.items()), flush=True)
+    raise SystemExit
+
+BACK = None
+if a.pca:
+    _mean = Z["train"].mean(0)
+    _, _, _vt = np.linalg.svd(Z["train"] - _mean, full_matrices=False)
+    _V = _vt[: a.pca]
+    Zc = {s: (Z[s] - _mean) @ _V.T for s in Z}
+    BACK = lambda c: c @ _V + _mean  # noqa: E731
+else:
+    Zc = Z
+mu_z = Zc["train"].mean(0)
+sd_z = Zc["train"].std(0) + 1e-3 if a.standardize else np.ones_like(mu_z)
+norm = {s: ((Zc[s] - mu_z) / sd_z).astype(np.float32) for s in X}
+D = norm["train"].shape[1]
+nc = C["train"].shape[1]
+hid = [int(h) for h in a.hidden.split(",") if h]
+Act = {"relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU}[a.act]
+
+
+def mlp(sizes, last_act=False):
+    layers = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2 or last_act:
+            layers.append(Act())
+            if a.dropout:
+                layers.append(nn.Dropout(a.dropout))
+    return nn.Sequential(*layers)
+
+
+class CVAE(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.enc = mlp([D + nc] + hid, last_act=True)
+        self.mu = nn.Linear(hid[-1], a.latent)
+        self.lv = nn.Linear(hid[-1], a.latent)
+        self.dec = mlp([a.latent + nc] + hid[::-1] + [D])
+
+    def forward(self, x, c):
+        h = self.enc(torch.cat([x, c], 1))
+        mu, lv = self.mu(h), self.lv(h)
+        z = mu + torch.randn_like(mu) * (0.5 * lv).exp() if self.training else mu
+        return self.dec(torch.cat([z, c], 1)), mu, lv
+
+
+class ConvVAE(nn.Module):
+    """Temporal conv VAE over (frame_latent, frames) codes."""
+
+    def __init__(self):
+        super().__init__()
+        F, T = lat_shape
+        ch = a.ch
+        self.F, self.T = F, T
+        self.enc = nn.Sequential(
+            nn.Conv1d(F + nc, ch, 5, padding=2),
+            Act(),
+            nn.Conv1d(ch, ch, 4, stride=2, padding=1),
+            Act(),
+            nn.Conv1d(ch, ch, 4, stride=2, padding=1),
+            Act(),
+            nn.Conv1d(ch, ch, 4, stride=2, padding=1),
+            Act(),
+        )
+        with torch.no_grad():
+            t = self.enc(torch.zeros(1, F + nc, T)).shape[-1]
+        self.t = t
+        self.mu = nn.Linear(ch * t, a.latent)
+        self.lv = nn.Linear(ch * t, a.latent)
+        self.fc = nn.Sequential(
+            nn.Linear(a.latent + nc, hid[0]), Act(), nn.Linear(hid[0], ch * 11), Act()
+        )
+        self.dec = nn.Sequential(
+            nn.ConvTranspose1d(ch + nc, ch, 4, stride=2, padding=1),
+            Act(),
+            nn.ConvTranspose1d(ch, ch, 4, stride=2, padding=1),
+            Act(),
+            nn.ConvTranspose1d(ch, ch, 4, stride=2, padding=1),
+            Act(),
+            nn.Conv1d(ch, F, 5, padding=2),
+        )
+
+    def forward(self, x, c):
+        B = x.shape[0]
+        xi = x.reshape(B, self.F, self.T)
+        ci = c[:, :, None].expand(B, c.shape[1], self.T)
+        h = self.enc(torch.cat([xi, ci], 1)).flatten(1)
+        mu, lv = self.mu(h), self.lv(h)
+        z = mu + torch.randn_like(mu) * (0.5 * lv).exp() if self.training else mu
+        g = self.fc(torch.cat([z, c], 1)).reshape(B, -1, 11)
+        g = torch.cat([g, c[:, :, None].expand(B, c.shape[1], 11)], 1)
+        out = self.dec(g)[:, :, : self.T]
+        return out.reshape(B, -1), mu, lv
+
+
+torch.manual_seed(0)
+m = CVAE() if a.arch == "mlp" else ConvVAE()
+opt = torch.optim.Adam(m.parameters(), lr=a.lr, weight_decay=a.wd)
+w_sd = torch.as_tensor(sd_z.astype(np.float32))
+tx, tc = torch.as_tensor(norm["train"]), torch.as_tensor(C["train"])
+print("params", sum(p.numel() for p in m.parameters()), flush=True)
+
+
+def predict(split):
+    m.eval()
+    with torch.no_grad():
+        r, mu, lv = m(torch.as_tensor(norm[split]), torch.as_tensor(C[split]))
+    out = r.numpy() * sd_z + mu_z
+    return (BACK(out) if BACK is not None else out), mu.numpy(), lv.numpy()
+
+
+t0 = time.time()
+total_epochs = a.epochs + a.e2e_epochs
+for ep in range(1, total_epochs + 1):
+    lr = a.lr * 0.5 * (1 + math.cos(math.pi * (ep - 1) / total_epochs))
+    for g in opt.param_groups:
+        g["lr"] = lr
+    m.train()
+    perm = torch.randperm(len(tx))
+    kw = min(1.0, ep / a.warmup) * a.beta
+    tot = 0.0
+    for i in range(0, len(perm), a.batch):
+        idx = perm[i : i + a.batch]
+        x, c = tx[idx], tc[idx]
+        r, mu, lv = m(x, c)
+        if ep > a.epochs:
+            zr = (r * w_sd + torch.as_tensor(mu_z)).reshape(-1, *lat_shape)
+            zt = (x * w_sd + torch.as_tensor(mu_z)).reshape(-1, *lat_shape)
+            with torch.no_grad():
+                target = torch.as_tensor(X["train"][idx.numpy()])
+            rec = (outer.decode(zr) - target).pow(2).flatten(1).sum(1).mean()
+        else:
+            rec = ((r - x) * w_sd).pow(2).sum(1).mean()
+        kld = 0.5 * (mu.pow(2) + lv.exp() - 1 - lv).mean(0)
+        if a.free_bits:
+            kld = kld.clamp(min=a.free_bits)
+        loss = rec + kw * kld.sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        tot += float(rec.detach()) * len(idx)
+    if ep % 25 == 0 or ep == total_epochs:
+        res = {s: e2e(predict(s)[0], X[s])[1] for s in X}
+        _, mu, lv = predict("train")
+        active = int((mu.var(0) > 0.01).sum())
+        kl = 0.5 * (mu**2 + np.exp(lv) - 1 - lv).mean(0)
+        print(
+            f"ep {ep} rec {tot / len(tx):.2f} "
+            + " ".join(f"{s} {v:.3f}%" for s, v in res.items())
+            + f" active {active} kl {kl.sum():.1f} {time.time() - t0:.0f}s",
+            flush=True,
+        )
+if a.refine:
+    m.eval()
+    for p_ in m.parameters():
+        p_.requires_grad_(False)
+    for split in ("orig", "train", "validation", "test"):
+        if split not in X:
+            continue
+        xs = torch.as_tensor(norm[split])
+        cs = torch.as_tensor(C[split])
+        with torch.no_grad():
+            _, mu0, _ = m(xs, cs)
+        z = mu0.clone().requires_grad_(True)
+        zo = torch.optim.Adam([z], lr=0.05)
+        for _step in range(a.refine):
+            r = m.dec(torch.cat([z, cs], 1))
+            err = (((r - xs) * w_sd).pow(2).sum(1)).sum() + 0.1 * z.pow(2).sum()
+            zo.zero_grad()
+            err.backward()
+            zo.step()
+        with torch.no_grad():
+            out = m.dec(torch.cat([z, cs], 1)).numpy() * sd_z + mu_z
+        zz = BACK(out) if BACK is not None else out
+        print(
+            f"refined {split}: {e2e(zz, X[split])[1]:.3f}% |z| {float(z.norm(dim=1).mean()):.2f} vs {float(mu0.norm(dim=1).mean()):.2f}",
+            flush=True,
+        )
+print(json.dumps(vars(a)))

@@ -1,0 +1,84 @@
+"""Exploration of outer models with a cosine learning rate (not a target benchmark).
+
+Usage: .venv/bin/python benchmarks/explore_outer.py --data RUN/dataset --hp '{"frame_latent": 72,
+  "hidden": 512}' --epochs 30 --lr 3e-4 [--out MODEL_DIR]
+Prints train/validation/test RMS% every few epochs; the "outer exploration" rows in RESULTS.md.
+"""
+
+import argparse
+import json
+import math
+import time
+
+import numpy as np
+import torch
+
+from samplegen.models.artifact import save_model
+from samplegen.models.registry import build_model
+from samplegen.platform.datasets import load_dataset
+
+p = argparse.ArgumentParser()
+p.add_argument("--data", default="runs/quick/dataset")
+p.add_argument("--model", default="frame_ae")
+p.add_argument("--hp", default='{"frame_latent": 72, "hidden": 512, "depth": 2, "context": 3}')
+p.add_argument("--epochs", type=int, default=40)
+p.add_argument("--lr", type=float, default=1e-3)
+p.add_argument("--batch", type=int, default=16)
+p.add_argument("--out", default=None)
+p.add_argument("--eval-every", type=int, default=5)
+a = p.parse_args()
+torch.set_num_threads(2)
+torch.set_flush_denormal(True)
+ds = load_dataset(a.data)
+X = {s: ds.splits[s].x for s in ("train", "validation", "test")}
+N = int(np.prod(ds.codec.shape))
+torch.manual_seed(0)
+m = build_model(a.model, json.loads(a.hp), X["train"].shape[1:])
+print("params", sum(p.numel() for p in m.parameters()), flush=True)
+opt = torch.optim.Adam(m.parameters(), lr=a.lr)
+
+
+@torch.no_grad()
+def rms(x):
+    m.eval()
+    tot = 0.0
+    for i in range(0, len(x), 64):
+        xb = torch.as_tensor(x[i : i + 64])
+        tot += float((m.decode(m.encode(xb)) - xb).pow(2).sum())
+    return 100 * math.sqrt(tot / len(x) / N)
+
+
+t0 = time.time()
+rng = np.random.default_rng(0)
+for ep in range(1, a.epochs + 1):
+    lr = a.lr * 0.5 * (1 + math.cos(math.pi * (ep - 1) / a.epochs))
+    for g in opt.param_groups:
+        g["lr"] = lr
+    m.train()
+    perm = rng.permutation(len(X["train"]))
+    for i in range(0, len(perm), a.batch):
+        xb = torch.as_tensor(X["train"][np.sort(perm[i : i + a.batch])])
+        loss = (m.decode(m.encode(xb)) - xb).pow(2).flatten(1).sum(1).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    if ep % a.eval_every == 0 or ep == a.epochs:
+        r = {s: rms(x) for s, x in X.items()}
+        print(
+            f"ep {ep} "
+            + " ".join(f"{s} {v:.3f}%" for s, v in r.items())
+            + f" {time.time() - t0:.0f}s",
+            flush=True,
+        )
+if a.out:
+    save_model(a.out, m, codec=ds.codec, dataset_fingerprint=ds.fingerprint)
+    with torch.no_grad():
+        m.eval()
+        z = {
+            s: np.concatenate(
+                [m.encode(torch.as_tensor(x[i : i + 64])).numpy() for i in range(0, len(x), 64)]
+            ).reshape(len(x), -1)
+            for s, x in X.items()
+        }
+    np.savez(a.out + "/encodings.npz", **z)
+print(json.dumps(vars(a)))
