@@ -33,6 +33,7 @@ def _study_config(
     from samplegen.platform.study import StudyConfig
 
     budget = preset.outer if which == "outer" else preset.inner
+    rules = {} if budget.stop_on_overfit else {"overfit_limit": None}
     return StudyConfig(
         name=f"{which}_study",
         model=budget.model,
@@ -49,6 +50,7 @@ def _study_config(
         cutoff_grace=budget.cutoff_grace,
         train_subset=budget.train_subset,
         address=address,
+        **rules,
     )
 
 

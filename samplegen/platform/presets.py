@@ -26,6 +26,9 @@ class StageBudget:
     space: str | None = None  # a packaged preset space (spaces/presets/NAME.yaml) or a YAML file
     cutoff_grace: int = 20
     train_subset: int | None = None
+    # False turns off the study's overfit stop (validation/train above its limit). A VAE with a
+    # small beta fits its training encodings long before its validation loss stops falling.
+    stop_on_overfit: bool = True
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,15 @@ PRESETS: dict[str, Preset] = {
             "frame_ae", "random", "asha+cutoff", trials=3, epochs=4, space="quick_frame_ae"
         ),
         outer_final_epochs=25,
-        inner=StageBudget("vae", "random", "asha+cutoff", trials=4, epochs=60, space="quick_vae"),
+        inner=StageBudget(
+            "vae",
+            "random",
+            "asha+cutoff",
+            trials=4,
+            epochs=60,
+            space="quick_vae",
+            stop_on_overfit=False,
+        ),
         refine_steps=100,
         griffin_lim_iters=32,
     ),
@@ -72,7 +83,15 @@ PRESETS: dict[str, Preset] = {
             "frame_ae", "gp", "asha+cutoff", trials=60, epochs=200, space="full_frame_ae"
         ),
         outer_final_epochs=1000,
-        inner=StageBudget("vae", "tpe", "asha+cutoff", trials=100, epochs=400, space="full_vae"),
+        inner=StageBudget(
+            "vae",
+            "tpe",
+            "asha+cutoff",
+            trials=100,
+            epochs=400,
+            space="full_vae",
+            stop_on_overfit=False,
+        ),
         refine_steps=200,
         gpus_per_trial=0.25,
         griffin_lim_iters=64,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from samplegen.dsp.config import CodecConfig
 from samplegen.models.registry import build_model
 from samplegen.platform.presets import PRESETS, space_path
 from samplegen.platform.spaces import Param, load_space, resolve_space
+from samplegen.platform.study import StudyConfig
 from samplegen.platform.training import split_config
 
 STAGES = [(name, stage) for name in PRESETS for stage in ("outer", "inner")]
@@ -31,8 +34,15 @@ def test_preset_spaces_build_at_every_corner(preset: str, stage: str) -> None:
         # Issue 9: at most 8 latent variables for the chained VAE.
         assert max(_corners(next(p for p in space.params if p.name == "latent"))) <= 8
     codec = CodecConfig()
-    outer_latent = 64 * codec.shape[1]  # a frame_ae encoding; the inner input is flat
-    shape = codec.shape if stage == "outer" else (outer_latent,)
+    # The inner study's input is the outer encoding, flat: size it by the largest frame_latent the
+    # same preset's outer space allows, so no corner is rejected by the study's parameter cap.
+    outer_path = space_path(PRESETS[preset].outer.space)
+    outer_space = (
+        load_space(outer_path) if outer_path else resolve_space(PRESETS[preset].outer.model)
+    )
+    frame_latent = max(_corners(next(p for p in outer_space.params if p.name == "frame_latent")))
+    shape = codec.shape if stage == "outer" else (int(frame_latent) * codec.shape[1],)
+    cap = next(f.default for f in dataclasses.fields(StudyConfig) if f.name == "max_params")
     # Every end of every range and every choice, one parameter at a time, plus all-low and
     # all-high together (the corners bound model size).
     low = {p.name: _corners(p)[0] for p in space.params}
@@ -41,5 +51,5 @@ def test_preset_spaces_build_at_every_corner(preset: str, stage: str) -> None:
     for config in configs:
         optim, model_hp = split_config(config)
         assert optim.lr > 0
-        model = build_model(budget.model, model_hp, shape, device="meta")
+        model = build_model(budget.model, model_hp, shape, max_params=cap, device="meta")
         assert model.num_params() > 0, config
