@@ -1,7 +1,7 @@
 """Presets of the main job (`samplegen run --preset quick|full`): every budget in one place.
 
-`quick` fits a 2-core CPU in well under 15 minutes and still reconstructs recognisably; `full` is a
-real search for a GPU machine or a cluster.
+`quick` fits a 2-core CPU in about 14 minutes (RESULTS.md, sound quality) and reconstructs well;
+`full` is a real search for a GPU machine or a cluster.
 """
 
 from __future__ import annotations
