@@ -1,0 +1,49 @@
+"""How many refinement steps a run's combined VAE model needs (not a target benchmark).
+
+Usage: .venv/bin/python benchmarks/explore_refine.py RUN [--steps 0,50,100,200,400]
+Rebuilds the run's combined model with each `refine_steps` value (same weights) and prints the
+end-to-end RMS% on the validation split (for choosing) and the test split (for reporting).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+
+import numpy as np
+import torch
+
+from samplegen.models.artifact import load_model
+from samplegen.models.registry import build_model
+from samplegen.platform.datasets import load_dataset
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("run")
+    p.add_argument("--steps", default="0,50,100,200,400")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    combined = load_model(f"{args.run}/models/combined").model
+    data = load_dataset(f"{args.run}/dataset", splits=("validation", "test"))
+    inner = combined.inner
+    for steps in (int(s) for s in args.steps.split(",")):
+        hp = dataclasses.asdict(dataclasses.replace(inner.hparams, refine_steps=steps))
+        refined = build_model(inner.name, hp, inner.input_shape)
+        refined.load_state_dict(inner.state_dict())
+        combined.inner = refined.eval()
+        figures = []
+        for split in ("validation", "test"):
+            x = data.splits[split].x
+            total = 0.0
+            with torch.no_grad():
+                for i in range(0, len(x), 64):
+                    xb = torch.from_numpy(np.ascontiguousarray(x[i : i + 64]))
+                    total += float((combined.reconstruct(xb) - xb).pow(2).sum())
+            figures.append(100 * math.sqrt(total / len(x) / np.prod(x.shape[1:])))
+        print(f"refine_steps {steps}: validation {figures[0]:.3f}% test {figures[1]:.3f}%")
+
+
+if __name__ == "__main__":
+    main()
