@@ -63,7 +63,7 @@ PRESETS: dict[str, Preset] = {
         outer=StageBudget(
             "frame_ae", "random", "asha+cutoff", trials=3, epochs=4, space="quick_frame_ae"
         ),
-        # 25 epochs left the outer model at 0.80% test RMS, 60 at 0.73% (RESULTS.md, exploration).
+        # 60 cosine epochs gave 0.73% test RMS, 80 gave 0.68% (RESULTS.md, sound quality).
         outer_final_epochs=80,
         inner=StageBudget(
             "vae",

@@ -91,3 +91,6 @@ def test_tune_vae_cli_errors_are_one_line(
     assert main([*args, "--model", "frame_ae"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not an inner model" in err[0]
+    assert main([*args, "--refine-steps", "-1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--refine-steps: must be >= 0" in err[0]
