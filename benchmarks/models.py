@@ -1,6 +1,7 @@
-"""Benchmark every model at realistic shapes: parameters, training and decoding speed on CPU.
+"""Benchmark every model at realistic shapes: parameters, training and decoding speed.
 
-Usage: .venv/bin/python benchmarks/models.py [--seconds 4] [--batch 32] [--no-write]
+Usage: .venv/bin/python benchmarks/models.py [--seconds 4] [--batch 32] [--device cpu|cuda]
+       [--amp] [--no-write]
 
 Training throughput: samples/s of forward + loss + backward + Adam step (torch threads = 2,
 denormals flushed). Decode speed: times real time = batch * 2 s of audio / seconds to decode a
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import platform
 import sys
 import time
@@ -72,38 +74,54 @@ def _batch(shape: tuple[int, ...], n: int, g: torch.Generator) -> torch.Tensor:
     return torch.rand(n, *shape, generator=g)
 
 
-def _timed(fn: Any, seconds: float, max_iters: int = 50) -> float:
-    """Mean seconds per call after one warm-up, running until `seconds` or max_iters."""
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _timed(fn: Any, seconds: float, device: str = "cpu", max_iters: int = 50) -> float:
+    """Mean seconds per call after two warm-ups, running until `seconds` or max_iters."""
     fn()
+    fn()
+    _sync(device)
     n, start = 0, time.perf_counter()
     while n < max_iters and (n == 0 or time.perf_counter() - start < seconds):
         fn()
         n += 1
+    _sync(device)
     return (time.perf_counter() - start) / n
 
 
 def bench(
-    name: str, hp: dict[str, Any], shape: tuple[int, ...], batch: int, seconds: float
+    name: str,
+    hp: dict[str, Any],
+    shape: tuple[int, ...],
+    batch: int,
+    seconds: float,
+    device: str = "cpu",
+    amp: bool = False,
 ) -> dict[str, float]:
     g = torch.Generator().manual_seed(0)
-    model = build_model(name, hp, shape)
-    x = _batch(shape, batch, g)
+    model = build_model(name, hp, shape, device=device)
+    x = _batch(shape, batch, g).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
 
     def step() -> None:
-        out = model(x)
-        loss = model.loss(x, out, epoch=0)
+        # The Trainer's mixed precision: bf16 autocast, no loss scaling needed.
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+            out = model(x)
+            loss = model.loss(x, out, epoch=0)
         opt.zero_grad(set_to_none=True)
         loss.total.backward()
         opt.step()
 
     model.train()
-    train_s = _timed(step, seconds)
+    train_s = _timed(step, seconds, device)
     model.eval()
     with torch.no_grad():
         z = model.encode(x)
-    decode_s = _timed(lambda: model.decode(z), seconds)
-    encode_s = _timed(lambda: model.encode(x), seconds)
+        decode_s = _timed(lambda: model.decode(z), seconds, device)
+        encode_s = _timed(lambda: model.encode(x), seconds, device)
     return {
         "params": model.num_params(),
         "compression": model.compression,
@@ -113,17 +131,27 @@ def bench(
     }
 
 
+def _machine(device: str) -> str:
+    if device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name(device)} ({platform.machine()}, {os.cpu_count()} CPUs)"
+    return f"{os.cpu_count()}-core CPU, no GPU ({platform.machine()})"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=4.0, help="timing budget per measurement")
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--amp", action="store_true", help="bf16 autocast in training (cuda)")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     torch.set_flush_denormal(True)
+    if args.amp and not args.device.startswith("cuda"):
+        parser.error("--amp needs --device cuda (the Trainer only autocasts on a GPU)")
     rows = []
     for label, name, hp, shape in cases():
-        r = bench(name, hp, shape, args.batch, args.seconds)
+        r = bench(name, hp, shape, args.batch, args.seconds, args.device, args.amp)
         line = (
             f"| {label} | {shape} | {r['params']:,} | {r['compression']:.1f} | "
             f"{r['train_sps']:.1f} | {r['decode_xrt']:,.0f} | {r['encode_xrt']:,.0f} |"
@@ -136,9 +164,9 @@ def main(argv: list[str] | None = None) -> int:
             "",
             f"## models ({dt.date.today().isoformat()})",
             "",
-            f"Command: `{cmd.strip()}`. Machine: 2-core CPU, no GPU ({platform.machine()}), torch "
+            f"Command: `{cmd.strip()}`. Machine: {_machine(args.device)}, torch "
             f"{torch.__version__}, 2 threads, denormals flushed, batch {args.batch}, plain Adam "
-            "(not fused). Training = forward + loss + backward + Adam step; x real time = batch x 2 s / "
+            f"(not fused){', bf16 autocast' if args.amp else ''}. Training = forward + loss + backward + Adam step; x real time = batch x 2 s / "
             "seconds per batch (decode: latent -> model output, no Griffin-Lim).",
             "",
             "| model | input | params | compression | train samples/s | decode x real time | "

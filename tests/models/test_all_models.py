@@ -143,3 +143,35 @@ def test_model_trains_and_round_trips(
         assert loaded.model.compression == pytest.approx(
             loaded.model.outer.compression * loaded.model.inner.compression
         )
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize(("name", "hparams", "shape"), CASES, ids=lambda v: str(v)[:40])
+def test_model_runs_on_cuda_like_on_cpu(
+    name: str, hparams: dict[str, Any], shape: tuple[int, ...], tmp_path: Path
+) -> None:
+    torch.manual_seed(0)
+    model = build_model(name, hparams, shape, device="cpu")
+    x = _input(shape, 4, seed=1)
+    model.eval()
+    with torch.no_grad():
+        expected = model(x).recon
+    codec = CodecConfig(representation="wave") if shape == WAVE else CodecConfig()
+    save_model(tmp_path / "m", model, codec=codec, dataset_fingerprint="abc", metrics={})
+    gpu = load_model(tmp_path / "m", device="cuda").model
+    assert all(p.device.type == "cuda" for p in gpu.parameters())
+    with torch.no_grad():
+        got = gpu(x.cuda()).recon
+    assert got.device.type == "cuda"
+    # TF32 convolutions and reordered reductions: close, not bit-equal.
+    torch.testing.assert_close(got.cpu(), expected, rtol=2e-2, atol=2e-3)
+
+    # A training step under bf16 autocast, as Trainer(amp=True) takes it.
+    gpu.train()
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        out = gpu(x.cuda())
+        loss = gpu.loss(x.cuda(), out, epoch=1)
+    loss.total.backward()
+    assert torch.isfinite(loss.total)
+    grads = [p.grad for p in gpu.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)

@@ -17,6 +17,7 @@ from samplegen.platform.training import (
     Trainer,
     load_best_weights,
     load_checkpoint,
+    mix_batch,
     model_tensors,
     save_checkpoint,
     split_config,
@@ -32,10 +33,12 @@ def _data(n: int, seed: int) -> np.ndarray:
     return (0.5 * ramp + 0.5 * rng.random((n, *SHAPE), dtype=np.float32)).astype(np.float32)
 
 
-def _trainer(lr: float = 3e-3, seed: int = 0, schedule: str = "constant") -> Trainer:
+def _trainer(
+    lr: float = 3e-3, seed: int = 0, schedule: str = "constant", mixup: float = 0.0
+) -> Trainer:
     torch.manual_seed(seed)
     model = build_model("conv2d_ae", HP, SHAPE)
-    optim = OptimHparams(8, lr, 0.0, lr_schedule=schedule)
+    optim = OptimHparams(8, lr, 0.0, lr_schedule=schedule, mixup=mixup)
     return Trainer(model, optim, _data(40, 1), _data(12, 2), seed=seed, total_epochs=4)
 
 
@@ -51,6 +54,29 @@ def test_split_config_follows_the_original_scaling() -> None:
     assert optim.lr_schedule == "cosine" and model_hp == {"layers": 2}
     with pytest.raises(SamplegenError, match="lr_schedule: 'step'"):
         split_config({"lr_schedule": "step"})
+    optim, model_hp = split_config({"mixup": 0.5, "layers": 2})
+    assert optim.mixup == 0.5 and model_hp == {"layers": 2}
+    assert split_config({})[0].mixup == 0.0
+    with pytest.raises(SamplegenError, match="mixup: must be >= 0"):
+        split_config({"mixup": -1})
+
+
+def test_mix_batch_makes_convex_mixes_of_pairs_within_the_batch() -> None:
+    x = torch.arange(24, dtype=torch.float32).reshape(6, 2, 2)
+    mixed, lam, perm = mix_batch(x, 0.4, np.random.default_rng(0))
+    assert mixed.shape == x.shape and sorted(perm) == list(range(6))
+    assert ((lam >= 0) & (lam <= 1)).all() and len(set(lam.round(6))) > 1
+    for i in range(6):
+        expected = lam[i] * x[i] + (1 - lam[i]) * x[perm[i]]
+        torch.testing.assert_close(mixed[i], expected)
+    again, lam2, perm2 = mix_batch(x, 0.4, np.random.default_rng(0))
+    assert torch.equal(again, mixed) and (perm2 == perm).all()
+
+
+def test_mixup_changes_what_the_trainer_learns() -> None:
+    plain, mixed = _trainer(), _trainer(mixup=0.4)
+    a, b = plain.run_epoch(1), mixed.run_epoch(1)
+    assert np.isfinite(b.train_loss) and a.val_loss != b.val_loss
 
 
 def test_cosine_schedule_falls_from_lr_to_zero_over_the_run() -> None:
@@ -81,24 +107,36 @@ def test_training_lowers_the_validation_loss() -> None:
     assert np.isfinite(last.train_loss) and last.seconds > 0
 
 
-@pytest.mark.parametrize("schedule", ["constant", "cosine"])
-def test_resumed_training_equals_uninterrupted_training(tmp_path: Path, schedule: str) -> None:
-    straight = _trainer(schedule=schedule)
+@pytest.mark.parametrize(
+    ("schedule", "mixup"), [("constant", 0.0), ("cosine", 0.0), ("cosine", 0.4)]
+)
+def test_resumed_training_equals_uninterrupted_training(
+    tmp_path: Path, schedule: str, mixup: float
+) -> None:
+    straight = _trainer(schedule=schedule, mixup=mixup)
     losses = [straight.run_epoch(e).val_loss for e in (1, 2, 3, 4)]
 
-    first = _trainer(schedule=schedule)
+    first = _trainer(schedule=schedule, mixup=mixup)
     for e in (1, 2):
         first.run_epoch(e)
     save_checkpoint(tmp_path / "ck", first, {"epoch": 2}, model_tensors(first.model))
     tensors, meta = load_checkpoint(tmp_path / "ck")
     assert meta["epoch"] == 2 and any(k.startswith("optim.") for k in tensors)
 
-    resumed = _trainer(seed=0, schedule=schedule)
+    resumed = _trainer(seed=0, schedule=schedule, mixup=mixup)
     resumed.load_state_tensors(tensors, meta["optimizer"])
     again = [resumed.run_epoch(e).val_loss for e in (3, 4)]
     assert again == pytest.approx(losses[2:], rel=1e-5)
     best = load_best_weights(tmp_path / "ck")
     assert set(best) == set(first.model.state_dict())
+
+
+def test_training_leaves_subnormal_floats_on() -> None:
+    trainer = _trainer()
+    trainer.run_epoch(1)
+    # Flushing is scoped to the epoch: afterwards the process computes subnormals again.
+    assert (torch.tensor([1e-39]) * 1.0).item() != 0.0
+    assert np.float32(1e-39) * np.float32(1.0) != 0.0
 
 
 def test_a_diverging_run_raises_non_finite_loss() -> None:
@@ -121,3 +159,50 @@ def test_resource_checks_and_device_choice() -> None:
     assert trial_device(0.0) == "cpu"
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert trial_device(0.25) == expected
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@needs_cuda
+@pytest.mark.parametrize("amp", [False, True])
+def test_cuda_training_keeps_the_splits_on_the_gpu_and_learns(amp: bool) -> None:
+    torch.manual_seed(0)
+    model = build_model("conv2d_ae", HP, SHAPE, device="cuda")
+    optim = OptimHparams(8, 3e-3, lr_schedule="cosine")
+    trainer = Trainer(model, optim, _data(40, 1), _data(12, 2), device="cuda", amp=amp)
+    assert trainer.amp is amp
+    assert trainer.train_x.device.type == "cuda" and trainer.val_x.device.type == "cuda"
+    first = trainer.run_epoch(1)
+    for epoch in range(2, 7):
+        last = trainer.run_epoch(epoch)
+    assert last.val_loss < first.val_loss
+    assert all(p.device.type == "cuda" for p in model.parameters())
+
+
+@needs_cuda
+def test_cuda_training_matches_cpu_training() -> None:
+    cpu = _trainer()
+    # The CPU trainer's initial weights (a model built on cuda draws them from the CUDA RNG).
+    model = build_model("conv2d_ae", HP, SHAPE, device="cuda")
+    model.load_state_dict(cpu.model.state_dict())
+    gpu = Trainer(model, OptimHparams(8, 3e-3), _data(40, 1), _data(12, 2), device="cuda")
+    for epoch in (1, 2, 3):
+        # Same seeds, same batches; only the kernels differ (cuDNN may use TF32 for convolutions).
+        assert gpu.run_epoch(epoch).val_loss == pytest.approx(
+            cpu.run_epoch(epoch).val_loss, rel=2e-2
+        )
+
+
+@needs_cuda
+def test_a_gpu_checkpoint_resumes_on_cpu(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = build_model("conv2d_ae", HP, SHAPE, device="cuda")
+    gpu = Trainer(model, OptimHparams(8, 3e-3), _data(40, 1), _data(12, 2), device="cuda")
+    gpu.run_epoch(1)
+    save_checkpoint(tmp_path / "ck", gpu, {"epoch": 1}, model_tensors(gpu.model))
+    tensors, meta = load_checkpoint(tmp_path / "ck")
+    cpu = _trainer()
+    cpu.load_state_tensors(tensors, meta["optimizer"])
+    assert all(p.device.type == "cpu" for p in cpu.model.parameters())
+    assert np.isfinite(cpu.run_epoch(2).val_loss)
