@@ -17,9 +17,12 @@ reported on validation and test, with and without refinement (`refine_steps` 100
 Usage:
   python benchmarks/sweep_inner.py --encoded RUN/vae_study-encoded --dataset RUN/dataset \
       --outer RUN/models/outer --grid broad --workers 8 --out sweep.jsonl [--save-best DIR]
+  python benchmarks/sweep_inner.py --table sweep.jsonl    (seeds averaged, best validation first)
 The dataset folder only needs dataset.json and the validation and test Parquet files. With
 --extra-encoded, configurations marked `extra` also train on that folder's train split (e.g. the
 same programs rendered from another SoundFont); validation and test stay the run's own.
+Configurations with `trainval` train on train + validation and keep their last epoch (their
+validation columns are then not held out); `select: last` keeps the last epoch on train alone.
 """
 
 from __future__ import annotations
@@ -58,6 +61,8 @@ BASE: dict[str, Any] = {
     "sa_steps": 0,
     "noise": 0.0,
     "extra": False,
+    "trainval": False,
+    "select": "best",
 }
 MODEL_KEYS = ("latent", "depth", "ratio", "beta", "warmup", "warmup_epochs", "free_bits")
 
@@ -110,7 +115,22 @@ def grid(name: str) -> list[dict[str, Any]]:
             for s in (0, 1, 2)
             for r in (0.15, 0.25)
         ]
-    raise SystemExit(f"unknown grid {name!r}: smoke, broad, round2, short")
+    if name == "trainval":
+        # Refit on train + validation (no early stopping: the last epoch) against the same
+        # recipe on train alone, last epoch too; test is the only fair column here.
+        return [
+            {"mixup": 1.0, "select": "last", "trainval": tv, "seed": s}
+            for tv in (False, True)
+            for s in (0, 1, 2)
+        ]
+    if name == "studylr":
+        # The quick study's winning optimiser (batch 16, lr 10^-4.687 x 16): mixup on and off.
+        return [
+            {"batch": 16, "lr": 16 * 10**-4.687, "epochs": 60, "mixup": m, "seed": s}
+            for m in (0.0, 1.0)
+            for s in (0, 1, 2)
+        ]
+    raise SystemExit(f"unknown grid {name!r}: smoke, broad, round2, short, trainval, studylr")
 
 
 def _rms(sse_sum: float, count: int, values: int) -> float:
@@ -157,6 +177,8 @@ class Sweep:
         hp = {k: cfg[k] for k in MODEL_KEYS} | {"refine_steps": 0}
         torch.manual_seed(seed)
         train = self.z["extra"] if cfg["extra"] else self.z["train"]
+        if cfg["trainval"]:
+            train = torch.cat([train, self.z["validation"]])
         model = build_model("vae", hp, (train.shape[1],), device=self.device)
         opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
         refiner = dataclasses.replace(model.hparams, refine_steps=max(cfg["sa_steps"], 1))
@@ -194,7 +216,7 @@ class Sweep:
                 val = self.e2e(model, "validation", refine=False)
                 if not math.isfinite(val):
                     break
-                if val < best[0]:
+                if val < best[0] or (cfg["select"] == "last" and epoch == epochs):
                     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
                     best = (val, epoch, state)
         seconds = time.perf_counter() - t0
@@ -264,11 +286,44 @@ def save_split(state: dict[str, torch.Tensor], path: Path, max_bytes: int = 15 <
         save_file(chunk, str(path / f"weights{i}.safetensors"))
 
 
+def table(path: str) -> str:
+    """A markdown table of a sweep's results: one row per configuration, seeds averaged."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for line in Path(path).read_text().splitlines():
+        r = json.loads(line)
+        if "error" in r:
+            continue
+        key = json.dumps({k: v for k, v in r["change"].items() if k != "seed"}, sort_keys=True)
+        groups.setdefault(key, []).append(r)
+
+    def mean(rows: list[dict[str, Any]], k: str) -> float:
+        return sum(float(r[k]) for r in rows) / len(rows)
+
+    order = sorted(groups, key=lambda k: mean(groups[k], "val"))
+    lines = [
+        "| change from the base | seeds | best epochs | validation | test | validation, "
+        "refined | test, refined | active |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for key in order:
+        rows = groups[key]
+        epochs = ",".join(str(r["best_epoch"]) for r in rows)
+        lines.append(
+            f"| `{key}` | {len(rows)} | {epochs} | {mean(rows, 'val'):.3f} | "
+            f"{mean(rows, 'test'):.3f} | {mean(rows, 'val_refined'):.3f} | "
+            f"{mean(rows, 'test_refined'):.3f} | {min(r['active'] for r in rows)} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--encoded", required=True)
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--outer", required=True)
+    p.add_argument(
+        "--table", default="", help="print a results file as a markdown table, then exit"
+    )
+    p.add_argument("--encoded")
+    p.add_argument("--dataset")
+    p.add_argument("--outer")
     p.add_argument("--extra-encoded", default="", help="encodings whose train split is added")
     p.add_argument("--grid", default="broad")
     p.add_argument("--only", default="", help="comma-separated config indices to run")
@@ -279,6 +334,11 @@ def main() -> None:
     p.add_argument("--out", default="sweep.jsonl")
     p.add_argument("--save-best", default="")
     args = p.parse_args()
+    if args.table:
+        print(table(args.table))
+        return
+    if not (args.encoded and args.dataset and args.outer):
+        p.error("--encoded, --dataset and --outer are required for a sweep")
     configs = list(enumerate(grid(args.grid)))
     if args.only:
         keep = {int(i) for i in args.only.split(",")}

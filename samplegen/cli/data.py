@@ -94,7 +94,7 @@ def _ensure_ray(num_cpus: int | None) -> None:
 
 def _prepare(args: argparse.Namespace) -> int:
     from samplegen.dsp.config import CodecConfig
-    from samplegen.platform.datasets import prepare_dataset
+    from samplegen.platform.datasets import check_prepare_inputs, prepare_dataset
 
     changes: dict[str, Any] = {"representation": args.repr}
     if args.duration is not None:
@@ -102,6 +102,7 @@ def _prepare(args: argparse.Namespace) -> int:
     if args.sample_rate is not None:
         changes["sample_rate"] = args.sample_rate
     config = CodecConfig().replace(**changes)
+    check_prepare_inputs(args.source, args.out)
     _ensure_ray(args.num_cpus)
     prepare_dataset(
         args.source,

@@ -154,11 +154,23 @@ def _check_outer_model(model: str) -> None:
         )
 
 
+def _check_dataset(option: str, path: str) -> None:
+    """Fail before Ray starts when a dataset option names no prepared dataset."""
+    from samplegen.platform.datasets import DatasetError, read_dataset_info
+
+    if read_dataset_info(path) is None:
+        raise DatasetError(
+            f"{option} {path}: not a samplegen dataset (no dataset.json); "
+            "run `samplegen data prepare` first"
+        )
+
+
 def run_outer(args: argparse.Namespace) -> int:
     """Handler of `samplegen tune outer`."""
     from samplegen.platform.study import ensure_ray, run_study
 
     _check_outer_model(args.model)
+    _check_dataset("--data", args.data)
     config = study_config_from_args(args, data=args.data)
     ensure_ray(config.address, config.num_cpus)
     result = run_study(config, resume=args.resume)

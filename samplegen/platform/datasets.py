@@ -181,6 +181,20 @@ def _check_output(out: Path) -> None:
             )
 
 
+def check_prepare_inputs(
+    source: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    library_cache: str | os.PathLike[str] | None = None,
+) -> None:
+    """The input checks `prepare_dataset` starts with: `out` is writable and not someone else's
+    folder, and `source` exists and holds audio. Commands call it before they start Ray, so a typo
+    fails in a second with the same message. (The built-in library is rendered here if missing.)"""
+    from samplegen.platform.sources import resolve_source
+
+    _check_output(Path(out).expanduser().absolute())
+    resolve_source(str(source), library_cache=library_cache)
+
+
 def _settings_from_args(
     notes: str | Sequence[str] | Sequence[int] | None,
     pitch_check: bool,

@@ -48,6 +48,7 @@ def _study_config(
         space=space_path(budget.space),
         seed=seed,
         cutoff_grace=budget.cutoff_grace,
+        asha_grace=budget.asha_grace,
         train_subset=budget.train_subset,
         address=address,
         **rules,

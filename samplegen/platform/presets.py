@@ -25,6 +25,10 @@ class StageBudget:
     epochs: int
     space: str | None = None  # a packaged preset space (spaces/presets/NAME.yaml) or a YAML file
     cutoff_grace: int = 20
+    # ASHA's first rung: no trial is stopped by ASHA before this epoch. A VAE's validation loss in
+    # its KL warm-up says little about where it ends (mixup's best epochs come late), so the inner
+    # studies wait longer than the study default of 1.
+    asha_grace: int = 1
     train_subset: int | None = None
     # False turns off the study's overfit stop (validation/train above its limit). A VAE with a
     # small beta fits its training encodings long before its validation loss stops falling.
@@ -72,6 +76,7 @@ PRESETS: dict[str, Preset] = {
             trials=4,
             epochs=60,
             space="quick_vae",
+            asha_grace=10,
             stop_on_overfit=False,
         ),
         refine_steps=100,
@@ -91,6 +96,7 @@ PRESETS: dict[str, Preset] = {
             trials=100,
             epochs=400,
             space="full_vae",
+            asha_grace=25,
             stop_on_overfit=False,
         ),
         refine_steps=200,

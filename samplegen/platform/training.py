@@ -9,8 +9,9 @@ original's scaling, so a larger batch takes larger steps) or `lr` (used as given
 the rate falls from lr to 0 over the run's epochs along half a cosine, which settles the noisy last
 epochs a constant rate leaves; measured in benchmarks/RESULTS.md, sound quality); `mixup` (alpha of
 mixup, Zhang et al. 2018: each training batch becomes convex mixes of pairs of its own rows with
-weights drawn from Beta(alpha, alpha); 0, the default, is off. It lowered the VAE's validation
-error over outer encodings in three seeds out of three: benchmarks/RESULTS.md, GPU sweep).
+weights drawn from Beta(alpha, alpha); 0, the default, is off. For the VAE over outer encodings
+it helped at a learning rate of 1e-3 and not at the quick study's best rate: benchmarks/RESULTS.md,
+GPU sweep of the inner VAE).
 """
 
 from __future__ import annotations

@@ -107,3 +107,19 @@ def test_presets() -> None:
     assert set(PRESETS) == {"quick", "full"}
     with pytest.raises(SamplegenError, match="--preset"):
         get_preset("huge")
+
+
+def test_each_stage_budget_reaches_its_study(tmp_path: Path) -> None:
+    from samplegen.platform.pipeline import _study_config
+
+    quick = get_preset("quick")
+    inner = _study_config(quick, "inner", tmp_path, "data", 0, None)
+    outer = _study_config(quick, "outer", tmp_path, "data", 0, None)
+    assert inner.asha_grace == quick.inner.asha_grace == 10
+    assert outer.asha_grace == quick.outer.asha_grace == 1
+    assert inner.overfit_limit is None and outer.overfit_limit is not None
+    assert (inner.cutoff_grace, inner.epochs, inner.trials) == (
+        quick.inner.cutoff_grace,
+        quick.inner.epochs,
+        quick.inner.trials,
+    )

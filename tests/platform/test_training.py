@@ -169,7 +169,8 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 def test_cuda_training_keeps_the_splits_on_the_gpu_and_learns(amp: bool) -> None:
     torch.manual_seed(0)
     model = build_model("conv2d_ae", HP, SHAPE, device="cuda")
-    optim = OptimHparams(8, 3e-3, lr_schedule="cosine")
+    # With AMP, mixup too: its weights and partners are drawn on the CPU and sent to the GPU.
+    optim = OptimHparams(8, 3e-3, lr_schedule="cosine", mixup=0.4 if amp else 0.0)
     trainer = Trainer(model, optim, _data(40, 1), _data(12, 2), device="cuda", amp=amp)
     assert trainer.amp is amp
     assert trainer.train_x.device.type == "cuda" and trainer.val_x.device.type == "cuda"

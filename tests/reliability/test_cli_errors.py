@@ -131,3 +131,24 @@ def test_broken_model_folders(world: dict[str, Path], tmp_path: Path) -> None:
     debug = run_cli(["--debug", "evaluate", str(missing), "--data", ds], env, tmp_path)
     assert debug.returncode == 2 and "Traceback" in debug.stderr
     assert debug.stderr.strip().splitlines()[-1].startswith("samplegen: error:")
+
+
+def test_missing_inputs_fail_before_ray_starts(tmp_path: Path) -> None:
+    ray_tmp = tmp_path / "raytmp"
+    ray_tmp.mkdir()
+    env = private_env(ray_tmp)
+    cases = [
+        (
+            ["data", "prepare", str(tmp_path / "nosrc"), "--out", str(tmp_path / "out")],
+            ["nosrc", "no such file or folder"],
+        ),
+        (
+            ["tune", "outer", "--data", str(tmp_path / "nodata"), "--name", "x"],
+            ["--data", "nodata", "not a samplegen dataset"],
+        ),
+    ]
+    for argv, needles in cases:
+        _one_error_line(run_cli(argv, env, tmp_path), *needles)
+    # Ray makes its session folders under RAY_TMPDIR as soon as it starts: none was made.
+    assert list(ray_tmp.iterdir()) == []
+    assert not (tmp_path / "out").exists()
