@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from samplegen.atomic import write_atomic
 from samplegen.dsp.config import CodecConfig, ConfigError
 from samplegen.dsp.errors import AudioError
 
@@ -259,17 +259,6 @@ def write_wav(
         out = np.round(np.clip(data, -1.0, 1.0) * 8388607.0).astype(np.int32) << 8
     else:
         out = data
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        sf.write(tmp, out, sample_rate, subtype=subtype, format="WAV")
-        # mkstemp creates the file private (0600); give it the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return write_atomic(
+        target, lambda tmp: sf.write(tmp, out, sample_rate, subtype=subtype, format="WAV")
+    )

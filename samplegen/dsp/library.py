@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from samplegen.atomic import write_text_atomic
 from samplegen.dsp.audio import write_wav
 from samplegen.dsp.categories import (
     GM_PROGRAM_NAMES,
@@ -428,17 +429,6 @@ def soundfont_identity(path: Path, with_hash: bool = True) -> dict[str, Any]:
     return out
 
 
-def _write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _metadata_csv(samples: Sequence[RenderedNote]) -> str:
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
@@ -532,7 +522,7 @@ def render_library(
         "by_category": dict(sorted(Counter(s.category for s in kept).items())),
         "by_velocity": {str(v): sum(s.velocity == v for s in kept) for v in settings.velocities},
     }
-    _write_text(out / "metadata.csv", _metadata_csv(kept))
+    write_text_atomic(out / "metadata.csv", _metadata_csv(kept))
     info = {
         "format": LIBRARY_FORMAT,
         "soundfont": soundfont_identity(path),
@@ -554,7 +544,7 @@ def render_library(
         "missing_presets": missing,
         "render_seconds": round(seconds, 3),
     }
-    _write_text(out / "library.json", json.dumps(info, indent=2) + "\n")
+    write_text_atomic(out / "library.json", json.dumps(info, indent=2) + "\n")
     return LibraryReport(
         out_dir=out,
         soundfont=path,

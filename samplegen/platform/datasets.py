@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from samplegen.atomic import write_json_atomic, write_text_atomic
 from samplegen.dsp.config import CodecConfig
 from samplegen.errors import SamplegenError
 from samplegen.platform.augment import AugmentError, parse_mix_range
@@ -132,21 +133,6 @@ class LoadedDataset:
 
 def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:32]
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    _write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
 def read_dataset_info(path: str | Path) -> dict[str, Any] | None:
@@ -533,7 +519,9 @@ def prepare_dataset(
         and _complete(out_path, existing)
     ):
         # Same content, only timestamps moved: remember the new listing so the next check is cheap.
-        _write_json_atomic(out_path / "dataset.json", {**existing, "listing_key": listing_key})
+        write_json_atomic(
+            out_path / "dataset.json", {**existing, "listing_key": listing_key}, default=str
+        )
         say(
             f"reusing dataset {out_path} (content and settings unchanged; fingerprint {fingerprint})"
         )
@@ -587,8 +575,8 @@ def prepare_dataset(
             other_files=resolved.other_files,
             warnings=warnings,
         )
-        _write_json_atomic(build / "report.json", report)
-        _write_text_atomic(build / "report.md", render_markdown(report))
+        write_json_atomic(build / "report.json", report, default=str)
+        write_text_atomic(build / "report.md", render_markdown(report))
         info = {
             "format": DATASET_FORMAT,
             "version": DATASET_VERSION,
@@ -606,9 +594,8 @@ def prepare_dataset(
             "files": {s: f"data/{s}.parquet" for s in SPLIT_NAMES},
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
-        _write_json_atomic(
-            build / "dataset.json", info
-        )  # last: its presence marks a complete build
+        # Last: its presence marks a complete build.
+        write_json_atomic(build / "dataset.json", info, default=str)
         _replace_folder(build, out_path)
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)

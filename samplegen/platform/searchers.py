@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ray.tune.search import ConcurrencyLimiter, Searcher
 
+from samplegen.atomic import write_json_atomic
 from samplegen.errors import SamplegenError
 from samplegen.platform.spaces import SearchSpace, plain, to_skopt, to_tune
 
@@ -168,15 +167,7 @@ class SkoptSearcher(Searcher):
 
     def save(self, checkpoint_path: str) -> None:
         """Write the state as JSON (atomically; Tune passes a temporary file name)."""
-        path = Path(checkpoint_path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(self.get_state(), fh)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_json_atomic(checkpoint_path, self.get_state(), indent=None)
 
     def restore(self, checkpoint_path: str) -> None:
         """Read a state written by `save`."""

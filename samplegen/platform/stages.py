@@ -7,30 +7,20 @@ continues at the stage it was in, and nothing finished is recomputed.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from samplegen import atomic
 from samplegen.errors import SamplegenError
 
 MARKER_DIR = ".stages"
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to `path` through a temporary file in the same folder, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True, default=str)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write JSON as run folders keep it (sorted keys, str() for other values), atomically."""
+    atomic.write_json_atomic(path, data, sort_keys=True, default=str)
 
 
 class StageRunner:

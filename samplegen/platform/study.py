@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from samplegen.atomic import write_bytes_atomic
 from samplegen.errors import SamplegenError
 from samplegen.platform.schedulers import SCHEDULERS
 from samplegen.platform.searchers import FAILED_STATUSES, SEARCHERS
@@ -202,17 +203,7 @@ class StudyFiles:
         """Write a file (atomically on a local folder; object stores replace whole objects)."""
         path = f"{self.root}/{rel}"
         if self.local:
-            target = Path(path)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                os.chmod(tmp, 0o644)  # mkstemp makes files private; results are for sharing
-                os.replace(tmp, target)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            write_bytes_atomic(path, data)
             return
         self.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
         with self.fs.open_output_stream(path) as fh:

@@ -19,8 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from samplegen.atomic import write_atomic, write_json_atomic
 from samplegen.errors import SamplegenError
 
 TRAINING_KEYS: frozenset[str] = frozenset(
@@ -311,22 +310,12 @@ def _save_tensors(path: Path, tensors: Mapping[str, torch.Tensor]) -> None:
 
     # clone + contiguous: safetensors refuses shared or strided storage.
     data = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(data, str(tmp))
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: save_file(data, tmp))
 
 
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (temp file in the same folder, then rename)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=1, sort_keys=True)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_json_atomic(path, data, indent=1, sort_keys=True)
 
 
 def save_checkpoint(

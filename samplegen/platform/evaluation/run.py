@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from samplegen.atomic import write_text_atomic
 from samplegen.errors import SamplegenError
 from samplegen.platform.evaluation.inference import SplitOutputs, is_combined, run_model
 from samplegen.platform.evaluation.jsonsafe import NullReasons, sanitize
@@ -227,17 +227,6 @@ def compute_metrics(
     return metrics
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def evaluate_model(
     model_dir: str | os.PathLike[str],
     dataset_dir: str | os.PathLike[str],
@@ -280,6 +269,6 @@ def evaluate_model(
         "metrics": str(target / "metrics.json"),
         "summary": str(target / "summary.md"),
     }
-    _write_text_atomic(target / "summary.md", render_summary(metrics) + "\n")
+    write_text_atomic(target / "summary.md", render_summary(metrics) + "\n")
     write_json_atomic(target / "metrics.json", metrics)
     return metrics

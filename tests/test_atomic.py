@@ -1,0 +1,55 @@
+"""Atomic writes: whole files or nothing, ordinary permissions, no temporary files left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from samplegen.atomic import write_atomic, write_bytes_atomic, write_json_atomic, write_text_atomic
+
+
+def test_text_is_written_exactly_and_parents_are_made(tmp_path: Path) -> None:
+    target = tmp_path / "a" / "b" / "notes.csv"
+    write_text_atomic(target, "x,y\r\n1,2\r\n")
+    assert target.read_bytes() == b"x,y\r\n1,2\r\n"
+    write_bytes_atomic(target, b"\x00\x01")
+    assert target.read_bytes() == b"\x00\x01"
+    assert [p.name for p in target.parent.iterdir()] == ["notes.csv"]
+
+
+def test_files_get_the_permissions_of_a_plain_open(tmp_path: Path) -> None:
+    umask = os.umask(0o022)
+    try:
+        path = write_text_atomic(tmp_path / "f.txt", "hi")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_a_failing_writer_keeps_the_old_file_and_leaves_nothing(tmp_path: Path) -> None:
+    target = tmp_path / "state.json"
+    target.write_text("old")
+
+    def broken(tmp: str) -> None:
+        Path(tmp).write_text("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_atomic(target, broken)
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["state.json"]
+
+
+def test_json_options(tmp_path: Path) -> None:
+    path = write_json_atomic(
+        tmp_path / "d.json", {"b": 1, "a": Path("/x")}, sort_keys=True, default=str
+    )
+    text = path.read_text()
+    assert text.endswith("\n") and text.index('"a"') < text.index('"b"')
+    assert json.loads(text) == {"a": "/x", "b": 1}
+    compact = write_json_atomic(tmp_path / "c.json", [1, 2], indent=None).read_text()
+    assert compact == "[1, 2]\n"
