@@ -17,7 +17,8 @@ without it, an int range with at most 8 values uses all of them, wider ranges an
 
 Training parameters live in the same space (see `samplegen.platform.training.split_config`):
 `batch_exp` (batch = 2^b) or `batch_size`; `lr_exp` (lr = 10^lr_exp x batch, as the original) or
-`lr` (a plain learning rate); `weight_decay`. Every other name is a model hyper-parameter.
+`lr` (a plain learning rate); `weight_decay`; `lr_schedule` (constant or cosine); `mixup` (alpha,
+0 = off). Every other name is a model hyper-parameter.
 """
 
 from __future__ import annotations
