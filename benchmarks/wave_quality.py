@@ -75,6 +75,13 @@ REMEDIES: dict[str, dict[str, Any]] = {
 DIVERSITY_COLLAPSED = 0.3
 
 
+def _outer_config(args: argparse.Namespace) -> dict[str, Any]:
+    """OUTER_CONFIG, with the spectral loss weight when one is asked for."""
+    if not args.spectral_weight:
+        return dict(OUTER_CONFIG)
+    return {**OUTER_CONFIG, "spectral_weight": args.spectral_weight}
+
+
 def _write_space(path: Path, model: str, config: dict[str, Any]) -> str:
     import yaml
 
@@ -241,6 +248,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--stft-run", default="/work/exp/run_quick", help="an STFT-path run (read only)")
     p.add_argument("--stft-gl-iters", type=int, default=32, help="Griffin-Lim for the STFT path")
     p.add_argument("--no-remedies", action="store_true", help="train the base VAE only")
+    p.add_argument(
+        "--spectral-weight",
+        type=float,
+        default=0.0,
+        help="audio_conv_ae's multi-resolution STFT loss weight (0: waveform SSE only)",
+    )
     p.add_argument("--no-append", action="store_true")
     args = p.parse_args(argv)
 
@@ -258,8 +271,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from samplegen.platform.study import ensure_ray, run_study
 
     run = Path(args.run).expanduser().absolute()
+    outer_config = _outer_config(args)
     settings = {
-        "outer": OUTER_CONFIG,
+        "outer": outer_config,
         "vae": VAE_BASE,
         "remedies": REMEDIES,
         "outer_epochs": args.outer_epochs,
@@ -297,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     def outer_stage() -> dict[str, Any]:
-        space = _write_space(run / "spaces" / "outer.yaml", "audio_conv_ae", OUTER_CONFIG)
+        space = _write_space(run / "spaces" / "outer.yaml", "audio_conv_ae", outer_config)
         config = _study_config(
             "outer_study", "audio_conv_ae", run, str(dataset), space, args.outer_epochs
         )
@@ -516,7 +530,7 @@ def _report(
         "its first time)",
         "- Data: built-in FluidR3 library (C3,C4,C5), codec defaults (2 s, 44.1 kHz, mu-law 8 "
         "waveform, 88,200 values), splits by GM program (train 927, validation 135, test 93)",
-        f"- Outer: audio_conv_ae {json.dumps(OUTER_CONFIG)}, {args.outer_epochs} epochs "
+        f"- Outer: audio_conv_ae {json.dumps(_outer_config(args))}, {args.outer_epochs} epochs "
         f"(`run_study`, one trial; best epoch {outer.get('best_epoch')})",
         f"- VAE (`run_chain`, {args.vae_epochs} epochs): base {json.dumps(VAE_BASE)}; "
         f"variants: {'; '.join(f'{k} {json.dumps(REMEDIES[k])}' for k in tried[1:]) or 'none'}",

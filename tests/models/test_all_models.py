@@ -33,6 +33,7 @@ CASES: list[tuple[str, dict[str, Any], tuple[int, ...]]] = [
     ("rnn_ae", {"cell": "lstm", "hidden": 4, "encode_depth": 1, "decode_depth": 2}, STFT),
     ("audio_conv_ae", {"channels": 4, "kernel_size": 16}, WAVE),
     ("audio_conv_ae", {"channels": 4, "kernel_size": 16, "activation": "leaky_relu"}, WAVE),
+    ("audio_conv_ae", {"channels": 4, "kernel_size": 16, "spectral_weight": 10.0}, WAVE),
     ("vae", SMALL_VAE, FLAT),
     ("vae", {"latent": 3, "depth": 3, "warmup": "cyclical", "warmup_epochs": 4}, FLAT),
     ("bounded_ae", {"latent": 3, "depth": 2}, FLAT),

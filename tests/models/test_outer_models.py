@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from samplegen.models.registry import build_model, count_params
@@ -85,3 +86,29 @@ def test_vq_vae_revives_dead_codes() -> None:
     stats = model.latent_stats(x)
     assert 1.0 <= stats.extra["perplexity"] <= 6.0
     assert 0 < stats.extra["codebook_usage"] <= 1.0
+
+
+def test_audio_conv_ae_spectral_term_prefers_the_right_spectrum_in_any_phase() -> None:
+    hp = {"channels": 4, "kernel_size": 16, "spectral_weight": 100.0}
+    model = build_model("audio_conv_ae", hp, (4096,))
+    t = torch.arange(4096) / 4096.0
+    x = (0.5 * torch.sin(2 * torch.pi * 220 * t)).unsqueeze(0)
+    shifted = (0.5 * torch.sin(2 * torch.pi * 220 * t + 1.7)).unsqueeze(0)  # same tone, new phase
+    silent = torch.zeros_like(x)
+
+    def loss_of(recon: torch.Tensor) -> tuple[float, float, float]:
+        out = model(x)
+        loss = model.loss(x, type(out)(recon=recon, latent=out.latent))
+        return float(loss.total), float(loss.recon), loss.metrics["spectral"]
+
+    total_shift, sse_shift, spec_shift = loss_of(shifted)
+    total_silent, sse_silent, spec_silent = loss_of(silent)
+    # SSE alone prefers silence to the phase-shifted tone; the spectral term does not.
+    assert sse_silent < sse_shift
+    assert spec_shift < 0.25 * spec_silent
+    assert total_shift < total_silent
+    assert total_shift == pytest.approx(sse_shift + 100.0 * spec_shift, rel=1e-5)
+    plain = build_model("audio_conv_ae", {"channels": 4, "kernel_size": 16}, (4096,))
+    assert "spectral" not in plain.loss(x, plain(x)).metrics
+    with pytest.raises(ValueError, match="spectral_weight"):
+        build_model("audio_conv_ae", {**hp, "spectral_weight": -1.0}, (4096,))
