@@ -186,11 +186,15 @@ def run_outer(args: argparse.Namespace) -> int:
 def run_vae(args: argparse.Namespace) -> int:
     """Handler of `samplegen tune vae`: encode once with the frozen outer model, study inner models."""
     from samplegen.errors import SamplegenError
-    from samplegen.platform.chain import run_chain
+    from samplegen.platform.chain import resolve_outer, run_chain
     from samplegen.platform.study import ensure_ray
 
     if args.refine_steps is not None and args.refine_steps < 0:
         raise SamplegenError(f"--refine-steps: must be >= 0, got {args.refine_steps}")
+    # Path mistakes fail before Ray starts.
+    resolve_outer(args.outer)
+    if args.data:
+        _check_dataset("--data", args.data)
     config = study_config_from_args(args)
     ensure_ray(config.address, config.num_cpus)
     result = run_chain(

@@ -146,6 +146,10 @@ def test_missing_inputs_fail_before_ray_starts(tmp_path: Path) -> None:
             ["tune", "outer", "--data", str(tmp_path / "nodata"), "--name", "x"],
             ["--data", "nodata", "not a samplegen dataset"],
         ),
+        (
+            ["tune", "vae", "--outer", str(tmp_path / "noouter"), "--name", "v"],
+            ["noouter", "neither a model directory"],
+        ),
     ]
     for argv, needles in cases:
         _one_error_line(run_cli(argv, env, tmp_path), *needles)
