@@ -4,9 +4,12 @@ file or the new one, never half of one."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import tempfile
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -60,3 +63,37 @@ def write_json_atomic(
     """Write `data` as JSON plus a final newline to `path` atomically."""
     text = json.dumps(data, indent=indent, sort_keys=sort_keys, default=default) + "\n"
     return write_text_atomic(path, text)
+
+
+def replace_folder(build: Path, target: Path) -> None:
+    """Move the finished folder `build` to `target`, replacing any folder there.
+
+    Folders cannot be swapped in one rename: the old one moves aside to `.NAME.old-*` first. A
+    crash between the two renames leaves no `target`; `recover_folder` puts the old one back.
+    """
+    old = None
+    if target.exists():
+        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(target, old)
+    try:
+        os.replace(build, target)
+    except OSError:
+        if old is not None:
+            os.replace(old, target)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_folder(target: Path, marker: str) -> None:
+    """Undo a `replace_folder` killed between its renames: when `target` is missing, move back its
+    newest `.NAME.old-*` sibling that holds `marker` (the file every whole folder has)."""
+    if target.exists() or not target.parent.is_dir():
+        return
+    olds = [p for p in target.parent.glob(f".{target.name}.old-*") if (p / marker).is_file()]
+    if not olds:
+        return
+    newest = max(olds, key=lambda p: p.stat().st_mtime_ns)
+    # Another process may have recovered it first, or the folder is read-only: read as it is.
+    with contextlib.suppress(OSError):
+        os.replace(newest, target)

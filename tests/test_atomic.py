@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from samplegen.atomic import write_atomic, write_bytes_atomic, write_json_atomic, write_text_atomic
+from samplegen.atomic import (
+    recover_folder,
+    replace_folder,
+    write_atomic,
+    write_bytes_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 
 def test_text_is_written_exactly_and_parents_are_made(tmp_path: Path) -> None:
@@ -53,3 +60,23 @@ def test_json_options(tmp_path: Path) -> None:
     assert json.loads(text) == {"a": "/x", "b": 1}
     compact = write_json_atomic(tmp_path / "c.json", [1, 2], indent=None).read_text()
     assert compact == "[1, 2]\n"
+
+
+def test_replace_folder_and_recovery_after_a_kill_between_its_renames(tmp_path: Path) -> None:
+    target = tmp_path / "ds"
+    for generation in ("1", "2"):
+        build = tmp_path / f".ds.building-{generation}"
+        build.mkdir()
+        (build / "dataset.json").write_text(generation)
+        replace_folder(build, target)
+        assert (target / "dataset.json").read_text() == generation
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+    # The state a kill leaves between `target -> .ds.old-*` and `build -> target`:
+    target.rename(tmp_path / ".ds.old-1234")
+    (tmp_path / ".ds.old-0000").mkdir()  # an unrelated leftover without the marker file
+    recover_folder(target, "dataset.json")
+    assert (target / "dataset.json").read_text() == "2"
+    recover_folder(target, "dataset.json")  # nothing to do when the target exists
+    assert (target / "dataset.json").read_text() == "2"
+    recover_folder(tmp_path / "absent", "dataset.json")  # nor when nothing was moved aside
+    assert not (tmp_path / "absent").exists()

@@ -20,6 +20,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from samplegen.atomic import recover_folder, replace_folder
 from samplegen.dsp.config import CodecConfig, ConfigError
 from samplegen.errors import SamplegenError
 from samplegen.models.base import SampleModel
@@ -101,6 +102,7 @@ def save_model(
         "compression": model.compression,
     }
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    recover_folder(target, CONFIG_NAME)
     tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
@@ -109,13 +111,8 @@ def save_model(
         )
         text = json.dumps(config, indent=2, sort_keys=True, default=_json_default)
         (tmp / CONFIG_NAME).write_text(text + "\n")
-        old = None
-        if target.exists():
-            old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(target, old)
-        os.replace(tmp, target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        # A crash inside leaves the old model in a sibling; every load and save recovers it.
+        replace_folder(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -125,6 +122,7 @@ def save_model(
 def read_meta(directory: str | os.PathLike[str]) -> tuple[ModelMeta, CodecConfig]:
     """Read and validate config.json of a model directory (weights untouched)."""
     path = Path(directory)
+    recover_folder(path, CONFIG_NAME)
     if not path.is_dir():
         raise ArtifactError(f"{path}: model directory does not exist")
     cfg_path = path / CONFIG_NAME

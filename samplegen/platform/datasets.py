@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from samplegen.atomic import write_json_atomic, write_text_atomic
+from samplegen.atomic import recover_folder, replace_folder, write_json_atomic, write_text_atomic
 from samplegen.dsp.config import CodecConfig
 from samplegen.errors import SamplegenError
 from samplegen.platform.augment import AugmentError, parse_mix_range
@@ -137,6 +136,7 @@ def _digest(obj: Any) -> str:
 
 def read_dataset_info(path: str | Path) -> dict[str, Any] | None:
     """dataset.json of the dataset at `path`, or None when there is none (not a dataset)."""
+    recover_folder(Path(path), "dataset.json")
     info_path = Path(path) / "dataset.json"
     try:
         info = json.loads(info_path.read_text(encoding="utf-8"))
@@ -397,21 +397,6 @@ def _write_splits(tables: Any, data_dir: Path) -> dict[str, int]:
     return counts
 
 
-def _replace_folder(build: Path, out: Path) -> None:
-    trash = None
-    if out.exists():
-        trash = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-        os.rename(out, trash)
-    try:
-        os.rename(build, out)
-    except OSError:
-        if trash is not None:
-            os.rename(trash, out)
-        raise
-    if trash is not None:
-        shutil.rmtree(trash, ignore_errors=True)
-
-
 def prepare_dataset(
     source: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -463,6 +448,7 @@ def prepare_dataset(
     resolved = resolve_source(str(source), library_cache=library_cache)
 
     listing_key = _listing_key(resolved, settings, config)
+    recover_folder(out_path, "dataset.json")
     existing = read_dataset_info(out_path) if out_path.is_dir() else None
     if (
         existing
@@ -596,7 +582,7 @@ def prepare_dataset(
         }
         # Last: its presence marks a complete build.
         write_json_atomic(build / "dataset.json", info, default=str)
-        _replace_folder(build, out_path)
+        replace_folder(build, out_path)
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise

@@ -218,3 +218,24 @@ def _read(path: Path) -> bytes:
         return path.read_bytes()
     except OSError:
         return b""
+
+
+def test_a_save_killed_between_its_two_renames_loses_nothing(tmp_path: Path) -> None:
+    from samplegen.dsp.config import CodecConfig
+    from samplegen.models.artifact import save_model
+    from samplegen.models.registry import build_model
+
+    codec = CodecConfig(sample_rate=8000, duration=0.25, n_fft=256, hop=128, fade_s=0.01)
+    model = build_model("mlp_ae", {}, codec.shape)
+    target = tmp_path / "models" / "m"
+    save_model(target, model, codec=codec, extra={"generation": 1})
+    # The state a kill leaves after `target -> .m.old-*` and before `.m.tmp-* -> target`.
+    target.rename(target.parent / ".m.old-deadbeef")
+    (target.parent / ".m.tmp-cafecafe").mkdir()  # the unfinished new save
+    loaded = load_model(target)
+    assert loaded.meta.extra["generation"] == 1 and target.is_dir()
+    # A save after such a crash also starts from the recovered model and replaces it.
+    target.rename(target.parent / ".m.old-deadbeef")
+    save_model(target, model, codec=codec, extra={"generation": 2})
+    assert load_model(target).meta.extra["generation"] == 2
+    assert not list(target.parent.glob(".m.old-*"))
