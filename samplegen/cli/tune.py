@@ -156,13 +156,9 @@ def _check_outer_model(model: str) -> None:
 
 def _check_dataset(option: str, path: str) -> None:
     """Fail before Ray starts when a dataset option names no prepared dataset."""
-    from samplegen.platform.datasets import DatasetError, read_dataset_info
+    from samplegen.platform.datasets import require_dataset_info
 
-    if read_dataset_info(path) is None:
-        raise DatasetError(
-            f"{option} {path}: not a samplegen dataset (no dataset.json); "
-            "run `samplegen data prepare` first"
-        )
+    require_dataset_info(path, label=f"{option} {path}")
 
 
 def run_outer(args: argparse.Namespace) -> int:

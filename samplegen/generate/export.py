@@ -23,8 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from samplegen.atomic import write_atomic
 from samplegen.errors import SamplegenError
-from samplegen.generate.io import write_atomic, write_json
+from samplegen.generate.io import write_json
 from samplegen.generate.latent import GenerationError, LatentSpace, load_space
 
 FORMATS: tuple[str, ...] = ("onnx", "torchscript")

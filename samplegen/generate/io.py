@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from samplegen.atomic import write_atomic
+from samplegen.atomic import write_json_atomic
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -39,22 +39,8 @@ def to_jsonable(value: Any) -> Any:
 
 
 def write_json(path: str | os.PathLike[str], data: Any) -> Path:
-    """Write `data` as indented JSON, atomically."""
-    text = json.dumps(to_jsonable(data), indent=2, sort_keys=False) + "\n"
-
-    def _write(tmp: str) -> None:
-        Path(tmp).write_text(text, encoding="utf-8")
-
-    return write_atomic(path, _write)
-
-
-def write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write a UTF-8 text file atomically."""
-
-    def _write(tmp: str) -> None:
-        Path(tmp).write_text(text, encoding="utf-8")
-
-    return write_atomic(path, _write)
+    """Write `data` (numpy values made plain) as indented JSON, atomically."""
+    return write_json_atomic(path, to_jsonable(data))
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from samplegen.generate.io import write_text
+from samplegen.atomic import write_text_atomic
 
 PAGE_NAME = "index.html"
 STUDIES = ("outer_study", "vae_study")
@@ -422,4 +422,4 @@ def build_page(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | No
         f" &middot; {len(page.missing)} part(s) missing</p></header>"
         f"<nav>{nav}</nav><main>{''.join(page.parts)}</main></body></html>\n"
     )
-    return write_text(target, doc)
+    return write_text_atomic(target, doc)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from samplegen.generate.io import write_atomic
+from samplegen.atomic import write_atomic
 
 _DB_RANGE = 80.0  # dB shown below the peak
 

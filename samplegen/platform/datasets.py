@@ -149,6 +149,18 @@ def read_dataset_info(path: str | Path) -> dict[str, Any] | None:
     return info
 
 
+def require_dataset_info(path: str | Path, label: str | None = None) -> dict[str, Any]:
+    """dataset.json of the dataset at `path`; DatasetError naming `label` (default: the path) when
+    there is none."""
+    info = read_dataset_info(path)
+    if info is None:
+        raise DatasetError(
+            f"{label or path}: not a samplegen dataset (no dataset.json); "
+            "run `samplegen data prepare` first"
+        )
+    return info
+
+
 def _check_output(out: Path) -> None:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -448,8 +460,7 @@ def prepare_dataset(
     resolved = resolve_source(str(source), library_cache=library_cache)
 
     listing_key = _listing_key(resolved, settings, config)
-    recover_folder(out_path, "dataset.json")
-    existing = read_dataset_info(out_path) if out_path.is_dir() else None
+    existing = read_dataset_info(out_path)
     if (
         existing
         and not force
@@ -653,11 +664,7 @@ def load_dataset(
     training split by its `k` most diverse rows (the original's diverse subset, for quick searches).
     """
     root = Path(path).expanduser()
-    info = read_dataset_info(root)
-    if info is None:
-        raise DatasetError(
-            f"{root}: not a samplegen dataset (no dataset.json); run `samplegen data prepare`"
-        )
+    info = require_dataset_info(root)
     codec = CodecConfig.from_dict(info["codec"])
     shape = tuple(info["shape"])
     if shape != codec.shape:
