@@ -1,4 +1,5 @@
-"""`samplegen train --config BEST --epochs N --data DATASET --out DIR`: train one configuration longer.
+"""`samplegen train --config BEST --epochs N --data DATASET --out DIR`: train one configuration longer;
+`samplegen finetune --model COMBINED --data DATASET --out DIR`: fine-tune a chained model end to end.
 
 Plain training (no Tune): the study's best configuration (`best_config.json`), or any JSON with
 `model` and a flat `config`, trained with the same epoch loop and stopping rule as the trials.
@@ -33,6 +34,26 @@ def register(subparsers: Any) -> None:
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     p.set_defaults(func=run_train)
 
+    f = subparsers.add_parser(
+        "finetune",
+        help="fine-tune a combined model end to end (outer model frozen)",
+        description="Train a combined model's inner part on the loss after the frozen outer "
+        "decoder, in the input domain; keep the result only if the validation loss falls. "
+        "An interrupted run continues from OUT.finetune-checkpoint.",
+    )
+    f.add_argument("--model", required=True, metavar="COMBINED", help="combined model folder")
+    f.add_argument("--data", required=True, metavar="DATASET", help="prepared dataset folder")
+    f.add_argument(
+        "--out", required=True, metavar="DIR", help="model folder to write (may be --model)"
+    )
+    f.add_argument("--epochs", type=int, default=None, help="epochs (default 20)")
+    f.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-4)")
+    f.add_argument("--batch-size", type=int, default=None, help="batch size (default 32)")
+    f.add_argument("--seed", type=int, default=None, help="seed (default 0)")
+    f.add_argument("--device", default="auto", metavar="auto|cpu|cuda", help="device")
+    f.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    f.set_defaults(func=run_finetune)
+
 
 def run_train(args: argparse.Namespace) -> int:
     """Handler of `samplegen train`."""
@@ -52,5 +73,31 @@ def run_train(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
         resume=args.resume,
         echo=None if args.quiet else (lambda m: print(m, flush=True)),
+    )
+    return 0
+
+
+def run_finetune(args: argparse.Namespace) -> int:
+    """Handler of `samplegen finetune`."""
+    from samplegen.platform.finetune import FinetuneSettings, finetune_combined
+
+    given = {
+        "epochs": args.epochs,
+        "lr": args.lr,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+    }
+    settings = FinetuneSettings(**{k: v for k, v in given.items() if v is not None})
+    record = finetune_combined(
+        args.model,
+        args.data,
+        args.out,
+        settings=settings,
+        device=args.device,
+        echo=None if args.quiet else (lambda m: print(m, flush=True)),
+    )
+    print(
+        f"validation loss {record['val_recon_before']:.4g} -> {record['val_recon_after']:.4g}; "
+        f"kept the {record['kept']} weights in {args.out}"
     )
     return 0

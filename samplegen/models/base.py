@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from samplegen.models.layers import per_sample_sse
+from samplegen.models.refine import Refinement
 
 # Burda et al. (2016): a latent dimension is active when the variance across samples of its
 # posterior mean exceeds this threshold.
@@ -129,6 +130,14 @@ class InnerModel(SampleModel):
     """A model on flat (B, D) vectors that can also sample its latent space."""
 
     kind: ClassVar[str] = "inner"
+
+    def refinement(self) -> Refinement | None:
+        """How this model refines codes outside training; None (the default) when it does not."""
+        return None
+
+    def output_for(self, x: torch.Tensor, z: torch.Tensor) -> ModelOutput:
+        """The output for input `x` decoded from a given code `z` (a code refined elsewhere)."""
+        return ModelOutput(recon=self.decode(z), latent=z)
 
     def sample_prior(
         self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None

@@ -26,6 +26,7 @@ from samplegen.models.base import (
     ModelOutput,
 )
 from samplegen.models.layers import interpolate_layer_sizes, mlp, per_sample_sse
+from samplegen.models.refine import Refinement, refine_codes
 from samplegen.models.registry import ModelRejected, register
 
 WARMUPS: tuple[str, ...] = ("none", "linear", "cyclical")
@@ -127,22 +128,24 @@ class VAE(InnerModel):
         mu = self.posterior(x)[0]
         return self.refine(mu, x) if self.hparams.refine_steps and not self.training else mu
 
-    def refine(self, z0: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """`refine_steps` Adam steps on z from `z0` towards the MAP code of `x` (detached result).
+    def refinement(self) -> Refinement | None:
+        """How codes are refined outside training (None when `refine_steps` is 0)."""
+        hp = self.hparams
+        if not hp.refine_steps:
+            return None
+        # The negative log-prior of z under the KL weight beta: beta / 2 |z|^2.
+        return Refinement(hp.refine_steps, hp.refine_lr, 0.5 * hp.beta)
 
-        Each sample's code is optimised independently (Adam is element-wise and the loss a sum over
-        samples), so a sample's code does not depend on its batch. The weights get no gradient.
-        """
-        target = x.detach()
-        z = z0.detach().clone().requires_grad_(True)
-        opt = torch.optim.Adam([z], lr=self.hparams.refine_lr)
-        prior = 0.5 * self.hparams.beta
-        with torch.enable_grad():
-            for _ in range(self.hparams.refine_steps):
-                err = (self.decoder(z) - target).pow(2).sum() + prior * z.pow(2).sum()
-                (z.grad,) = torch.autograd.grad(err, z)
-                opt.step()
-        return z.detach()
+    def refine(self, z0: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """`refine_steps` Adam steps on z from `z0` towards the MAP code of `x` (detached result;
+        see samplegen.models.refine)."""
+        settings = self.refinement()
+        return z0.detach() if settings is None else refine_codes(self.decoder, z0, x, settings)
+
+    def output_for(self, x: torch.Tensor, z: torch.Tensor) -> ModelOutput:
+        """The output for input `x` decoded from a given code `z` (e.g. one refined elsewhere)."""
+        mu, logvar = self.posterior(x)
+        return ModelOutput(recon=self.decode(z), latent=z, mu=mu, logvar=logvar)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)

@@ -2,7 +2,8 @@
 
 Stages (each leaves a marker in RUN_DIR/.stages, so a restarted run continues where it stopped):
 dataset -> outer_study -> outer_model (the best configuration trained longer) -> vae_study
-(encode once + inner study + combined export) -> evaluation -> sounds -> report.
+(encode once + inner study + combined export) -> finetune (the combined model end to end, outer
+frozen; kept only if validation improves) -> evaluation -> sounds -> report.
 
 Run folder::
 
@@ -177,6 +178,22 @@ def run_pipeline(
         return {"study": result.study.path, "combined": str(result.combined_model)}
 
     combined = stages.run("vae_study", vae_study_stage)["combined"]
+
+    def finetune_stage() -> dict[str, Any]:
+        from samplegen.platform.finetune import FinetuneSettings, finetune_combined
+
+        if not preset.finetune_epochs:
+            return {"kept": "chained", "skipped": True}
+        record = finetune_combined(
+            combined,
+            dataset,
+            combined,
+            settings=FinetuneSettings(epochs=preset.finetune_epochs, seed=seed),
+            echo=echo,
+        )
+        return {"kept": record["kept"]}
+
+    stages.run("finetune", finetune_stage)
 
     def evaluation_stage() -> dict[str, Any]:
         from samplegen.platform.evaluation import evaluate_model

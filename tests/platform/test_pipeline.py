@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from tune_helpers import TINY_OUTER_SPACE, TINY_VAE_SPACE
 
 from samplegen.dsp.library import ensure_library
@@ -33,6 +34,7 @@ def run(tmp_path_factory: pytest.TempPathFactory, ray_session: None) -> tuple[Pa
         outer=StageBudget("frame_ae", "random", "fifo", 2, 2, space=str(root / "outer.yaml")),
         outer_final_epochs=2,
         inner=StageBudget("vae", "random", "fifo", 2, 3, space=str(root / "vae.yaml")),
+        finetune_epochs=2,
         griffin_lim_iters=2,
         examples=4,
     )
@@ -53,6 +55,15 @@ def test_every_artifact_of_the_chain(run: tuple[Path, list[str]]) -> None:
     outer = load_model(out / "models" / "outer")
     combined = load_model(out / "models" / "combined")
     assert outer.meta.name == "frame_ae" and combined.meta.name == "combined"
+    # The chained model was fine-tuned end to end (2 epochs), and kept only if validation fell.
+    tuned = combined.meta.extra["finetune"]
+    assert tuned["settings"]["epochs"] == 2 and len(tuned["train_loss"]) == 2
+    assert (tuned["kept"] == "fine-tuned") == (tuned["val_recon_after"] < tuned["val_recon_before"])
+    inner = load_model(combined.meta.extra["inner_model"]).model.state_dict()
+    chained = all(
+        torch.equal(v, combined.model.state_dict()[f"inner.{k}"]) for k, v in inner.items()
+    )
+    assert chained == (tuned["kept"] == "chained")
     metrics = json.loads((out / "evaluation" / "metrics.json").read_text())
     assert metrics["dataset"]["split"] == "test"
     assert np.isfinite(metrics["loss"]["mean"]) and np.isfinite(metrics["loss"]["rms_percent"])
@@ -89,12 +100,13 @@ def test_a_restarted_run_continues_where_it_stopped(run: tuple[Path, list[str]])
         outer=StageBudget(**settings["preset"]["outer"]),
         outer_final_epochs=2,
         inner=StageBudget(**settings["preset"]["inner"]),
+        finetune_epochs=2,
         griffin_lim_iters=2,
         examples=4,
     )
     log: list[str] = []
     run_pipeline(preset, out, source=settings["source"], echo=log.append)
-    for stage in ("dataset", "outer_study", "outer_model", "vae_study", "evaluation"):
+    for stage in ("dataset", "outer_study", "outer_model", "vae_study", "finetune", "evaluation"):
         assert f"[{stage}] already done, reusing it" in log
     assert "[sounds] running" in log and "[report] running" in log
 

@@ -1,0 +1,182 @@
+"""End-to-end fine-tuning of a chained model: the inner model learns through the frozen outer model.
+
+Why: the chained study trains the inner model on the outer encodings, where a squared error weighs
+every encoded value alike. What counts is the error after the outer decoder, in the input domain.
+A few epochs of the combined model's own loss (SSE in the outer model's input domain plus the inner
+model's regulariser), with every outer weight frozen, fit the training notes markedly better
+(benchmarks/RESULTS.md, "End-to-end fine-tuning"). The outer model stays exactly the one the chain
+was built on, so its encodings and every other chain over it stay valid.
+
+Selection uses validation only: the fine-tuned model is kept when its validation reconstruction
+loss, measured as the model encodes (code refinement included), is below the chained model's;
+otherwise the chained model is written unchanged, and the record says why.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from samplegen.errors import SamplegenError
+
+# Marks a model folder written by `finetune_combined`, so a repeated call finds the work done.
+FINETUNE_KEY = "finetune"
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """epochs: passes over the training split (cosine learning rate from `lr` to 0); batch_size;
+    lr: Adam's rate (small: the chained weights are already a good start); seed."""
+
+    epochs: int = 20
+    lr: float = 1e-4
+    batch_size: int = 32
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise SamplegenError(f"--epochs: must be >= 1, got {self.epochs}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise SamplegenError(f"--lr: must be positive and finite, got {self.lr}")
+        if self.batch_size < 1:
+            raise SamplegenError(f"--batch-size: must be >= 1, got {self.batch_size}")
+
+
+def finetune_combined(
+    combined: str | os.PathLike[str],
+    data: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    settings: FinetuneSettings | None = None,
+    device: str = "auto",
+    checkpoint_every: int = 5,
+    echo: Callable[[str], None] | None = print,
+) -> dict[str, Any]:
+    """Fine-tune the combined model in `combined` end to end on dataset `data`; save it to `out`.
+
+    `out` may be `combined` itself: it is replaced atomically at the end. A checkpoint beside `out`
+    (`OUT.finetune-checkpoint/`) lets an interrupted call continue; a model that already carries a
+    fine-tuning record is not tuned again. Returns the record saved under the model's
+    `extra.finetune`: the settings, the validation losses before and after, and which was kept.
+    """
+    import shutil
+
+    from samplegen.models.artifact import check_dataset, load_model, save_model
+    from samplegen.models.combined import CombinedModel
+    from samplegen.platform.resources import trial_device
+    from samplegen.platform.study import load_study_data
+    from samplegen.platform.training import (
+        NonFiniteLoss,
+        OptimHparams,
+        Trainer,
+        load_checkpoint,
+        save_checkpoint,
+    )
+
+    say = echo or (lambda _m: None)
+    settings = settings or FinetuneSettings()
+    loaded = load_model(combined)
+    if not isinstance(loaded.model, CombinedModel):
+        raise SamplegenError(
+            f"{combined}: fine-tuning needs a combined model (outer + inner), "
+            f"not {loaded.meta.name!r}"
+        )
+    done = loaded.meta.extra.get(FINETUNE_KEY)
+    if done:
+        say(f"{combined}: already fine-tuned ({done.get('kept')} kept); nothing to do")
+        if Path(out).absolute() != loaded.meta.directory.absolute():
+            save_model(
+                out,
+                loaded.model,
+                codec=loaded.codec,
+                dataset_fingerprint=loaded.meta.dataset_fingerprint,
+                metrics=loaded.meta.metrics,
+                extra=loaded.meta.extra,
+            )
+        return dict(done)
+    study_data = load_study_data(data)
+    check_dataset(loaded, study_data)
+    device = trial_device(1.0 if device != "cpu" else 0.0, device)
+    model = loaded.model.to(device)
+    for p in model.outer.parameters():
+        p.requires_grad_(False)
+    optim = OptimHparams(batch_size=settings.batch_size, lr=settings.lr, lr_schedule="cosine")
+    trainer = Trainer(
+        model,
+        optim,
+        study_data.train,
+        study_data.validation,
+        device=device,
+        seed=settings.seed,
+        total_epochs=settings.epochs,
+    )
+    # Validation as the model will be used: in eval mode, so codes are refined when the inner
+    # model refines them. That costs more than an epoch, so it runs only before and after.
+    out_path = Path(out)
+    ckdir = out_path.parent / f"{out_path.name}.finetune-checkpoint"
+    chained_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    meta_want = {"settings": asdict(settings), "source": str(loaded.meta.directory)}
+    start, history = 1, []
+    if ckdir.exists():
+        tensors, meta = load_checkpoint(ckdir)
+        if meta.get("run") != meta_want:
+            raise SamplegenError(
+                f"{ckdir}: checkpoint of another fine-tuning run (remove it to start over)"
+            )
+        val_before = float(meta["val_before"])
+        trainer.load_state_tensors(tensors, meta["optimizer"])
+        history, start = list(meta["history"]), int(meta["epoch"]) + 1
+        say(f"resuming fine-tuning at epoch {start}")
+    else:
+        val_before = trainer.evaluate(trainer.val_x)[1]
+        say(f"fine-tuning {combined}: validation loss before {val_before:.4g}")
+
+    def checkpoint(epoch: int) -> None:
+        meta = {"run": meta_want, "epoch": epoch, "history": history, "val_before": val_before}
+        save_checkpoint(ckdir, trainer, meta)
+
+    failure = None
+    try:
+        for epoch in range(start, settings.epochs + 1):
+            loss, _metrics = trainer.train_epoch(epoch)
+            history.append(loss)
+            say(f"fine-tune epoch {epoch}: train loss {loss:.4g}")
+            if epoch % checkpoint_every == 0 and epoch < settings.epochs:
+                checkpoint(epoch)
+    except NonFiniteLoss as exc:
+        failure = str(exc)
+        say(f"fine-tuning stopped: {failure}")
+    val_after = math.inf if failure else trainer.evaluate(trainer.val_x)[1]
+    if not math.isfinite(val_after):
+        val_after = math.inf
+    kept = "fine-tuned" if val_after < val_before else "chained"
+    if kept == "chained":
+        model.load_state_dict(chained_state)
+    say(f"validation loss {val_before:.4g} -> {val_after:.4g}: keeping the {kept} weights")
+    for p in model.outer.parameters():
+        p.requires_grad_(True)
+    record = {
+        **meta_want,
+        "val_recon_before": val_before,
+        "val_recon_after": val_after,
+        "train_loss": history,
+        "kept": kept,
+        "failure": failure,
+    }
+    save_model(
+        out_path,
+        model.cpu(),
+        codec=loaded.codec,
+        dataset_fingerprint=study_data.fingerprint
+        if kept == "fine-tuned"
+        else loaded.meta.dataset_fingerprint,
+        metrics=loaded.meta.metrics,
+        extra={**loaded.meta.extra, FINETUNE_KEY: record},
+    )
+    shutil.rmtree(ckdir, ignore_errors=True)
+    say(f"saved {out_path}")
+    return record

@@ -1,0 +1,179 @@
+"""End-to-end fine-tuning of a combined model (samplegen.platform.finetune) on a real dataset."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from dataset_helpers import SMALL, instrument_folder
+
+from samplegen.cli.main import main
+from samplegen.errors import SamplegenError
+from samplegen.models.artifact import load_model, save_model
+from samplegen.models.combined import CombinedModel
+from samplegen.models.registry import build_model
+from samplegen.platform.datasets import load_dataset, prepare_dataset
+from samplegen.platform.finetune import FinetuneSettings, finetune_combined
+
+SETTINGS = FinetuneSettings(epochs=4, lr=3e-3, batch_size=8)
+
+
+def _fit(model: torch.nn.Module, x: np.ndarray, steps: int) -> None:
+    torch.manual_seed(0)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    xt = torch.from_numpy(np.ascontiguousarray(x))
+    model.train()
+    for _ in range(steps):
+        loss = model.loss(xt, model(xt)).total
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+
+
+@pytest.fixture(scope="module")
+def chained(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A dataset and a combined model whose inner VAE was fitted on the outer encodings only."""
+    root = tmp_path_factory.mktemp("finetune")
+    instrument_folder(root / "audio", instruments=10)
+    data = prepare_dataset(root / "audio", root / "ds", SMALL, splits=(0.6, 0.2, 0.2), echo=None)
+    train = load_dataset(data, splits=["train"]).splits["train"].x
+    torch.manual_seed(0)
+    outer = build_model("frame_ae", {"frame_latent": 4, "hidden": 32}, SMALL.shape)
+    _fit(outer, train, 40)
+    with torch.no_grad():
+        codes = outer.encode(torch.from_numpy(train)).flatten(1).numpy()
+    inner = build_model(
+        "vae", {"latent": 3, "depth": 2, "beta": 0.1, "refine_steps": 10}, (codes.shape[1],)
+    )
+    _fit(inner, codes, 60)  # the chain: the inner model learns the encodings, not the input
+    combined = CombinedModel.from_parts(outer, inner)
+    model = save_model(root / "combined", combined, codec=SMALL, metrics={"best_epoch": 7})
+    return {"root": root, "data": data, "model": model}
+
+
+def _train_loss(path: Path, data: Path) -> float:
+    model = load_model(path).model
+    x = torch.from_numpy(load_dataset(data, splits=["train"]).splits["train"].x)
+    with torch.no_grad():
+        model.train()  # the encoder's mean would be refined in eval mode; compare the nets
+        mu = model.inner.posterior(model.outer.encode(x).flatten(1))[0]
+        recon = model.decode(mu)
+    return float((recon - x).pow(2).flatten(1).sum(1).mean())
+
+
+def test_finetuning_fits_the_input_domain_and_leaves_the_outer_model_alone(
+    chained: dict[str, Path],
+) -> None:
+    out = chained["root"] / "tuned"
+    record = finetune_combined(chained["model"], chained["data"], out, settings=SETTINGS, echo=None)
+    before, after = load_model(chained["model"]), load_model(out)
+    assert record["kept"] == "fine-tuned"
+    assert record["val_recon_after"] < record["val_recon_before"]
+    assert len(record["train_loss"]) == SETTINGS.epochs
+    assert after.meta.extra["finetune"] == record
+    assert after.meta.metrics == {"best_epoch": 7}
+    # Every outer weight is exactly the chain's; the inner weights moved.
+    b, a = before.model.state_dict(), after.model.state_dict()
+    assert all(torch.equal(b[k], a[k]) for k in b if k.startswith("outer."))
+    assert any(not torch.equal(b[k], a[k]) for k in b if k.startswith("inner."))
+    assert after.model.num_params() == before.model.num_params()
+    assert _train_loss(out, chained["data"]) < _train_loss(chained["model"], chained["data"])
+    # The recorded validation loss is the model's own, as it encodes (refined codes).
+    val = torch.from_numpy(
+        load_dataset(chained["data"], splits=["validation"]).splits["validation"].x
+    )
+    sse = float((after.model.reconstruct(val).detach() - val).pow(2).flatten(1).sum(1).mean())
+    assert sse == pytest.approx(record["val_recon_after"], rel=1e-4)
+    assert not (chained["root"] / "tuned.finetune-checkpoint").exists()
+
+    # A second call finds the work done and changes nothing.
+    again = finetune_combined(out, chained["data"], out, settings=SETTINGS, echo=None)
+    assert again == record
+    assert all(torch.equal(v, load_model(out).model.state_dict()[k]) for k, v in a.items())
+
+
+def test_a_worse_result_keeps_the_chained_weights(chained: dict[str, Path]) -> None:
+    out = chained["root"] / "diverged"
+    wild = FinetuneSettings(epochs=2, lr=10.0, batch_size=8)
+    record = finetune_combined(chained["model"], chained["data"], out, settings=wild, echo=None)
+    assert record["kept"] == "chained"
+    before, after = load_model(chained["model"]), load_model(out)
+    assert all(
+        torch.equal(v, after.model.state_dict()[k]) for k, v in before.model.state_dict().items()
+    )
+    assert after.meta.extra["finetune"]["kept"] == "chained"
+
+
+def test_an_interrupted_finetuning_resumes_and_ends_like_an_uninterrupted_one(
+    chained: dict[str, Path],
+) -> None:
+    whole = chained["root"] / "whole"
+    finetune_combined(chained["model"], chained["data"], whole, settings=SETTINGS, echo=None)
+
+    def stop_in_epoch_3(line: str) -> None:
+        if line.startswith("fine-tune epoch 3"):
+            raise KeyboardInterrupt
+
+    part = chained["root"] / "part"
+    with pytest.raises(KeyboardInterrupt):
+        finetune_combined(
+            chained["model"],
+            chained["data"],
+            part,
+            settings=SETTINGS,
+            checkpoint_every=1,
+            echo=stop_in_epoch_3,
+        )
+    assert (chained["root"] / "part.finetune-checkpoint").is_dir() and not part.exists()
+    lines: list[str] = []
+    finetune_combined(chained["model"], chained["data"], part, settings=SETTINGS, echo=lines.append)
+    assert "resuming fine-tuning at epoch 3" in lines
+    a, b = load_model(whole), load_model(part)
+    for k, v in a.model.state_dict().items():
+        torch.testing.assert_close(b.model.state_dict()[k], v)
+    assert b.meta.extra["finetune"]["train_loss"] == pytest.approx(
+        a.meta.extra["finetune"]["train_loss"]
+    )
+    # A checkpoint of other settings is refused, not mixed in.
+    with pytest.raises(KeyboardInterrupt):
+        finetune_combined(
+            chained["model"],
+            chained["data"],
+            chained["root"] / "mixed",
+            settings=SETTINGS,
+            checkpoint_every=1,
+            echo=stop_in_epoch_3,
+        )
+    other = FinetuneSettings(epochs=4, lr=1e-3, batch_size=8)
+    with pytest.raises(SamplegenError, match="checkpoint of another fine-tuning run"):
+        finetune_combined(
+            chained["model"], chained["data"], chained["root"] / "mixed", settings=other, echo=None
+        )
+
+
+def test_finetune_cli_and_its_errors(
+    chained: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = chained["root"] / "cli"
+    args = ["finetune", "--model", str(chained["model"]), "--data", str(chained["data"])]
+    assert main([*args, "--out", str(out), "--epochs", "2", "--lr", "0.003", "--quiet"]) == 0
+    assert "kept the fine-tuned weights" in capsys.readouterr().out
+    assert load_model(out).meta.extra["finetune"]["settings"]["epochs"] == 2
+
+    outer = load_model(chained["model"]).model.outer
+    save_model(chained["root"] / "outer", outer, codec=SMALL)
+    bad = [
+        (["--model", str(chained["root"] / "outer")], "needs a combined model"),
+        (["--model", str(chained["model"]), "--epochs", "0"], "--epochs: must be >= 1"),
+        (["--model", str(chained["model"]), "--lr", "-1"], "--lr: must be positive"),
+    ]
+    for extra, message in bad:
+        argv = ["finetune", "--data", str(chained["data"]), "--out", str(out), *extra]
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+    assert math.isfinite(load_model(out).meta.extra["finetune"]["val_recon_after"])
