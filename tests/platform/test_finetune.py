@@ -16,7 +16,7 @@ from samplegen.models.artifact import load_model, save_model
 from samplegen.models.combined import CombinedModel
 from samplegen.models.registry import build_model
 from samplegen.platform.datasets import load_dataset, prepare_dataset
-from samplegen.platform.finetune import FinetuneSettings, finetune_combined
+from samplegen.platform.finetune import FinetuneSettings, _warmed_up, finetune_combined
 
 SETTINGS = FinetuneSettings(epochs=4, lr=3e-3, batch_size=8)
 
@@ -47,7 +47,9 @@ def chained(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> dict
     with torch.no_grad():
         codes = outer.encode(torch.from_numpy(train)).flatten(1).numpy()
     inner = build_model(
-        "vae", {"latent": 3, "depth": 2, "beta": 0.1, "refine_steps": 10}, (codes.shape[1],)
+        "vae",
+        {"latent": 3, "depth": 2, "beta": 0.1, "refine_steps": 10, "warmup": "linear"},
+        (codes.shape[1],),
     )
     _fit(inner, codes, 60)  # the chain: the inner model learns the encodings, not the input
     combined = CombinedModel.from_parts(outer, inner)
@@ -177,3 +179,26 @@ def test_finetune_cli_and_its_errors(
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
     assert math.isfinite(load_model(out).meta.extra["finetune"]["val_recon_after"])
+
+
+def test_finetuning_does_not_restart_the_kl_warm_up(chained: dict[str, Path]) -> None:
+    loaded = load_model(chained["model"])
+    model = loaded.model.train()
+    assert model.hparams.inner_hparams["warmup"] == "linear"
+    x = torch.from_numpy(load_dataset(chained["data"], splits=["train"]).splits["train"].x[:8])
+    copy = _warmed_up(model).train()
+    torch.manual_seed(0)
+    at_epoch_1 = copy.loss(x, copy(x), epoch=1)
+    torch.manual_seed(0)
+    warmed = model.loss(x, model(x), epoch=None)
+    torch.manual_seed(0)
+    restarted = model.loss(x, model(x), epoch=1)
+    # The copy weighs the KL term fully from its first epoch, as the chained model ended.
+    assert float(at_epoch_1.total) == pytest.approx(float(warmed.total), rel=1e-6)
+    assert float(restarted.total) < float(warmed.total)
+    # ...and what is saved keeps the model's own hyper-parameters.
+    one = FinetuneSettings(epochs=1, lr=1e-3, batch_size=8)
+    finetune_combined(
+        chained["model"], chained["data"], chained["root"] / "warm", settings=one, echo=None
+    )
+    assert load_model(chained["root"] / "warm").meta.hparams == loaded.meta.hparams
