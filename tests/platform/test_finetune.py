@@ -16,6 +16,7 @@ from samplegen.models.artifact import load_model, save_model
 from samplegen.models.combined import CombinedModel
 from samplegen.models.registry import build_model
 from samplegen.platform.datasets import load_dataset, prepare_dataset
+from samplegen.platform.evaluation import evaluate_model
 from samplegen.platform.finetune import FinetuneSettings, _warmed_up, finetune_combined
 
 SETTINGS = FinetuneSettings(epochs=4, lr=3e-3, batch_size=8)
@@ -90,6 +91,8 @@ def test_finetuning_fits_the_input_domain_and_leaves_the_outer_model_alone(
     )
     sse = float((after.model.reconstruct(val).detach() - val).pow(2).flatten(1).sum(1).mean())
     assert sse == pytest.approx(record["val_recon_after"], rel=1e-4)
+    report = evaluate_model(out, chained["data"], split="validation", out=chained["root"] / "ev")
+    assert report["loss"]["mean"] == pytest.approx(record["val_recon_after"], rel=1e-4)
     assert not (chained["root"] / "tuned.finetune-checkpoint").exists()
 
     # A second call finds the work done and changes nothing.

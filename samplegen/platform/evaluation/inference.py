@@ -64,7 +64,8 @@ def run_model(
         if combined:
             h = model.outer.encode(xb)  # type: ignore[attr-defined]
             flat_h = h.flatten(1)
-            z = model.inner.encode(flat_h)  # type: ignore[attr-defined]
+            # The combined model's own codes: refined end to end when its inner model refines.
+            z = model.encode(xb)
             h_hat = model.inner.decode(z)  # type: ignore[attr-defined]
             recon = model.outer.decode(h_hat.reshape(h.shape))  # type: ignore[attr-defined]
             outers.append(_np(flat_h))
