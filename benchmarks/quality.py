@@ -121,7 +121,18 @@ def main(argv: list[str] | None = None) -> int:
     pca = cs["pca_reference"]["pca"]["end_to_end"]
     latent = cs["latent"]
     ratio = cs["loss"]["mean"] / ct["loss"]["mean"]
-    model_cfg = json.loads((Path(done["combined_model"]) / "config.json").read_text())["hparams"]
+    combined_cfg = json.loads((Path(done["combined_model"]) / "config.json").read_text())
+    model_cfg = combined_cfg["hparams"]
+    tuned = combined_cfg.get("extra", {}).get("finetune")
+    values = math.prod(combined_cfg["input_shape"])
+    finetune_line = (
+        f"- End-to-end fine-tuning (`finetune` stage, outer frozen): "
+        f"{json.dumps(tuned['settings'])}; validation RMS% "
+        f"{_rms(tuned['val_recon_before'], values):.3f} -> {_rms(tuned['val_recon_after'], values):.3f}"
+        f" (codes refined as the model encodes); kept the {tuned['kept']} weights"
+        if tuned
+        else "- End-to-end fine-tuning: none"
+    )
     lines = [
         f"## Sound quality (benchmarks/quality.py), {dt.date.today().isoformat()}",
         "",
@@ -134,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         f"TimGM6mb note ({rows['combined_timgm']['count']}), a SoundFont that shares no samples",
         f"- Models: outer {model_cfg['outer']} {json.dumps(model_cfg['outer_hparams'])}; "
         f"inner {model_cfg['inner']} {json.dumps(model_cfg['inner_hparams'])}",
+        finetune_line,
         "- RMS% as the original: 100 sqrt(mean per-sample SSE / values per sample), in the mu-law "
         "STFT magnitude domain; test-split figures from the run's own evaluation stage",
         "",

@@ -184,9 +184,10 @@ def finetune_combined(
 def _warmed_up(model: Any) -> Any:
     """A copy of a combined model whose inner KL weight is already at its full value.
 
-    The trainer counts epochs from 1, and a VAE's KL warm-up would start again from 0: fine-tuning
-    with almost no KL term lets the codes drift off the prior the chained model learnt (measured:
-    test 1.71 -> 1.81% RMS). The saved model keeps its own hyper-parameters.
+    The trainer counts epochs from 1, and a VAE's KL warm-up would start again from 0: the first
+    fine-tuning epochs would then weigh the KL term almost not at all, and let the codes drift off
+    the prior that sampling and interpolation rely on. The saved model keeps its own
+    hyper-parameters.
     """
     from dataclasses import replace
 
