@@ -34,6 +34,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     p.set_defaults(func=run_train)
 
+    from samplegen.platform.finetune import FinetuneSettings  # light: no torch, no Ray
+
+    d = FinetuneSettings()
     f = subparsers.add_parser(
         "finetune",
         help="fine-tune a combined model end to end (outer model frozen)",
@@ -46,10 +49,12 @@ def register(subparsers: Any) -> None:
     f.add_argument(
         "--out", required=True, metavar="DIR", help="model folder to write (may be --model)"
     )
-    f.add_argument("--epochs", type=int, default=None, help="epochs (default 20)")
-    f.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-4)")
-    f.add_argument("--batch-size", type=int, default=None, help="batch size (default 32)")
-    f.add_argument("--seed", type=int, default=None, help="seed (default 0)")
+    f.add_argument("--epochs", type=int, default=None, help=f"epochs (default {d.epochs})")
+    f.add_argument("--lr", type=float, default=None, help=f"Adam learning rate (default {d.lr:g})")
+    f.add_argument(
+        "--batch-size", type=int, default=None, help=f"batch size (default {d.batch_size})"
+    )
+    f.add_argument("--seed", type=int, default=None, help=f"seed (default {d.seed})")
     f.add_argument("--device", default="auto", metavar="auto|cpu|cuda", help="device")
     f.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     f.set_defaults(func=run_finetune)
