@@ -68,6 +68,7 @@ def finetune_combined(
 
     from samplegen.models.artifact import check_dataset, load_model, save_model
     from samplegen.models.combined import CombinedModel
+    from samplegen.platform.datasets import require_dataset_info
     from samplegen.platform.resources import trial_device
     from samplegen.platform.study import load_study_data
     from samplegen.platform.training import (
@@ -86,6 +87,8 @@ def finetune_combined(
             f"{combined}: fine-tuning needs a combined model (outer + inner), "
             f"not {loaded.meta.name!r}"
         )
+    # Checked even when there is nothing to do: a wrong --data is a mistake worth hearing about.
+    require_dataset_info(data, label=f"--data {data}")
     done = loaded.meta.extra.get(FINETUNE_KEY)
     if done:
         say(f"{combined}: already fine-tuned ({done.get('kept')} kept); nothing to do")

@@ -173,6 +173,8 @@ def test_finetune_cli_and_its_errors(
     save_model(chained["root"] / "outer", outer, codec=SMALL)
     bad = [
         (["--model", str(chained["root"] / "outer")], "needs a combined model"),
+        # Also when the model is already fine-tuned and there is nothing to do.
+        (["--model", str(out), "--data", str(chained["root"])], "not a samplegen dataset"),
         (["--model", str(chained["model"]), "--epochs", "0"], "--epochs: must be >= 1"),
         (["--model", str(chained["model"]), "--lr", "-1"], "--lr: must be positive"),
     ]
