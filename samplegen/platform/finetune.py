@@ -122,7 +122,6 @@ def finetune_combined(
     # model refines them. That costs more than an epoch, so it runs only before and after.
     out_path = Path(out)
     ckdir = out_path.parent / f"{out_path.name}.finetune-checkpoint"
-    chained_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     meta_want = {"settings": asdict(settings), "source": str(loaded.meta.directory)}
     start, history = 1, []
     if ckdir.exists():
@@ -158,10 +157,9 @@ def finetune_combined(
     if not math.isfinite(val_after):
         val_after = math.inf
     kept = "fine-tuned" if val_after < val_before else "chained"
-    if kept == "chained":
-        model.load_state_dict(chained_state)
     say(f"validation loss {val_before:.4g} -> {val_after:.4g}: keeping the {kept} weights")
-    loaded.model.load_state_dict(model.cpu().state_dict())
+    if kept == "fine-tuned":  # `model` is a copy: loaded.model still holds the chained weights
+        loaded.model.load_state_dict(model.cpu().state_dict())
     record = {
         **meta_want,
         "val_recon_before": val_before,

@@ -65,7 +65,7 @@ def run_model(
             h = model.outer.encode(xb)  # type: ignore[attr-defined]
             flat_h = h.flatten(1)
             # The combined model's own codes: refined end to end when its inner model refines.
-            z = model.encode(xb)
+            z = model.encode_flat(flat_h, xb)  # type: ignore[attr-defined]
             h_hat = model.inner.decode(z)  # type: ignore[attr-defined]
             recon = model.outer.decode(h_hat.reshape(h.shape))  # type: ignore[attr-defined]
             outers.append(_np(flat_h))
