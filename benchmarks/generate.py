@@ -5,8 +5,12 @@
 Without MODEL_DIR a small combined model (frame_ae outer + VAE inner, chained: the outer trained
 first, the VAE on its frozen codes) is trained here on the built-in FluidR3 library, within a time
 budget, and saved to --model-out. Measures:
-- interpolation midpoints: loudness (energy of the linear STFT magnitude the model puts out, dB) of
-  the latent midpoint of two real notes against the quieter of the two end-points;
+- interpolation midpoints, raw model output: loudness (energy of the linear STFT magnitude the model
+  puts out, dB) of the latent midpoint of two real notes against the quieter of the two end-points;
+- interpolation midpoints as `samplegen generate interpolate` writes them: the same pairs through
+  the package's own path (`plan_interpolate` with 3 steps on the notes with their original peaks,
+  `decode_waves` for peak-normalised Griffin-Lim audio, `write_wav` with each sound's gain, read
+  back), the midpoint's RMS level (dBFS) against the quieter end-point's;
 - diversity: mean pairwise log-spectral distance (dB; per frame the RMS over bins of the dB
   difference, each spectrogram floored 80 dB below its own peak, averaged over frames) among `count` random sounds (prior, T = 1),
   divided by the same among `count` real notes (reconstructions given for reference);
@@ -35,8 +39,12 @@ from samplegen.generate.latent import LatentSpace, load_space
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
-def load_library(codec, limit: int, seed: int) -> tuple[np.ndarray, list[str], list[str]]:
-    """Velocity-100 notes of the built-in library (no drums), encoded with `codec`."""
+def load_library(
+    codec, limit: int, seed: int
+) -> tuple[np.ndarray, list[str], list[str], np.ndarray]:
+    """Velocity-100 notes of the built-in library (no drums), encoded with `codec`: encoded notes,
+    file names, categories, and each note's original peak as `load_wave` gives it (what
+    `samplegen generate` records for an input file)."""
     from samplegen.dsp.library import ensure_library
 
     lib = ensure_library()
@@ -44,9 +52,11 @@ def load_library(codec, limit: int, seed: int) -> tuple[np.ndarray, list[str], l
         rows = [r for r in csv.DictReader(f) if r["velocity"] == "100" and r["category"] != "Drums"]
     rng = np.random.default_rng(seed)
     rows = [rows[i] for i in sorted(rng.permutation(len(rows))[:limit])]
-    waves = np.stack([load_wave(lib / r["file"], codec)[0] for r in rows])
+    loaded = [load_wave(lib / r["file"], codec) for r in rows]
+    waves = np.stack([w for w, _ in loaded])
+    peaks = np.array([p for _, p in loaded], dtype=np.float64)
     x = np.asarray(encode_batch(waves, codec), dtype=np.float32)
-    return x, [r["file"] for r in rows], [r["category"] for r in rows]
+    return x, [r["file"] for r in rows], [r["category"] for r in rows], peaks
 
 
 def _fit(model, x: np.ndarray, seconds: float, lr: float, seed: int, label: str) -> float:
@@ -124,6 +134,66 @@ def train_small_model(x: np.ndarray, codec, out: Path, budget_s: float, seed: in
     )
 
 
+def level_dbfs(wave: np.ndarray) -> tuple[float, float]:
+    """RMS level and peak level of audio in dBFS (a full-scale sine has RMS -3.0 dBFS)."""
+    w = np.asarray(wave, dtype=np.float64)
+    rms = float(np.sqrt(np.mean(w * w)))
+    peak = float(np.max(np.abs(w)))
+    return 20 * np.log10(max(rms, 1e-10)), 20 * np.log10(max(peak, 1e-10))
+
+
+def rendered_interpolations(
+    space: LatentSpace,
+    x: np.ndarray,
+    names: list[str],
+    cats: list[str],
+    peaks: np.ndarray,
+    pairs: list[tuple[int, int]],
+    griffin_lim_iters: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Levels of what `samplegen generate interpolate --steps 3` writes for each pair.
+
+    Per pair, as the command does it: `plan_interpolate` on the two notes (their original peaks,
+    so each sound's gain is the peaks mixed in dB), `decode_waves` on the plan's latents in one
+    batch (Griffin-Lim, peak-normalised, CLI default seed 0), `write_wav` with the plan's gain
+    (PCM_16, soft limiter above full scale), then the file read back. Returns (pairs, 3) RMS dBFS
+    and (pairs, 3) peak dBFS for t = 0, 0.5, 1.
+    """
+    import tempfile
+
+    import soundfile as sf
+
+    from samplegen.dsp.audio import write_wav
+    from samplegen.generate.io import safe_stem
+    from samplegen.generate.render import DEFAULT_GAIN, RenderSettings, decode_waves
+    from samplegen.generate.sounds import SoundInput, plan_interpolate
+
+    settings = RenderSettings(griffin_lim_iters=griffin_lim_iters, spectrograms=False)
+    rms = np.zeros((len(pairs), 3))
+    pk = np.zeros((len(pairs), 3))
+    with tempfile.TemporaryDirectory(prefix="samplegen-bench-interp-") as tmp:
+        for n, (i, j) in enumerate(pairs):
+            a, b = (
+                SoundInput(safe_stem(names[k]), x[k], float(peaks[k]), names[k], None, cats[k])
+                for k in (i, j)
+            )
+            plan = plan_interpolate(space, a, b, steps=3)
+            z = np.stack([s.latent for s in plan.sounds]).astype(np.float32)
+            _, waves = decode_waves(space, z, settings)
+            for k, sound in enumerate(plan.sounds):
+                gain = DEFAULT_GAIN if sound.gain is None else float(sound.gain)
+                path = write_wav(
+                    Path(tmp) / f"{sound.name}.wav",
+                    waves[k],
+                    space.codec.sample_rate,
+                    settings.subtype,
+                    gain=gain,
+                )
+                data, _ = sf.read(path, dtype="float64")
+                rms[n, k], pk[n, k] = level_dbfs(data)
+    return rms, pk
+
+
 def mags(space: LatentSpace, encoded: np.ndarray) -> np.ndarray:
     """Linear magnitude spectrograms (N, bins, frames) of model outputs / encoded notes."""
     if space.codec.representation == "stft":
@@ -189,7 +259,7 @@ def main() -> int:
         from samplegen.dsp.config import CodecConfig
 
         codec = CodecConfig()
-        x, names, cats = load_library(codec, args.library_notes, args.seed)
+        x, names, cats, peaks = load_library(codec, args.library_notes, args.seed)
         print(f"training a small model on {len(x)} library notes ...")
         origin = train_small_model(x, codec, args.model_out, args.train_seconds, args.seed)
         model_dir = args.model_out
@@ -197,7 +267,7 @@ def main() -> int:
         model_dir, origin = args.model, "given"
     space = load_space(model_dir)
     if args.model is not None:
-        x, names, cats = load_library(space.codec, args.library_notes, args.seed)
+        x, names, cats, peaks = load_library(space.codec, args.library_notes, args.seed)
     rng = np.random.default_rng(args.seed)
     seconds_per_note = space.codec.num_samples / space.codec.sample_rate
 
@@ -214,6 +284,19 @@ def main() -> int:
     mids = mags(space, space.decode(0.5 * (z_real[ia] + z_real[ib])))
     quieter = np.minimum(energy_db(ends_a), energy_db(ends_b))
     mid_vs = energy_db(mids) - quieter
+    t0 = time.perf_counter()
+    r_rms, r_peak = rendered_interpolations(
+        space, x, names, cats, peaks, [(int(i), int(j)) for i, j in pairs], args.griffin_lim_iters
+    )
+    print(f"rendered {len(pairs)} interpolations in {time.perf_counter() - t0:.0f} s")
+    r_vs = r_rms[:, 1] - np.minimum(r_rms[:, 0], r_rms[:, 2])
+    q = int(np.argmin(r_rms[:, 1]))
+    for n, (i, j) in enumerate(pairs):
+        print(
+            f"  pair {n:2d}: {names[i]} ({peaks[i]:.3f}) / {names[j]} ({peaks[j]:.3f}): "
+            f"raw {mid_vs[n]:+.1f} dB; rendered RMS dBFS {r_rms[n, 0]:.1f} / {r_rms[n, 1]:.1f} / "
+            f"{r_rms[n, 2]:.1f}, midpoint vs quieter {r_vs[n]:+.1f} dB"
+        )
 
     # Diversity and novelty.
     n = min(args.count, len(x))
@@ -259,11 +342,23 @@ def main() -> int:
         "real notes as encoded): per frame the RMS over bins of the dB difference, each "
         "spectrogram floored 80 dB below its own peak, averaged over frames; symmetric. "
         f"Random sounds from the {rand_source}.",
+        f"- Interpolation midpoints, two views of the same {len(pairs)} pairs of library notes: "
+        "*raw* rows are the model output (energy of the linear STFT magnitude of the decoded "
+        "latent midpoint against the quieter decoded end-point), before any level is restored; "
+        "*rendered* rows are what `samplegen generate interpolate A B --steps 3` writes: "
+        "`plan_interpolate` on the notes with their original peaks (`load_wave`'s, as the command "
+        "records them; each sound's gain is the two peaks mixed in dB, so the midpoint gets their "
+        "geometric mean), `decode_waves` (Griffin-Lim, "
+        f"{args.griffin_lim_iters} iterations, seed 0, peak-normalised), `write_wav` with that "
+        "gain (PCM_16), read back; level = RMS in dBFS (a full-scale sine is -3.0).",
         "",
         "| measure | value |",
         "|---|---|",
         f"| midpoint loudness - quieter end-point, dB: min / median / max | {mid_vs.min():+.1f} / {np.median(mid_vs):+.1f} / {mid_vs.max():+.1f} |",
         f"| midpoints more than 6 dB below the quieter end-point | {int((mid_vs < -6).sum())} of {len(mid_vs)} |",
+        f"| rendered (as written): midpoint RMS - quieter end-point RMS, dB: min / median / max | {r_vs.min():+.1f} / {np.median(r_vs):+.1f} / {r_vs.max():+.1f} |",
+        f"| rendered: midpoints more than 6 dB below the quieter end-point | {int((r_vs < -6).sum())} of {len(r_vs)} |",
+        f"| rendered: quietest midpoint, RMS / peak, dBFS | {r_rms[q, 1]:.1f} / {r_peak[q, 1]:.1f} |",
         f"| mean pairwise distance: random / real / reconstructions, dB | {div_rand:.2f} / {div_real:.2f} / {div_recon:.2f} |",
         f"| diversity ratio random / real | {div_rand / div_real:.2f} |",
         f"| diversity ratio reconstructions / real | {div_recon / div_real:.2f} |",
