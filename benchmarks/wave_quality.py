@@ -51,6 +51,40 @@ OUTER_CONFIG: dict[str, Any] = {
     "lr_schedule": "cosine",
     "weight_decay": 0.0,
 }
+# The harmonic-plus-noise auto-encoder (samplegen.models.harmonic_ae): 32 code values per frame
+# plus the pitch row (33 x 87), 64 harmonics and 64 noise bands, trained on its MR-STFT loss.
+HARMONIC_CONFIG: dict[str, Any] = {
+    "frame_latent": 32,
+    "hidden": 256,
+    "depth": 2,
+    "context": 3,
+    "harmonics": 64,
+    "noise_bands": 64,
+    "batch_exp": 4,
+    "lr_exp": -4.2,  # the trainer scales by the batch: Adam at 1e-3
+    "lr_schedule": "cosine",
+    "weight_decay": 0.0,
+}
+OUTER_CONFIGS: dict[str, dict[str, Any]] = {
+    "audio_conv_ae": OUTER_CONFIG,
+    "harmonic_ae": HARMONIC_CONFIG,
+}
+# The quick preset's VAE as its study chose it on the STFT path (beta 0.1, depth 3, ratio 0.15,
+# linear KL warm-up over 20 epochs), without code refinement: refinement fits codes to the
+# waveform itself, which rewards phase, not the sound.
+VAE_QUICK: dict[str, Any] = {
+    "latent": 8,
+    "depth": 3,
+    "ratio": 0.15,
+    "beta": 0.1,
+    "warmup": "linear",
+    "warmup_epochs": 20,
+    "free_bits": 0.0,
+    "batch_exp": 4,
+    "lr_exp": -4.7,  # 3.2e-4 after the batch scaling: what the quick study chose
+    "lr_schedule": "cosine",
+    "weight_decay": 0.0,
+}
 # The quick preset's VAE (latent 8, KL warm-up over 20 epochs) with fixed sizes.
 VAE_BASE: dict[str, Any] = {
     "latent": 8,
@@ -76,10 +110,11 @@ DIVERSITY_COLLAPSED = 0.3
 
 
 def _outer_config(args: argparse.Namespace) -> dict[str, Any]:
-    """OUTER_CONFIG, with the spectral loss weight when one is asked for."""
-    if not args.spectral_weight:
-        return dict(OUTER_CONFIG)
-    return {**OUTER_CONFIG, "spectral_weight": args.spectral_weight}
+    """The outer model's configuration, with the spectral loss weight when one is asked for."""
+    config = dict(OUTER_CONFIGS[args.outer_model])
+    if args.spectral_weight:
+        config["spectral_weight"] = args.spectral_weight
+    return config
 
 
 def _write_space(path: Path, model: str, config: dict[str, Any]) -> str:
@@ -93,7 +128,9 @@ def _write_space(path: Path, model: str, config: dict[str, Any]) -> str:
     return str(path)
 
 
-def _study_config(name: str, model: str, run: Path, data: str, space: str, epochs: int) -> Any:
+def _study_config(
+    name: str, model: str, run: Path, data: str, space: str, epochs: int, cpus: float
+) -> Any:
     from samplegen.platform.study import StudyConfig
 
     return StudyConfig(
@@ -104,7 +141,7 @@ def _study_config(name: str, model: str, run: Path, data: str, space: str, epoch
         scheduler="fifo",
         trials=1,
         epochs=epochs,
-        cpus_per_trial=1.0,
+        cpus_per_trial=cpus,
         max_concurrent=1,
         storage=str(run),
         space=space,
@@ -248,19 +285,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--stft-run", default="/work/exp/run_quick", help="an STFT-path run (read only)")
     p.add_argument("--stft-gl-iters", type=int, default=32, help="Griffin-Lim for the STFT path")
     p.add_argument("--no-remedies", action="store_true", help="train the base VAE only")
+    p.add_argument("--outer-model", choices=sorted(OUTER_CONFIGS), default="audio_conv_ae")
+    p.add_argument(
+        "--vae",
+        choices=("base", "quick"),
+        default="base",
+        help="base: the original's VAE (beta 1, lr 1e-5); quick: the quick preset's (beta 0.1)",
+    )
+    p.add_argument(
+        "--cpus-per-trial", type=float, default=1.0, help="torch threads of each training trial"
+    )
     p.add_argument(
         "--spectral-weight",
         type=float,
         default=0.0,
-        help="audio_conv_ae's multi-resolution STFT loss weight (0: waveform SSE only)",
+        help="the outer model's multi-resolution STFT loss weight (audio_conv_ae, 0: waveform "
+        "SSE only; harmonic_ae: the scale of its only loss term, default 1)",
     )
     p.add_argument("--no-append", action="store_true")
     args = p.parse_args(argv)
 
     import torch
 
-    # One core: the machine's other core belongs to a colleague's job.
-    torch.set_num_threads(1)
+    # One core unless asked: the machine's other core belongs to a colleague's job.
+    torch.set_num_threads(max(1, int(args.cpus_per_trial)))
     torch.set_flush_denormal(True)
 
     from samplegen.dsp.config import CodecConfig
@@ -272,9 +320,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     run = Path(args.run).expanduser().absolute()
     outer_config = _outer_config(args)
+    vae_base = VAE_QUICK if args.vae == "quick" else VAE_BASE
     settings = {
+        "outer_model": args.outer_model,
         "outer": outer_config,
-        "vae": VAE_BASE,
+        "vae": vae_base,
         "remedies": REMEDIES,
         "outer_epochs": args.outer_epochs,
         "vae_epochs": args.vae_epochs,
@@ -311,9 +361,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     def outer_stage() -> dict[str, Any]:
-        space = _write_space(run / "spaces" / "outer.yaml", "audio_conv_ae", outer_config)
+        space = _write_space(run / "spaces" / "outer.yaml", args.outer_model, outer_config)
         config = _study_config(
-            "outer_study", "audio_conv_ae", run, str(dataset), space, args.outer_epochs
+            "outer_study",
+            args.outer_model,
+            run,
+            str(dataset),
+            space,
+            args.outer_epochs,
+            args.cpus_per_trial,
         )
         result = run_study(config, resume=_started(config))
         if result.best_model is None:
@@ -330,7 +386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def vae_stage(variant: str, hp: dict[str, Any]) -> dict[str, Any]:
         name = f"vae_{variant}"
         space = _write_space(run / "spaces" / f"{name}.yaml", "vae", hp)
-        config = _study_config(name, "vae", run, "", space, args.vae_epochs)
+        config = _study_config(name, "vae", run, "", space, args.vae_epochs, args.cpus_per_trial)
         result = run_chain(
             config,
             outer["study"],
@@ -392,7 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         **timed("eval_outer", lambda: evaluate_stage("outer", outer["model"], dataset, 0)),
         "identity": timed("identity_outer", lambda: identity_stage(outer["model"], dataset, 0)),
     }
-    variants = [("base", VAE_BASE)] + [(k, {**VAE_BASE, **v}) for k, v in REMEDIES.items()]
+    variants = [("base", vae_base)] + [(k, {**vae_base, **v}) for k, v in REMEDIES.items()]
     tried: list[str] = []
     for variant, hp in variants:
         if variant != "base" and args.no_remedies:
@@ -515,9 +571,7 @@ def _report(
         for n in names
         if rows[n]["test"]["kl_per_dim"] is not None
     ]
-    cmd = ".venv/bin/python benchmarks/wave_quality.py"
-    if args.run != "runs/wave_quality":
-        cmd += f" --run {args.run}"
+    cmd = ".venv/bin/python benchmarks/wave_quality.py " + " ".join(sys.argv[1:])
     total = sum(times.values())
     stage_times = ", ".join(f"{k} {v:.0f}" for k, v in times.items())
     lines = [
@@ -525,14 +579,14 @@ def _report(
         "",
         f"- Command: `{cmd}`",
         f"- Machine: {platform.machine()} 2-core CPU, no GPU, shared with another job; "
-        f"torch {torch.__version__}, 1 thread, one trial at a time (Ray num_cpus=2, see the "
+        f"torch {torch.__version__}, {max(1, int(args.cpus_per_trial))} thread(s), one trial at a time (Ray num_cpus=2, see the "
         f"note below); stages took {total:.0f} s in all ({stage_times}; a reused stage keeps "
         "its first time)",
         "- Data: built-in FluidR3 library (C3,C4,C5), codec defaults (2 s, 44.1 kHz, mu-law 8 "
         "waveform, 88,200 values), splits by GM program (train 927, validation 135, test 93)",
-        f"- Outer: audio_conv_ae {json.dumps(_outer_config(args))}, {args.outer_epochs} epochs "
+        f"- Outer: {args.outer_model} {json.dumps(_outer_config(args))}, {args.outer_epochs} epochs "
         f"(`run_study`, one trial; best epoch {outer.get('best_epoch')})",
-        f"- VAE (`run_chain`, {args.vae_epochs} epochs): base {json.dumps(VAE_BASE)}; "
+        f"- VAE (`run_chain`, {args.vae_epochs} epochs): base {json.dumps(VAE_QUICK if args.vae == 'quick' else VAE_BASE)}; "
         f"variants: {'; '.join(f'{k} {json.dumps(REMEDIES[k])}' for k in tried[1:]) or 'none'}",
         f"- STFT path: {args.stft_run} (frame_ae + VAE 8 latents, quick preset), evaluated "
         f"again with Griffin-Lim {args.stft_gl_iters} iterations",

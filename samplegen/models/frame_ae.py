@@ -12,13 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from samplegen.models.base import SampleModel
 from samplegen.models.layers import (
     ACTIVATIONS,
     OUTPUT_ACTIVATIONS,
-    make_activation,
+    frame_stack,
     make_output_activation,
 )
 from samplegen.models.registry import ModelRejected, register
@@ -54,15 +53,6 @@ class FrameAEHParams:
             )
 
 
-def _stack(sizes: list[int], context: int, activation: str) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for i in range(len(sizes) - 1):
-        layers.append(nn.Conv1d(sizes[i], sizes[i + 1], context, padding=context // 2))
-        if i < len(sizes) - 2:
-            layers.append(make_activation(activation))
-    return nn.Sequential(*layers)
-
-
 @register(FrameAEHParams)
 class FrameAE(SampleModel):
     """STFT (B, bins, frames) -> latent (B, frame_latent, frames) -> STFT of the same shape."""
@@ -83,8 +73,8 @@ class FrameAE(SampleModel):
                 f"{bins} bins of a frame (no compression otherwise)"
             )
         sizes = [bins] + [hparams.hidden] * (hparams.depth - 1) + [hparams.frame_latent]
-        self.encoder = _stack(sizes, hparams.context, hparams.activation)
-        self.decoder = _stack(sizes[::-1], hparams.context, hparams.activation)
+        self.encoder = frame_stack(sizes, hparams.context, hparams.activation)
+        self.decoder = frame_stack(sizes[::-1], hparams.context, hparams.activation)
         self.out_act = make_output_activation(hparams.output_activation)
 
     @property

@@ -69,6 +69,17 @@ def mlp(sizes: Sequence[int], *, final_activation: bool = False) -> nn.Sequentia
     return nn.Sequential(*layers)
 
 
+def frame_stack(sizes: Sequence[int], context: int, activation: str) -> nn.Sequential:
+    """Conv1d layers through `sizes` (channels), each seeing `context` frames (odd, same length
+    out), with `activation` between them: a dense network shared by every frame."""
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Conv1d(sizes[i], sizes[i + 1], context, padding=context // 2))
+        if i < len(sizes) - 2:
+            layers.append(make_activation(activation))
+    return nn.Sequential(*layers)
+
+
 def per_sample_sse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """The original's loss unit: squared error summed over each sample, averaged over the batch."""
     return (pred - target).pow(2).flatten(1).sum(1).mean()

@@ -23,6 +23,7 @@ _BUILTIN_MODULES: tuple[str, ...] = (
     "samplegen.models.mlp_ae",
     "samplegen.models.rnn_ae",
     "samplegen.models.audio_conv_ae",
+    "samplegen.models.harmonic_ae",
     "samplegen.models.vae",
     "samplegen.models.bounded_ae",
     "samplegen.models.vq_vae",

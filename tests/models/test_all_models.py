@@ -19,6 +19,14 @@ WAVE = (2048,)
 FLAT = (64,)
 
 SMALL_CONV = {"layers": 3, "kernels": 4, "kernel_size": 4, "activation": "relu"}
+SMALL_HARMONIC = {
+    "frame_latent": 4,
+    "hidden": 16,
+    "harmonics": 8,
+    "noise_bands": 8,
+    "n_fft": 256,
+    "hop": 128,
+}
 SMALL_VAE = {"latent": 3, "depth": 2, "ratio": 0.5, "warmup": "linear", "free_bits": 0.1}
 
 CASES: list[tuple[str, dict[str, Any], tuple[int, ...]]] = [
@@ -34,6 +42,7 @@ CASES: list[tuple[str, dict[str, Any], tuple[int, ...]]] = [
     ("audio_conv_ae", {"channels": 4, "kernel_size": 16}, WAVE),
     ("audio_conv_ae", {"channels": 4, "kernel_size": 16, "activation": "leaky_relu"}, WAVE),
     ("audio_conv_ae", {"channels": 4, "kernel_size": 16, "spectral_weight": 10.0}, WAVE),
+    ("harmonic_ae", SMALL_HARMONIC, WAVE),
     ("vae", SMALL_VAE, FLAT),
     ("vae", {"latent": 3, "depth": 3, "warmup": "cyclical", "warmup_epochs": 4}, FLAT),
     ("bounded_ae", {"latent": 3, "depth": 2}, FLAT),
@@ -55,6 +64,16 @@ CASES: list[tuple[str, dict[str, Any], tuple[int, ...]]] = [
             "outer_hparams": {"channels": 4, "kernel_size": 16},
             "inner": "vq_vae",
             "inner_hparams": {"n_latents": 2, "code_dim": 4, "n_codes": 8, "depth": 2},
+        },
+        WAVE,
+    ),
+    (
+        "combined",
+        {
+            "outer": "harmonic_ae",
+            "outer_hparams": SMALL_HARMONIC,
+            "inner": "vae",
+            "inner_hparams": SMALL_VAE,
         },
         WAVE,
     ),
