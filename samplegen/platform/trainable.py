@@ -332,8 +332,13 @@ class EndToEnd:
         self.device = device
 
     def loss(self, inner: Any, val_z: np.ndarray, batch_size: int) -> float:
-        """Mean per-sample sum of squared errors of outer.decode(inner.reconstruct(z)) vs x."""
+        """The outer model's own loss (per sample, averaged) of outer.decode(inner.reconstruct(z))
+        against x: the per-sample sum of squared errors for the models trained on it, and what a
+        model trained on another objective was trained on (harmonic_ae: its spectral distance,
+        since its waveform error measures only phase)."""
         import torch
+
+        from samplegen.models.base import ModelOutput
 
         inner.eval()
         total = 0.0
@@ -347,7 +352,8 @@ class EndToEnd:
                 x = torch.as_tensor(
                     np.asarray(self.target[start : start + batch_size]), device=self.device
                 )
-                total += float((x_hat - x).pow(2).flatten(1).sum(1).sum())
+                out = ModelOutput(recon=x_hat, latent=h)
+                total += float(self.outer.loss(x, out).total) * len(x)
         return total / len(val_z)
 
 

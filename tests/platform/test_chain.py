@@ -94,3 +94,52 @@ def test_tune_vae_cli_errors_are_one_line(
     assert main([*args, "--refine-steps", "-1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--refine-steps: must be >= 0" in err[0]
+
+
+@pytest.mark.parametrize(
+    ("outer_name", "outer_hparams", "shape"),
+    [
+        ("frame_ae", {"frame_latent": 3, "hidden": 8}, (33, 6)),
+        (
+            "harmonic_ae",
+            {
+                "frame_latent": 3,
+                "hidden": 8,
+                "harmonics": 4,
+                "noise_bands": 4,
+                "n_fft": 256,
+                "hop": 128,
+            },
+            (4096,),
+        ),
+    ],
+)
+def test_the_end_to_end_loss_is_the_outer_models_own_objective(
+    outer_name: str, outer_hparams: dict, shape: tuple[int, ...], tmp_path: Path
+) -> None:
+    """SSE for an outer model trained on SSE; the spectral distance for harmonic_ae, whose
+    waveform error would select VAEs by phase."""
+    from samplegen.dsp.config import CodecConfig
+    from samplegen.dsp.metrics import multi_resolution_stft_distance
+    from samplegen.models.artifact import save_model
+    from samplegen.models.registry import build_model
+    from samplegen.platform.trainable import EndToEnd
+
+    torch.manual_seed(0)
+    outer = build_model(outer_name, outer_hparams, shape).eval()
+    codec = CodecConfig(representation="wave") if len(shape) == 1 else CodecConfig()
+    save_model(tmp_path / "outer", outer, codec=codec, dataset_fingerprint="x", metrics={})
+    x = torch.rand(5, *shape) * 2 - 1 if len(shape) == 1 else torch.rand(5, *shape)
+    with torch.no_grad():
+        z = outer.encode(x).flatten(1)
+    inner = build_model("vae", {"latent": 2, "depth": 2}, (z.shape[1],))
+    got = EndToEnd(str(tmp_path / "outer"), x.numpy(), "cpu").loss(inner, z.numpy(), 2)
+    with torch.no_grad():
+        x_hat = outer.decode(inner.reconstruct(z).view(-1, *outer.latent_shape))
+    sse = float((x_hat - x).pow(2).flatten(1).sum(1).mean())
+    if outer_name == "harmonic_ae":
+        spectral = float(multi_resolution_stft_distance(x_hat, x).mean())
+        assert got == pytest.approx(spectral, rel=1e-4)
+        assert got != pytest.approx(sse, rel=1e-2)
+    else:
+        assert got == pytest.approx(sse, rel=1e-4)
