@@ -26,7 +26,8 @@ from samplegen.platform.study import check_space_names, run_study
 
 def test_every_packaged_space_parses_and_matches_its_model() -> None:
     names = packaged_spaces()
-    for model in ("conv2d_ae", "mlp_ae", "rnn_ae", "audio_conv_ae", "vae", "bounded_ae", "vq_vae"):
+    models = ("conv2d_ae", "frame_ae", "mlp_ae", "rnn_ae", "audio_conv_ae", "harmonic_ae")
+    for model in (*models, "vae", "bounded_ae", "vq_vae"):
         assert model in names
         space = default_space(model)
         assert space.model == model
