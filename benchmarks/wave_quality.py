@@ -210,11 +210,16 @@ def mean_off_diagonal(d: np.ndarray) -> float:
 
 
 def identity_figures(
-    recon_audio: np.ndarray, real_audio: np.ndarray, real_mean: float
+    recon_audio: np.ndarray,
+    real_audio: np.ndarray,
+    real_mean: float,
+    instruments: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Own-note distance, nearest-real-note accuracy and diversity of reconstructions.
 
-    `real_mean`: mean_off_diagonal(pairwise_mrstft(real_audio, real_audio)).
+    `real_mean`: mean_off_diagonal(pairwise_mrstft(real_audio, real_audio)). `instruments`: each
+    real note's instrument (the dataset's split group, a GM program for the library); with it,
+    the fraction whose nearest real note is of its own instrument (any pitch or velocity).
     """
     cross = pairwise_mrstft(recon_audio, real_audio)
     _check_pairwise(recon_audio, real_audio, cross)
@@ -224,7 +229,7 @@ def identity_figures(
     own = np.diag(cross)
     # Rank of the own note among all real notes (1 = nearest).
     rank = (cross < own[:, None]).sum(axis=1) + 1
-    return {
+    out = {
         "own_mrstft_mean": float(own.mean()),
         "nearest_is_own": float((nearest == np.arange(n)).mean()),
         "own_rank_median": float(np.median(rank)),
@@ -233,6 +238,14 @@ def identity_figures(
         "diversity_ratio": recon_mean / real_mean,
         "count": n,
     }
+    if instruments is not None:
+        inst = np.asarray(instruments)
+        out["nearest_same_instrument"] = float((inst[nearest] == inst).mean())
+        # Chance: a nearest note drawn at random from the 93.
+        out["same_instrument_chance"] = float(
+            np.mean([(inst == inst[i]).sum() / n for i in range(n)])
+        )
+    return out
 
 
 def _recon_audio(
@@ -427,6 +440,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         decode_batch(np.asarray(wave_test.x), CodecConfig(representation="wave"))
     )
     real_names = [m["name"] for m in wave_test.meta]
+    real_instruments = [str(m["group"]) for m in wave_test.meta]
     real_mean = mean_off_diagonal(pairwise_mrstft(real_audio, real_audio))
 
     def identity_stage(model: str, data: Path, gl: int) -> dict[str, Any]:
@@ -435,11 +449,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         audio, inputs, names = _recon_audio(model, data, "test", gl)
         order = [names.index(n) for n in real_names]  # same notes, the wave split's order
         audio, inputs = audio[order], inputs[order]
-        waveform = identity_figures(audio, real_audio, real_mean)
+        waveform = identity_figures(audio, real_audio, real_mean, real_instruments)
         if data == dataset:
             return {"codec": waveform, "waveform": waveform}
         codec_mean = mean_off_diagonal(pairwise_mrstft(inputs, inputs))
-        return {"codec": identity_figures(audio, inputs, codec_mean), "waveform": waveform}
+        codec = identity_figures(audio, inputs, codec_mean, real_instruments)
+        return {"codec": codec, "waveform": waveform}
 
     rows: dict[str, dict[str, Any]] = {}
     wave_silence = silence_rms(dataset)
@@ -557,6 +572,19 @@ def _report(
             lambda r: r["identity"]["waveform"]["nearest_is_own"],
         ),
         line(
+            "median rank of own note, against the rendered waveforms",
+            lambda r: r["identity"]["waveform"]["own_rank_median"],
+            ".0f",
+        ),
+        line(
+            "keeps its instrument: nearest rendered note is of its instrument",
+            lambda r: r["identity"]["waveform"]["nearest_same_instrument"],
+        ),
+        line(
+            "same, by chance",
+            lambda r: r["identity"]["waveform"]["same_instrument_chance"],
+        ),
+        line(
             f"collapsed (inactive unit or diversity < {DIVERSITY_COLLAPSED})",
             lambda r: (
                 ("yes" if _collapsed(r["test"], r["identity"]["codec"]) else "no")
@@ -608,7 +636,10 @@ def _report(
         "over the same between the decoded inputs (near 0: every input decodes to nearly the same "
         "sound). Keeps its note: the fraction of the 93 test reconstructions whose nearest "
         "decoded test input (MR-STFT) is the one it came from (chance 1/93 = 0.011); test "
-        "instruments were never trained on.",
+        "instruments were never trained on. Keeps its instrument: the fraction whose nearest "
+        "rendered test note (MR-STFT) is one of the same instrument (GM program: 3 pitches x 3 "
+        "velocities), a note of any pitch or velocity; 'by chance' is that fraction for a "
+        "nearest note drawn at random.",
         "",
         "Note: Ray runs with 2 logical CPUs although the work uses one core: on a 1-CPU Ray "
         "(`--num-cpus 1`), `encode_dataset`'s encoder actor (ActorPoolStrategy(size=1), 1 CPU) "

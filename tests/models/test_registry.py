@@ -21,7 +21,7 @@ from samplegen.models.registry import (
 
 def test_kinds() -> None:
     assert model_names("outer_stft") == ["conv2d_ae", "frame_ae", "mlp_ae", "rnn_ae"]
-    assert model_names("outer_wave") == ["audio_conv_ae"]
+    assert model_names("outer_wave") == ["audio_conv_ae", "harmonic_ae"]
     assert model_names("inner") == ["bounded_ae", "vae", "vq_vae"]
     with pytest.raises(HParamError):
         model_names("bogus")
