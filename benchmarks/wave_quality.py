@@ -30,6 +30,7 @@ import math
 import platform
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -271,6 +272,42 @@ def _recon_audio(
     return recon, inputs, [m["name"] for m in data.meta]
 
 
+@dataclass(frozen=True)
+class RenderedNotes:
+    """A wave dataset's test notes as rendered (decoded waveforms), the reference that every
+    path's reconstructions are compared with."""
+
+    dataset: Path
+    audio: np.ndarray
+    names: list[str]
+    instruments: list[str]  # each note's split group: its GM program for the built-in library
+    mean: float  # mean MR-STFT distance between different notes
+
+    @classmethod
+    def of(cls, dataset: Path) -> RenderedNotes:
+        from samplegen.dsp.codec import decode_batch
+        from samplegen.platform.datasets import load_dataset
+
+        loaded = load_dataset(dataset, splits=("test",))
+        test = loaded.splits["test"]
+        audio = np.asarray(decode_batch(np.asarray(test.x), loaded.codec))
+        return cls(
+            dataset=dataset,
+            audio=audio,
+            names=[m["name"] for m in test.meta],
+            instruments=[str(m["group"]) for m in test.meta],
+            mean=mean_off_diagonal(pairwise_mrstft(audio, audio)),
+        )
+
+
+def _evaluate_split(model: str, data: Path, split: str, out: Path, gl: int) -> dict[str, Any]:
+    """`evaluate_model` of one split, summarised."""
+    from samplegen.platform.evaluation import evaluate_model
+
+    m = evaluate_model(model, data, split=split, out=out, griffin_lim_iters=gl)
+    return _summary(m)
+
+
 def _summary(m: dict[str, Any]) -> dict[str, Any]:
     lat = m.get("latent") or {}
     kl = lat.get("kl_per_dim")
@@ -284,6 +321,13 @@ def _summary(m: dict[str, Any]) -> dict[str, Any]:
         "kl_per_dim": kl,
         "kl_total": lat.get("kl_total"),
     }
+
+
+def _timgm_count(rows: dict[str, dict[str, Any]]) -> int | None:
+    for r in rows.values():
+        if "timgm6mb" in r:
+            return int(r["timgm6mb"]["identity"]["waveform"]["count"])
+    return None
 
 
 def _collapsed(test: dict[str, Any], ident: dict[str, Any]) -> bool:
@@ -315,6 +359,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the outer model's multi-resolution STFT loss weight (audio_conv_ae, 0: waveform "
         "SSE only; harmonic_ae: the scale of its only loss term, default 1)",
     )
+    p.add_argument(
+        "--no-timgm",
+        dest="timgm",
+        action="store_false",
+        help="skip the TimGM6mb renders of the test instruments (generalisation to other samples)",
+    )
     p.add_argument("--no-append", action="store_true")
     args = p.parse_args(argv)
 
@@ -327,7 +377,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from samplegen.dsp.config import CodecConfig
     from samplegen.platform.chain import run_chain
     from samplegen.platform.datasets import prepare_dataset
-    from samplegen.platform.evaluation import evaluate_model
     from samplegen.platform.stages import MARKER_DIR, StageRunner
     from samplegen.platform.study import ensure_ray, run_study
 
@@ -343,9 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "vae_epochs": args.vae_epochs,
     }
     stages = StageRunner(run, settings)
-    # Two logical CPUs although the work uses one core (one trial at a time, torch 1 thread):
-    # on a 1-CPU Ray, encode_dataset's encoder actor holds the only CPU and its Parquet read
-    # tasks never get scheduled (a hang; reported, not fixed here).
+    # Two logical CPUs, one trial at a time: Ray Data's reads run beside the trial.
     ensure_ray(num_cpus=2, object_store_memory=1_500_000_000)
     times: dict[str, float] = {}
 
@@ -413,17 +460,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return {"study": result.study.path, "model": str(result.combined_model)}
 
     def evaluate_stage(name: str, model: str, data: Path, gl: int) -> dict[str, Any]:
-        out = {}
-        for split in ("test", "train"):
-            m = evaluate_model(
-                model,
-                data,
-                split=split,
-                out=run / "evaluation" / name / split,
-                griffin_lim_iters=gl,
-            )
-            out[split] = _summary(m)
-        return out
+        return {
+            split: _evaluate_split(model, data, split, run / "evaluation" / name / split, gl)
+            for split in ("test", "train")
+        }
 
     def silence_rms(data: Path) -> float:
         """Test RMS% of an all-zero output in the dataset's own representation (a floor)."""
@@ -432,33 +472,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         x = np.asarray(load_dataset(data, splits=("test",)).splits["test"].x, dtype=np.float64)
         return float(rms_percent(sample_loss(np.zeros_like(x), x).mean(), x[0].size))
 
-    from samplegen.dsp.codec import decode_batch
-    from samplegen.platform.datasets import load_dataset
+    from samplegen.platform.datasets import load_dataset, require_dataset_info
 
-    wave_test = load_dataset(dataset, splits=("test",)).splits["test"]
-    real_audio = np.asarray(
-        decode_batch(np.asarray(wave_test.x), CodecConfig(representation="wave"))
-    )
-    real_names = [m["name"] for m in wave_test.meta]
-    real_instruments = [str(m["group"]) for m in wave_test.meta]
-    real_mean = mean_off_diagonal(pairwise_mrstft(real_audio, real_audio))
+    library_notes = RenderedNotes.of(dataset)
 
-    def identity_stage(model: str, data: Path, gl: int) -> dict[str, Any]:
+    def identity_stage(
+        model: str, data: Path, gl: int, real: RenderedNotes | None = None
+    ) -> dict[str, Any]:
         """Identity figures against the inputs decoded by the path's own codec ("codec") and
-        against the rendered waveforms ("waveform"); one and the same for the wave path."""
+        against the rendered waveforms ("waveform"); one and the same for the wave path.
+        `real`: the rendered test notes of `data` (default: the library's)."""
+        real = real or library_notes
         audio, inputs, names = _recon_audio(model, data, "test", gl)
-        order = [names.index(n) for n in real_names]  # same notes, the wave split's order
+        order = [names.index(n) for n in real.names]  # same notes, the wave split's order
         audio, inputs = audio[order], inputs[order]
-        waveform = identity_figures(audio, real_audio, real_mean, real_instruments)
-        if data == dataset:
+        waveform = identity_figures(audio, real.audio, real.mean, real.instruments)
+        if data == real.dataset:
             return {"codec": waveform, "waveform": waveform}
         codec_mean = mean_off_diagonal(pairwise_mrstft(inputs, inputs))
-        codec = identity_figures(audio, inputs, codec_mean, real_instruments)
+        codec = identity_figures(audio, inputs, codec_mean, real.instruments)
         return {"codec": codec, "waveform": waveform}
 
     rows: dict[str, dict[str, Any]] = {}
     wave_silence = silence_rms(dataset)
     rows["wave outer"] = {
+        "model": outer["model"],
         "silence": wave_silence,
         **timed("eval_outer", lambda: evaluate_stage("outer", outer["model"], dataset, 0)),
         "identity": timed("identity_outer", lambda: identity_stage(outer["model"], dataset, 0)),
@@ -470,6 +508,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             break
         vae = timed(f"vae_{variant}", lambda v=variant, h=hp: vae_stage(v, h))
         rows[f"wave VAE {variant}"] = {
+            "model": vae["model"],
             "silence": wave_silence,
             **timed(
                 f"eval_{variant}",
@@ -490,6 +529,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for label, model in (("STFT outer", "outer"), ("STFT combined", "combined")):
         model_dir = str(stft / "models" / model)
         rows[label] = {
+            "model": model_dir,
             "silence": stft_silence,
             **timed(
                 f"eval_stft_{model}",
@@ -499,6 +539,49 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"identity_stft_{model}", lambda d=model_dir: identity_stage(d, stft_data, gl)
             ),
         }
+
+    if args.timgm:
+        # The same instruments' test notes rendered from Debian's TimGM6mb, a SoundFont that
+        # shares no samples with FluidR3 (splits follow the program, so these programs were
+        # never trained on either), encoded by each path's own codec.
+        def timgm_dataset(kind: str, codec: Any) -> Path:
+            name = f"timgm6mb_{kind}_dataset"
+            out = timed(
+                name,
+                lambda: {
+                    "dataset": str(
+                        prepare_dataset(
+                            "builtin:timgm6mb",
+                            run / name,
+                            codec,
+                            notes="C3,C4,C5",
+                            seed=0,
+                        )
+                    )
+                },
+            )
+            return Path(out["dataset"])
+
+        timgm_wave = timgm_dataset("wave", CodecConfig(representation="wave"))
+        stft_codec = CodecConfig.from_dict(require_dataset_info(stft_data)["codec"])
+        timgm_stft = timgm_dataset("stft", stft_codec)
+        timgm_notes = RenderedNotes.of(timgm_wave)
+        for label, row in rows.items():
+            model = row["model"]
+            data, gl_row = (timgm_wave, 0) if label.startswith("wave") else (timgm_stft, gl)
+            key = label.replace(" ", "_").lower()
+            row["timgm6mb"] = {
+                **timed(
+                    f"eval_timgm_{key}",
+                    lambda m=model, d=data, g=gl_row, k=key: _evaluate_split(
+                        m, d, "test", run / "evaluation" / "timgm6mb" / k, g
+                    ),
+                ),
+                "identity": timed(
+                    f"identity_timgm_{key}",
+                    lambda m=model, d=data, g=gl_row: identity_stage(m, d, g, timgm_notes),
+                ),
+            }
 
     (run / "wave_quality.json").write_text(json.dumps({"rows": rows, "times": times}, indent=1))
     text = _report(args, rows, tried, outer, times)
@@ -585,6 +668,30 @@ def _report(
             lambda r: r["identity"]["waveform"]["same_instrument_chance"],
         ),
         line(
+            "keeps its instrument, against the decoded inputs",
+            lambda r: r["identity"]["codec"]["nearest_same_instrument"],
+        ),
+        line(
+            "TimGM6mb test: RMS% (own representation)",
+            lambda r: r["timgm6mb"]["rms_percent"],
+        ),
+        line(
+            "TimGM6mb test: MR-STFT vs the rendered waveform",
+            lambda r: r["timgm6mb"]["identity"]["waveform"]["own_mrstft_mean"],
+        ),
+        line(
+            "TimGM6mb test: keeps its note, against the rendered waveforms",
+            lambda r: r["timgm6mb"]["identity"]["waveform"]["nearest_is_own"],
+        ),
+        line(
+            "TimGM6mb test: keeps its instrument, against the rendered waveforms",
+            lambda r: r["timgm6mb"]["identity"]["waveform"]["nearest_same_instrument"],
+        ),
+        line(
+            "TimGM6mb test: diversity",
+            lambda r: r["timgm6mb"]["identity"]["codec"]["diversity_ratio"],
+        ),
+        line(
             f"collapsed (inactive unit or diversity < {DIVERSITY_COLLAPSED})",
             lambda r: (
                 ("yes" if _collapsed(r["test"], r["identity"]["codec"]) else "no")
@@ -618,6 +725,15 @@ def _report(
         f"variants: {'; '.join(f'{k} {json.dumps(REMEDIES[k])}' for k in tried[1:]) or 'none'}",
         f"- STFT path: {args.stft_run} (frame_ae + VAE 8 latents, quick preset), evaluated "
         f"again with Griffin-Lim {args.stft_gl_iters} iterations",
+        *(
+            [
+                "- Generalisation (TimGM6mb rows): the test programs rendered from Debian's "
+                "TimGM6mb SoundFont (no samples shared with FluidR3; "
+                f"{_timgm_count(rows)} notes), encoded by each path's own codec"
+            ]
+            if args.timgm
+            else []
+        ),
         "",
         *table,
         "",
@@ -641,12 +757,8 @@ def _report(
         "velocities), a note of any pitch or velocity; 'by chance' is that fraction for a "
         "nearest note drawn at random.",
         "",
-        "Note: Ray runs with 2 logical CPUs although the work uses one core: on a 1-CPU Ray "
-        "(`--num-cpus 1`), `encode_dataset`'s encoder actor (ActorPoolStrategy(size=1), 1 CPU) "
-        "holds the only CPU and the Parquet read tasks are never scheduled, so "
-        "`samplegen tune vae --num-cpus 1` hangs ('Cluster resources are not enough to run any "
-        "task from TaskPoolMapOperator[ReadFilesParquetV2]'); half a CPU for the actor and the "
-        "reads, or no operator reservation, did not help in a quick probe.",
+        "Ray runs with 2 logical CPUs and one trial at a time; training uses the thread count "
+        "above.",
         "",
     ]
     return "\n".join(lines)
