@@ -289,7 +289,12 @@ class RenderedNotes:
     audio: np.ndarray
     names: list[str]
     instruments: list[str]  # each note's split group: its GM program for the built-in library
-    mean: float  # mean MR-STFT distance between different notes
+    pairwise: np.ndarray  # MR-STFT distance between every two notes
+
+    @property
+    def mean(self) -> float:
+        """Mean MR-STFT distance between different notes."""
+        return mean_off_diagonal(self.pairwise)
 
     @classmethod
     def of(cls, dataset: Path) -> RenderedNotes:
@@ -304,8 +309,17 @@ class RenderedNotes:
             audio=audio,
             names=[m["name"] for m in test.meta],
             instruments=[str(m["group"]) for m in test.meta],
-            mean=mean_off_diagonal(pairwise_mrstft(audio, audio)),
+            pairwise=pairwise_mrstft(audio, audio),
         )
+
+
+def recon_in_order(
+    model: str, data: Path, gl: int, real: RenderedNotes
+) -> tuple[np.ndarray, np.ndarray]:
+    """(decoded reconstructions, decoded inputs) of `data`'s test split, in `real`'s note order."""
+    audio, inputs, names = _recon_audio(model, data, "test", gl)
+    order = [names.index(n) for n in real.names]
+    return audio[order], inputs[order]
 
 
 def _evaluate_split(model: str, data: Path, split: str, out: Path, gl: int) -> dict[str, Any]:
@@ -362,7 +376,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=float,
         default=None,
         help="the VAE's KL weight instead of the chosen VAE's (harmonic_ae: 10 validates within 1%% "
-        "of the best weight and gives a prior that can be sampled; RESULTS.md 'Waveform path: "
+        "of the best weight and brings the latents near the prior; RESULTS.md 'Waveform path: "
         "the VAE's KL weight')",
     )
     p.add_argument(
@@ -383,6 +397,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--no-append", action="store_true")
     args = p.parse_args(argv)
+    if args.vae_beta is not None and not args.vae_beta >= 0:
+        p.error(f"--vae-beta: the KL weight must be >= 0, got {args.vae_beta}")
 
     import torch
 
@@ -499,9 +515,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         against the rendered waveforms ("waveform"); one and the same for the wave path.
         `real`: the rendered test notes of `data` (default: the library's)."""
         real = real or library_notes
-        audio, inputs, names = _recon_audio(model, data, "test", gl)
-        order = [names.index(n) for n in real.names]  # same notes, the wave split's order
-        audio, inputs = audio[order], inputs[order]
+        audio, inputs = recon_in_order(model, data, gl, real)
         waveform = identity_figures(audio, real.audio, real.mean, real.instruments)
         if data == real.dataset:
             return {"codec": waveform, "waveform": waveform}
