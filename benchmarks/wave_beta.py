@@ -33,6 +33,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import wave_quality as wq  # noqa: E402  (the benchmark next to this one)
 
 RANDOM_COUNT = 64
+SAMPLE_RATE = 44100  # the wave codec's default, which wave_quality's datasets use
+
+
+def spectral_centroid_hz(audio: np.ndarray, rate: int) -> np.ndarray:
+    """Magnitude-weighted mean frequency of each row's whole-note spectrum (N,): how bright."""
+    mag = np.abs(np.fft.rfft(audio, axis=-1))
+    freqs = np.fft.rfftfreq(audio.shape[-1], 1.0 / rate)
+    return (mag * freqs).sum(axis=-1) / np.maximum(mag.sum(axis=-1), 1e-12)
 
 
 def _prior_sounds(model_dir: str, count: int, seed: int) -> np.ndarray:
@@ -73,7 +81,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"{run}: not a finished wave_quality run (no {marker})")
     outer = json.loads(marker.read_text())["outputs"]
     run_settings = json.loads((run / "run.json").read_text())
-    betas = [float(b) for b in args.betas.split(",")]
+    try:
+        betas = [float(b) for b in args.betas.split(",")]
+    except ValueError:
+        p.error(f"--betas: {args.betas!r} is not a comma-separated list of numbers")
+    if not all(b >= 0 for b in betas):
+        p.error(f"--betas: every KL weight must be >= 0, got {args.betas}")
     sweep = run / "beta_sweep"
     settings = {"vae": wq.VAE_QUICK, "betas": betas, "vae_epochs": args.vae_epochs}
     stages = StageRunner(sweep, settings)
@@ -81,6 +94,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     dataset = run / "dataset"
     real = wq.RenderedNotes.of(dataset)
+    # How far a real note is from its nearest other real note: the yardstick for sounds drawn
+    # from the prior (off-model sounds sit far from every real note).
+    among_real = real.pairwise.copy()
+    np.fill_diagonal(among_real, np.inf)
+    real_nearest_other = float(np.median(among_real.min(axis=1)))
+    real_centroid = spectral_centroid_hz(real.audio, SAMPLE_RATE)
     rows: dict[str, dict[str, Any]] = {}
     for beta in betas:
         key = f"beta_{beta:g}"
@@ -114,16 +133,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             m = evaluate_model(
                 model, dataset, split="test", out=sweep / "evaluation" / key, griffin_lim_iters=0
             )
-            ident = wq.identity_figures(
-                *_aligned(model, dataset, real), real.mean, real.instruments
-            )
+            recon, _ = wq.recon_in_order(model, dataset, 0, real)
+            ident = wq.identity_figures(recon, real.audio, real.mean, real.instruments)
             prior = _prior_sounds(model, RANDOM_COUNT, seed=0)
             prior_spread = wq.mean_off_diagonal(wq.pairwise_mrstft(prior, prior))
-            # How far a sound from the prior is from the nearest real note, against how far a
-            # real note is from its nearest other real note: off-model sounds sit far from all.
             to_real = wq.pairwise_mrstft(prior, real.audio).min(axis=1)
-            among_real = wq.pairwise_mrstft(real.audio, real.audio)
-            np.fill_diagonal(among_real, np.inf)
+            centroid = spectral_centroid_hz(prior, SAMPLE_RATE)
             return {
                 "test": wq._summary(m),
                 "identity": ident,
@@ -131,11 +146,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "latent_std": m["latent"]["std"],
                 "prior_diversity": prior_spread / real.mean,
                 "prior_nearest_real_median": float(np.median(to_real)),
-                "real_nearest_other_median": float(np.median(among_real.min(axis=1))),
+                "prior_centroid_khz": [
+                    float(np.median(centroid)) / 1000,
+                    float(centroid.max()) / 1000,
+                ],
             }
 
         trained = stages.run(f"train_{key}", train)
-        rows[key] = {"beta": beta, **trained, **stages.run(f"measure_{key}", measure)}
+        rows[key] = {
+            "beta": beta,
+            **trained,
+            **stages.run(f"measure_{key}", measure),
+            "real_nearest_other_median": real_nearest_other,
+            "real_centroid_khz": [
+                float(np.median(real_centroid)) / 1000,
+                float(real_centroid.max()) / 1000,
+            ],
+        }
 
     text = _report(args, run_settings, rows)
     print(text)
@@ -147,21 +174,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _reuse(run: Path) -> dict[str, Any]:
     """The wave_quality run's own base VAE: its combined model and best validation loss."""
+    import pyarrow.csv as pacsv
+
     from samplegen.platform.stages import MARKER_DIR
     from samplegen.platform.study import best_row
 
     vae = json.loads((run / MARKER_DIR / "vae_base.json").read_text())["outputs"]
-    import pyarrow.csv as pacsv
-
     rows = pacsv.read_csv(Path(vae["study"]) / "results.csv").to_pylist()
     best = best_row(rows) or {}
     return {"model": vae["model"], "val_loss": best.get("best_val_loss"), "reused": True}
-
-
-def _aligned(model: str, dataset: Path, real: wq.RenderedNotes) -> tuple[np.ndarray, np.ndarray]:
-    """(reconstructions, rendered notes), in the same order."""
-    audio, _, names = wq._recon_audio(model, dataset, "test", 0)
-    return audio[[names.index(n) for n in real.names]], real.audio
 
 
 def _report(args: argparse.Namespace, run_settings: dict[str, Any], rows: dict[str, Any]) -> str:
@@ -171,6 +192,9 @@ def _report(args: argparse.Namespace, run_settings: dict[str, Any], rows: dict[s
 
     def line(label: str, get: Any, spec: str = ".3f") -> str:
         return f"| {label} | " + " | ".join(wq._fmt(get(rows[n]), spec) for n in names) + " |"
+
+    def centroids(values: list[float]) -> str:
+        return f"{values[0]:.2f} / {values[1]:.2f}"
 
     def spread(values: list[float]) -> str:
         v = np.abs(np.asarray(values))
@@ -212,6 +236,12 @@ def _report(args: argparse.Namespace, run_settings: dict[str, Any], rows: dict[s
             "(real notes: MR-STFT to the nearest other real note, median)",
             lambda r: r["real_nearest_other_median"],
         ),
+        "| sounds from the prior: spectral centroid, median / max kHz | "
+        + " | ".join(centroids(rows[n]["prior_centroid_khz"]) for n in names)
+        + " |",
+        "| (real test notes: spectral centroid, median / max kHz) | "
+        + " | ".join(centroids(rows[n]["real_centroid_khz"]) for n in names)
+        + " |",
     ]
     cmd = ".venv/bin/python benchmarks/wave_beta.py " + " ".join(sys.argv[1:])
     return "\n".join(
