@@ -102,10 +102,20 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--size", type=int, default=9)
 
-    p = sub.add_parser("random", help="samples from the prior (or the reference distribution)")
+    p = sub.add_parser(
+        "random", help="samples from the training codes' distribution, the prior or references"
+    )
     _common(p, reference=True)
     p.add_argument("--count", type=int, default=8)
     p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument(
+        "--distribution",
+        choices=("auto", "fitted", "prior"),
+        default="auto",
+        help="where latents come from: fitted = the Gaussian of the training notes' codes stored "
+        "with the model, prior = the model's own prior, auto = --reference sounds if given, else "
+        "fitted if the model has it, else prior (default auto)",
+    )
 
     p = sub.add_parser("perturb", help="growing noise around one sound's latent")
     _common(p, reference=True)
@@ -183,6 +193,7 @@ def _run(args: argparse.Namespace) -> int:
             temperature=args.temperature,
             seed=args.seed,
             reference=reference,
+            distribution=args.distribution,
         )
     elif kind == "perturb":
         (a,) = inputs([args.a])

@@ -1,5 +1,6 @@
 """`samplegen train --config BEST --epochs N --data DATASET --out DIR`: train one configuration longer;
 `samplegen finetune --model COMBINED --data DATASET --out DIR`: fine-tune a chained model end to end.
+`samplegen fit-codes --model DIR --data DATASET`: store the Gaussian of a model's training codes.
 
 Plain training (no Tune): the study's best configuration (`best_config.json`), or any JSON with
 `model` and a flat `config`, trained with the same epoch loop and stopping rule as the trials.
@@ -59,6 +60,21 @@ def register(subparsers: Any) -> None:
     f.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     f.set_defaults(func=run_finetune)
 
+    c = subparsers.add_parser(
+        "fit-codes",
+        help="store with a model the distribution of its training notes' codes",
+        description="Encode the training split of DATASET with the model and store the Gaussian "
+        "of the codes in its config.json; `samplegen generate random` then draws from it. Models "
+        "from `samplegen tune vae`, `finetune` and `run` already carry it.",
+    )
+    c.add_argument("--model", required=True, metavar="DIR", help="model folder (e.g. combined)")
+    c.add_argument("--data", required=True, metavar="DATASET", help="prepared dataset folder")
+    c.add_argument(
+        "--out", default=None, metavar="DIR", help="model folder to write (default: --model)"
+    )
+    c.add_argument("--device", default="cpu", metavar="cpu|cuda", help="device")
+    c.set_defaults(func=run_fit_codes)
+
 
 def run_train(args: argparse.Namespace) -> int:
     """Handler of `samplegen train`."""
@@ -105,4 +121,12 @@ def run_finetune(args: argparse.Namespace) -> int:
         f"validation loss {record['val_recon_before']:.4g} -> {record['val_recon_after']:.4g}; "
         f"kept the {record['kept']} weights in {args.out}"
     )
+    return 0
+
+
+def run_fit_codes(args: argparse.Namespace) -> int:
+    """Handler of `samplegen fit-codes`."""
+    from samplegen.platform.code_fit import fit_model_folder
+
+    fit_model_folder(args.model, args.data, args.out, device=args.device)
     return 0

@@ -16,6 +16,11 @@ import numpy as np
 import torch
 
 from samplegen.errors import SamplegenError
+from samplegen.models.code_distribution import (
+    CodeDistribution,
+    CodeDistributionError,
+    stored_distribution,
+)
 
 
 class GenerationError(SamplegenError, ValueError):
@@ -71,6 +76,7 @@ class LatentSpace:
         self.dim = _prod(self.latent_shape)
         self._has_prior: bool | None = None
         self._variational: bool | None = None
+        self._fitted: tuple[CodeDistribution | None] | None = None
 
     @classmethod
     def from_loaded(cls, loaded: Any, *, device: str | torch.device = "cpu") -> LatentSpace:
@@ -106,6 +112,17 @@ class LatentSpace:
         return None
 
     @property
+    def fitted(self) -> CodeDistribution | None:
+        """The Gaussian of the training notes' codes stored with the model, or None
+        (samplegen.models.code_distribution); GenerationError when the stored one does not fit."""
+        if self._fitted is None:
+            try:
+                self._fitted = (stored_distribution(self.meta.get("extra"), self.dim),)
+            except CodeDistributionError as exc:
+                raise GenerationError(f"model {self.meta.get('directory', '')}: {exc}") from exc
+        return self._fitted[0]
+
+    @property
     def is_variational(self) -> bool:
         """True when `forward` gives a posterior (mu, logvar): a Gaussian VAE with prior N(0, I)."""
         if self._variational is None:
@@ -137,6 +154,7 @@ class LatentSpace:
             "latent_dim": self.dim,
             "variational": self.is_variational,
             "has_prior": self.has_prior,
+            "fitted_codes": None if self.fitted is None else self.fitted.source,
         }
 
     # --- core maps --------------------------------------------------------------------------
@@ -209,15 +227,23 @@ class LatentSpace:
     def stats(self, reference: np.ndarray | None = None) -> LatentStats:
         """Latent statistics: from reference samples when given, else the model's, else the prior.
 
-        Order: reference encodings (empirical); `latent_stats` stored in the model's metadata;
-        the standard normal prior for Gaussian VAEs; 4096 draws of any other prior (seed 0).
-        Raises `GenerationError` when none of these exists.
+        Order: reference encodings (empirical); the Gaussian of the training codes stored with the
+        model; `latent_stats` stored in the model's metadata; the standard normal prior for
+        Gaussian VAEs; 4096 draws of any other prior (seed 0). Raises `GenerationError` when none
+        of these exists.
         """
         if reference is not None and len(reference):
             z = self.encode(reference).astype(np.float64)
             std = z.std(axis=0, ddof=1) if z.shape[0] > 1 else np.zeros(self.dim)
             return LatentStats(
                 z.mean(axis=0).astype(np.float32), std.astype(np.float32), "reference", z
+            )
+        fitted = self.fitted
+        if fitted is not None:
+            return LatentStats(
+                fitted.mean.astype(np.float32),
+                fitted.std.astype(np.float32),
+                f"training codes ({fitted.source})",
             )
         stored = _stored_stats(self.meta, self.dim)
         if stored is not None:

@@ -201,6 +201,9 @@ def plan_grid(space: LatentSpace, corners: Sequence[SoundInput], *, size: int = 
     )
 
 
+DISTRIBUTIONS: tuple[str, ...] = ("auto", "fitted", "prior")
+
+
 def plan_random(
     space: LatentSpace,
     *,
@@ -208,15 +211,41 @@ def plan_random(
     temperature: float = 1.0,
     seed: int = 0,
     reference: Sequence[SoundInput] = (),
+    distribution: str = "auto",
 ) -> Plan:
-    """`count` random latent vectors: the model's prior when it has one, else the empirical
-    distribution (mean and covariance) of the reference sounds' latents."""
+    """`count` random latent vectors, scaled around their centre by `temperature`.
+
+    `distribution`: `fitted` draws from the Gaussian of the training notes' codes stored with the
+    model (closer to real notes than the prior: samplegen.models.code_distribution); `prior` from
+    the model's own prior; `auto` from the reference sounds' empirical distribution (mean and
+    covariance of their latents) when there are any, else `fitted` when the model has it, else
+    `prior`.
+    """
     if count < 1:
         raise GenerationError(f"--count: must be >= 1, got {count}")
     if temperature < 0:
         raise GenerationError(f"--temperature: must be >= 0, got {temperature}")
+    if distribution not in DISTRIBUTIONS:
+        raise GenerationError(
+            f"--distribution: {distribution!r} is not one of {', '.join(DISTRIBUTIONS)}"
+        )
+    if reference and distribution != "auto":
+        raise GenerationError(
+            f"--distribution {distribution} and --reference: the reference sounds define the "
+            "distribution; give one or the other"
+        )
     stats = None
-    if space.has_prior and not reference:
+    fitted = space.fitted if distribution in ("auto", "fitted") and not reference else None
+    if distribution == "fitted" and fitted is None:
+        raise GenerationError(
+            f"--distribution fitted: model {space.meta.get('directory', '')} stores no fitted "
+            "code distribution; add one with `samplegen fit-codes --model MODEL --data DATASET`"
+        )
+    if fitted is not None:
+        z = fitted.sample(count, temperature, np.random.default_rng(seed))
+        source = f"Gaussian fitted to the training codes ({fitted.source})"
+        stats = space.stats()
+    elif space.has_prior and not reference:
         z = space.sample_prior(count, temperature, seed)
         source = "prior"
     else:
@@ -233,7 +262,12 @@ def plan_random(
         sounds,
         tuple(reference),
         (),
-        {"count": count, "temperature": temperature, "seed": seed, "distribution": source},
+        {
+            "count": count,
+            "temperature": temperature,
+            "seed": seed,
+            "distribution": source,
+        },
         stats,
     )
 

@@ -69,6 +69,8 @@ class VQVAE(InnerModel):
     """(B, D) -> quantised (B, n_latents, code_dim) -> (B, D)."""
 
     name = "vq_vae"
+    # Codes are codebook entries: no Gaussian is fitted to them (models.code_distribution).
+    discrete_latent = True
 
     def __init__(self, hparams: VQVAEHParams, input_shape: tuple[int, ...]) -> None:
         super().__init__(hparams, input_shape)

@@ -16,9 +16,12 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from samplegen.errors import SamplegenError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 INNER_MODELS = ("vae", "bounded_ae", "vq_vae")
 BEST_COMBINED = "best_combined"
@@ -106,16 +109,21 @@ def export_combined(
     metrics: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
     refine_steps: int | None = None,
+    train_encodings: np.ndarray | None = None,
 ) -> Path:
     """Save the outer and inner models as one combined model directory.
 
     `refine_steps` (VAE inner models only) sets how many optimisation steps refine each code when
     the combined model encodes (see samplegen.models.vae); None keeps the inner model's setting.
     The study never refines, so this changes no weight, only how codes are found afterwards.
+    `train_encodings`: the training notes' flat outer encodings (N, D); the Gaussian of the inner
+    model's codes for them is stored with the model, and random sounds are drawn from it
+    (samplegen.models.code_distribution).
     """
     import dataclasses
 
     from samplegen.models.artifact import load_model, save_model
+    from samplegen.models.code_distribution import CODE_DISTRIBUTION_KEY, fit_model_codes
     from samplegen.models.combined import CombinedModel
     from samplegen.models.registry import build_model
 
@@ -133,13 +141,20 @@ def export_combined(
         inner_model.load_state_dict(inner.model.state_dict())
         inner_model.eval()
     combined = CombinedModel.from_parts(outer.model, inner_model)
+    extra = {"outer_model": str(outer_dir), "inner_model": str(inner_dir), **(extra or {})}
+    if train_encodings is not None and len(train_encodings) >= 2:
+        fitted = fit_model_codes(
+            inner_model, train_encodings, f"encoder means of {len(train_encodings)} training notes"
+        )
+        if fitted is not None:
+            extra[CODE_DISTRIBUTION_KEY] = fitted.to_dict()
     return save_model(
         out,
         combined,
         codec=outer.codec,
         dataset_fingerprint=outer.meta.dataset_fingerprint,
         metrics=metrics or {},
-        extra={"outer_model": str(outer_dir), "inner_model": str(inner_dir), **(extra or {})},
+        extra=extra,
     )
 
 
@@ -183,6 +198,9 @@ def run_chain(
     combined = None
     if result.best_model and not result.interrupted:
         best = result.best or {}
+        from samplegen.platform.encoded import load_encoded
+
+        train_codes = load_encoded(enc_path, splits=("train",)).splits["train"].z
         combined = export_combined(
             outer_dir,
             result.best_model,
@@ -193,6 +211,7 @@ def run_chain(
             },
             extra={"study": config.name, "trial_id": best.get("trial_id")},
             refine_steps=refine_steps,
+            train_encodings=train_codes,
         )
         echo(f"[{config.name}] best combined model: {combined}")
     return ChainResult(result, enc_path, outer_dir, combined)

@@ -284,3 +284,78 @@ def test_examples_for_a_run_folder_with_a_non_variational_model(trained_models, 
     assert len(_manifest(out / "grid")["sounds"]) == 4
     assert len(_manifest(out / "reconstruct")["sounds"]) == 5  # no variations without a posterior
     assert "empirical" in _manifest(out / "random")["settings"]["distribution"]
+
+
+def _with_fitted_codes(trained_models, tmp_path: Path) -> tuple[Path, object]:
+    """A copy of the combined test model that stores the Gaussian of its notes' codes."""
+    from samplegen.dsp.audio import load_wave
+    from samplegen.dsp.codec import encode_batch
+    from samplegen.models.artifact import load_model, save_model
+    from samplegen.models.code_distribution import CODE_DISTRIBUTION_KEY, fit_model_codes
+
+    loaded = load_model(trained_models.combined)
+    waves = np.stack([load_wave(p, loaded.codec)[0] for p in trained_models.wavs])
+    x = np.asarray(encode_batch(waves, loaded.codec), dtype=np.float32)
+    fitted = fit_model_codes(loaded.model, x, "the 12 test notes")
+    assert fitted is not None
+    extra = {CODE_DISTRIBUTION_KEY: fitted.to_dict()}
+    path = save_model(tmp_path / "fitted", loaded.model, codec=loaded.codec, extra=extra)
+    return path, fitted
+
+
+def test_random_draws_from_the_fitted_codes_when_the_model_has_them(
+    trained_models, tmp_path, capsys
+):
+    m, fitted = _with_fitted_codes(trained_models, tmp_path)
+    space = load_space(m)
+    assert space.fitted is not None and space.fitted.source == "the 12 test notes"
+    argv = ["generate", "random", m, "--count", "3", "--seed", "5", "--no-spectrograms", *GL]
+    assert _run(*argv, "--out", tmp_path / "auto") == 0
+    auto = _manifest(tmp_path / "auto")
+    assert "fitted to the training codes (the 12 test notes)" in auto["settings"]["distribution"]
+    assert auto["model"]["fitted_codes"] == "the 12 test notes"
+    want = fitted.sample(3, 1.0, np.random.default_rng(5))
+    np.testing.assert_allclose([s["latent"] for s in auto["sounds"]], want, rtol=1e-6)
+    assert _run(*argv, "--distribution", "fitted", "--out", tmp_path / "fit") == 0
+    assert _manifest(tmp_path / "fit")["sounds"] == auto["sounds"]
+
+    # The prior is still there when asked for, and differs.
+    assert _run(*argv, "--distribution", "prior", "--out", tmp_path / "prior") == 0
+    prior = _manifest(tmp_path / "prior")
+    assert prior["settings"]["distribution"] == "prior"
+    assert prior["sounds"][0]["latent"] != auto["sounds"][0]["latent"]
+    # A model without fitted codes falls back to its prior, unless `fitted` is demanded.
+    plain = S.plan_random(load_space(trained_models.combined), count=2)
+    assert plain.settings["distribution"] == "prior"
+    old = ["generate", "random", trained_models.combined, "--distribution", "fitted"]
+    assert _run(*old, "--out", tmp_path / "y", *GL) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "samplegen fit-codes" in err[0], err
+    folder = trained_models.wavs[0].parent
+    assert _run(*argv, "--distribution", "prior", "--reference", folder, "--out", tmp_path) == 2
+    assert "give one or the other" in capsys.readouterr().err
+
+    # Sweeps and perturbations measure spread in the training codes' units.
+    sweep = S.plan_sweep(space, values=(-1.0, 1.0))
+    assert sweep.stats is not None and sweep.stats.source.startswith("training codes")
+    np.testing.assert_allclose(sweep.sounds[1].latent[0], fitted.mean[0] + fitted.std[0], rtol=1e-5)
+    np.testing.assert_allclose(sweep.sounds[1].latent[1:], fitted.mean[1:], rtol=1e-5)
+
+
+def test_a_stored_distribution_that_does_not_fit_the_model_is_refused(
+    trained_models, tmp_path, capsys
+):
+    from samplegen.models.artifact import load_model, save_model
+    from samplegen.models.code_distribution import CODE_DISTRIBUTION_KEY, fit_codes
+
+    loaded = load_model(trained_models.combined)
+    wrong = fit_codes(np.random.default_rng(0).normal(size=(9, 5)), "five latents").to_dict()
+    m = save_model(
+        tmp_path / "wrong",
+        loaded.model,
+        codec=loaded.codec,
+        extra={CODE_DISTRIBUTION_KEY: wrong},
+    )
+    assert _run("generate", "random", m, "--out", tmp_path / "r", *GL) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "do not fit a model with 3 latents" in err[0], err

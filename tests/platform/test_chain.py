@@ -14,6 +14,7 @@ from tune_helpers import TINY_OUTER_SPACE, TINY_VAE_SPACE
 
 from samplegen.cli.main import main
 from samplegen.models.artifact import load_model
+from samplegen.models.code_distribution import stored_distribution
 from samplegen.platform.chain import ChainError, resolve_outer
 from samplegen.platform.datasets import load_dataset, prepare_dataset
 from samplegen.platform.encoded import load_encoded
@@ -73,6 +74,13 @@ def test_tune_vae_selects_on_the_end_to_end_loss_and_exports_a_combined_model(
     results = json.loads((Path(best["path"]) / "result.json").read_text().splitlines()[-1])
     assert results["latent_val_loss"] != pytest.approx(results["val_loss"], rel=1e-3)
     assert np.isfinite(e2e)
+
+    # Random sounds get the Gaussian of the encoder's means of the training encodings.
+    fitted = stored_distribution(combined.meta.extra, 3)
+    assert fitted is not None and fitted.count == len(enc.splits["train"].z)
+    with torch.no_grad():
+        means = combined.model.inner.encode_amortized(torch.from_numpy(enc.splits["train"].z))
+    np.testing.assert_allclose(fitted.mean, means.numpy().mean(0), rtol=1e-4, atol=1e-5)
 
 
 def test_outer_resolution_errors(tmp_path: Path) -> None:

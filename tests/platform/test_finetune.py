@@ -13,6 +13,7 @@ from dataset_helpers import SMALL, instrument_folder
 from samplegen.cli.main import main
 from samplegen.errors import SamplegenError
 from samplegen.models.artifact import load_model, save_model
+from samplegen.models.code_distribution import stored_distribution
 from samplegen.models.combined import CombinedModel
 from samplegen.models.registry import build_model
 from samplegen.platform.datasets import load_dataset, prepare_dataset
@@ -79,6 +80,13 @@ def test_finetuning_fits_the_input_domain_and_leaves_the_outer_model_alone(
     assert len(record["train_loss"]) == SETTINGS.epochs
     assert after.meta.extra["finetune"] == record
     assert after.meta.metrics == {"best_epoch": 7}
+    # Random sounds follow the fine-tuned codes of the training notes.
+    train = torch.from_numpy(load_dataset(chained["data"], splits=["train"]).splits["train"].x)
+    fitted = stored_distribution(after.meta.extra, 3)
+    assert fitted is not None and fitted.count == len(train)
+    with torch.no_grad():
+        means = after.model.encode_amortized(train).numpy()
+    np.testing.assert_allclose(fitted.mean, means.mean(0), rtol=1e-4, atol=1e-5)
     # Every outer weight is exactly the chain's; the inner weights moved.
     b, a = before.model.state_dict(), after.model.state_dict()
     assert all(torch.equal(b[k], a[k]) for k in b if k.startswith("outer."))
@@ -207,3 +215,40 @@ def test_finetuning_does_not_restart_the_kl_warm_up(chained: dict[str, Path]) ->
         chained["model"], chained["data"], chained["root"] / "warm", settings=one, echo=None
     )
     assert load_model(chained["root"] / "warm").meta.hparams == loaded.meta.hparams
+
+
+def test_fit_codes_adds_the_training_codes_to_an_existing_model(
+    chained: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = chained["root"] / "with-codes"
+    argv = ["fit-codes", "--model", str(chained["model"]), "--data", str(chained["data"])]
+    assert main([*argv, "--out", str(out)]) == 0
+    assert "fitted the codes of" in capsys.readouterr().out
+    before, after = load_model(chained["model"]), load_model(out)
+    assert stored_distribution(before.meta.extra, 3) is None
+    fitted = stored_distribution(after.meta.extra, 3)
+    train = load_dataset(chained["data"], splits=["train"]).splits["train"].x
+    assert fitted is not None and fitted.count == len(train)
+    assert str(chained["data"]) in fitted.source
+    # Only config.json changes: the same weights, metrics and other extras.
+    b, a = before.model.state_dict(), after.model.state_dict()
+    assert all(torch.equal(b[k], a[k]) for k in b)
+    assert after.meta.metrics == before.meta.metrics
+
+    # In place by default, and a plain outer auto-encoder with a small code can be fitted too.
+    outer_dir = save_model(chained["root"] / "outer-fit", before.model.outer, codec=SMALL)
+    assert main(["fit-codes", "--model", str(outer_dir), "--data", str(chained["data"])]) == 0
+    dim = int(np.prod(before.model.outer.latent_shape))
+    assert stored_distribution(load_model(outer_dir).meta.extra, dim) is not None
+    capsys.readouterr()
+
+    inner_dir = save_model(chained["root"] / "inner", before.model.inner, codec=SMALL)
+    bad = [
+        (["--model", str(inner_dir), "--data", str(chained["data"])], "inner model alone"),
+        (["--model", str(out), "--data", str(chained["root"])], "not a samplegen dataset"),
+        (["--model", str(chained["root"] / "nope"), "--data", str(chained["data"])], "nope"),
+    ]
+    for args, message in bad:
+        assert main(["fit-codes", *args]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
