@@ -12,10 +12,14 @@ budget, and saved to --model-out. Measures:
   `decode_waves` for peak-normalised Griffin-Lim audio, `write_wav` with each sound's gain, read
   back), the midpoint's RMS level (dBFS) against the quieter end-point's;
 - diversity: mean pairwise log-spectral distance (dB; per frame the RMS over bins of the dB
-  difference, each spectrogram floored 80 dB below its own peak, averaged over frames) among `count` random sounds (prior, T = 1),
-  divided by the same among `count` real notes (reconstructions given for reference);
+  difference, each spectrogram floored 80 dB below its own peak, averaged over frames) among `count`
+  random sounds (T = 1), divided by the same among `count` real notes (reconstructions given for
+  reference). Random sounds come from each distribution the model offers: its prior, and the
+  Gaussian of its training codes when it stores one (`samplegen fit-codes`);
 - novelty: log-spectral distance from each random sound to its nearest library note, against the
   nearest-other-note distance of real notes;
+- level and brightness of random sounds against real notes: median energy (dB) and median spectral
+  centroid (Hz) of the linear STFT magnitudes;
 - speed: latent -> model output, and latent -> audio with Griffin-Lim, in times real time.
 """
 
@@ -234,45 +238,24 @@ def pairwise_lsd(a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
     return (d / la.shape[1]).numpy()
 
 
-def mean_offdiag(d: np.ndarray) -> float:
-    n = d.shape[0]
-    return float(d[~np.eye(n, dtype=bool)].mean())
+def centroid_hz(m: np.ndarray, freqs: np.ndarray) -> np.ndarray:
+    """Spectral centroid (N,) of magnitude spectrograms (N, bins, frames): how bright each is."""
+    spectrum = np.asarray(m, dtype=np.float64).sum(axis=2)
+    return (spectrum * freqs).sum(axis=1) / np.maximum(spectrum.sum(axis=1), 1e-12)
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("model", nargs="?", type=Path, help="trained model directory")
-    p.add_argument("--count", type=int, default=64)
-    p.add_argument("--pairs", type=int, default=32, help="interpolation pairs")
-    p.add_argument("--library-notes", type=int, default=256)
-    p.add_argument("--train-seconds", type=float, default=240.0)
-    p.add_argument("--model-out", type=Path, default=Path("/tmp/samplegen-bench-generate-model"))
-    p.add_argument("--griffin-lim-iters", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-append", action="store_true")
-    args = p.parse_args()
-    torch.set_num_threads(2)
-
-    if args.model is None:
-        from samplegen.dsp.config import CodecConfig
-
-        codec = CodecConfig()
-        x, names, cats, peaks = load_library(codec, args.library_notes, args.seed)
-        print(f"training a small model on {len(x)} library notes ...")
-        origin = train_small_model(x, codec, args.model_out, args.train_seconds, args.seed)
-        model_dir = args.model_out
-    else:
-        model_dir, origin = args.model, "given"
-    space = load_space(model_dir)
-    if args.model is not None:
-        x, names, cats, peaks = load_library(space.codec, args.library_notes, args.seed)
-    rng = np.random.default_rng(args.seed)
-    seconds_per_note = space.codec.num_samples / space.codec.sample_rate
-
-    # Interpolation midpoints, between notes of different categories where possible.
-    z_real = space.encode(x)
+def interpolation_rows(
+    space: LatentSpace,
+    x: np.ndarray,
+    z_real: np.ndarray,
+    names: list[str],
+    cats: list[str],
+    peaks: np.ndarray,
+    rng: np.random.Generator,
+    args: argparse.Namespace,
+) -> list[str]:
+    """Table rows on interpolation midpoints (raw model output and rendered as written), between
+    notes of different categories where possible."""
     pairs = []
     while len(pairs) < args.pairs:
         i, j = rng.choice(len(x), 2, replace=False)
@@ -297,77 +280,159 @@ def main() -> int:
             f"raw {mid_vs[n]:+.1f} dB; rendered RMS dBFS {r_rms[n, 0]:.1f} / {r_rms[n, 1]:.1f} / "
             f"{r_rms[n, 2]:.1f}, midpoint vs quieter {r_vs[n]:+.1f} dB"
         )
-
-    # Diversity and novelty.
-    n = min(args.count, len(x))
-    real_idx = rng.choice(len(x), n, replace=False)
-    real = mags(space, x[real_idx])
-    recon = mags(space, space.decode(z_real[real_idx]))
-    if space.has_prior:
-        z_rand = space.sample_prior(args.count, 1.0, args.seed)
-        rand_source = "prior, T = 1"
-    else:
-        from samplegen.generate.latent import sample_empirical
-
-        z_rand = sample_empirical(space.stats(x), args.count, 1.0, rng)
-        rand_source = "empirical latent Gaussian of the library notes"
-    rand = mags(space, space.decode(z_rand))
-    div_real, div_rand, div_recon = (mean_offdiag(pairwise_lsd(m)) for m in (real, rand, recon))
-    all_real = mags(space, x)
-    nn_rand = pairwise_lsd(rand, all_real).min(axis=1)
-    d_real = pairwise_lsd(real, all_real)
-    d_real[np.arange(n), real_idx] = np.inf  # not itself
-    nn_real = d_real.min(axis=1)
-
-    # Speed (16 notes).
-    z16 = z_rand[:16]
-    t0 = time.perf_counter()
-    out16 = space.decode(z16)
-    t_dec = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    decode_batch(out16, space.codec, n_iter=args.griffin_lim_iters, seed=0)
-    t_gl = time.perf_counter() - t0
-    audio_s = len(z16) * seconds_per_note
-    x_dec, x_full = audio_s / t_dec, audio_s / (t_dec + t_gl)
-
-    lines = [
-        f"## generation (benchmarks/generate.py), {dt.date.today().isoformat()}",
-        "",
-        f"- Command: `.venv/bin/python benchmarks/generate.py{' ' + str(args.model) if args.model else ''}`"
-        f" (count {args.count}, pairs {args.pairs}, {len(x)} library notes, seed {args.seed})",
-        f"- Machine: 2-core CPU, no GPU ({platform.machine()}, Python {platform.python_version()}, "
-        f"torch {torch.__version__}); shared with other jobs, so speeds are pessimistic.",
-        f"- Model: {space.describe()['name']} ({space.dim} latents, variational {space.is_variational}); {origin}.",
-        "- Distances: log-spectral distance (dB) between linear STFT magnitudes (model outputs; "
-        "real notes as encoded): per frame the RMS over bins of the dB difference, each "
-        "spectrogram floored 80 dB below its own peak, averaged over frames; symmetric. "
-        f"Random sounds from the {rand_source}.",
-        f"- Interpolation midpoints, two views of the same {len(pairs)} pairs of library notes: "
-        "*raw* rows are the model output (energy of the linear STFT magnitude of the decoded "
-        "latent midpoint against the quieter decoded end-point), before any level is restored; "
-        "*rendered* rows are what `samplegen generate interpolate A B --steps 3` writes: "
-        "`plan_interpolate` on the notes with their original peaks (`load_wave`'s, as the command "
-        "records them; each sound's gain is the two peaks mixed in dB, so the midpoint gets their "
-        "geometric mean), `decode_waves` (Griffin-Lim, "
-        f"{args.griffin_lim_iters} iterations, seed 0, peak-normalised), `write_wav` with that "
-        "gain (PCM_16), read back; level = RMS in dBFS (a full-scale sine is -3.0).",
-        "",
-        "| measure | value |",
-        "|---|---|",
+    return [
         f"| midpoint loudness - quieter end-point, dB: min / median / max | {mid_vs.min():+.1f} / {np.median(mid_vs):+.1f} / {mid_vs.max():+.1f} |",
         f"| midpoints more than 6 dB below the quieter end-point | {int((mid_vs < -6).sum())} of {len(mid_vs)} |",
         f"| rendered (as written): midpoint RMS - quieter end-point RMS, dB: min / median / max | {r_vs.min():+.1f} / {np.median(r_vs):+.1f} / {r_vs.max():+.1f} |",
         f"| rendered: midpoints more than 6 dB below the quieter end-point | {int((r_vs < -6).sum())} of {len(r_vs)} |",
         f"| rendered: quietest midpoint, RMS / peak, dBFS | {r_rms[q, 1]:.1f} / {r_peak[q, 1]:.1f} |",
-        f"| mean pairwise distance: random / real / reconstructions, dB | {div_rand:.2f} / {div_real:.2f} / {div_recon:.2f} |",
-        f"| diversity ratio random / real | {div_rand / div_real:.2f} |",
-        f"| diversity ratio reconstructions / real | {div_recon / div_real:.2f} |",
-        f"| novelty: nearest library note to a random sound, dB: min / median | {nn_rand.min():.2f} / {np.median(nn_rand):.2f} |",
-        f"| reference: nearest other library note to a real note, dB: median | {np.median(nn_real):.2f} |",
-        f"| speed latent -> model output (16 notes) | {x_dec:,.0f}x real time |",
-        f"| speed latent -> audio with Griffin-Lim ({args.griffin_lim_iters} iterations) | {x_full:,.1f}x real time |",
-        "",
     ]
+
+
+def mean_offdiag(d: np.ndarray) -> float:
+    n = d.shape[0]
+    return float(d[~np.eye(n, dtype=bool)].mean())
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("model", nargs="?", type=Path, help="trained model directory")
+    p.add_argument("--count", type=int, default=64)
+    p.add_argument("--pairs", type=int, default=32, help="interpolation pairs")
+    p.add_argument("--library-notes", type=int, default=256)
+    p.add_argument("--train-seconds", type=float, default=240.0)
+    p.add_argument("--model-out", type=Path, default=Path("/tmp/samplegen-bench-generate-model"))
+    p.add_argument("--griffin-lim-iters", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-append", action="store_true")
+    p.add_argument(
+        "--only-random",
+        action="store_true",
+        help="measure random sounds only (no interpolations, no speed): for slow encoders",
+    )
+    args = p.parse_args()
+    torch.set_num_threads(2)
+
+    if args.model is None:
+        from samplegen.dsp.config import CodecConfig
+
+        codec = CodecConfig()
+        x, names, cats, peaks = load_library(codec, args.library_notes, args.seed)
+        print(f"training a small model on {len(x)} library notes ...")
+        origin = train_small_model(x, codec, args.model_out, args.train_seconds, args.seed)
+        model_dir = args.model_out
+    else:
+        model_dir, origin = args.model, "given"
+    space = load_space(model_dir)
+    if args.model is not None:
+        x, names, cats, peaks = load_library(space.codec, args.library_notes, args.seed)
+    rng = np.random.default_rng(args.seed)
+    seconds_per_note = space.codec.num_samples / space.codec.sample_rate
+
+    z_real = space.encode(x)
+    interp_rows: list[str] = []
+    if not args.only_random:
+        interp_rows = interpolation_rows(space, x, z_real, names, cats, peaks, rng, args)
+
+    # Diversity, novelty, level and brightness of random sounds, per distribution.
+    n = min(args.count, len(x))
+    real_idx = rng.choice(len(x), n, replace=False)
+    real = mags(space, x[real_idx])
+    recon = mags(space, space.decode(z_real[real_idx]))
+    freqs = np.linspace(0.0, space.codec.sample_rate / 2, real.shape[1])
+    all_real = mags(space, x)
+    d_real = pairwise_lsd(real, all_real)
+    d_real[np.arange(n), real_idx] = np.inf  # not itself
+    nn_real = d_real.min(axis=1)
+    div_real, div_recon = (mean_offdiag(pairwise_lsd(m)) for m in (real, recon))
+    sources: list[tuple[str, np.ndarray]] = []
+    if space.has_prior:
+        sources.append(("prior", space.sample_prior(args.count, 1.0, args.seed)))
+    if space.fitted is not None:
+        fit_rng = np.random.default_rng(args.seed)
+        sources.append(("fitted codes", space.fitted.sample(args.count, 1.0, fit_rng)))
+    if not sources:
+        from samplegen.generate.latent import sample_empirical
+
+        sources.append(("empirical", sample_empirical(space.stats(x), args.count, 1.0, rng)))
+    random_rows = [
+        f"| real notes: energy / spectral centroid, median | {np.median(energy_db(real)):.1f} dB "
+        f"/ {np.median(centroid_hz(real, freqs)):,.0f} Hz |",
+        f"| reference: nearest other library note to a real note, dB: median | {np.median(nn_real):.2f} |",
+        f"| diversity ratio reconstructions / real | {div_recon / div_real:.2f} |",
+    ]
+    for label, z in sources:
+        rand = mags(space, space.decode(z))
+        div_rand = mean_offdiag(pairwise_lsd(rand))
+        nn_rand = pairwise_lsd(rand, all_real).min(axis=1)
+        random_rows += [
+            f"| {label}: mean pairwise distance random / real, dB | {div_rand:.2f} / {div_real:.2f} |",
+            f"| {label}: diversity ratio random / real | {div_rand / div_real:.2f} |",
+            f"| {label}: nearest library note to a random sound, dB: min / median | {nn_rand.min():.2f} / {np.median(nn_rand):.2f} |",
+            f"| {label}: energy / spectral centroid of random sounds, median | {np.median(energy_db(rand)):.1f} dB / {np.median(centroid_hz(rand, freqs)):,.0f} Hz |",
+        ]
+
+    speed_rows: list[str] = []
+    if not args.only_random:
+        # Speed (16 notes).
+        z16 = sources[0][1][:16]
+        t0 = time.perf_counter()
+        out16 = space.decode(z16)
+        t_dec = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        decode_batch(out16, space.codec, n_iter=args.griffin_lim_iters, seed=0)
+        t_gl = time.perf_counter() - t0
+        audio_s = len(z16) * seconds_per_note
+        x_dec, x_full = audio_s / t_dec, audio_s / (t_dec + t_gl)
+        speed_rows = [
+            f"| speed latent -> model output (16 notes) | {x_dec:,.0f}x real time |",
+            f"| speed latent -> audio with Griffin-Lim ({args.griffin_lim_iters} iterations) | {x_full:,.1f}x real time |",
+        ]
+
+    fitted = space.fitted
+    command = (
+        f".venv/bin/python benchmarks/generate.py{' ' + str(args.model) if args.model else ''}"
+    )
+    lines = [
+        f"## generation (benchmarks/generate.py), {dt.date.today().isoformat()}",
+        "",
+        f"- Command: `{command}{' --only-random' if args.only_random else ''}`"
+        f" (count {args.count}, pairs {args.pairs}, {len(x)} library notes, seed {args.seed})",
+        f"- Machine: 2-core CPU, no GPU ({platform.machine()}, Python {platform.python_version()}, "
+        f"torch {torch.__version__}); shared with other jobs, so speeds are pessimistic.",
+        f"- Model: {space.describe()['name']} ({space.dim} latents, variational {space.is_variational}); {origin}.",
+        "- Random sounds (T = 1) from: "
+        + "; ".join(
+            {
+                "prior": "`prior`, the model's own prior",
+                "fitted codes": "`fitted codes`, the Gaussian of the training codes stored with "
+                f"the model ({fitted.source if fitted else ''})",
+                "empirical": "`empirical`, the Gaussian of the library notes' latents",
+            }[label]
+            for label, _ in sources
+        )
+        + ".",
+        "- Distances: log-spectral distance (dB) between linear STFT magnitudes (model outputs; "
+        "real notes as encoded): per frame the RMS over bins of the dB difference, each "
+        "spectrogram floored 80 dB below its own peak, averaged over frames; symmetric. Energy: "
+        "mean squared linear magnitude in dB; spectral centroid: magnitude-weighted mean "
+        "frequency of the whole note.",
+    ]
+    if interp_rows:
+        lines.append(
+            f"- Interpolation midpoints, two views of the same {args.pairs} pairs of library notes: "
+            "*raw* rows are the model output (energy of the linear STFT magnitude of the decoded "
+            "latent midpoint against the quieter decoded end-point), before any level is restored; "
+            "*rendered* rows are what `samplegen generate interpolate A B --steps 3` writes: "
+            "`plan_interpolate` on the notes with their original peaks (`load_wave`'s, as the command "
+            "records them; each sound's gain is the two peaks mixed in dB, so the midpoint gets their "
+            "geometric mean), `decode_waves` (Griffin-Lim, "
+            f"{args.griffin_lim_iters} iterations, seed 0, peak-normalised), `write_wav` with that "
+            "gain (PCM_16), read back; level = RMS in dBFS (a full-scale sine is -3.0)."
+        )
+    lines += ["", "| measure | value |", "|---|---|", *interp_rows, *random_rows, *speed_rows, ""]
     text = "\n".join(lines)
     print(text)
     if not args.no_append:
