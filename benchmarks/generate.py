@@ -299,7 +299,14 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("model", nargs="?", type=Path, help="trained model directory")
-    p.add_argument("--count", type=int, default=64)
+    p.add_argument("--count", type=int, default=64, help="real notes compared")
+    p.add_argument(
+        "--draws",
+        type=int,
+        default=256,
+        help="random sounds per distribution (medians of 64 "
+        "draws vary by about 25% from seed to seed)",
+    )
     p.add_argument("--pairs", type=int, default=32, help="interpolation pairs")
     p.add_argument("--library-notes", type=int, default=256)
     p.add_argument("--train-seconds", type=float, default=240.0)
@@ -349,17 +356,19 @@ def main() -> int:
     div_real, div_recon = (mean_offdiag(pairwise_lsd(m)) for m in (real, recon))
     sources: list[tuple[str, np.ndarray]] = []
     if space.has_prior:
-        sources.append(("prior", space.sample_prior(args.count, 1.0, args.seed)))
+        sources.append(("prior", space.sample_prior(args.draws, 1.0, args.seed)))
     if space.fitted is not None:
         fit_rng = np.random.default_rng(args.seed)
-        sources.append(("fitted codes", space.fitted.sample(args.count, 1.0, fit_rng)))
+        sources.append(("fitted codes", space.fitted.sample(args.draws, 1.0, fit_rng)))
     if not sources:
         from samplegen.generate.latent import sample_empirical
 
-        sources.append(("empirical", sample_empirical(space.stats(x), args.count, 1.0, rng)))
+        sources.append(("empirical", sample_empirical(space.stats(x), args.draws, 1.0, rng)))
     random_rows = [
         f"| real notes: energy / spectral centroid, median | {np.median(energy_db(real)):.1f} dB "
         f"/ {np.median(centroid_hz(real, freqs)):,.0f} Hz |",
+        f"| reconstructions of those notes: energy / spectral centroid, median | "
+        f"{np.median(energy_db(recon)):.1f} dB / {np.median(centroid_hz(recon, freqs)):,.0f} Hz |",
         f"| reference: nearest other library note to a real note, dB: median | {np.median(nn_real):.2f} |",
         f"| diversity ratio reconstructions / real | {div_recon / div_real:.2f} |",
     ]
@@ -399,16 +408,18 @@ def main() -> int:
         f"## generation (benchmarks/generate.py), {dt.date.today().isoformat()}",
         "",
         f"- Command: `{command}{' --only-random' if args.only_random else ''}`"
-        f" (count {args.count}, pairs {args.pairs}, {len(x)} library notes, seed {args.seed})",
+        f" (count {args.count}, draws {args.draws}, pairs {args.pairs}, {len(x)} library notes, "
+        f"seed {args.seed})",
         f"- Machine: 2-core CPU, no GPU ({platform.machine()}, Python {platform.python_version()}, "
         f"torch {torch.__version__}); shared with other jobs, so speeds are pessimistic.",
         f"- Model: {space.describe()['name']} ({space.dim} latents, variational {space.is_variational}); {origin}.",
-        "- Random sounds (T = 1) from: "
+        f"- {args.draws} random sounds (T = 1) from each of: "
         + "; ".join(
             {
                 "prior": "`prior`, the model's own prior",
-                "fitted codes": "`fitted codes`, the Gaussian of the training codes stored with "
-                f"the model ({fitted.source if fitted else ''})",
+                "fitted codes": "`fitted codes`, the Gaussian mixture of the training codes "
+                f"stored with the model ({fitted.components if fitted else 0} components; "
+                f"{fitted.source if fitted else ''})",
                 "empirical": "`empirical`, the Gaussian of the library notes' latents",
             }[label]
             for label, _ in sources

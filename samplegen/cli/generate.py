@@ -112,8 +112,8 @@ def register(subparsers: Any) -> None:
         "--distribution",
         choices=("auto", "fitted", "prior"),
         default="auto",
-        help="where latents come from: fitted = the Gaussian of the training notes' codes stored "
-        "with the model, prior = the model's own prior, auto = --reference sounds if given, else "
+        help="where latents come from: fitted = the Gaussian mixture of the training notes' codes "
+        "stored with the model, prior = the model's own prior, auto = --reference sounds if given, else "
         "fitted if the model has it, else prior (default auto)",
     )
 

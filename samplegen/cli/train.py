@@ -1,6 +1,6 @@
 """`samplegen train --config BEST --epochs N --data DATASET --out DIR`: train one configuration longer;
 `samplegen finetune --model COMBINED --data DATASET --out DIR`: fine-tune a chained model end to end.
-`samplegen fit-codes --model DIR --data DATASET`: store the Gaussian of a model's training codes.
+`samplegen fit-codes --model DIR --data DATASET`: store the mixture of a model's training codes.
 
 Plain training (no Tune): the study's best configuration (`best_config.json`), or any JSON with
 `model` and a flat `config`, trained with the same epoch loop and stopping rule as the trials.
@@ -35,6 +35,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     p.set_defaults(func=run_train)
 
+    from samplegen.models.code_distribution import COMPONENTS  # light: numpy only
     from samplegen.platform.finetune import FinetuneSettings  # light: no torch, no Ray
 
     d = FinetuneSettings()
@@ -73,6 +74,12 @@ def register(subparsers: Any) -> None:
         "--out", default=None, metavar="DIR", help="model folder to write (default: --model)"
     )
     c.add_argument("--device", default="cpu", metavar="cpu|cuda", help="device")
+    c.add_argument(
+        "--components",
+        type=int,
+        default=COMPONENTS,
+        help=f"most Gaussians in the mixture (default {COMPONENTS})",
+    )
     c.set_defaults(func=run_fit_codes)
 
 
@@ -128,5 +135,7 @@ def run_fit_codes(args: argparse.Namespace) -> int:
     """Handler of `samplegen fit-codes`."""
     from samplegen.platform.code_fit import fit_model_folder
 
-    fit_model_folder(args.model, args.data, args.out, device=args.device)
+    fit_model_folder(
+        args.model, args.data, args.out, device=args.device, components=args.components
+    )
     return 0

@@ -113,7 +113,7 @@ class LatentSpace:
 
     @property
     def fitted(self) -> CodeDistribution | None:
-        """The Gaussian of the training notes' codes stored with the model, or None
+        """The Gaussian mixture of the training notes' codes stored with the model, or None
         (samplegen.models.code_distribution); GenerationError when the stored one does not fit."""
         if self._fitted is None:
             try:
@@ -227,7 +227,7 @@ class LatentSpace:
     def stats(self, reference: np.ndarray | None = None) -> LatentStats:
         """Latent statistics: from reference samples when given, else the model's, else the prior.
 
-        Order: reference encodings (empirical); the Gaussian of the training codes stored with the
+        Order: reference encodings (empirical); the mixture of the training codes stored with the
         model; `latent_stats` stored in the model's metadata; the standard normal prior for
         Gaussian VAEs; 4096 draws of any other prior (seed 0). Raises `GenerationError` when none
         of these exists.

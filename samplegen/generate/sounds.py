@@ -215,8 +215,8 @@ def plan_random(
 ) -> Plan:
     """`count` random latent vectors, scaled around their centre by `temperature`.
 
-    `distribution`: `fitted` draws from the Gaussian of the training notes' codes stored with the
-    model (closer to real notes than the prior: samplegen.models.code_distribution); `prior` from
+    `distribution`: `fitted` draws from the Gaussian mixture of the training notes' codes stored
+    with the model (closer to real notes than the prior: samplegen.models.code_distribution); `prior` from
     the model's own prior; `auto` from the reference sounds' empirical distribution (mean and
     covariance of their latents) when there are any, else `fitted` when the model has it, else
     `prior`.
@@ -243,7 +243,10 @@ def plan_random(
         )
     if fitted is not None:
         z = fitted.sample(count, temperature, np.random.default_rng(seed))
-        source = f"Gaussian fitted to the training codes ({fitted.source})"
+        source = (
+            f"Gaussian mixture ({fitted.components} components) fitted to the training codes "
+            f"({fitted.source})"
+        )
         stats = space.stats()
     elif space.has_prior and not reference:
         z = space.sample_prior(count, temperature, seed)

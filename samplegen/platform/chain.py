@@ -116,8 +116,8 @@ def export_combined(
     `refine_steps` (VAE inner models only) sets how many optimisation steps refine each code when
     the combined model encodes (see samplegen.models.vae); None keeps the inner model's setting.
     The study never refines, so this changes no weight, only how codes are found afterwards.
-    `train_encodings`: the training notes' flat outer encodings (N, D); the Gaussian of the inner
-    model's codes for them is stored with the model, and random sounds are drawn from it
+    `train_encodings`: the training notes' flat outer encodings (N, D); the Gaussian mixture of the
+    inner model's codes for them is stored with the model, and random sounds are drawn from it
     (samplegen.models.code_distribution).
     """
     import dataclasses

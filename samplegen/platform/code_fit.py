@@ -1,4 +1,4 @@
-"""Store with a trained model the Gaussian of its codes for the training notes.
+"""Store with a trained model the Gaussian mixture of its codes for the training notes.
 
 New chained and fine-tuned models get it when they are written (`chain.export_combined`,
 `finetune.finetune_combined`); this adds it to a model written before, or refits it on another
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from samplegen.errors import SamplegenError
+from samplegen.models.code_distribution import COMPONENTS
 
 
 def fit_model_folder(
@@ -21,14 +22,18 @@ def fit_model_folder(
     out: str | os.PathLike[str] | None = None,
     *,
     device: str = "cpu",
+    components: int = COMPONENTS,
     echo: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Fit the codes of dataset `data`'s training split under the model in folder `model`; write
-    the model with them to `out` (default: in place, atomically). Returns the stored dict."""
+    """Fit the codes of dataset `data`'s training split under the model in folder `model` (a
+    Gaussian mixture of at most `components` components); write the model with them to `out`
+    (default: in place, atomically). Returns the stored dict."""
     from samplegen.models.artifact import check_dataset, load_model, save_model
     from samplegen.models.code_distribution import CODE_DISTRIBUTION_KEY, fit_model_codes
     from samplegen.platform.datasets import load_dataset, require_dataset_info
 
+    if components < 1:
+        raise SamplegenError(f"--components: must be >= 1, got {components}")
     loaded = load_model(model)
     if loaded.model.kind == "inner":
         raise SamplegenError(
@@ -39,7 +44,11 @@ def fit_model_folder(
     check_dataset(loaded, ds)
     x = ds.splits["train"].x
     fitted = fit_model_codes(
-        loaded.model, x, f"encoder means of {len(x)} training notes of {data}", device=device
+        loaded.model,
+        x,
+        f"encoder means of {len(x)} training notes of {data}",
+        device=device,
+        components=components,
     )
     if fitted is None:
         raise SamplegenError(
@@ -56,5 +65,8 @@ def fit_model_folder(
         extra={**loaded.meta.extra, CODE_DISTRIBUTION_KEY: fitted.to_dict()},
     )
     spread = ", ".join(f"{v:.2f}" for v in fitted.std)
-    echo(f"{target}: fitted the codes of {fitted.count} training notes (std per latent {spread})")
+    echo(
+        f"{target}: fitted the codes of {fitted.count} training notes with "
+        f"{fitted.components} Gaussian(s) (std per latent {spread})"
+    )
     return fitted.to_dict()

@@ -230,6 +230,9 @@ def test_fit_codes_adds_the_training_codes_to_an_existing_model(
     train = load_dataset(chained["data"], splits=["train"]).splits["train"].x
     assert fitted is not None and fitted.count == len(train)
     assert str(chained["data"]) in fitted.source
+    assert main([*argv, "--out", str(out) + "-one", "--components", "1"]) == 0
+    one = stored_distribution(load_model(str(out) + "-one").meta.extra, 3)
+    assert one is not None and one.components == 1
     # Only config.json changes: the same weights, metrics and other extras.
     b, a = before.model.state_dict(), after.model.state_dict()
     assert all(torch.equal(b[k], a[k]) for k in b)
@@ -247,6 +250,7 @@ def test_fit_codes_adds_the_training_codes_to_an_existing_model(
         (["--model", str(inner_dir), "--data", str(chained["data"])], "inner model alone"),
         (["--model", str(out), "--data", str(chained["root"])], "not a samplegen dataset"),
         (["--model", str(chained["root"] / "nope"), "--data", str(chained["data"])], "nope"),
+        ([*argv[1:], "--components", "0"], "--components: must be >= 1"),
     ]
     for args, message in bad:
         assert main(["fit-codes", *args]) == 2
