@@ -224,6 +224,9 @@ def export_model(
         "codec": codec.to_dict(),
         "model": {"path": str(Path(model_dir).resolve()), **space.describe()},
         "latent_stats": _latent_stats(space),
+        # A host draws new sounds from it the way `samplegen generate random` does: a component
+        # by weight, then means[k] + L_k w with L_k L_k^T = covs[k].
+        "code_distribution": None if space.fitted is None else space.fitted.to_dict(),
         "check": {"max_abs_diff_vs_pytorch": diffs, "batch": int(x.shape[0])},
     }
     side = write_json(out / SIDECAR, sidecar)

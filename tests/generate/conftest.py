@@ -104,3 +104,22 @@ def small_codec() -> CodecConfig:
 def make_note():
     """`harmonic_note(freq, brightness, decay, sr, n)` for tests that write their own notes."""
     return harmonic_note
+
+
+@pytest.fixture(scope="session")
+def fitted_model(trained_models: TrainedModels, tmp_path_factory: pytest.TempPathFactory):
+    """A copy of the combined test model that stores the mixture of its notes' codes, and that
+    mixture (samplegen.models.code_distribution)."""
+    from samplegen.dsp.audio import load_wave
+    from samplegen.dsp.codec import encode_batch
+    from samplegen.models.artifact import load_model, save_model
+    from samplegen.models.code_distribution import CODE_DISTRIBUTION_KEY, fit_model_codes
+
+    loaded = load_model(trained_models.combined)
+    waves = np.stack([load_wave(p, loaded.codec)[0] for p in trained_models.wavs])
+    x = np.asarray(encode_batch(waves, loaded.codec), dtype=np.float32)
+    fitted = fit_model_codes(loaded.model, x, "the 12 test notes")
+    assert fitted is not None
+    root = tmp_path_factory.mktemp("fitted")
+    extra = {CODE_DISTRIBUTION_KEY: fitted.to_dict()}
+    return save_model(root / "fitted", loaded.model, codec=loaded.codec, extra=extra), fitted

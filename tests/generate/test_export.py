@@ -24,6 +24,7 @@ def test_export_matches_pytorch(trained_models, tmp_path, fmt):
     assert side["decoder"]["input"]["shape"] == ["batch", 3]
     assert side["decoder"]["output"]["name"] == "magnitude"
     assert side["codec"]["n_fft"] == 256 and side["latent_stats"]["source"] == "prior N(0, 1)"
+    assert side["code_distribution"] is None
     run = run_onnx if fmt == "onnx" else run_torchscript
 
     space = load_space(trained_models.combined)
@@ -87,3 +88,12 @@ def test_waveform_model_generates_and_exports(tmp_path, small_codec, make_note):
     wave = run_onnx(tmp_path / "exp" / "decoder.onnx", z)
     assert wave.shape == (2, 8000)
     np.testing.assert_allclose(wave, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_export_carries_the_training_codes_mixture(fitted_model, tmp_path):
+    model, fitted = fitted_model
+    assert main(["export", str(model), "--format", "torchscript", "--out", str(tmp_path)]) == 0
+    side = json.loads((tmp_path / "export.json").read_text())
+    assert side["code_distribution"] == json.loads(json.dumps(fitted.to_dict()))
+    assert side["latent_stats"]["source"].startswith("training codes")
+    np.testing.assert_allclose(side["latent_stats"]["mean"], fitted.mean, rtol=1e-6)

@@ -286,27 +286,10 @@ def test_examples_for_a_run_folder_with_a_non_variational_model(trained_models, 
     assert "empirical" in _manifest(out / "random")["settings"]["distribution"]
 
 
-def _with_fitted_codes(trained_models, tmp_path: Path) -> tuple[Path, object]:
-    """A copy of the combined test model that stores the Gaussian of its notes' codes."""
-    from samplegen.dsp.audio import load_wave
-    from samplegen.dsp.codec import encode_batch
-    from samplegen.models.artifact import load_model, save_model
-    from samplegen.models.code_distribution import CODE_DISTRIBUTION_KEY, fit_model_codes
-
-    loaded = load_model(trained_models.combined)
-    waves = np.stack([load_wave(p, loaded.codec)[0] for p in trained_models.wavs])
-    x = np.asarray(encode_batch(waves, loaded.codec), dtype=np.float32)
-    fitted = fit_model_codes(loaded.model, x, "the 12 test notes")
-    assert fitted is not None
-    extra = {CODE_DISTRIBUTION_KEY: fitted.to_dict()}
-    path = save_model(tmp_path / "fitted", loaded.model, codec=loaded.codec, extra=extra)
-    return path, fitted
-
-
 def test_random_draws_from_the_fitted_codes_when_the_model_has_them(
-    trained_models, tmp_path, capsys
+    trained_models, fitted_model, tmp_path, capsys
 ):
-    m, fitted = _with_fitted_codes(trained_models, tmp_path)
+    m, fitted = fitted_model
     space = load_space(m)
     assert space.fitted is not None and space.fitted.source == "the 12 test notes"
     argv = ["generate", "random", m, "--count", "3", "--seed", "5", "--no-spectrograms", *GL]
