@@ -50,7 +50,8 @@ def generate_examples(
     settings = settings or ExampleSettings()
     render = render or RenderSettings()
     root = Path(out_root)
-    reference = () if space.has_prior else tuple(inputs)
+    # Reference sounds stand in for a distribution only when the model has none of its own.
+    reference = () if space.has_prior or space.fitted is not None else tuple(inputs)
     variations = settings.variations if space.is_variational else 0
     plans = [
         S.plan_reconstruct(

@@ -342,3 +342,27 @@ def test_a_stored_distribution_that_does_not_fit_the_model_is_refused(
     assert _run("generate", "random", m, "--out", tmp_path / "r", *GL) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "do not fit a model with 3 latents" in err[0], err
+
+
+def test_a_plain_auto_encoder_with_fitted_codes_samples_them_without_references(
+    trained_models, tmp_path
+):
+    from samplegen.models.artifact import load_model, save_model
+    from samplegen.models.code_distribution import CODE_DISTRIBUTION_KEY, fit_model_codes
+
+    loaded = load_model(trained_models.outer)
+    space = load_space(trained_models.outer)
+    x = np.stack([i.encoded for i in S.load_inputs(trained_models.wavs, space.codec)])
+    fitted = fit_model_codes(loaded.model, x, "12 notes")
+    assert fitted is not None and fitted.dim == 128 and fitted.components == 1
+    m = save_model(
+        tmp_path / "outer",
+        loaded.model,
+        codec=loaded.codec,
+        extra={CODE_DISTRIBUTION_KEY: fitted.to_dict()},
+    )
+    argv = ["generate", "examples", m, *trained_models.wavs[:5], "--grid-size", "2"]
+    assert _run(*argv, "--no-spectrograms", "--out", tmp_path / "ex", *GL) == 0
+    random = _manifest(tmp_path / "ex" / "random")
+    assert "fitted to the training codes (12 notes)" in random["settings"]["distribution"]
+    assert random["inputs"] == []  # no reference sounds were needed

@@ -13,6 +13,7 @@ from tune_helpers import TINY_OUTER_SPACE, TINY_VAE_SPACE
 from samplegen.dsp.library import ensure_library
 from samplegen.errors import SamplegenError
 from samplegen.models.artifact import load_model
+from samplegen.models.code_distribution import stored_distribution
 from samplegen.platform.datasets import load_dataset
 from samplegen.platform.encoded import load_encoded
 from samplegen.platform.pipeline import run_pipeline
@@ -70,6 +71,12 @@ def test_every_artifact_of_the_chain(run: tuple[Path, list[str]]) -> None:
     assert (out / "evaluation" / "outer" / "metrics.json").is_file()
     assert (out / "sounds" / "interpolate" / "manifest.json").is_file()
     assert list((out / "sounds" / "random").glob("*.wav"))
+    # The final model carries the mixture of its training codes, and the random sounds use it.
+    fitted = stored_distribution(combined.meta.extra, combined.model.latent_shape[0])
+    train = load_dataset(out / "dataset", splits=["train"]).splits["train"].x
+    assert fitted is not None and fitted.count == len(train)
+    random = json.loads((out / "sounds" / "random" / "manifest.json").read_text())
+    assert "fitted to the training codes" in random["settings"]["distribution"]
     html = (out / "index.html").read_text()
     assert "no model directories" not in html and "frame_ae" in html and "progress.png" in html
     assert any("audition page" in line for line in log)
