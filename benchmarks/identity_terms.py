@@ -8,7 +8,8 @@ test note by the multi-resolution STFT distance (samplegen.dsp.metrics) is of th
 That distance adds two terms: spectral convergence of linear magnitudes, where the loud partials
 count, and the mean absolute log-magnitude difference (floor 1e-7, about -140 dB), where every
 time-frequency bin counts alike, near-silent ones included. This benchmark gives the figure by
-each term alone and by both, for each model, against the test notes of the wave dataset --real
+each term alone and by both, and by a log-spectral distance whose floor is 80 dB below each
+note's peak (benchmarks/generate.py's), for each model, against the test notes of the wave dataset --real
 (decoded: the rendered waveforms). It also gives hubness: the largest share of reconstructions
 whose nearest note is one single real note (a note that is everyone's nearest says the distance
 is ruled by something all reconstructions share, not by their instrument).
@@ -35,7 +36,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import wave_quality as wq  # noqa: E402  (the benchmark next to this one)
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-TERMS = ("both (the MR-STFT distance)", "spectral convergence alone", "log magnitude alone")
+TERMS = (
+    "both (the MR-STFT distance)",
+    "spectral convergence alone",
+    "log magnitude alone",
+    "log-spectral distance, floor -80 dB",
+)
+LSD_FFT = 2048  # one resolution for the floored log-spectral distance (hop a quarter of it)
 
 
 def term_figures(d: np.ndarray, instruments: Sequence[str]) -> dict[str, float]:
@@ -55,10 +62,26 @@ def measure(real: wq.RenderedNotes, model: str, data: Path, gl: int) -> dict[str
     recon, _ = wq.recon_in_order(model, data, gl, real)
     sc, log_l1 = wq.pairwise_mrstft_terms(recon, real.audio)
     wq._check_pairwise(recon, real.audio, sc + log_l1)
+    lsd = floored_lsd(recon, real.audio)
     return {
         name: term_figures(d, real.instruments)
-        for name, d in zip(TERMS, (sc + log_l1, sc, log_l1), strict=True)
+        for name, d in zip(TERMS, (sc + log_l1, sc, log_l1, lsd), strict=True)
     }
+
+
+def floored_lsd(estimates: np.ndarray, references: np.ndarray) -> np.ndarray:
+    """benchmarks/generate.py's log-spectral distance (dB; each spectrogram floored 80 dB below
+    its own peak, so near-silent bins do not count) between every two notes' audio."""
+    import torch
+    from generate import pairwise_lsd
+
+    def mags(audio: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+        window = torch.hann_window(LSD_FFT)
+        spec = torch.stft(x, LSD_FFT, LSD_FFT // 4, window=window, return_complex=True)
+        return spec.abs().numpy()
+
+    return pairwise_lsd(mags(estimates), mags(references))
 
 
 def _parse_model(spec: str) -> tuple[str, str, Path]:
