@@ -68,7 +68,7 @@ def _common(p: argparse.ArgumentParser, reference: bool = False) -> None:
             default=[],
             metavar="WAV_OR_DIR",
             help="reference sounds whose latents give the empirical distribution (needed for "
-            "non-variational models)",
+            "a model with neither a prior nor fitted codes: see `samplegen fit-codes`)",
         )
         p.add_argument(
             "--reference-limit", type=int, default=256, help="at most this many reference files"

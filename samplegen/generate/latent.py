@@ -217,7 +217,8 @@ class LatentSpace:
         if not self.has_prior:
             raise GenerationError(
                 f"model {self.describe()['name']!r} is not variational and has no prior: "
-                "give reference sounds (--reference) to sample their empirical latent distribution"
+                "give reference sounds (--reference) to sample their empirical latent "
+                "distribution, or store its training codes with `samplegen fit-codes`"
             )
         gen = torch.Generator(device="cpu").manual_seed(int(seed))
         z = self._prior_fn()(int(n), temperature=float(temperature), generator=gen)
