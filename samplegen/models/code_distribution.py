@@ -129,6 +129,12 @@ def _log_densities(z: np.ndarray, fit: CodeDistribution) -> np.ndarray:
     return out + np.log(np.maximum(fit.weights, 1e-300))[None, :]
 
 
+def _log_normaliser(logp: np.ndarray) -> np.ndarray:
+    """log sum_k exp(logp[:, k]) of every row, without overflow: each code's log-density (N,)."""
+    top = logp.max(1, keepdims=True)
+    return top[:, 0] + np.log(np.exp(logp - top).sum(1))
+
+
 def _m_step(
     z: np.ndarray, resp: np.ndarray, ridge: float, count: int, source: str
 ) -> CodeDistribution:
@@ -182,8 +188,7 @@ def fit_codes(
     previous = -math.inf
     for _ in range(_EM_ITERATIONS):
         logp = _log_densities(z, fit)
-        top = logp.max(1, keepdims=True)
-        norm = top[:, 0] + np.log(np.exp(logp - top).sum(1))
+        norm = _log_normaliser(logp)
         mean_ll = float(norm.mean())
         fit = _m_step(z, np.exp(logp - norm[:, None]), ridge, n, source)
         if mean_ll - previous < _EM_TOLERANCE:
@@ -195,9 +200,7 @@ def fit_codes(
 def log_likelihood(codes: np.ndarray, fit: CodeDistribution) -> float:
     """Mean log-density of codes (N, D) under the mixture (nats per code)."""
     z = np.asarray(codes, dtype=np.float64).reshape(len(codes), -1)
-    logp = _log_densities(z, fit)
-    top = logp.max(1, keepdims=True)
-    return float((top[:, 0] + np.log(np.exp(logp - top).sum(1))).mean())
+    return float(_log_normaliser(_log_densities(z, fit)).mean())
 
 
 def encoder_means(
@@ -228,21 +231,26 @@ def fit_model_codes(
     device: str | torch.device = "cpu",
     components: int = COMPONENTS,
 ) -> CodeDistribution | None:
-    """The distribution of `model.encode_amortized` over inputs `x`; None when the model has no
-    amortised encoder, a discrete latent (a Gaussian between codebook entries means nothing) or
-    more than MAX_FITTED_DIM latents."""
-    encode = getattr(model, "encode_amortized", None)
-    dim = math.prod(int(s) for s in getattr(model, "latent_shape", (MAX_FITTED_DIM + 1,)))
+    """The distribution of `model.encode_amortized` over inputs `x`; None when the model has a
+    discrete latent (a Gaussian between codebook entries means nothing) or more than
+    MAX_FITTED_DIM latents."""
     discrete = getattr(getattr(model, "inner", model), "discrete_latent", False)
-    if not callable(encode) or discrete or dim > MAX_FITTED_DIM:
+    if discrete or math.prod(model.latent_shape) > MAX_FITTED_DIM:
         return None
     was_training = model.training
     model.eval()
     try:
-        codes = encoder_means(encode, x, device=device)
+        codes = encoder_means(model.encode_amortized, x, device=device)
     finally:
         model.train(was_training)
     return fit_codes(codes, source, components=components)
+
+
+def fitted_extra(model: Any, x: np.ndarray, source: str) -> dict[str, Any]:
+    """`{CODE_DISTRIBUTION_KEY: ...}` for a model's `extra`, fitted on inputs `x` (the training
+    notes), or {} when there is nothing to fit (fewer than 2 notes, or see `fit_model_codes`)."""
+    fitted = fit_model_codes(model, x, source) if len(x) >= 2 else None
+    return {} if fitted is None else {CODE_DISTRIBUTION_KEY: fitted.to_dict()}
 
 
 def stored_distribution(extra: Mapping[str, Any] | None, dim: int) -> CodeDistribution | None:

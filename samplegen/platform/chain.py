@@ -123,7 +123,7 @@ def export_combined(
     import dataclasses
 
     from samplegen.models.artifact import load_model, save_model
-    from samplegen.models.code_distribution import CODE_DISTRIBUTION_KEY, fit_model_codes
+    from samplegen.models.code_distribution import fitted_extra
     from samplegen.models.combined import CombinedModel
     from samplegen.models.registry import build_model
 
@@ -142,12 +142,9 @@ def export_combined(
         inner_model.eval()
     combined = CombinedModel.from_parts(outer.model, inner_model)
     extra = {"outer_model": str(outer_dir), "inner_model": str(inner_dir), **(extra or {})}
-    if train_encodings is not None and len(train_encodings) >= 2:
-        fitted = fit_model_codes(
-            inner_model, train_encodings, f"encoder means of {len(train_encodings)} training notes"
-        )
-        if fitted is not None:
-            extra[CODE_DISTRIBUTION_KEY] = fitted.to_dict()
+    if train_encodings is not None:
+        source = f"encoder means of {len(train_encodings)} training notes"
+        extra.update(fitted_extra(inner_model, train_encodings, source))
     return save_model(
         out,
         combined,
@@ -198,9 +195,6 @@ def run_chain(
     combined = None
     if result.best_model and not result.interrupted:
         best = result.best or {}
-        from samplegen.platform.encoded import load_encoded
-
-        train_codes = load_encoded(enc_path, splits=("train",)).splits["train"].z
         combined = export_combined(
             outer_dir,
             result.best_model,
@@ -211,7 +205,7 @@ def run_chain(
             },
             extra={"study": config.name, "trial_id": best.get("trial_id")},
             refine_steps=refine_steps,
-            train_encodings=train_codes,
+            train_encodings=study_data.train,
         )
         echo(f"[{config.name}] best combined model: {combined}")
     return ChainResult(result, enc_path, outer_dir, combined)

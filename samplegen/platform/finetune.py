@@ -67,7 +67,7 @@ def finetune_combined(
     import shutil
 
     from samplegen.models.artifact import check_dataset, load_model, save_model
-    from samplegen.models.code_distribution import CODE_DISTRIBUTION_KEY, fit_model_codes
+    from samplegen.models.code_distribution import fitted_extra
     from samplegen.models.combined import CombinedModel
     from samplegen.platform.datasets import require_dataset_info
     from samplegen.platform.resources import trial_device
@@ -169,13 +169,13 @@ def finetune_combined(
         "kept": kept,
         "failure": failure,
     }
-    extra = {**loaded.meta.extra, FINETUNE_KEY: record}
     # Fine-tuning moves the codes, so random sounds get a distribution fitted to the kept weights.
-    fitted = fit_model_codes(
-        loaded.model, study_data.train, f"encoder means of {len(study_data.train)} training notes"
-    )
-    if fitted is not None:
-        extra[CODE_DISTRIBUTION_KEY] = fitted.to_dict()
+    source = f"encoder means of {len(study_data.train)} training notes"
+    extra = {
+        **loaded.meta.extra,
+        FINETUNE_KEY: record,
+        **fitted_extra(loaded.model, study_data.train, source),
+    }
     save_model(
         out_path,
         loaded.model,
