@@ -31,10 +31,13 @@ def fit_model_folder(
     from samplegen.models.artifact import check_dataset, load_model, save_model
     from samplegen.models.code_distribution import CODE_DISTRIBUTION_KEY, fit_model_codes
     from samplegen.platform.datasets import load_dataset, require_dataset_info
+    from samplegen.platform.resources import trial_device
 
     if components < 1:
         raise SamplegenError(f"--components: must be >= 1, got {components}")
-    loaded = load_model(model)
+    # The model must sit where its inputs are sent; trial_device also names a bad --device.
+    device = trial_device(0.0 if device == "cpu" else 1.0, device)
+    loaded = load_model(model, device=device)
     if loaded.model.kind == "inner":
         raise SamplegenError(
             f"{model}: an inner model alone takes encodings; fit the combined model instead"

@@ -251,6 +251,7 @@ def test_fit_codes_adds_the_training_codes_to_an_existing_model(
         (["--model", str(out), "--data", str(chained["root"])], "not a samplegen dataset"),
         (["--model", str(chained["root"] / "nope"), "--data", str(chained["data"])], "nope"),
         ([*argv[1:], "--components", "0"], "--components: must be >= 1"),
+        ([*argv[1:], "--device", "tpu"], "'tpu' is not one of auto, cpu, cuda"),
     ]
     for args, message in bad:
         assert main(["fit-codes", *args]) == 2
