@@ -42,6 +42,9 @@ p.add_argument("--refine", type=int, default=0)
 p.add_argument("--pca", type=int, default=0)
 p.add_argument("--ch", type=int, default=128)
 p.add_argument("--e2e-epochs", type=int, default=0)
+p.add_argument("--seed", type=int, default=0)
+p.add_argument("--field-hidden", type=int, default=512)
+p.add_argument("--field-depth", type=int, default=3)
 a = p.parse_args()
 torch.set_num_threads(2)
 torch.set_flush_denormal(True)
@@ -214,8 +217,39 @@ class ConvVAE(nn.Module):
         return out.reshape(B, -1), mu, lv
 
 
-torch.manual_seed(0)
-m = CVAE() if a.arch == "mlp" else ConvVAE()
+class FieldVAE(CVAE):
+    """MLP encoder; the decoder is one MLP shared by every frame, fed the code and the frame's time.
+
+    Weight sharing across time is the bet: a note's frames differ by where they sit in its envelope,
+    so one per-frame function of (code, time) may generalise to unseen instruments better than a
+    decoder that owns separate weights for every frame.
+    """
+
+    def __init__(self):
+        super().__init__()
+        F, T = lat_shape
+        self.F, self.T = F, T
+        freqs = torch.arange(1, a.ch // 2 + 1, dtype=torch.float32)
+        t = torch.linspace(0, 1, T)[:, None] * freqs[None, :] * math.pi
+        self.register_buffer("time", torch.cat([t.sin(), t.cos()], 1))  # T x ch
+        self.dec = mlp([a.latent + nc + a.ch] + [a.field_hidden] * a.field_depth + [F])
+
+    def forward(self, x, c):
+        h = self.enc(torch.cat([x, c], 1))
+        mu, lv = self.mu(h), self.lv(h)
+        z = mu + torch.randn_like(mu) * (0.5 * lv).exp() if self.training else mu
+        return self.decode(torch.cat([z, c], 1)), mu, lv
+
+    def decode(self, zc):
+        B = zc.shape[0]
+        inp = torch.cat(
+            [zc[:, None, :].expand(B, self.T, zc.shape[1]), self.time.expand(B, -1, -1)], 2
+        )
+        return self.dec(inp).transpose(1, 2).reshape(B, -1)
+
+
+torch.manual_seed(a.seed)
+m = {"mlp": CVAE, "conv": ConvVAE, "field": FieldVAE}[a.arch]()
 opt = torch.optim.Adam(m.parameters(), lr=a.lr, weight_decay=a.wd)
 w_sd = torch.as_tensor(sd_z.astype(np.float32))
 tx, tc = torch.as_tensor(norm["train"]), torch.as_tensor(C["train"])
@@ -275,6 +309,7 @@ if a.refine:
     m.eval()
     for p_ in m.parameters():
         p_.requires_grad_(False)
+    dec = m.decode if a.arch == "field" else m.dec
     for split in ("orig", "train", "validation", "test"):
         if split not in X:
             continue
@@ -285,13 +320,13 @@ if a.refine:
         z = mu0.clone().requires_grad_(True)
         zo = torch.optim.Adam([z], lr=0.05)
         for _step in range(a.refine):
-            r = m.dec(torch.cat([z, cs], 1))
+            r = dec(torch.cat([z, cs], 1))
             err = (((r - xs) * w_sd).pow(2).sum(1)).sum() + 0.1 * z.pow(2).sum()
             zo.zero_grad()
             err.backward()
             zo.step()
         with torch.no_grad():
-            out = m.dec(torch.cat([z, cs], 1)).numpy() * sd_z + mu_z
+            out = dec(torch.cat([z, cs], 1)).numpy() * sd_z + mu_z
         zz = BACK(out) if BACK is not None else out
         print(
             f"refined {split}: {e2e(zz, X[split])[1]:.3f}% |z| {float(z.norm(dim=1).mean()):.2f} vs {float(mu0.norm(dim=1).mean()):.2f}",

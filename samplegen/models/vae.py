@@ -25,11 +25,13 @@ from samplegen.models.base import (
     LossOutput,
     ModelOutput,
 )
+from samplegen.models.frame_decoder import FrameDecoder
 from samplegen.models.layers import interpolate_layer_sizes, mlp, per_sample_sse
 from samplegen.models.refine import Refinement, refine_codes
 from samplegen.models.registry import ModelRejected, register
 
 WARMUPS: tuple[str, ...] = ("none", "linear", "cyclical")
+DECODERS: tuple[str, ...] = ("mlp", "frames")
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,10 @@ class VAEHParams:
     depth, ratio); beta: KL weight; warmup: none | linear (0 -> 1 over warmup_epochs) | cyclical
     (period warmup_epochs: rises linearly over the first half, then stays at 1); free_bits: per
     dimension KL floor in nats (0 = off); refine_steps: Adam steps on z when encoding outside
-    training (0 = the posterior mean, as the original); refine_lr: their step size."""
+    training (0 = the posterior mean, as the original); refine_lr: their step size.
+    decoder: mlp (the encoder's layers mirrored, as the original) | frames (one MLP shared by the
+    `frames` frames of an outer frame code, `depth` hidden layers of `frame_hidden`; see
+    samplegen.models.frame_decoder). A chained study sets `frames` from its outer model."""
 
     latent: int = 7
     depth: int = 4
@@ -49,6 +54,9 @@ class VAEHParams:
     free_bits: float = 0.0
     refine_steps: int = 0
     refine_lr: float = 0.05
+    decoder: str = "mlp"
+    frames: int = 0
+    frame_hidden: int = 512
 
     def __post_init__(self) -> None:
         if self.latent < 1:
@@ -69,6 +77,15 @@ class VAEHParams:
             raise ValueError(f"refine_steps must be >= 0, got {self.refine_steps}")
         if not self.refine_lr > 0:
             raise ValueError(f"refine_lr must be positive, got {self.refine_lr}")
+        if self.decoder not in DECODERS:
+            raise ValueError(f"decoder {self.decoder!r} is not one of {DECODERS}")
+        if self.decoder == "frames" and self.frames < 1:
+            raise ValueError(
+                "decoder 'frames' needs frames >= 1 (the outer code's frame count; a chained "
+                f"study sets it from its outer model), got {self.frames}"
+            )
+        if self.frame_hidden < 1:
+            raise ValueError(f"frame_hidden must be at least 1, got {self.frame_hidden}")
 
 
 def kl_weight(warmup: str, epoch: int | None, warmup_epochs: int) -> float:
@@ -110,7 +127,16 @@ class VAE(InnerModel):
         self.encoder = mlp(sizes[:-1], final_activation=True)
         self.fc_mu = nn.Linear(sizes[-2], sizes[-1])
         self.fc_logvar = nn.Linear(sizes[-2], sizes[-1])
-        self.decoder = mlp(sizes[::-1])
+        self.decoder = self._decoder(hparams, self.input_shape[0])
+
+    def _decoder(self, hp: VAEHParams, dim: int) -> nn.Module:
+        if hp.decoder == "mlp":
+            return mlp(self.sizes[::-1])
+        if dim % hp.frames:
+            raise ModelRejected(
+                f"model vae: decoder 'frames' cannot split {dim} values into {hp.frames} frames"
+            )
+        return FrameDecoder(hp.latent, dim // hp.frames, hp.frames, hp.frame_hidden, hp.depth)
 
     @property
     def latent_shape(self) -> tuple[int, ...]:

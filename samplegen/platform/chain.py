@@ -97,6 +97,7 @@ def chain_study_data(
             "validation_target": target.x,
             "dataset": str(dataset_dir),
             "dataset_fingerprint": enc.info["dataset_fingerprint"],
+            "code_frames": enc.latent_shape[-1] if len(enc.latent_shape) == 2 else None,
         },
     )
 

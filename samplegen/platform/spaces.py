@@ -23,6 +23,7 @@ Training parameters live in the same space (see `samplegen.platform.training.spl
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from importlib import resources
@@ -98,6 +99,12 @@ class SearchSpace:
     def constants(self) -> dict[str, Any]:
         """The fixed parameters and their values."""
         return {p.name: p.values[0] for p in self.params if p.type == "const"}
+
+    def with_const(self, name: str, value: Any) -> SearchSpace:
+        """This space with one more fixed parameter."""
+        return dataclasses.replace(
+            self, params=(*self.params, Param(name, "const", values=(value,)))
+        )
 
     def grid_size(self) -> int:
         """Number of points the grid searcher runs."""

@@ -473,6 +473,10 @@ def run_study(
     elif callable(data):
         data = data()
     check_model_data(config.model, data)
+    if data.extra.get("code_frames") and "decoder" in space.names and "frames" not in space.names:
+        # A frame decoder needs the outer code's frame count; fixing it in the space puts it in
+        # every trial's config, so the exported model and best_config.json carry it too.
+        space = space.with_const("frames", int(data.extra["code_frames"]))
     trainable = build_trainable(config, data)
 
     slots = max(1, resources.per_node_limit(cluster))

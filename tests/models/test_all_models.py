@@ -45,6 +45,7 @@ CASES: list[tuple[str, dict[str, Any], tuple[int, ...]]] = [
     ("harmonic_ae", SMALL_HARMONIC, WAVE),
     ("vae", SMALL_VAE, FLAT),
     ("vae", {"latent": 3, "depth": 3, "warmup": "cyclical", "warmup_epochs": 4}, FLAT),
+    ("vae", {**SMALL_VAE, "decoder": "frames", "frames": 8, "frame_hidden": 16}, FLAT),
     ("bounded_ae", {"latent": 3, "depth": 2}, FLAT),
     ("vq_vae", {"n_latents": 2, "code_dim": 4, "n_codes": 8, "depth": 2, "dead_after": 1}, FLAT),
     (

@@ -9,7 +9,7 @@ import torch
 
 from samplegen.models.combined import CombinedModel
 from samplegen.models.layers import interpolate_layer_sizes
-from samplegen.models.registry import HParamError, build_model, count_params
+from samplegen.models.registry import HParamError, ModelRejected, build_model, count_params
 from samplegen.models.vae import kl_weight
 
 
@@ -151,3 +151,36 @@ def test_a_combined_model_refines_its_codes_against_its_own_input() -> None:
     assert all(p.grad is None for p in refined.parameters())
     refined.train()
     assert torch.equal(refined.encode(x), refined.encode_amortized(x))  # training never refines
+
+
+def test_the_frame_decoder_writes_each_frame_into_the_outer_codes_layout() -> None:
+    """Value v of frame t sits at v * frames + t (frame_ae's (values, frames) latent, flattened),
+    and each frame depends only on the code and its own position."""
+    torch.manual_seed(0)
+    values, frames = 4, 6
+    hp = {"latent": 3, "depth": 2, "ratio": 0.5, "decoder": "frames", "frames": frames}
+    vae = build_model("vae", {**hp, "frame_hidden": 8}, (values * frames,)).eval()
+    z = torch.randn(2, 3)
+    out = vae.decode(z).view(2, values, frames)
+    per_frame = vae.decoder.net(
+        torch.cat([z[:, None, :].expand(2, frames, 3), vae.decoder.time[None].expand(2, -1, -1)], 2)
+    )
+    torch.testing.assert_close(out, per_frame.transpose(1, 2))
+    # The position features make frames of one code differ.
+    assert not torch.allclose(out[..., 0], out[..., 1])
+    # One frame's weights serve all frames: fewer weights than a plain decoder of the same depth.
+    plain = build_model("vae", {**hp, "decoder": "mlp"}, (values * 50,))
+    framed = build_model("vae", {**hp, "frames": 50, "frame_hidden": 8}, (values * 50,))
+    assert framed.decoder.net[-1].out_features == values
+    assert sum(p.numel() for p in framed.decoder.parameters()) < sum(
+        p.numel() for p in plain.decoder.parameters()
+    )
+
+
+def test_the_frame_decoder_names_what_is_wrong() -> None:
+    with pytest.raises(HParamError, match="frames >= 1"):
+        build_model("vae", {"decoder": "frames"}, (24,))
+    with pytest.raises(HParamError, match="decoder 'conv'"):
+        build_model("vae", {"decoder": "conv"}, (24,))
+    with pytest.raises(ModelRejected, match="cannot split 24 values into 5 frames"):
+        build_model("vae", {"decoder": "frames", "frames": 5}, (24,))

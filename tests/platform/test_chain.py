@@ -83,6 +83,23 @@ def test_tune_vae_selects_on_the_end_to_end_loss_and_exports_a_combined_model(
     np.testing.assert_allclose(fitted.mean, means.numpy().mean(0), rtol=1e-4, atol=1e-5)
 
 
+def test_a_frame_decoder_gets_its_frame_count_from_the_outer_model(
+    outer_study: tuple[Path, Path],
+) -> None:
+    root, _ = outer_study
+    space = TINY_VAE_SPACE + "  decoder: {type: const, value: frames}\n"
+    space += "  frame_hidden: {type: const, value: 16}\n"
+    (root / "vae_frames.yaml").write_text(space)
+    args = ["tune", "vae", "--outer", str(root / "outer"), "--name", "vae_frames"]
+    args += ["--storage", str(root), "--space", str(root / "vae_frames.yaml"), "--trials", "1"]
+    assert main([*args, "--epochs", "2", *FAST]) == 0
+    combined = load_model(root / "vae_frames" / "best_combined").model
+    values, frames = combined.outer.latent_shape
+    hp = combined.inner.hparams
+    assert (hp.decoder, hp.frames) == ("frames", frames)
+    assert combined.inner.decoder.net[-1].out_features == values
+
+
 def test_outer_resolution_errors(tmp_path: Path) -> None:
     with pytest.raises(ChainError, match="neither a model directory"):
         resolve_outer(tmp_path)
