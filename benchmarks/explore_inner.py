@@ -2,7 +2,7 @@
 
 Not a target benchmark: the script behind the "inner-model exploration" table in RESULTS.md.
 Usage: .venv/bin/python benchmarks/explore_inner.py --run RUN [--outer MODEL] [--baselines]
-  [--epochs 100] [--beta 0.1] [--cond note,velocity] [--arch mlp|conv] [--pca K] [--refine N] ...
+  [--epochs 100] [--beta 0.1] [--cond note,velocity] [--arch mlp|conv|field] [--pca K] [--refine N] ...
 It encodes RUN/dataset with the outer model (default RUN/models/outer), trains one VAE variant with
 a cosine learning rate and prints train/validation/test RMS% through the frozen outer decoder.
 """

@@ -100,12 +100,6 @@ class SearchSpace:
         """The fixed parameters and their values."""
         return {p.name: p.values[0] for p in self.params if p.type == "const"}
 
-    def with_const(self, name: str, value: Any) -> SearchSpace:
-        """This space with one more fixed parameter."""
-        return dataclasses.replace(
-            self, params=(*self.params, Param(name, "const", values=(value,)))
-        )
-
     def grid_size(self) -> int:
         """Number of points the grid searcher runs."""
         n = 1
@@ -130,6 +124,19 @@ class SearchSpace:
                 entry["grid"] = list(p.grid)
             out[p.name] = entry
         return {"model": self.model, "params": out}
+
+
+def bind_code_frames(space: SearchSpace, code_frames: int | None) -> SearchSpace:
+    """The space with `frames` fixed to the outer code's frame count when it searches a VAE's
+    `decoder` and leaves `frames` out (a frame decoder needs it; a plain decoder ignores it).
+
+    Fixing it in the space, rather than when building each model, puts it in every trial's
+    config, so best_config.json and the exported model carry it too.
+    """
+    if not code_frames or "decoder" not in space.names or "frames" in space.names:
+        return space
+    frames = Param("frames", "const", values=(int(code_frames),))
+    return dataclasses.replace(space, params=(*space.params, frames))
 
 
 def _parse_param(name: str, spec: Any, where: str) -> Param:

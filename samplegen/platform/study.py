@@ -442,7 +442,7 @@ def run_study(
     from samplegen.platform.resources import TrialResources, check_cluster
     from samplegen.platform.schedulers import build_scheduler
     from samplegen.platform.searchers import build_search
-    from samplegen.platform.spaces import resolve_space
+    from samplegen.platform.spaces import bind_code_frames, resolve_space
 
     if not ray.is_initialized():
         raise StudyError("run_study: Ray is not initialised (call ensure_ray first)")
@@ -473,10 +473,7 @@ def run_study(
     elif callable(data):
         data = data()
     check_model_data(config.model, data)
-    if data.extra.get("code_frames") and "decoder" in space.names and "frames" not in space.names:
-        # A frame decoder needs the outer code's frame count; fixing it in the space puts it in
-        # every trial's config, so the exported model and best_config.json carry it too.
-        space = space.with_const("frames", int(data.extra["code_frames"]))
+    space = bind_code_frames(space, data.extra.get("code_frames"))
     trainable = build_trainable(config, data)
 
     slots = max(1, resources.per_node_limit(cluster))

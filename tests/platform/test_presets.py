@@ -9,7 +9,7 @@ import pytest
 from samplegen.dsp.config import CodecConfig
 from samplegen.models.registry import build_model
 from samplegen.platform.presets import PRESETS, space_path
-from samplegen.platform.spaces import Param, load_space, resolve_space
+from samplegen.platform.spaces import Param, bind_code_frames, load_space, resolve_space
 from samplegen.platform.study import StudyConfig
 from samplegen.platform.training import split_config
 
@@ -42,6 +42,8 @@ def test_preset_spaces_build_at_every_corner(preset: str, stage: str) -> None:
     )
     frame_latent = max(_corners(next(p for p in outer_space.params if p.name == "frame_latent")))
     shape = codec.shape if stage == "outer" else (int(frame_latent) * codec.shape[1],)
+    # The chained study fixes a frame decoder's frame count from the outer code, as here.
+    space = bind_code_frames(space, None if stage == "outer" else codec.shape[1])
     cap = next(f.default for f in dataclasses.fields(StudyConfig) if f.name == "max_params")
     # Every end of every range and every choice, one parameter at a time, plus all-low and
     # all-high together (the corners bound model size).
@@ -53,3 +55,13 @@ def test_preset_spaces_build_at_every_corner(preset: str, stage: str) -> None:
         assert optim.lr > 0
         model = build_model(budget.model, model_hp, shape, max_params=cap, device="meta")
         assert model.num_params() > 0, config
+
+
+def test_only_a_space_that_picks_a_decoder_gets_the_outer_codes_frame_count() -> None:
+    quick = load_space(space_path(PRESETS["quick"].inner.space))
+    bound = bind_code_frames(quick, 87)
+    assert bound.constants["frames"] == 87 and bound.names[:-1] == quick.names
+    assert bind_code_frames(quick, None) == quick  # an outer code that is not frames x values
+    assert bind_code_frames(bound, 12).constants["frames"] == 87  # a space's own value stays
+    outer = load_space(space_path(PRESETS["quick"].outer.space))
+    assert bind_code_frames(outer, 87) == outer
