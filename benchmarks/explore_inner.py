@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from samplegen.models.artifact import load_model
+from samplegen.models.frame_decoder import FrameDecoder
 from samplegen.platform.datasets import load_dataset
 
 p = argparse.ArgumentParser()
@@ -40,7 +41,7 @@ p.add_argument("--act", default="relu")
 p.add_argument("--arch", default="mlp")
 p.add_argument("--refine", type=int, default=0)
 p.add_argument("--pca", type=int, default=0)
-p.add_argument("--ch", type=int, default=128)
+p.add_argument("--ch", type=int, default=128)  # conv channels (--arch conv)
 p.add_argument("--e2e-epochs", type=int, default=0)
 p.add_argument("--seed", type=int, default=0)
 p.add_argument("--field-hidden", type=int, default=512)
@@ -218,34 +219,13 @@ class ConvVAE(nn.Module):
 
 
 class FieldVAE(CVAE):
-    """MLP encoder; the decoder is one MLP shared by every frame, fed the code and the frame's time.
-
-    Weight sharing across time is the bet: a note's frames differ by where they sit in its envelope,
-    so one per-frame function of (code, time) may generalise to unseen instruments better than a
-    decoder that owns separate weights for every frame.
-    """
+    """MLP encoder; the package's frame decoder (samplegen.models.frame_decoder: one MLP shared by
+    every frame, fed the code and 32 features of the frame's position)."""
 
     def __init__(self):
         super().__init__()
         F, T = lat_shape
-        self.F, self.T = F, T
-        freqs = torch.arange(1, a.ch // 2 + 1, dtype=torch.float32)
-        t = torch.linspace(0, 1, T)[:, None] * freqs[None, :] * math.pi
-        self.register_buffer("time", torch.cat([t.sin(), t.cos()], 1))  # T x ch
-        self.dec = mlp([a.latent + nc + a.ch] + [a.field_hidden] * a.field_depth + [F])
-
-    def forward(self, x, c):
-        h = self.enc(torch.cat([x, c], 1))
-        mu, lv = self.mu(h), self.lv(h)
-        z = mu + torch.randn_like(mu) * (0.5 * lv).exp() if self.training else mu
-        return self.decode(torch.cat([z, c], 1)), mu, lv
-
-    def decode(self, zc):
-        B = zc.shape[0]
-        inp = torch.cat(
-            [zc[:, None, :].expand(B, self.T, zc.shape[1]), self.time.expand(B, -1, -1)], 2
-        )
-        return self.dec(inp).transpose(1, 2).reshape(B, -1)
+        self.dec = FrameDecoder(a.latent + nc, F, T, a.field_hidden, a.field_depth)
 
 
 torch.manual_seed(a.seed)
@@ -309,7 +289,6 @@ if a.refine:
     m.eval()
     for p_ in m.parameters():
         p_.requires_grad_(False)
-    dec = m.decode if a.arch == "field" else m.dec
     for split in ("orig", "train", "validation", "test"):
         if split not in X:
             continue
@@ -320,13 +299,13 @@ if a.refine:
         z = mu0.clone().requires_grad_(True)
         zo = torch.optim.Adam([z], lr=0.05)
         for _step in range(a.refine):
-            r = dec(torch.cat([z, cs], 1))
+            r = m.dec(torch.cat([z, cs], 1))
             err = (((r - xs) * w_sd).pow(2).sum(1)).sum() + 0.1 * z.pow(2).sum()
             zo.zero_grad()
             err.backward()
             zo.step()
         with torch.no_grad():
-            out = dec(torch.cat([z, cs], 1)).numpy() * sd_z + mu_z
+            out = m.dec(torch.cat([z, cs], 1)).numpy() * sd_z + mu_z
         zz = BACK(out) if BACK is not None else out
         print(
             f"refined {split}: {e2e(zz, X[split])[1]:.3f}% |z| {float(z.norm(dim=1).mean()):.2f} vs {float(mu0.norm(dim=1).mean()):.2f}",
