@@ -442,6 +442,7 @@ def run_study(
     from samplegen.platform.resources import TrialResources, check_cluster
     from samplegen.platform.schedulers import build_scheduler
     from samplegen.platform.searchers import build_search
+    from samplegen.platform.snapshot_repair import repair_pruned_checkpoints
     from samplegen.platform.spaces import bind_code_frames, resolve_space
 
     if not ray.is_initialized():
@@ -511,6 +512,8 @@ def run_study(
     if resume:
         if config.progress:
             echo(f"[{config.name}] resuming from {files.uri}")
+        for repaired in repair_pruned_checkpoints(files.fs, files.root):
+            echo(f"[{config.name}] {repaired.describe()}")
         tuner = tune.Tuner.restore(
             files.uri,
             trainable=trainable,

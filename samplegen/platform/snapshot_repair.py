@@ -1,0 +1,110 @@
+"""Makes a killed study's Tune snapshot restorable before `Tuner.restore` reads it.
+
+Tune deletes a trial's oldest checkpoint (`CheckpointConfig(num_to_keep)`) as soon as a newer one
+is registered, but writes its experiment snapshot only afterwards. A driver killed in between
+leaves a snapshot that points at a checkpoint no longer on storage, and Tune then fails that trial
+on resume ("Could not recover from checkpoint as it does not exist on storage anymore"). The
+trial's newer checkpoints are still there, so the missing folder is rebuilt from the newest one:
+Tune's existence check passes, and the trainable (see `trainable.restore_candidates`) continues
+from the newest checkpoint anyway.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pyarrow.fs as pafs
+
+SNAPSHOT_GLOB_PREFIX = "experiment_state-"
+CHECKPOINT_PREFIX = "checkpoint_"
+
+
+@dataclass(frozen=True)
+class RepairedCheckpoint:
+    """One checkpoint folder that a snapshot referenced and that was rebuilt."""
+
+    trial_dir: str
+    missing: str
+    source: str
+
+    def describe(self) -> str:
+        """One line for the study's log."""
+        return (
+            f"{self.trial_dir}: {self.missing} was pruned after Tune's last snapshot; "
+            f"continuing from {self.source}"
+        )
+
+
+def repair_pruned_checkpoints(fs: pafs.FileSystem, root: str) -> list[RepairedCheckpoint]:
+    """Rebuilds every checkpoint folder that a snapshot under `root` references but that is gone.
+
+    Only folders with a newer checkpoint of the same trial beside them are rebuilt; a trial with
+    none is left for Tune to report as failed.
+    """
+    repaired: list[RepairedCheckpoint] = []
+    seen: set[tuple[str, str]] = set()
+    for trial_dir, name in _referenced_checkpoints(fs, root):
+        if (trial_dir, name) in seen:
+            continue
+        seen.add((trial_dir, name))
+        trial_path = f"{root}/{trial_dir}"
+        if fs.get_file_info(f"{trial_path}/{name}").type != pafs.FileType.NotFound:
+            continue
+        newer = [n for n in _checkpoint_names(fs, trial_path) if _index(n) > _index(name)]
+        if not newer:
+            continue
+        source = max(newer, key=_index)
+        _copy_folder(fs, f"{trial_path}/{source}", f"{trial_path}/{name}")
+        repaired.append(RepairedCheckpoint(trial_dir, name, source))
+    return repaired
+
+
+def _referenced_checkpoints(fs: pafs.FileSystem, root: str) -> Iterator[tuple[str, str]]:
+    """(trial folder, checkpoint folder) for each trial's latest checkpoint in each snapshot."""
+    from ray.tune.trainable.metadata import _TrainingRunMetadata
+
+    selector = pafs.FileSelector(root, allow_not_found=True)
+    for info in fs.get_file_info(selector):
+        if not (
+            info.base_name.startswith(SNAPSHOT_GLOB_PREFIX) and info.base_name.endswith(".json")
+        ):
+            continue
+        with fs.open_input_stream(info.path) as stream:
+            state = json.loads(stream.read().decode())
+        for entry in state.get("trial_data", []):
+            metadata = _TrainingRunMetadata.from_json_state(entry[1])
+            manager = metadata.checkpoint_manager
+            latest = manager.latest_checkpoint_result if manager is not None else None
+            if latest is None or latest.checkpoint is None:
+                continue
+            parts = latest.checkpoint.path.rstrip("/").split("/")
+            if len(parts) >= 2 and parts[-1].startswith(CHECKPOINT_PREFIX):
+                yield parts[-2], parts[-1]
+
+
+def _checkpoint_names(fs: pafs.FileSystem, trial_path: str) -> list[str]:
+    infos = fs.get_file_info(pafs.FileSelector(trial_path, allow_not_found=True))
+    return [
+        i.base_name for i in infos if i.type == pafs.FileType.Directory and _index(i.base_name) >= 0
+    ]
+
+
+def _index(name: str) -> int:
+    if not name.startswith(CHECKPOINT_PREFIX):
+        return -1
+    try:
+        return int(name.removeprefix(CHECKPOINT_PREFIX))
+    except ValueError:
+        return -1
+
+
+def _copy_folder(fs: pafs.FileSystem, source: str, target: str) -> None:
+    # Copied into a temporary name first, so a kill during the copy never leaves a half folder
+    # under the name that Tune trusts.
+    partial = f"{target}.partial"
+    fs.delete_dir_contents(partial, missing_dir_ok=True)
+    fs.create_dir(partial, recursive=True)
+    pafs.copy_files(source, partial, source_filesystem=fs, destination_filesystem=fs)
+    fs.move(partial, target)
