@@ -59,6 +59,14 @@ class Preset:
     griffin_lim_iters: int = 32
     examples: int = 8
 
+    def __post_init__(self) -> None:
+        # Checked here, not in the sounds stage, so a bad preset fails before hours of training.
+        if self.examples < 4:
+            raise SamplegenError(
+                f"preset {self.name!r}: examples must be >= 4 (the latent grid's corners), "
+                f"got {self.examples}"
+            )
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (recorded in the run folder)."""
         return dataclasses.asdict(self)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import torch
 from tune_helpers import TINY_OUTER_SPACE, TINY_VAE_SPACE
@@ -126,6 +127,8 @@ def test_presets() -> None:
     assert set(PRESETS) == {"quick", "full"}
     with pytest.raises(SamplegenError, match="--preset"):
         get_preset("huge")
+    with pytest.raises(SamplegenError, match="preset 'tiny': examples must be >= 4"):
+        Preset(name="tiny", examples=2)
 
 
 def test_each_stage_budget_reaches_its_study(tmp_path: Path) -> None:
@@ -142,3 +145,50 @@ def test_each_stage_budget_reaches_its_study(tmp_path: Path) -> None:
         quick.inner.epochs,
         quick.inner.trials,
     )
+
+
+def test_the_full_preset_runs_end_to_end_at_a_tiny_budget(
+    tmp_path: Path, ray_session: None
+) -> None:
+    """The full preset as a GPU run uses it (its spaces, gp outer search, tpe inner search over
+    both decoders, audio-domain mixes, refinement), with only its sizes cut to fit a CPU test."""
+    import dataclasses
+
+    full = get_preset("full")
+    library = ensure_library()
+    src = tmp_path / "slice"
+    src.mkdir()
+    for f in sorted(library.glob("p0[0-2]?_*_v100.wav")):  # programs 0-29, velocity 100
+        (src / f.name).symlink_to(f)
+    preset = dataclasses.replace(
+        full,
+        name="full-tiny",
+        augment_mixes=12,
+        outer=dataclasses.replace(full.outer, trials=2, epochs=2),
+        outer_final_epochs=2,
+        inner=dataclasses.replace(full.inner, trials=3, epochs=2, asha_grace=1),
+        refine_steps=2,
+        finetune_epochs=1,
+        gpus_per_trial=0.0,
+        griffin_lim_iters=2,
+        examples=4,
+    )
+    log: list[str] = []
+    run_pipeline(preset, tmp_path / "run", source=str(src), echo=log.append)
+    out = tmp_path / "run"
+    report = json.loads((out / "dataset" / "report.json").read_text())
+    assert report["counts"]["kept"] == 90
+    train = load_dataset(out / "dataset", splits=["train"]).splits["train"]
+    assert sum(m["name"].startswith("mix") for m in train.meta) == 12  # audio-domain mixes
+    for study, searcher in (("outer_study", "gp"), ("vae_study", "tpe")):
+        settings = json.loads((out / study / "study.json").read_text())["config"]
+        assert settings["search"] == searcher
+        rows = pq.read_table(out / study / "results.parquet").to_pylist()
+        assert rows and not {r["status"] for r in rows} & {"error", "nan"}
+    vae_best = json.loads((out / "vae_study" / "best_config.json").read_text())
+    assert vae_best["config"]["latent"] == 8 and vae_best["config"]["decoder"] in ("mlp", "frames")
+    combined = load_model(out / "models" / "combined")
+    assert combined.model.latent_shape == (8,)
+    metrics = json.loads((out / "evaluation" / "metrics.json").read_text())
+    assert np.isfinite(metrics["loss"]["rms_percent"])
+    assert (out / "index.html").is_file()
