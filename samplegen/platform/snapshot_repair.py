@@ -71,15 +71,21 @@ def _referenced_checkpoints(fs: pafs.FileSystem, root: str) -> Iterator[tuple[st
             info.base_name.startswith(SNAPSHOT_GLOB_PREFIX) and info.base_name.endswith(".json")
         ):
             continue
-        with fs.open_input_stream(info.path) as stream:
-            state = json.loads(stream.read().decode())
-        for entry in state.get("trial_data", []):
-            metadata = _TrainingRunMetadata.from_json_state(entry[1])
-            manager = metadata.checkpoint_manager
-            latest = manager.latest_checkpoint_result if manager is not None else None
-            if latest is None or latest.checkpoint is None:
-                continue
-            parts = latest.checkpoint.path.rstrip("/").split("/")
+        try:
+            with fs.open_input_stream(info.path) as stream:
+                state = json.loads(stream.read().decode())
+            paths = []
+            for entry in state.get("trial_data", []):
+                manager = _TrainingRunMetadata.from_json_state(entry[1]).checkpoint_manager
+                latest = manager.latest_checkpoint_result if manager is not None else None
+                if latest is not None and latest.checkpoint is not None:
+                    paths.append(latest.checkpoint.path)
+        except Exception:
+            # A snapshot this Ray cannot read (cut short, another version): Tune's own restore
+            # then reports what it finds, as it would without this repair.
+            continue
+        for path in paths:
+            parts = path.rstrip("/").split("/")
             if len(parts) >= 2 and parts[-1].startswith(CHECKPOINT_PREFIX):
                 yield parts[-2], parts[-1]
 

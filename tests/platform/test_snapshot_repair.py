@@ -52,6 +52,10 @@ def test_a_pruned_checkpoint_is_rebuilt_from_a_newer_one_and_the_trial_resumes(
     newer = f"checkpoint_{int(referenced.removeprefix('checkpoint_')) + 1:06d}"
     (trial / referenced).rename(trial / newer)
 
+    # An unreadable snapshot beside the real one (older by name, so Tune never picks it) is
+    # skipped, not fatal.
+    (trial.parent / "experiment_state-0000-00-00_00-00-00.json").write_text("{cut short")
+
     fs = pafs.LocalFileSystem()
     (repaired,) = repair_pruned_checkpoints(fs, str(trial.parent))
     assert (repaired.trial_dir, repaired.missing, repaired.source) == (
