@@ -1,6 +1,6 @@
 """Presets of the main job (`samplegen run --preset quick|full`): every budget in one place.
 
-`quick` fits a 2-core CPU in about 24 minutes of pipeline (README, `samplegen run`) and
+`quick` fits a 2-core CPU in about 40 minutes of pipeline (README, `samplegen run`) and
 reconstructs well; `full` is a real search for a GPU machine or a cluster.
 """
 
