@@ -17,8 +17,9 @@ from dataclasses import dataclass
 
 import pyarrow.fs as pafs
 
+from samplegen.platform.trainable import checkpoint_index
+
 SNAPSHOT_GLOB_PREFIX = "experiment_state-"
-CHECKPOINT_PREFIX = "checkpoint_"
 
 
 @dataclass(frozen=True)
@@ -44,18 +45,19 @@ def repair_pruned_checkpoints(fs: pafs.FileSystem, root: str) -> list[RepairedCh
     none is left for Tune to report as failed.
     """
     repaired: list[RepairedCheckpoint] = []
-    seen: set[tuple[str, str]] = set()
+    # A folder referenced by several snapshots is rebuilt once: the second time it exists.
     for trial_dir, name in _referenced_checkpoints(fs, root):
-        if (trial_dir, name) in seen:
-            continue
-        seen.add((trial_dir, name))
         trial_path = f"{root}/{trial_dir}"
         if fs.get_file_info(f"{trial_path}/{name}").type != pafs.FileType.NotFound:
             continue
-        newer = [n for n in _checkpoint_names(fs, trial_path) if _index(n) > _index(name)]
+        newer = [
+            n
+            for n in _checkpoint_names(fs, trial_path)
+            if checkpoint_index(n) > checkpoint_index(name)
+        ]
         if not newer:
             continue
-        source = max(newer, key=_index)
+        source = max(newer, key=checkpoint_index)
         _copy_folder(fs, f"{trial_path}/{source}", f"{trial_path}/{name}")
         repaired.append(RepairedCheckpoint(trial_dir, name, source))
     return repaired
@@ -86,24 +88,17 @@ def _referenced_checkpoints(fs: pafs.FileSystem, root: str) -> Iterator[tuple[st
             continue
         for path in paths:
             parts = path.rstrip("/").split("/")
-            if len(parts) >= 2 and parts[-1].startswith(CHECKPOINT_PREFIX):
+            if len(parts) >= 2 and checkpoint_index(parts[-1]) >= 0:
                 yield parts[-2], parts[-1]
 
 
 def _checkpoint_names(fs: pafs.FileSystem, trial_path: str) -> list[str]:
     infos = fs.get_file_info(pafs.FileSelector(trial_path, allow_not_found=True))
     return [
-        i.base_name for i in infos if i.type == pafs.FileType.Directory and _index(i.base_name) >= 0
+        i.base_name
+        for i in infos
+        if i.type == pafs.FileType.Directory and checkpoint_index(i.base_name) >= 0
     ]
-
-
-def _index(name: str) -> int:
-    if not name.startswith(CHECKPOINT_PREFIX):
-        return -1
-    try:
-        return int(name.removeprefix(CHECKPOINT_PREFIX))
-    except ValueError:
-        return -1
 
 
 def _copy_folder(fs: pafs.FileSystem, source: str, target: str) -> None:

@@ -296,12 +296,12 @@ def restore_candidates(given: Any) -> list[Any]:
         infos = fs.get_file_info(pafs.FileSelector(trial_path, allow_not_found=True))
     except Exception:  # no Tune session storage (or unreadable): keep Tune's choice
         return [given] if given is not None else []
-    given_index = _checkpoint_index(given.path) if given is not None else -1
+    given_index = checkpoint_index(given.path) if given is not None else -1
     newer = sorted(
         (
-            (_checkpoint_index(i.path), i.path)
+            (checkpoint_index(i.path), i.path)
             for i in infos
-            if i.type == pafs.FileType.Directory and _checkpoint_index(i.path) > given_index
+            if i.type == pafs.FileType.Directory and checkpoint_index(i.path) > given_index
         ),
         reverse=True,
     )
@@ -309,7 +309,8 @@ def restore_candidates(given: Any) -> list[Any]:
     return found + ([given] if given is not None else [])
 
 
-def _checkpoint_index(path: str) -> int:
+def checkpoint_index(path: str) -> int:
+    """N of a `checkpoint_NNNNNN` folder (a path or a bare name); -1 for anything else."""
     name = path.rstrip("/").rsplit("/", 1)[-1]
     if not name.startswith("checkpoint_"):
         return -1
