@@ -2,20 +2,28 @@
 
 Not a target benchmark: the script behind the "inner-model exploration" table in RESULTS.md.
 Usage: .venv/bin/python benchmarks/explore_inner.py --run RUN [--outer MODEL] [--baselines]
-  [--epochs 100] [--beta 0.1] [--cond note,velocity] [--arch mlp|conv|field] [--pca K] [--refine N] ...
+  [--epochs 100] [--beta 0.1] [--cond note,velocity,pitch] [--arch mlp|conv|field] [--pca K]
+  [--refine N] [--extra LIBRARY_FOLDER] ...
+`--extra` adds every note of a folder written by `samplegen library render` (or render_library) to
+the training rows, flagged as augmented, so "orig" reports the training notes alone.
 It encodes RUN/dataset with the outer model (default RUN/models/outer), trains one VAE variant with
 a cosine learning rate and prints train/validation/test RMS% through the frozen outer decoder.
 """
 
 import argparse
+import csv
 import json
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from samplegen.dsp.audio import load_wave
+from samplegen.dsp.codec import encode_batch
+from samplegen.dsp.library import note_to_midi
 from samplegen.models.artifact import load_model
 from samplegen.models.frame_decoder import FrameDecoder
 from samplegen.platform.datasets import load_dataset
@@ -31,7 +39,8 @@ p.add_argument("--beta", type=float, default=1.0)
 p.add_argument("--free-bits", type=float, default=0.0)
 p.add_argument("--warmup", type=int, default=20)
 p.add_argument("--hidden", default="1024,256")
-p.add_argument("--cond", default="")  # note,velocity
+p.add_argument("--cond", default="")  # note,velocity,pitch
+p.add_argument("--extra", default=None)  # a rendered library folder added to train (augmented)
 p.add_argument("--latent", type=int, default=8)
 p.add_argument("--baselines", action="store_true")
 p.add_argument("--standardize", action="store_true")
@@ -57,6 +66,28 @@ N = int(np.prod(ds.codec.shape))
 
 X = {s: ds.splits[s].x for s in ("train", "validation", "test")}
 META = {s: ds.splits[s].meta for s in X}
+
+
+def load_extra(folder):
+    """Every note of a rendered library folder, as augmented training rows (note from the name)."""
+    with open(Path(folder) / "metadata.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    waves = np.stack([load_wave(Path(folder) / r["file"], ds.codec)[0] for r in rows])
+    x = np.concatenate(
+        [encode_batch(waves[i : i + 64], ds.codec) for i in range(0, len(waves), 64)]
+    ).astype(np.float32)
+    meta = [
+        {"note": note_to_midi(r["note"]), "velocity": int(r["velocity"]), "augmented": True}
+        for r in rows
+    ]
+    return x, meta
+
+
+if a.extra:
+    _x, _m = load_extra(a.extra)
+    print(f"extra: {len(_x)} notes from {a.extra}", flush=True)
+    X["train"] = np.concatenate([X["train"], _x])
+    META["train"] = list(META["train"]) + _m
 
 
 @torch.no_grad()
@@ -92,6 +123,9 @@ def cond_of(split):
     if "note" in a.cond:
         notes = np.array([m["note"] or 0 for m in META[split]])
         cols.append(np.stack([notes == n for n in (48, 60, 72)], 1))
+    if "pitch" in a.cond:
+        notes = np.array([m["note"] or 60 for m in META[split]], np.float32)
+        cols.append(((notes - 60) / 12)[:, None])
     if "velocity" in a.cond:
         v = np.array([m["velocity"] or 0 for m in META[split]])
         cols.append(np.stack([v == n for n in (64, 100, 127)], 1))
@@ -275,7 +309,7 @@ for ep in range(1, total_epochs + 1):
         opt.step()
         tot += float(rec.detach()) * len(idx)
     if ep % 25 == 0 or ep == total_epochs:
-        res = {s: e2e(predict(s)[0], X[s])[1] for s in X}
+        res = {s: e2e(predict(s)[0], X[s])[1] for s in X if not (s == "train" and "orig" in X)}
         _, mu, lv = predict("train")
         active = int((mu.var(0) > 0.01).sum())
         kl = 0.5 * (mu**2 + np.exp(lv) - 1 - lv).mean(0)
@@ -290,7 +324,7 @@ if a.refine:
     for p_ in m.parameters():
         p_.requires_grad_(False)
     for split in ("orig", "train", "validation", "test"):
-        if split not in X:
+        if split not in X or (split == "train" and "orig" in X):
             continue
         xs = torch.as_tensor(norm[split])
         cs = torch.as_tensor(C[split])
