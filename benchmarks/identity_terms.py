@@ -42,7 +42,6 @@ TERMS = (
     "log magnitude alone",
     "log-spectral distance, floor -80 dB",
 )
-LSD_FFT = 2048  # one resolution for the floored log-spectral distance (hop a quarter of it)
 
 
 def term_figures(d: np.ndarray, instruments: Sequence[str]) -> dict[str, float]:
@@ -62,26 +61,11 @@ def measure(real: wq.RenderedNotes, model: str, data: Path, gl: int) -> dict[str
     recon, _ = wq.recon_in_order(model, data, gl, real)
     sc, log_l1 = wq.pairwise_mrstft_terms(recon, real.audio)
     wq._check_pairwise(recon, real.audio, sc + log_l1)
-    lsd = floored_lsd(recon, real.audio)
+    lsd = wq.floored_lsd(recon, real.audio)
     return {
         name: term_figures(d, real.instruments)
         for name, d in zip(TERMS, (sc + log_l1, sc, log_l1, lsd), strict=True)
     }
-
-
-def floored_lsd(estimates: np.ndarray, references: np.ndarray) -> np.ndarray:
-    """benchmarks/generate.py's log-spectral distance (dB; each spectrogram floored 80 dB below
-    its own peak, so near-silent bins do not count) between every two notes' audio."""
-    import torch
-    from generate import pairwise_lsd
-
-    def mags(audio: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
-        window = torch.hann_window(LSD_FFT)
-        spec = torch.stft(x, LSD_FFT, LSD_FFT // 4, window=window, return_complex=True)
-        return spec.abs().numpy()
-
-    return pairwise_lsd(mags(estimates), mags(references))
 
 
 def _parse_model(spec: str) -> tuple[str, str, Path]:
