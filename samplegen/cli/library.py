@@ -22,6 +22,30 @@ def _velocities(text: str) -> list[int]:
     return values
 
 
+def _programs(text: str) -> list[int] | None:
+    """``"0-7,40"`` -> [0, ..., 7, 40]; ``"all"`` -> None (every program). Range checks are
+    make_settings' (it names a program outside 0-127 or a repeated one)."""
+    if text.strip().lower() == "all":
+        return None
+    values: list[int] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        lo, dash, hi = part.partition("-")
+        try:
+            first, last = int(lo), int(hi if dash else lo)
+        except ValueError as exc:
+            raise SamplegenError(
+                f"--programs: {part!r} is not a program number or range (expected e.g. 0-7,40)"
+            ) from exc
+        if last < first:
+            raise SamplegenError(f"--programs: {part!r} is an empty range (write it low-high)")
+        values.extend(range(first, last + 1))
+    if not values:
+        raise SamplegenError("--programs: no program given (expected e.g. 0-7,40 or all)")
+    return values
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `library` command."""
     p = subparsers.add_parser(
@@ -46,6 +70,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--velocities", default="64,100,127", help="comma-separated MIDI velocities 1-127"
     )
+    p.add_argument(
+        "--programs",
+        default="all",
+        help="GM programs (0-127) to render, e.g. 0-7,40 (default all)",
+    )
     p.add_argument("--no-drums", action="store_true", help="leave out the standard drum kit")
     p.set_defaults(func=run)
 
@@ -59,14 +88,24 @@ def run(args: argparse.Namespace) -> int:
     notes = [n.strip() for n in str(args.notes).split(",") if n.strip()]
     velocities = _velocities(str(args.velocities))
     include_drums = not args.no_drums
+    programs = _programs(str(args.programs))
     if args.out is not None:
         report = render_library(
-            args.out, args.soundfont, notes, velocities, include_drums=include_drums
+            args.out,
+            args.soundfont,
+            notes,
+            velocities,
+            include_drums=include_drums,
+            programs=programs,
         )
         folder = report.out_dir
     else:
         folder = ensure_library(
-            args.soundfont, notes=notes, velocities=velocities, include_drums=include_drums
+            args.soundfont,
+            notes=notes,
+            velocities=velocities,
+            include_drums=include_drums,
+            programs=programs,
         )
     info = json.loads((folder / "library.json").read_text(encoding="utf-8"))
     c = info["counts"]

@@ -594,15 +594,19 @@ def ensure_library(
     include_drums: bool = True,
     duration: float = 2.0,
     sample_rate: int = 44100,
+    programs: Sequence[int] | None = None,
 ) -> Path:
     """The library folder for a SoundFont (name or path) and settings, rendered on first use.
+    `programs`: the GM programs to render (default every one).
 
     The folder is `<cache>/<soundfont stem>-<settings hash>` where the cache is `cache_dir`, else
     `default_cache_root()`. A complete render of the same settings and SoundFont is reused; anything
     else is rendered into a temporary folder that is renamed into place only when finished, under a
     lock so concurrent callers render once.
     """
-    settings = make_settings(name, notes, velocities, include_drums, duration, sample_rate)
+    settings = make_settings(
+        name, notes, velocities, include_drums, duration, sample_rate, programs
+    )
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_root()
     stem = slug(Path(settings.soundfont).stem) or "soundfont"
     target = root / f"{stem}-{settings.digest()}"
@@ -626,6 +630,7 @@ def ensure_library(
                 settings.include_drums,
                 settings.duration,
                 settings.sample_rate,
+                settings.programs,
             )
             if target.exists():
                 old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=root))

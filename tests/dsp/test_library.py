@@ -197,6 +197,16 @@ def test_ensure_library_reuses_and_repairs_the_cache(tmp_path: Path) -> None:
     assert (folder / "library.json").stat().st_mtime_ns != mtimes["library.json"]
 
 
+def test_ensure_library_renders_only_the_programs_asked_for(tmp_path: Path) -> None:
+    kw = {"notes": ("C4",), "velocities": (90,), "include_drums": False}
+    folder = ensure_library("timgm6mb", cache_dir=tmp_path, programs=(0, 40), **kw)
+    assert sorted(r["program"] for r in _rows(folder)) == ["0", "40"]
+    assert ensure_library("timgm6mb", cache_dir=tmp_path, programs=(0, 40), **kw) == folder
+    # Another subset is another library, in its own folder.
+    other = ensure_library("timgm6mb", cache_dir=tmp_path, programs=(0,), **kw)
+    assert other != folder and [r["program"] for r in _rows(other)] == ["0"]
+
+
 def test_default_cache_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("SAMPLEGEN_CACHE", str(tmp_path))
     assert default_cache_root() == tmp_path / "library"
@@ -266,9 +276,23 @@ def test_cli_renders_a_library(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert (out / "drums_standard_kit_C4_v100.wav").is_file()
 
 
+def test_cli_renders_a_range_of_programs(tmp_path: Path) -> None:
+    out = tmp_path / "lib"
+    argv = ["library", "--out", str(out), "--soundfont", "timgm6mb", "--notes", "C4"]
+    argv += ["--velocities", "100", "--programs", "0-2,40", "--no-drums"]
+    assert main(argv) == 0
+    assert sorted(int(r["program"]) for r in _rows(out)) == [0, 1, 2, 40]
+    assert json.loads((out / "library.json").read_text())["settings"]["programs"] == [0, 1, 2, 40]
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
+        (["--programs", "3-1"], "--programs: '3-1' is an empty range"),
+        (["--programs", "piano"], "--programs: 'piano' is not a program number"),
+        (["--programs", ","], "--programs: no program given"),
+        (["--programs", "120-130"], "programs: 128 is not a GM program"),
+        (["--programs", "1,1"], "programs: [1, 1] repeats a program"),
         (["--notes", "C4,X9"], "notes: 'X9'"),
         (["--velocities", "64,200"], "velocities: 200"),
         (["--velocities", "loud"], "--velocities: 'loud'"),
