@@ -2,7 +2,7 @@
 
 Not a target benchmark: the script behind the "inner-model exploration" table in RESULTS.md.
 Usage: .venv/bin/python benchmarks/explore_inner.py --run RUN [--outer MODEL] [--baselines]
-  [--epochs 100] [--beta 0.1] [--cond note,velocity,pitch] [--arch mlp|conv|field] [--pca K]
+  [--epochs 100] [--beta 0.1] [--cond note,velocity,pitch] [--arch mlp|conv|field|fieldskip] [--pca K]
   [--refine N] [--extra LIBRARY_FOLDER] ...
 `--extra` adds every note of a folder written by `samplegen library render` (or render_library) to
 the training rows, flagged as augmented, so "orig" reports the training notes alone.
@@ -25,7 +25,7 @@ from samplegen.dsp.audio import load_wave
 from samplegen.dsp.codec import encode_batch
 from samplegen.dsp.library import note_to_midi
 from samplegen.models.artifact import load_model
-from samplegen.models.frame_decoder import FrameDecoder
+from samplegen.models.frame_decoder import FrameDecoder, time_features
 from samplegen.platform.datasets import load_dataset
 
 p = argparse.ArgumentParser()
@@ -262,8 +262,44 @@ class FieldVAE(CVAE):
         self.dec = FrameDecoder(a.latent + nc, F, T, a.field_hidden, a.field_depth)
 
 
+class SkipFrameDecoder(nn.Module):
+    """The frame decoder with the code (and the frame's time features) fed to every hidden layer,
+    not only the first: deep layers see z directly (as in skip-VAEs)."""
+
+    def __init__(self, latent, values, frames, hidden, depth):
+        super().__init__()
+        self.values, self.frames = values, frames
+        self.register_buffer("time", time_features(frames), persistent=False)
+        k = latent + self.time.shape[1]
+        self.layers = nn.ModuleList(
+            [nn.Linear(k if i == 0 else hidden + k, hidden) for i in range(depth)]
+        )
+        self.out = nn.Linear(hidden + k, values)
+
+    def forward(self, z):
+        b = z.shape[0]
+        cond = torch.cat(
+            [z[:, None, :].expand(b, self.frames, z.shape[1]), self.time[None].expand(b, -1, -1)],
+            2,
+        )
+        h = torch.relu(self.layers[0](cond))
+        for layer in self.layers[1:]:
+            h = torch.relu(layer(torch.cat([h, cond], 2)))
+        out = self.out(torch.cat([h, cond], 2))
+        return out.transpose(1, 2).reshape(b, self.values * self.frames)
+
+
+class FieldSkipVAE(CVAE):
+    """MLP encoder; SkipFrameDecoder."""
+
+    def __init__(self):
+        super().__init__()
+        F, T = lat_shape
+        self.dec = SkipFrameDecoder(a.latent + nc, F, T, a.field_hidden, a.field_depth)
+
+
 torch.manual_seed(a.seed)
-m = {"mlp": CVAE, "conv": ConvVAE, "field": FieldVAE}[a.arch]()
+m = {"mlp": CVAE, "conv": ConvVAE, "field": FieldVAE, "fieldskip": FieldSkipVAE}[a.arch]()
 opt = torch.optim.Adam(m.parameters(), lr=a.lr, weight_decay=a.wd)
 w_sd = torch.as_tensor(sd_z.astype(np.float32))
 tx, tc = torch.as_tensor(norm["train"]), torch.as_tensor(C["train"])
