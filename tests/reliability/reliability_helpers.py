@@ -163,10 +163,17 @@ def finished_trials(study: Path) -> dict[str, list[dict[str, Any]]]:
 
 
 def trial_params(study: Path) -> dict[str, dict[str, Any]]:
-    """{trial id: searched configuration} from each trial's params.json."""
+    """{trial id: searched configuration} from each trial's params.json.
+
+    Tune writes params.json in place when it starts a trial, so a driver killed at that moment
+    leaves it empty (seen in CI): such a trial is left out, as one never started. A file with
+    text that is not JSON still fails.
+    """
     out = {}
     for p in study.glob("trial_*/params.json"):
-        out[p.parent.name.removeprefix("trial_")] = json.loads(p.read_text())
+        text = p.read_text()
+        if text.strip():
+            out[p.parent.name.removeprefix("trial_")] = json.loads(text)
     return out
 
 
