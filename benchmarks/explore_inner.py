@@ -4,7 +4,7 @@ Not a target benchmark: the script behind the "inner-model exploration" table in
 Usage: .venv/bin/python benchmarks/explore_inner.py --run RUN [--outer MODEL] [--baselines]
   [--epochs 100] [--beta 0.1] [--cond note,velocity,pitch] [--arch mlp|conv|field|fieldskip] [--pca K]
   [--refine N] [--extra LIBRARY_FOLDER] ...
-`--extra` adds every note of a folder written by `samplegen library render` (or render_library) to
+`--extra` adds every note of a folder written by `samplegen library --out` (or render_extra.py) to
 the training rows, flagged as augmented, so "orig" reports the training notes alone.
 It encodes RUN/dataset with the outer model (default RUN/models/outer), trains one VAE variant with
 a cosine learning rate and prints train/validation/test RMS% through the frozen outer decoder.

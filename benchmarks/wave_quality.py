@@ -232,7 +232,9 @@ def floored_lsd(estimates: np.ndarray, references: np.ndarray) -> np.ndarray:
     its own peak, so near-silent bins do not count) between every two notes' audio."""
     import torch
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:  # generate.py sits beside this script; add it once, not per call
+        sys.path.insert(0, here)
     from generate import pairwise_lsd
 
     def mags(audio: np.ndarray) -> np.ndarray:
