@@ -3,7 +3,8 @@
 Not a target benchmark: the script behind the "inner-model exploration" table in RESULTS.md.
 Usage: .venv/bin/python benchmarks/explore_inner.py --run RUN [--outer MODEL] [--baselines]
   [--epochs 100] [--beta 0.1] [--cond note,velocity,pitch] [--arch mlp|conv|field|fieldskip] [--pca K]
-  [--refine N] [--extra LIBRARY_FOLDER] ...
+  [--refine N] [--refine-mode encoded|e2e] [--refine-every K]
+  [--extra LIBRARY_FOLDER] ...
 `--extra` adds every note of a folder written by `samplegen library --out` (or render_extra.py) to
 the training rows, flagged as augmented, so "orig" reports the training notes alone.
 It encodes RUN/dataset with the outer model (default RUN/models/outer), trains one VAE variant with
@@ -49,6 +50,12 @@ p.add_argument("--wd", type=float, default=0.0)
 p.add_argument("--act", default="relu")
 p.add_argument("--arch", default="mlp")
 p.add_argument("--refine", type=int, default=0)
+# encoded: fit the outer encoding (the first method); e2e: fit the input through the frozen outer
+# decoder, as the package's combined model does (prior weight beta / 2)
+p.add_argument("--refine-mode", choices=("encoded", "e2e"), default="encoded")
+# also refine validation and test every K epochs (0: only after training), to see which epoch
+# the refined figures would pick
+p.add_argument("--refine-every", type=int, default=0)
 p.add_argument("--pca", type=int, default=0)
 p.add_argument("--ch", type=int, default=128)  # conv channels (--arch conv)
 p.add_argument("--e2e-epochs", type=int, default=0)
@@ -314,6 +321,42 @@ def predict(split):
     return (BACK(out) if BACK is not None else out), mu.numpy(), lv.numpy()
 
 
+def refined(split, chunk=64):
+    """RMS% of `split` after a.refine Adam steps on each code from the encoder's mean.
+
+    In chunks of `chunk` notes: each code has its own loss term and Adam is element-wise, so a
+    code does not depend on its chunk; whole splits through the outer decoder are slow.
+    """
+    m.eval()
+    outs, zs, mus = [], [], []
+    for i in range(0, len(norm[split]), chunk):
+        xs = torch.as_tensor(norm[split][i : i + chunk])
+        cs = torch.as_tensor(C[split][i : i + chunk])
+        target = torch.as_tensor(X[split][i : i + chunk])
+        with torch.no_grad():
+            _, mu0, _ = m(xs, cs)
+        z = mu0.clone().requires_grad_(True)
+        zo = torch.optim.Adam([z], lr=0.05)
+        for _step in range(a.refine):
+            r = m.dec(torch.cat([z, cs], 1))
+            if a.refine_mode == "e2e":
+                codes = (r * w_sd + torch.as_tensor(mu_z)).reshape(-1, *lat_shape)
+                err = (outer.decode(codes) - target).pow(2).sum() + a.beta / 2 * z.pow(2).sum()
+            else:
+                err = (((r - xs) * w_sd).pow(2).sum(1)).sum() + 0.1 * z.pow(2).sum()
+            zo.zero_grad()
+            err.backward()
+            zo.step()
+        with torch.no_grad():
+            outs.append(m.dec(torch.cat([z, cs], 1)).numpy() * sd_z + mu_z)
+        zs.append(z.detach())
+        mus.append(mu0)
+    out = np.concatenate(outs)
+    zz = BACK(out) if BACK is not None else out
+    z, mu0 = torch.cat(zs), torch.cat(mus)
+    return e2e(zz, X[split])[1], float(z.norm(dim=1).mean()), float(mu0.norm(dim=1).mean())
+
+
 t0 = time.time()
 total_epochs = a.epochs + a.e2e_epochs
 for ep in range(1, total_epochs + 1):
@@ -355,30 +398,15 @@ for ep in range(1, total_epochs + 1):
             + f" active {active} kl {kl.sum():.1f} {time.time() - t0:.0f}s",
             flush=True,
         )
+    if a.refine and a.refine_every and ep % a.refine_every == 0 and ep < total_epochs:
+        figs = " ".join(f"{s} {refined(s)[0]:.3f}%" for s in ("validation", "test"))
+        print(f"ep {ep} refined {figs}", flush=True)
 if a.refine:
-    m.eval()
     for p_ in m.parameters():
         p_.requires_grad_(False)
     for split in ("orig", "train", "validation", "test"):
         if split not in X or (split == "train" and "orig" in X):
             continue
-        xs = torch.as_tensor(norm[split])
-        cs = torch.as_tensor(C[split])
-        with torch.no_grad():
-            _, mu0, _ = m(xs, cs)
-        z = mu0.clone().requires_grad_(True)
-        zo = torch.optim.Adam([z], lr=0.05)
-        for _step in range(a.refine):
-            r = m.dec(torch.cat([z, cs], 1))
-            err = (((r - xs) * w_sd).pow(2).sum(1)).sum() + 0.1 * z.pow(2).sum()
-            zo.zero_grad()
-            err.backward()
-            zo.step()
-        with torch.no_grad():
-            out = m.dec(torch.cat([z, cs], 1)).numpy() * sd_z + mu_z
-        zz = BACK(out) if BACK is not None else out
-        print(
-            f"refined {split}: {e2e(zz, X[split])[1]:.3f}% |z| {float(z.norm(dim=1).mean()):.2f} vs {float(mu0.norm(dim=1).mean()):.2f}",
-            flush=True,
-        )
+        rms, zn, mn = refined(split)
+        print(f"refined {split}: {rms:.3f}% |z| {zn:.2f} vs {mn:.2f}", flush=True)
 print(json.dumps(vars(a)))
