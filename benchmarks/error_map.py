@@ -11,6 +11,8 @@ defined, is then split:
   the band's own RMS%, for the combined model and for the outer model alone);
 - into its static part (each bin's error averaged over the note: a wrong spectral envelope held
   for the whole note) and the rest;
+- into the outer model's error, the combined model's distance from the outer reconstruction, and
+  the cross term between them (near 0 when the two add up);
 - over notes (share of the worst 10% and 25%) and programs (the five worst).
 Appends a dated section to benchmarks/RESULTS.md.
 """
@@ -21,6 +23,7 @@ import argparse
 import datetime as dt
 import platform
 import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -96,6 +99,8 @@ def error_map(
         "segment_rms": seg_rms,
         "segment_rms_outer": seg_rms_outer,
         "static_share": float((d.mean(axis=2) ** 2).sum() * x.shape[2] / err.sum()),
+        # chain error = outer error + (chain - outer)^2 + this cross term, as a share of the total
+        "cross_share": float(2 * ((combined - outer) * (outer - x)).sum() / err.sum()),
         "top10_share": float(order[: max(n // 10, 1)].sum() / order.sum()),
         "top25_share": float(order[: max(n // 4, 1)].sum() / order.sum()),
         "worst_programs": [(name, e / per_note.sum()) for name, e in worst],
@@ -117,7 +122,8 @@ def section(model_dir: str, data: str, figures: dict[str, dict[str, Any]], argv:
         lines += [
             f"{split} ({f['notes']} notes): RMS {f['rms']:.3f}% (outer alone {f['rms_outer']:.3f}%)."
             f" Static part (each bin's error averaged over the note): "
-            f"{100 * f['static_share']:.0f}% of the squared error. Worst 10% of notes: "
+            f"{100 * f['static_share']:.0f}% of the squared error. Cross term 2(chain - outer)"
+            f"(outer - input): {100 * f['cross_share']:.1f}%. Worst 10% of notes: "
             f"{100 * f['top10_share']:.0f}%; worst 25%: {100 * f['top25_share']:.0f}%. Worst "
             "programs: "
             + ", ".join(f"{name} {100 * s:.0f}%" for name, s in f["worst_programs"])
@@ -141,8 +147,6 @@ def section(model_dir: str, data: str, figures: dict[str, dict[str, Any]], argv:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    import sys
-
     from samplegen.models.artifact import load_model
     from samplegen.platform.datasets import load_dataset
 
@@ -161,7 +165,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     if ds.codec.representation != "stft":
         raise SystemExit(f"--data {a.data}: an STFT dataset is needed")
     figures = {}
-    for split in a.splits.split(","):
+    splits = a.splits.split(",")
+    unknown = [s for s in splits if s not in ds.splits]
+    if unknown:
+        raise SystemExit(f"--splits: {', '.join(unknown)} not in {a.data} ({', '.join(ds.splits)})")
+    for split in splits:
         x = np.asarray(ds.splits[split].x, dtype=np.float32)
         combined, outer = reconstruct(model, x)
         figures[split] = error_map(x, combined, outer, ds.splits[split].meta, ds.codec)

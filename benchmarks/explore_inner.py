@@ -27,6 +27,7 @@ from samplegen.dsp.codec import encode_batch
 from samplegen.dsp.library import note_to_midi
 from samplegen.models.artifact import load_model
 from samplegen.models.frame_decoder import FrameDecoder, time_features
+from samplegen.models.refine import Refinement, refine_codes
 from samplegen.platform.datasets import load_dataset
 
 p = argparse.ArgumentParser()
@@ -63,6 +64,10 @@ p.add_argument("--seed", type=int, default=0)
 p.add_argument("--field-hidden", type=int, default=512)
 p.add_argument("--field-depth", type=int, default=3)
 a = p.parse_args()
+if a.refine and a.arch == "conv":
+    p.error("--refine: --arch conv has no decoder of the code alone; use mlp, field or fieldskip")
+if a.refine_mode == "e2e" and a.pca:
+    p.error("--refine-mode e2e: the outer decoder needs whole codes, not --pca coordinates")
 torch.set_num_threads(2)
 torch.set_flush_denormal(True)
 
@@ -322,34 +327,40 @@ def predict(split):
 
 
 def refined(split, chunk=64):
-    """RMS% of `split` after a.refine Adam steps on each code from the encoder's mean.
+    """RMS% of `split` after a.refine Adam steps on each code from the encoder's mean
+    (samplegen.models.refine, as the package refines), and the mean |z| after and before.
 
     In chunks of `chunk` notes: each code has its own loss term and Adam is element-wise, so a
     code does not depend on its chunk; whole splits through the outer decoder are slow.
     """
     m.eval()
+    shift, scale = torch.as_tensor(mu_z), w_sd
+    if a.refine_mode == "e2e":
+        settings = Refinement(a.refine, 0.05, a.beta / 2)
+    else:
+        settings = Refinement(a.refine, 0.05, 0.1)
     outs, zs, mus = [], [], []
     for i in range(0, len(norm[split]), chunk):
         xs = torch.as_tensor(norm[split][i : i + chunk])
         cs = torch.as_tensor(C[split][i : i + chunk])
-        target = torch.as_tensor(X[split][i : i + chunk])
         with torch.no_grad():
             _, mu0, _ = m(xs, cs)
-        z = mu0.clone().requires_grad_(True)
-        zo = torch.optim.Adam([z], lr=0.05)
-        for _step in range(a.refine):
-            r = m.dec(torch.cat([z, cs], 1))
-            if a.refine_mode == "e2e":
-                codes = (r * w_sd + torch.as_tensor(mu_z)).reshape(-1, *lat_shape)
-                err = (outer.decode(codes) - target).pow(2).sum() + a.beta / 2 * z.pow(2).sum()
-            else:
-                err = (((r - xs) * w_sd).pow(2).sum(1)).sum() + 0.1 * z.pow(2).sum()
-            zo.zero_grad()
-            err.backward()
-            zo.step()
+        if a.refine_mode == "e2e":
+            z = refine_codes(
+                lambda z, cs=cs: outer.decode(
+                    (m.dec(torch.cat([z, cs], 1)) * scale + shift).reshape(-1, *lat_shape)
+                ),
+                mu0,
+                torch.as_tensor(X[split][i : i + chunk]),
+                settings,
+            )
+        else:
+            z = refine_codes(
+                lambda z, cs=cs: m.dec(torch.cat([z, cs], 1)) * scale, mu0, xs * scale, settings
+            )
         with torch.no_grad():
             outs.append(m.dec(torch.cat([z, cs], 1)).numpy() * sd_z + mu_z)
-        zs.append(z.detach())
+        zs.append(z)
         mus.append(mu0)
     out = np.concatenate(outs)
     zz = BACK(out) if BACK is not None else out
