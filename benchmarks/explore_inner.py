@@ -24,6 +24,7 @@ from torch import nn
 
 from samplegen.dsp.audio import load_wave
 from samplegen.dsp.codec import encode_batch
+from samplegen.dsp.equalise import eq_basis, equalise
 from samplegen.dsp.library import note_to_midi
 from samplegen.models.artifact import load_model
 from samplegen.models.frame_decoder import FrameDecoder, time_features
@@ -63,6 +64,12 @@ p.add_argument("--e2e-epochs", type=int, default=0)
 p.add_argument("--seed", type=int, default=0)
 p.add_argument("--field-hidden", type=int, default=512)
 p.add_argument("--field-depth", type=int, default=3)
+# K random equalisations of every training note added to train (augmented): smooth gain curves
+# over log frequency, --eq-db standard deviation per cosine term (samplegen.dsp.equalise). RESULTS'
+# EQ rows were run with the script's first copy of this code: the same draws and curves, with the
+# gains rounded to float32 after, not before, taking them out of dB.
+p.add_argument("--eq", type=int, default=0)
+p.add_argument("--eq-db", type=float, default=4.0)
 a = p.parse_args()
 if a.refine and a.arch == "conv":
     p.error("--refine: --arch conv has no decoder of the code alone; use mlp, field or fieldskip")
@@ -100,6 +107,28 @@ if a.extra:
     print(f"extra: {len(_x)} notes from {a.extra}", flush=True)
     X["train"] = np.concatenate([X["train"], _x])
     META["train"] = list(META["train"]) + _m
+
+
+def equalised(x, k, db, seed):
+    """k copies of each note through random EQ curves (samplegen.dsp.equalise), re-encoded."""
+    rng = np.random.default_rng(seed)
+    basis = eq_basis(ds.codec)
+    return np.concatenate(
+        [equalise(x, rng.normal(0.0, db, (len(x), len(basis))) @ basis, ds.codec) for _ in range(k)]
+    )
+
+
+if a.eq:
+    _n = len(X["train"])
+    _x = equalised(
+        X["train"][[not m.get("augmented") for m in META["train"]]], a.eq, a.eq_db, a.seed
+    )
+    print(f"eq: {len(_x)} equalised training notes ({a.eq} per note, {a.eq_db} dB)", flush=True)
+    _src = [m for m in META["train"] if not m.get("augmented")]
+    X["train"] = np.concatenate([X["train"], _x])
+    META["train"] = list(META["train"]) + [
+        dict(m, augmented=True) for _ in range(a.eq) for m in _src
+    ]
 
 
 @torch.no_grad()

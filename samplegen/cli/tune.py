@@ -183,11 +183,13 @@ def run_vae(args: argparse.Namespace) -> int:
     """Handler of `samplegen tune vae`: encode once with the frozen outer model, study inner models."""
     from samplegen.errors import SamplegenError
     from samplegen.platform.chain import resolve_outer, run_chain
+    from samplegen.platform.encoded import EqAugment
     from samplegen.platform.study import ensure_ray
 
     if args.refine_steps is not None and args.refine_steps < 0:
         raise SamplegenError(f"--refine-steps: must be >= 0, got {args.refine_steps}")
-    # Path mistakes fail before Ray starts.
+    # Path and setting mistakes fail before Ray starts.
+    eq = EqAugment(args.eq_variants, args.eq_db, args.seed)
     resolve_outer(args.outer)
     if args.data:
         _check_dataset("--data", args.data)
@@ -200,6 +202,7 @@ def run_vae(args: argparse.Namespace) -> int:
         encoded=args.encoded,
         resume=args.resume,
         refine_steps=args.refine_steps,
+        eq=eq,
     )
     print(f"encodings: {result.encoded}")
     print(f"study: {result.study.path}")
@@ -222,6 +225,8 @@ def run_plot(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add `tune outer`, `tune vae` and `study plot`."""
+    from samplegen.platform.encoded import EqAugment
+
     tune = subparsers.add_parser("tune", help="hyper-parameter studies with Ray Tune")
     tsub = tune.add_subparsers(dest="tune_command", metavar="SUBCOMMAND")
     outer = tsub.add_parser(
@@ -270,6 +275,21 @@ def register(subparsers: Any) -> None:
         metavar="N",
         help="optimisation steps refining each code of the exported combined model "
         "(VAE only; default: none)",
+    )
+    vae.add_argument(
+        "--eq-variants",
+        type=int,
+        default=0,
+        metavar="K",
+        help="add K copies of each training note through random EQ curves to the inner "
+        "study's training rows (STFT outer models; default 0)",
+    )
+    vae.add_argument(
+        "--eq-db",
+        type=float,
+        default=EqAugment.db,
+        metavar="DB",
+        help=f"standard deviation of each EQ curve's cosine terms, dB (default {EqAugment.db:g})",
     )
     add_study_arguments(vae, default_model="vae")
     vae.set_defaults(func=run_vae)

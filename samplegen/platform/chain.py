@@ -156,6 +156,12 @@ def export_combined(
     )
 
 
+def _original_notes(encoded: Any) -> np.ndarray:
+    """The training split's encodings of real notes: no mixes, no EQ copies."""
+    train = encoded.splits["train"]
+    return train.z[[not m.get("augmented") for m in train.meta]]
+
+
 def run_chain(
     config: Any,
     outer: str | os.PathLike[str],
@@ -165,6 +171,7 @@ def run_chain(
     combined_out: str | os.PathLike[str] | None = None,
     resume: bool = False,
     refine_steps: int | None = None,
+    eq: Any = None,
     echo: Callable[[str], None] = print,
 ) -> ChainResult:
     """Encode once, run the inner study (`config`, a StudyConfig), export the best combined model.
@@ -173,9 +180,11 @@ def run_chain(
     outer study ran on). `encoded`: where the encodings go (default: next to the study).
     `combined_out`: where the best combined model goes (default: STUDY/best_combined).
     `refine_steps`: code refinement of the exported combined model (see `export_combined`).
+    `eq`: an `encoded.EqAugment`, EQ copies of the training notes added to the inner study's
+    training rows (never to validation, nor to the codes stored for random sounds).
     Ray must be initialised.
     """
-    from samplegen.platform.encoded import encode_dataset
+    from samplegen.platform.encoded import encode_dataset, load_encoded
     from samplegen.platform.study import StudyFiles, run_study
 
     if config.model not in INNER_MODELS:
@@ -190,7 +199,7 @@ def run_chain(
     if not files.local:
         raise ChainError("--storage: the chained study keeps its encodings locally; use a folder")
     enc_dir = Path(encoded) if encoded else Path(files.root).parent / f"{config.name}-{ENCODED_DIR}"
-    enc_path = encode_dataset(outer_dir, dataset, enc_dir, echo=echo)
+    enc_path = encode_dataset(outer_dir, dataset, enc_dir, eq=eq, echo=echo)
     study_data = chain_study_data(enc_path, dataset)
     result = run_study(config, study_data, resume=resume, echo=echo)
     combined = None
@@ -206,7 +215,7 @@ def run_chain(
             },
             extra={"study": config.name, "trial_id": best.get("trial_id")},
             refine_steps=refine_steps,
-            train_encodings=study_data.train,
+            train_encodings=_original_notes(load_encoded(enc_path, splits=("train",))),
         )
         echo(f"[{config.name}] best combined model: {combined}")
     return ChainResult(result, enc_path, outer_dir, combined)

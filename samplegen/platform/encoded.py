@@ -53,6 +53,33 @@ class EncodedError(SamplegenError):
     """An encoded dataset that cannot be built or loaded."""
 
 
+@dataclass(frozen=True)
+class EqAugment:
+    """Training-only copies of each training note through random EQ curves, for the inner study.
+
+    `variants` copies per original training note (0: none), each curve's cosine terms with standard
+    deviation `db` (samplegen.dsp.equalise), drawn from `seed` and the row's name, so a copy does
+    not depend on batch order. Validation and test rows are never touched.
+    """
+
+    variants: int = 0
+    db: float = 4.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.variants < 0:
+            raise EncodedError(f"eq variants: must be >= 0, got {self.variants}")
+        if not (0 <= self.db <= 24):
+            raise EncodedError(f"eq db: must be in [0, 24] (a curve's dB per term), got {self.db}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (recorded with the encodings)."""
+        return {"variants": self.variants, "db": self.db, "seed": self.seed}
+
+
+EQ_SUFFIX = "#eq"
+
+
 @dataclass(frozen=True, eq=False)
 class EncodedSplit:
     """One split of encodings: `z` float32 (N, D) and one metadata dict per row."""
@@ -88,30 +115,70 @@ def file_sha256(path: Path) -> str:
 class _Encoder:
     """Ray Data actor: loads the frozen outer model once and encodes batches of `x`."""
 
-    def __init__(self, model_dir: str, device: str) -> None:
+    def __init__(self, model_dir: str, device: str, eq: dict[str, Any] | None = None) -> None:
         import torch
 
         from samplegen.models.artifact import load_model
 
         torch.set_num_threads(1)
         self.device = device
-        self.model = load_model(model_dir, device=device).model.eval()
+        loaded = load_model(model_dir, device=device)
+        self.model = loaded.model.eval()
+        self.codec = loaded.codec
+        self.eq = EqAugment(**eq) if eq else EqAugment()
+
+    def _encode(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            z = self.model.encode(torch.from_numpy(x).to(self.device)).flatten(1)
+        return z.float().cpu().numpy()
 
     def __call__(self, batch: Any) -> Any:
-        """pyarrow batch in (meta + `x`), pyarrow batch out (meta unchanged + flat `z`)."""
+        """pyarrow batch in (meta + `x`), pyarrow batch out (meta unchanged + flat `z`), then the
+        EQ copies of the batch's original training rows (`augmented`, named NAME#eqK)."""
         import pyarrow as pa
-        import torch
 
         from samplegen.platform.datasets import _tensor_values
 
         n = batch.num_rows
         x = _tensor_values(batch.column("x")).reshape(n, *self.model.input_shape)
-        with torch.no_grad():
-            z = self.model.encode(torch.from_numpy(x).to(self.device)).flatten(1)
-        z = z.float().cpu().numpy()
-        keep = [c for c in CARRIED if c in batch.column_names]
+        meta = batch.select([c for c in CARRIED if c in batch.column_names])
+        z = self._encode(x)
+        if self.eq.variants:
+            rows, zs = self._eq_rows(x, meta.to_pylist())
+            if rows:
+                meta = pa.concat_tables([meta, pa.Table.from_pylist(rows, schema=meta.schema)])
+                z = np.concatenate([z, *zs])
         z_col = pa.FixedSizeListArray.from_arrays(pa.array(z.reshape(-1)), z.shape[1])
-        return batch.select(keep).append_column("z", z_col)
+        return meta.append_column("z", z_col)
+
+    def _eq_rows(
+        self, x: np.ndarray, meta: list[dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
+        from samplegen.dsp.equalise import eq_curve_db, eq_seed, equalise
+
+        idx = [
+            i for i, m in enumerate(meta) if m.get("split") == "train" and not m.get("augmented")
+        ]
+        rows: list[dict[str, Any]] = []
+        zs: list[np.ndarray] = []
+        if not idx:
+            return rows, zs
+        for k in range(1, self.eq.variants + 1):
+            curves = [
+                eq_curve_db(
+                    eq_seed(meta[i]["name"], meta[i].get("path"), k, self.eq.seed),
+                    self.codec,
+                    self.eq.db,
+                )
+                for i in idx
+            ]
+            zs.append(self._encode(equalise(x[idx], np.stack(curves), self.codec)))
+            rows += [
+                dict(meta[i], name=f"{meta[i]['name']}{EQ_SUFFIX}{k}", augmented=True) for i in idx
+            ]
+        return rows, zs
 
 
 def _choose_device(device: str) -> str:
@@ -130,12 +197,14 @@ def encode_dataset(
     batch_size: int = 32,
     device: str = "auto",
     force: bool = False,
+    eq: EqAugment | None = None,
     echo: Callable[[str], None] | None = print,
 ) -> Path:
     """Encode every split of `dataset_dir` with the outer model in `model_dir` into `out`.
 
-    Reuses `out` when it already holds the encodings of the same weights and dataset. Needs a
-    running Ray (the caller's cluster; Ray Data starts a local one otherwise).
+    `eq`: training-only EQ copies of each original training note, encoded beside it (flagged
+    `augmented`). Reuses `out` when it already holds the encodings of the same weights, dataset and
+    `eq`. Needs a running Ray (the caller's cluster; Ray Data starts a local one otherwise).
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -159,6 +228,12 @@ def encode_dataset(
     from samplegen.dsp.config import CodecConfig
 
     check_codec(codec, CodecConfig.from_dict(info["codec"]))
+    eq = eq or EqAugment()
+    if eq.variants and codec.representation != "stft":
+        raise EncodedError(
+            f"eq variants: {model_path} encodes {codec.representation!r} notes; EQ copies need "
+            "an STFT outer model"
+        )
     weights = model_path / WEIGHTS_NAME
     if not weights.is_file():
         raise EncodedError(f"{weights}: the model's weights file is missing")
@@ -169,6 +244,8 @@ def encode_dataset(
         "dataset": str(data_path.absolute()),
         "dataset_fingerprint": info["fingerprint"],
     }
+    if eq.variants:  # left out when off, so encodings made before EQ existed stay valid
+        source["eq"] = eq.to_dict()
     fingerprint = hashlib.sha256(json.dumps(source, sort_keys=True).encode()).hexdigest()[:32]
     existing = out_path / ENCODED_JSON
     if existing.is_file() and not force:
@@ -184,7 +261,11 @@ def encode_dataset(
     ds = ray.data.read_parquet(files)
     encoded = ds.map_batches(
         _Encoder,
-        fn_constructor_kwargs={"model_dir": str(model_path), "device": device},
+        fn_constructor_kwargs={
+            "model_dir": str(model_path),
+            "device": device,
+            "eq": eq.to_dict(),
+        },
         batch_size=batch_size,
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=1),
@@ -234,7 +315,10 @@ def encode_dataset(
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise
-    say(f"encoded {sum(counts.values())} samples ({latent_dim} values each) into {out_path}")
+    copies = f", {eq.variants} EQ copies of each training note among them" if eq.variants else ""
+    say(
+        f"encoded {sum(counts.values())} samples ({latent_dim} values each{copies}) into {out_path}"
+    )
     return out_path
 
 

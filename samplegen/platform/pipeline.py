@@ -19,6 +19,7 @@ Run folder::
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -171,6 +172,7 @@ def run_pipeline(
             combined_out=run_dir / "models" / "combined",
             resume=_started(config),
             refine_steps=preset.refine_steps,
+            eq=dataclasses.replace(preset.inner_eq, seed=seed),
             echo=echo,
         )
         _finished(result.study, "VAE study")

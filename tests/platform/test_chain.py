@@ -34,14 +34,19 @@ def outer_study(tmp_path_factory: pytest.TempPathFactory, ray_session: None) -> 
     return root, ds
 
 
+def vae_args(root: Path, name: str, trials: int) -> list[str]:
+    """`samplegen tune vae` over the module's outer study, with the tiny VAE space."""
+    (root / "vae.yaml").write_text(TINY_VAE_SPACE)
+    outer = str(root / "outer")
+    args = ["tune", "vae", "--outer", outer, "--name", name, "--storage", str(root)]
+    return [*args, "--space", str(root / "vae.yaml"), "--trials", str(trials)]
+
+
 def test_tune_vae_selects_on_the_end_to_end_loss_and_exports_a_combined_model(
     outer_study: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     root, ds = outer_study
-    (root / "vae.yaml").write_text(TINY_VAE_SPACE)
-    args = ["tune", "vae", "--outer", str(root / "outer"), "--name", "vae"]
-    args += ["--storage", str(root), "--space", str(root / "vae.yaml"), "--trials", "2"]
-    args += ["--refine-steps", "20"]
+    args = [*vae_args(root, "vae", trials=2), "--refine-steps", "20"]
     assert main([*args, "--epochs", "4", "--search", "random", *FAST]) == 0
     out = capsys.readouterr().out
     assert "best combined model" in out
@@ -75,12 +80,39 @@ def test_tune_vae_selects_on_the_end_to_end_loss_and_exports_a_combined_model(
     assert results["latent_val_loss"] != pytest.approx(results["val_loss"], rel=1e-3)
     assert np.isfinite(e2e)
 
-    # Random sounds get the Gaussian of the encoder's means of the training encodings.
+    # Random sounds get the Gaussian of the encoder's means of the training notes' encodings (the
+    # dataset's mixes train the VAE, but are not notes a random sound should resemble).
     fitted = stored_distribution(combined.meta.extra, 3)
-    assert fitted is not None and fitted.count == len(enc.splits["train"].z)
+    train = enc.splits["train"]
+    notes = train.z[[not m["augmented"] for m in train.meta]]
+    assert 0 < len(notes) < len(train.z)
+    assert fitted is not None and fitted.count == len(notes)
     with torch.no_grad():
-        means = combined.model.inner.encode_amortized(torch.from_numpy(enc.splits["train"].z))
+        means = combined.model.inner.encode_amortized(torch.from_numpy(notes))
     np.testing.assert_allclose(fitted.mean, means.numpy().mean(0), rtol=1e-4, atol=1e-5)
+
+
+def test_tune_vae_trains_on_eq_copies_of_the_training_notes(
+    outer_study: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, ds = outer_study
+    args = vae_args(root, "vae_eq", trials=1)
+    assert main([*args, "--eq-variants", "-1"]) == 2
+    assert "eq variants: must be >= 0, got -1" in capsys.readouterr().err
+    assert main([*args, "--eq-db", "99", "--eq-variants", "1"]) == 2
+    assert "eq db: must be in [0, 24]" in capsys.readouterr().err
+
+    assert main([*args, "--eq-variants", "2", "--eq-db", "6", "--epochs", "2", *FAST]) == 0
+    enc = load_encoded(root / "vae_eq-encoded")
+    data = load_dataset(ds, splits=("train",)).splits["train"]
+    notes = [m["name"] for m in data.meta if not m["augmented"]]
+    train_names = [m["name"] for m in enc.splits["train"].meta]
+    assert len(train_names) == len(data.meta) + 2 * len(notes)
+    assert {f"{n}#eq{k}" for n in notes for k in (1, 2)} <= set(train_names)
+    assert enc.info["eq"] == {"variants": 2, "db": 6.0, "seed": 0}
+    # The trial trained on every row; the stored codes are the notes' alone.
+    fitted = stored_distribution(load_model(root / "vae_eq" / "best_combined").meta.extra, 3)
+    assert fitted is not None and fitted.count == len(notes)
 
 
 def test_a_frame_decoder_gets_its_frame_count_from_the_outer_model(

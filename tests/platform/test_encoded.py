@@ -11,10 +11,11 @@ import pytest
 import torch
 from dataset_helpers import SMALL, instrument_folder
 
+from samplegen.dsp.equalise import eq_curve_db, eq_seed, equalise
 from samplegen.models.artifact import save_model
 from samplegen.models.registry import build_model
 from samplegen.platform.datasets import load_dataset, prepare_dataset
-from samplegen.platform.encoded import EncodedError, encode_dataset, load_encoded
+from samplegen.platform.encoded import EncodedError, EqAugment, encode_dataset, load_encoded
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
@@ -56,6 +57,52 @@ def test_every_split_is_encoded_once_and_lines_up_with_the_dataset(outer_and_dat
     encode_dataset(outer, ds, root / "enc", echo=said.append)
     assert (enc_path / "encoded.json").stat().st_mtime_ns == mtime
     assert "reusing" in said[-1]
+
+
+def test_eq_copies_of_the_training_notes_join_the_train_split_only(outer_and_dataset) -> None:
+    root, ds, outer, model = outer_and_dataset
+    plain = load_encoded(encode_dataset(outer, ds, root / "enc", batch_size=8, echo=None))
+    said: list[str] = []
+    eq = EqAugment(variants=2, db=6.0, seed=5)
+    enc_path = encode_dataset(outer, ds, root / "enc-eq", batch_size=8, eq=eq, echo=said.append)
+    enc = load_encoded(enc_path)
+    data = load_dataset(ds)
+    for split in ("validation", "test"):  # never touched
+        np.testing.assert_array_equal(enc.splits[split].z, plain.splits[split].z)
+        assert enc.splits[split].meta == plain.splits[split].meta
+    train, originals = enc.splits["train"], data.splits["train"]
+    notes = [i for i, m in enumerate(originals.meta) if not m["augmented"]]  # mixes get no copies
+    assert 0 < len(notes) < len(originals.meta)
+    assert len(train.z) == len(originals.meta) + 2 * len(notes)
+    by_name = {m["name"]: (m, z) for m, z in zip(train.meta, train.z, strict=True)}
+    for i in notes:
+        parent = originals.meta[i]
+        for k in (1, 2):
+            meta, z = by_name[f"{parent['name']}#eq{k}"]
+            assert meta["augmented"] is True
+            assert {key: v for key, v in meta.items() if key not in ("name", "augmented")} == {
+                key: parent.get(key) for key in meta if key not in ("name", "augmented")
+            }
+            curve = eq_curve_db(eq_seed(parent["name"], parent["path"], k, 5), SMALL, 6.0)
+            x = equalise(originals.x[i : i + 1], curve[None], SMALL)
+            with torch.no_grad():
+                want = model.eval().encode(torch.from_numpy(x)).flatten(1).numpy()[0]
+            np.testing.assert_allclose(z, want, rtol=1e-4, atol=1e-5)
+            assert not np.allclose(z, by_name[parent["name"]][1], atol=1e-3)
+    info = json.loads((enc_path / "encoded.json").read_text())
+    assert info["eq"] == {"variants": 2, "db": 6.0, "seed": 5}
+    assert info["fingerprint"] != plain.info["fingerprint"] and "eq" not in plain.info
+    assert "2 EQ copies of each training note" in said[-1]
+    # Other EQ settings are other encodings, not a reuse of these.
+    encode_dataset(outer, ds, root / "enc-eq", eq=EqAugment(2, 6.0, seed=6), echo=said.append)
+    assert "reusing" not in said[-1]
+
+
+def test_eq_settings_are_checked() -> None:
+    with pytest.raises(EncodedError, match="eq variants: must be >= 0, got -1"):
+        EqAugment(variants=-1)
+    with pytest.raises(EncodedError, match=r"eq db: must be in \[0, 24\]"):
+        EqAugment(variants=1, db=30.0)
 
 
 def test_refuses_a_non_outer_model_and_a_missing_dataset(outer_and_dataset, tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from samplegen.errors import SamplegenError
 from samplegen.models.artifact import load_model
 from samplegen.models.code_distribution import stored_distribution
 from samplegen.platform.datasets import load_dataset
-from samplegen.platform.encoded import load_encoded
+from samplegen.platform.encoded import EqAugment, load_encoded
 from samplegen.platform.pipeline import run_pipeline
 from samplegen.platform.presets import PRESETS, Preset, StageBudget, get_preset
 
@@ -36,6 +36,7 @@ def run(tmp_path_factory: pytest.TempPathFactory, ray_session: None) -> tuple[Pa
         outer=StageBudget("frame_ae", "random", "fifo", 2, 2, space=str(root / "outer.yaml")),
         outer_final_epochs=2,
         inner=StageBudget("vae", "random", "fifo", 2, 3, space=str(root / "vae.yaml")),
+        inner_eq=EqAugment(variants=1, db=4.0),
         finetune_epochs=2,
         griffin_lim_iters=2,
         examples=4,
@@ -93,6 +94,11 @@ def test_no_test_sample_is_ever_trained_on(run: tuple[Path, list[str]]) -> None:
     encoded = load_encoded(out / "vae_study-encoded")
     enc_train = {m["name"] for m in encoded.splits["train"].meta}
     assert not enc_train & {m["name"] for m in data.splits["test"].meta}
+    # The preset's EQ copies (one per training note, seeded by the run) join train alone.
+    assert len(enc_train) == 2 * len(data.splits["train"].x)
+    assert {f"{m['name']}#eq1" for m in data.splits["train"].meta} <= enc_train
+    assert encoded.info["eq"] == {"variants": 1, "db": 4.0, "seed": 0}
+    assert len(encoded.splits["validation"].z) == len(data.splits["validation"].x)
     assert len(encoded.splits["test"].z) == len(data.splits["test"].x)
 
 
@@ -108,6 +114,7 @@ def test_a_restarted_run_continues_where_it_stopped(run: tuple[Path, list[str]])
         outer=StageBudget(**settings["preset"]["outer"]),
         outer_final_epochs=2,
         inner=StageBudget(**settings["preset"]["inner"]),
+        inner_eq=EqAugment(**settings["preset"]["inner_eq"]),
         finetune_epochs=2,
         griffin_lim_iters=2,
         examples=4,
@@ -137,7 +144,7 @@ def test_each_stage_budget_reaches_its_study(tmp_path: Path) -> None:
     quick = get_preset("quick")
     inner = _study_config(quick, "inner", tmp_path, "data", 0, None)
     outer = _study_config(quick, "outer", tmp_path, "data", 0, None)
-    assert inner.asha_grace == quick.inner.asha_grace == 10
+    assert inner.asha_grace == quick.inner.asha_grace == 4
     assert outer.asha_grace == quick.outer.asha_grace == 1
     assert inner.overfit_limit is None and outer.overfit_limit is not None
     assert (inner.cutoff_grace, inner.epochs, inner.trials) == (
