@@ -121,6 +121,8 @@ PRESETS: dict[str, Preset] = {
             asha_grace=25,
             stop_on_overfit=False,
         ),
+        # The quick preset's EQ copies, measured at its budget only (RESULTS.md, "Random EQ copies").
+        inner_eq=EqAugment(variants=2, db=8.0),
         refine_steps=200,
         finetune_epochs=20,  # the measured setting; longer was not measured
         gpus_per_trial=0.25,

@@ -158,7 +158,8 @@ def test_the_full_preset_runs_end_to_end_at_a_tiny_budget(
     tmp_path: Path, ray_session: None
 ) -> None:
     """The full preset as a GPU run uses it (its spaces, gp outer search, tpe inner search over
-    both decoders, audio-domain mixes, refinement), with only its sizes cut to fit a CPU test."""
+    both decoders, audio-domain mixes, EQ copies, refinement), with only its sizes cut to fit a
+    CPU test."""
     import dataclasses
 
     full = get_preset("full")
@@ -187,6 +188,10 @@ def test_the_full_preset_runs_end_to_end_at_a_tiny_budget(
     assert report["counts"]["kept"] == 90
     train = load_dataset(out / "dataset", splits=["train"]).splits["train"]
     assert sum(m["name"].startswith("mix") for m in train.meta) == 12  # audio-domain mixes
+    # EQ copies of the notes (not of the mixes) join the VAE study's training rows.
+    encoded = load_encoded(out / "vae_study-encoded", splits=["train"]).splits["train"]
+    notes = sum(not m["augmented"] for m in train.meta)
+    assert len(encoded.meta) == len(train.meta) + full.inner_eq.variants * notes
     for study, searcher in (("outer_study", "gp"), ("vae_study", "tpe")):
         settings = json.loads((out / study / "study.json").read_text())["config"]
         assert settings["search"] == searcher
