@@ -23,6 +23,8 @@ from samplegen.errors import SamplegenError
 if TYPE_CHECKING:
     import numpy as np
 
+    from samplegen.platform.encoded import EqAugment
+
 INNER_MODELS = ("vae", "bounded_ae", "vq_vae")
 BEST_COMBINED = "best_combined"
 ENCODED_DIR = "encoded"
@@ -98,6 +100,9 @@ def chain_study_data(
             "dataset": str(dataset_dir),
             "dataset_fingerprint": enc.info["dataset_fingerprint"],
             "code_frames": enc.latent_shape[-1] if len(enc.latent_shape) == 2 else None,
+            # Training rows that are real notes (no mixes, no EQ copies): the codes stored for
+            # random sounds come from these alone.
+            "train_notes": np.array([not m.get("augmented") for m in train.meta]),
         },
     )
 
@@ -156,12 +161,6 @@ def export_combined(
     )
 
 
-def _original_notes(encoded: Any) -> np.ndarray:
-    """The training split's encodings of real notes: no mixes, no EQ copies."""
-    train = encoded.splits["train"]
-    return train.z[[not m.get("augmented") for m in train.meta]]
-
-
 def run_chain(
     config: Any,
     outer: str | os.PathLike[str],
@@ -171,7 +170,7 @@ def run_chain(
     combined_out: str | os.PathLike[str] | None = None,
     resume: bool = False,
     refine_steps: int | None = None,
-    eq: Any = None,
+    eq: EqAugment | None = None,
     echo: Callable[[str], None] = print,
 ) -> ChainResult:
     """Encode once, run the inner study (`config`, a StudyConfig), export the best combined model.
@@ -184,7 +183,7 @@ def run_chain(
     training rows (never to validation, nor to the codes stored for random sounds).
     Ray must be initialised.
     """
-    from samplegen.platform.encoded import encode_dataset, load_encoded
+    from samplegen.platform.encoded import encode_dataset
     from samplegen.platform.study import StudyFiles, run_study
 
     if config.model not in INNER_MODELS:
@@ -215,7 +214,7 @@ def run_chain(
             },
             extra={"study": config.name, "trial_id": best.get("trial_id")},
             refine_steps=refine_steps,
-            train_encodings=_original_notes(load_encoded(enc_path, splits=("train",))),
+            train_encodings=study_data.train[study_data.extra["train_notes"]],
         )
         echo(f"[{config.name}] best combined model: {combined}")
     return ChainResult(result, enc_path, outer_dir, combined)
