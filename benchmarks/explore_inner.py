@@ -70,6 +70,7 @@ p.add_argument("--field-depth", type=int, default=3)
 # gains rounded to float32 after, not before, taking them out of dB.
 p.add_argument("--eq", type=int, default=0)
 p.add_argument("--eq-db", type=float, default=4.0)
+p.add_argument("--eq-terms", type=int, default=4)  # cosine terms per curve (finer balances)
 a = p.parse_args()
 if a.refine and a.arch == "conv":
     p.error("--refine: --arch conv has no decoder of the code alone; use mlp, field or fieldskip")
@@ -112,7 +113,7 @@ if a.extra:
 def equalised(x, k, db, seed):
     """k copies of each note through random EQ curves (samplegen.dsp.equalise), re-encoded."""
     rng = np.random.default_rng(seed)
-    basis = eq_basis(ds.codec)
+    basis = eq_basis(ds.codec, a.eq_terms)
     return np.concatenate(
         [equalise(x, rng.normal(0.0, db, (len(x), len(basis))) @ basis, ds.codec) for _ in range(k)]
     )
@@ -123,7 +124,10 @@ if a.eq:
     _x = equalised(
         X["train"][[not m.get("augmented") for m in META["train"]]], a.eq, a.eq_db, a.seed
     )
-    print(f"eq: {len(_x)} equalised training notes ({a.eq} per note, {a.eq_db} dB)", flush=True)
+    print(
+        f"eq: {len(_x)} equalised training notes ({a.eq} per note, {a.eq_db} dB, {a.eq_terms} terms)",
+        flush=True,
+    )
     _src = [m for m in META["train"] if not m.get("augmented")]
     X["train"] = np.concatenate([X["train"], _x])
     META["train"] = list(META["train"]) + [

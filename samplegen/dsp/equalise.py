@@ -30,22 +30,24 @@ def eq_seed(*parts: object) -> int:
     return int.from_bytes(digest[:8], "little")
 
 
-def eq_basis(config: CodecConfig) -> np.ndarray:
-    """The curves' cosine terms over the codec's frequency bins, float64 (TERMS, bins)."""
+def eq_basis(config: CodecConfig, terms: int = TERMS) -> np.ndarray:
+    """The curves' cosine terms over the codec's frequency bins, float64 (terms, bins)."""
+    if terms < 1:
+        raise ValueError(f"eq: terms must be >= 1, got {terms}")
     if config.representation != "stft":
         raise ValueError(f"eq: the codec representation is {config.representation!r}, not 'stft'")
     freqs = np.arange(config.shape[0]) * config.sample_rate / config.n_fft
     nyquist = config.sample_rate / 2
     u = np.log(np.maximum(freqs, LOWEST_HZ) / LOWEST_HZ) / np.log(nyquist / LOWEST_HZ)
-    return np.cos(np.pi * np.arange(1, TERMS + 1)[:, None] * np.clip(u, 0.0, 1.0)[None])
+    return np.cos(np.pi * np.arange(1, terms + 1)[:, None] * np.clip(u, 0.0, 1.0)[None])
 
 
-def eq_curve_db(seed: int, config: CodecConfig, db: float) -> np.ndarray:
+def eq_curve_db(seed: int, config: CodecConfig, db: float, terms: int = TERMS) -> np.ndarray:
     """One random EQ curve in dB, float32 (bins,); `db` is each cosine term's standard deviation."""
     if db < 0:
         raise ValueError(f"eq: db must be >= 0, got {db}")
-    amplitudes = np.random.default_rng(seed).normal(0.0, db, TERMS)
-    return (amplitudes @ eq_basis(config)).astype(np.float32)
+    amplitudes = np.random.default_rng(seed).normal(0.0, db, terms)
+    return (amplitudes @ eq_basis(config, terms)).astype(np.float32)
 
 
 def equalise(encoded: np.ndarray, curves_db: np.ndarray, config: CodecConfig) -> np.ndarray:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from samplegen.dsp.codec import encode_batch, magnitude
 from samplegen.dsp.config import CodecConfig
-from samplegen.dsp.equalise import eq_curve_db, eq_seed, equalise
+from samplegen.dsp.equalise import TERMS, eq_basis, eq_curve_db, eq_seed, equalise
 from samplegen.dsp.griffin_lim import stft
 
 SMALL = CodecConfig(duration=0.1, n_fft=256, hop=128, fade_s=0.01)
@@ -72,12 +72,31 @@ def test_curves_are_smooth_reproducible_and_scaled_by_db() -> None:
     assert 2.0 < spread < 8.0, spread
 
 
+def test_more_terms_follow_finer_balances() -> None:
+    # Each term k is a cosine with k half-periods over the log-frequency axis: more terms, more
+    # turning points. The default keeps the curves drawn by earlier versions.
+    def turning_points(row: np.ndarray) -> int:
+        slope = np.diff(row)
+        slope = slope[np.abs(slope) > 1e-12]  # the bins below 40 Hz share one flat value
+        return int(np.sum(np.diff(np.sign(slope)) != 0))
+
+    full = CodecConfig()
+    np.testing.assert_array_equal(eq_basis(full), eq_basis(full, TERMS))
+    basis = eq_basis(full, 8)
+    assert basis.shape == (8, full.shape[0])
+    np.testing.assert_array_equal(basis[:TERMS], eq_basis(full))
+    assert [turning_points(row) for row in basis] == list(range(8))
+    np.testing.assert_array_equal(eq_curve_db(3, full, 4.0), eq_curve_db(3, full, 4.0, TERMS))
+
+
 def test_silence_and_bad_settings() -> None:
     silent = np.zeros((1, *SMALL.shape), np.float32)
     curve = eq_curve_db(1, SMALL, 6.0)[None]
     np.testing.assert_array_equal(equalise(silent, curve, SMALL), silent)
     with pytest.raises(ValueError, match="db must be >= 0"):
         eq_curve_db(1, SMALL, -1.0)
+    with pytest.raises(ValueError, match="terms must be >= 1"):
+        eq_curve_db(1, SMALL, 4.0, terms=0)
     with pytest.raises(ValueError, match="not 'stft'"):
         eq_curve_db(1, SMALL.replace(representation="wave"), 4.0)
     with pytest.raises(ValueError, match=r"curves \(N, bins\)"):
