@@ -71,6 +71,10 @@ p.add_argument("--field-depth", type=int, default=3)
 p.add_argument("--eq", type=int, default=0)
 p.add_argument("--eq-db", type=float, default=4.0)
 p.add_argument("--eq-terms", type=int, default=4)  # cosine terms per curve (finer balances)
+# Each EQ copy also gets a gain that changes linearly through the note: at the last frame each
+# bin is off by a 2-term curve over log frequency with --decay-db per term (0 at the first frame),
+# so copies decay faster or slower, and their highs faster or slower than their lows.
+p.add_argument("--decay-db", type=float, default=0.0)
 a = p.parse_args()
 if a.refine and a.arch == "conv":
     p.error("--refine: --arch conv has no decoder of the code alone; use mlp, field or fieldskip")
@@ -114,9 +118,17 @@ def equalised(x, k, db, seed):
     """k copies of each note through random EQ curves (samplegen.dsp.equalise), re-encoded."""
     rng = np.random.default_rng(seed)
     basis = eq_basis(ds.codec, a.eq_terms)
-    return np.concatenate(
-        [equalise(x, rng.normal(0.0, db, (len(x), len(basis))) @ basis, ds.codec) for _ in range(k)]
-    )
+    # A constant and a tilt over log frequency, for the change through the note.
+    decay_basis = np.concatenate([np.ones((1, basis.shape[1])), eq_basis(ds.codec, 1)])
+    ramp = np.linspace(0.0, 1.0, x.shape[2])
+    copies = []
+    for _ in range(k):
+        curves = rng.normal(0.0, db, (len(x), len(basis))) @ basis
+        if a.decay_db:
+            decay = rng.normal(0.0, a.decay_db, (len(x), 2)) @ decay_basis
+            curves = curves[:, :, None] + decay[:, :, None] * ramp
+        copies.append(equalise(x, curves, ds.codec))
+    return np.concatenate(copies)
 
 
 if a.eq:
@@ -125,7 +137,7 @@ if a.eq:
         X["train"][[not m.get("augmented") for m in META["train"]]], a.eq, a.eq_db, a.seed
     )
     print(
-        f"eq: {len(_x)} equalised training notes ({a.eq} per note, {a.eq_db} dB, {a.eq_terms} terms)",
+        f"eq: {len(_x)} equalised training notes ({a.eq} per note, {a.eq_db} dB, {a.eq_terms} terms, decay {a.decay_db} dB)",
         flush=True,
     )
     _src = [m for m in META["train"] if not m.get("augmented")]

@@ -51,15 +51,20 @@ def eq_curve_db(seed: int, config: CodecConfig, db: float, terms: int = TERMS) -
 
 
 def equalise(encoded: np.ndarray, curves_db: np.ndarray, config: CodecConfig) -> np.ndarray:
-    """Encoded notes (N, bins, frames) through EQ curves (N, bins) in dB, encoded again."""
+    """Encoded notes (N, bins, frames) through EQ curves in dB, encoded again.
+
+    Curves are (N, bins), one gain per bin for the whole note, or (N, bins, frames), a gain per
+    bin and frame (a curve that changes through the note)."""
     x = np.asarray(encoded, dtype=np.float32)
     curves = np.asarray(curves_db, dtype=np.float32)
-    if x.ndim != 3 or curves.shape != x.shape[:2]:
+    if x.ndim != 3 or curves.shape not in (x.shape[:2], x.shape):
         raise ValueError(
-            f"equalise: expected notes (N, bins, frames) and curves (N, bins), got "
-            f"{x.shape} and {curves.shape}"
+            f"equalise: expected notes (N, bins, frames) and curves (N, bins) or (N, bins, "
+            f"frames), got {x.shape} and {curves.shape}"
         )
-    lin = magnitude(x, config) * (10.0 ** (curves / 20.0))[:, :, None]
+    if curves.ndim == 2:
+        curves = curves[:, :, None]
+    lin = magnitude(x, config) * 10.0 ** (curves / 20.0)
     peak = lin.reshape(len(lin), -1).max(axis=1) if len(lin) else np.zeros(0, np.float32)
     # An all-silent note stays silent instead of becoming NaN.
     lin = lin / np.where(peak > 0, peak, 1.0)[:, None, None]

@@ -72,6 +72,27 @@ def test_curves_are_smooth_reproducible_and_scaled_by_db() -> None:
     assert 2.0 < spread < 8.0, spread
 
 
+def test_a_curve_per_frame_equals_a_constant_curve_when_it_does_not_change() -> None:
+    x = notes(2, seed=3)
+    curves = np.stack([eq_curve_db(i, SMALL, 6.0) for i in range(2)])
+    per_frame = np.repeat(curves[:, :, None], x.shape[2], axis=2)
+    np.testing.assert_allclose(
+        equalise(x, per_frame, SMALL), equalise(x, curves, SMALL), rtol=1e-6, atol=1e-6
+    )
+    # A gain that falls through the note leaves the first frame's balance and quiets the last.
+    ramp = np.linspace(0.0, -30.0, x.shape[2], dtype=np.float32)
+    faded = equalise(x, np.broadcast_to(ramp, x.shape).copy(), SMALL)
+    lin, lin_faded = magnitude(x, SMALL), magnitude(faded, SMALL)
+    assert lin_faded[:, :, -1].sum() < 0.1 * lin[:, :, -1].sum()
+    # The note is renormalised to its peak, so the first frame keeps its shape, not its level.
+    first, first_faded = lin[:, :, 0], lin_faded[:, :, 0]
+    np.testing.assert_allclose(
+        first_faded / first_faded.max(axis=1, keepdims=True),
+        first / first.max(axis=1, keepdims=True),
+        atol=0.02,
+    )
+
+
 def test_more_terms_follow_finer_balances() -> None:
     # Each term k is a cosine with k half-periods over the log-frequency axis: more terms, more
     # turning points. The default keeps the curves drawn by earlier versions.
@@ -99,7 +120,7 @@ def test_silence_and_bad_settings() -> None:
         eq_curve_db(1, SMALL, 4.0, terms=0)
     with pytest.raises(ValueError, match="not 'stft'"):
         eq_curve_db(1, SMALL.replace(representation="wave"), 4.0)
-    with pytest.raises(ValueError, match=r"curves \(N, bins\)"):
+    with pytest.raises(ValueError, match=r"curves \(N, bins\) or"):
         equalise(notes(2), curve, SMALL)
 
 
