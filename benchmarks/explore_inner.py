@@ -76,6 +76,12 @@ p.add_argument("--eq-terms", type=int, default=4)  # cosine terms per curve (fin
 # so copies decay faster or slower, and their highs faster or slower than their lows.
 p.add_argument("--decay-db", type=float, default=0.0)
 a = p.parse_args()
+if a.eq_terms < 1:
+    p.error(f"--eq-terms: must be >= 1 (cosine terms per curve), got {a.eq_terms}")
+if a.decay_db < 0:
+    p.error(f"--decay-db: must be >= 0 (dB per term at the last frame), got {a.decay_db}")
+if a.decay_db and not a.eq:
+    p.error("--decay-db: applies to the EQ copies; give --eq K too")
 if a.refine and a.arch == "conv":
     p.error("--refine: --arch conv has no decoder of the code alone; use mlp, field or fieldskip")
 if a.refine_mode == "e2e" and a.pca:
