@@ -18,6 +18,7 @@ import time
 import numpy as np
 import torch
 
+from samplegen.dsp.equalise import eq_curve_db, eq_seed, equalise
 from samplegen.models.artifact import load_model
 from samplegen.platform.datasets import load_dataset
 
@@ -31,7 +32,12 @@ p.add_argument("--batch", type=int, default=32)
 p.add_argument("--eval-every", type=int, default=2)
 p.add_argument("--threads", type=int, default=2)
 p.add_argument("--refine", type=int, default=100)
+p.add_argument("--eq", type=int, default=0, help="EQ copies of each training note (0: none)")
+p.add_argument("--eq-db", type=float, default=8.0, help="each EQ term's standard deviation, dB")
+p.add_argument("--eq-seed", type=int, default=0)
 a = p.parse_args()
+if a.eq < 0 or a.eq_db < 0:
+    p.error("--eq and --eq-db must be >= 0")
 torch.set_num_threads(a.threads)
 torch.manual_seed(0)
 
@@ -49,6 +55,23 @@ def enc(x):
 
 H = {s: enc(x) for s, x in X.items()}
 lat = outer.latent_shape
+# Training rows: the notes, then their EQ copies, drawn as the pipeline's encoder draws them (the
+# same seeds per note name and copy), so fine-tuning sees the balances the VAE study saw.
+XT, HT = X["train"], H["train"]
+if a.eq:
+    rows = ds.splits["train"].meta
+    copies = []
+    for k in range(1, a.eq + 1):
+        curves = np.stack(
+            [
+                eq_curve_db(eq_seed(r["name"], r.get("path"), k, a.eq_seed), ds.codec, a.eq_db)
+                for r in rows
+            ]
+        )
+        copies.append(torch.as_tensor(equalise(ds.splits["train"].x, curves, ds.codec)))
+    XT = torch.cat([XT, *copies])
+    HT = torch.cat([HT, *(enc(c) for c in copies)])
+    print(f"training rows: {len(XT)} ({a.eq} EQ copies of each note at {a.eq_db} dB)", flush=True)
 
 
 def refine_e2e(z0, x):
@@ -91,7 +114,7 @@ for g in params:
 opt = torch.optim.Adam(params)
 base_lrs = [g["lr"] for g in opt.param_groups]
 beta = inner.hparams.beta
-if a.epochs == 0:
+if a.epochs == 0 or a.eq:
     for s in ("validation", "test"):
         print(f"start {s} e2e-refined {rms(s, refine='e2e'):.3f}", flush=True)
 print(
@@ -99,7 +122,7 @@ print(
     flush=True,
 )
 t0 = time.time()
-n = len(H["train"])
+n = len(HT)
 for ep in range(1, a.epochs + 1):
     f = 0.5 * (1 + math.cos(math.pi * (ep - 1) / a.epochs))
     for g, b in zip(opt.param_groups, base_lrs, strict=True):
@@ -109,7 +132,7 @@ for ep in range(1, a.epochs + 1):
     tot = 0.0
     for i in range(0, n, a.batch):
         idx = perm[i : i + a.batch]
-        h, x = H["train"][idx], X["train"][idx]
+        h, x = HT[idx], XT[idx]
         mu, lv = inner.posterior(h)
         z = mu + torch.randn_like(mu) * (0.5 * lv).exp()
         r = outer.decode(inner.decode(z).view(-1, *lat))

@@ -57,6 +57,25 @@ def register(subparsers: Any) -> None:
         "--batch-size", type=int, default=None, help=f"batch size (default {d.batch_size})"
     )
     f.add_argument("--seed", type=int, default=None, help=f"seed (default {d.seed})")
+    f.add_argument(
+        "--eq-variants",
+        type=int,
+        default=d.eq.variants,
+        help="EQ copies of each training note to train on beside it, as `tune vae --eq-variants` "
+        f"made them for the model's study (default {d.eq.variants})",
+    )
+    f.add_argument(
+        "--eq-db",
+        type=float,
+        default=d.eq.db,
+        help=f"standard deviation of each EQ curve's cosine terms, dB (default {d.eq.db:g})",
+    )
+    f.add_argument(
+        "--eq-seed",
+        type=int,
+        default=None,
+        help="seed of the EQ curves (default: --seed, as `tune vae` draws them)",
+    )
     f.add_argument("--device", default="auto", metavar="auto|cpu|cuda", help="device")
     f.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     f.set_defaults(func=run_finetune)
@@ -107,6 +126,9 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_finetune(args: argparse.Namespace) -> int:
     """Handler of `samplegen finetune`."""
+    import dataclasses
+
+    from samplegen.platform.encoded import EqAugment
     from samplegen.platform.finetune import FinetuneSettings, finetune_combined
 
     given = {
@@ -116,6 +138,8 @@ def run_finetune(args: argparse.Namespace) -> int:
         "seed": args.seed,
     }
     settings = FinetuneSettings(**{k: v for k, v in given.items() if v is not None})
+    eq_seed = settings.seed if args.eq_seed is None else args.eq_seed
+    settings = dataclasses.replace(settings, eq=EqAugment(args.eq_variants, args.eq_db, eq_seed))
     record = finetune_combined(
         args.model,
         args.data,

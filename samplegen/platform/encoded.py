@@ -76,6 +76,37 @@ class EqAugment:
         """Plain JSON-able dict (recorded with the encodings)."""
         return {"variants": self.variants, "db": self.db, "seed": self.seed}
 
+    def copies(
+        self, x: np.ndarray, meta: Sequence[dict[str, Any]], codec: Any
+    ) -> tuple[list[dict[str, Any]], np.ndarray]:
+        """The EQ copies of the original training rows among `x` (N, bins, frames) and `meta`.
+
+        Returns their metadata (named NAME#eqK, flagged `augmented`) and their encoded notes:
+        copy 1 of every such row, then copy 2, and so on. A copy depends only on its row's name
+        and path, `k` and `seed`, so the inner study's encodings and fine-tuning see the same ones.
+        """
+        from samplegen.dsp.equalise import eq_curve_db, eq_seed, equalise
+
+        idx = [
+            i for i, m in enumerate(meta) if m.get("split") == "train" and not m.get("augmented")
+        ]
+        if not self.variants or not idx:
+            return [], np.zeros((0, *np.shape(x)[1:]), np.float32)
+        rows: list[dict[str, Any]] = []
+        notes: list[np.ndarray] = []
+        for k in range(1, self.variants + 1):
+            curves = [
+                eq_curve_db(
+                    eq_seed(meta[i]["name"], meta[i].get("path"), k, self.seed), codec, self.db
+                )
+                for i in idx
+            ]
+            notes.append(equalise(np.asarray(x)[idx], np.stack(curves), codec))
+            rows += [
+                dict(meta[i], name=f"{meta[i]['name']}{EQ_SUFFIX}{k}", augmented=True) for i in idx
+            ]
+        return rows, np.concatenate(notes)
+
 
 EQ_SUFFIX = "#eq"
 
@@ -156,29 +187,10 @@ class _Encoder:
     def _eq_rows(
         self, x: np.ndarray, meta: list[dict[str, Any]]
     ) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
-        from samplegen.dsp.equalise import eq_curve_db, eq_seed, equalise
-
-        idx = [
-            i for i, m in enumerate(meta) if m.get("split") == "train" and not m.get("augmented")
-        ]
-        rows: list[dict[str, Any]] = []
-        zs: list[np.ndarray] = []
-        if not idx:
-            return rows, zs
-        for k in range(1, self.eq.variants + 1):
-            curves = [
-                eq_curve_db(
-                    eq_seed(meta[i]["name"], meta[i].get("path"), k, self.eq.seed),
-                    self.codec,
-                    self.eq.db,
-                )
-                for i in idx
-            ]
-            zs.append(self._encode(equalise(x[idx], np.stack(curves), self.codec)))
-            rows += [
-                dict(meta[i], name=f"{meta[i]['name']}{EQ_SUFFIX}{k}", augmented=True) for i in idx
-            ]
-        return rows, zs
+        rows, notes = self.eq.copies(x, meta, self.codec)
+        # One copy of the batch at a time, as the originals are encoded.
+        step = max(1, len(notes) // max(1, self.eq.variants))
+        return rows, [self._encode(notes[i : i + step]) for i in range(0, len(notes), step)]
 
 
 def _choose_device(device: str) -> str:

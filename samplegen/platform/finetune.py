@@ -18,11 +18,12 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from samplegen.errors import SamplegenError
+from samplegen.platform.encoded import EqAugment
 
 # Marks a model folder written by `finetune_combined`, so a repeated call finds the work done.
 FINETUNE_KEY = "finetune"
@@ -31,12 +32,15 @@ FINETUNE_KEY = "finetune"
 @dataclass(frozen=True)
 class FinetuneSettings:
     """epochs: passes over the training split (cosine learning rate from `lr` to 0); batch_size;
-    lr: Adam's rate (small: the chained weights are already a good start); seed."""
+    lr: Adam's rate (small: the chained weights are already a good start); seed; eq: EQ copies of
+    each training note trained on beside it, the same copies the inner study was trained on (a
+    fine-tuning without them fits the notes alone again and undoes what the copies taught)."""
 
     epochs: int = 20
     lr: float = 1e-4
     batch_size: int = 32
     seed: int = 0
+    eq: EqAugment = field(default_factory=EqAugment)
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -88,6 +92,11 @@ def finetune_combined(
             f"{combined}: fine-tuning needs a combined model (outer + inner), "
             f"not {loaded.meta.name!r}"
         )
+    if settings.eq.variants and loaded.codec.representation != "stft":
+        raise SamplegenError(
+            f"{combined}: EQ copies need an STFT model, this one models "
+            f"{loaded.codec.representation!r} notes (set eq variants to 0)"
+        )
     # Checked even when there is nothing to do: a wrong --data is a mistake worth hearing about.
     require_dataset_info(data, label=f"--data {data}")
     done = loaded.meta.extra.get(FINETUNE_KEY)
@@ -110,10 +119,11 @@ def finetune_combined(
     for p in model.outer.parameters():
         p.requires_grad_(False)
     optim = OptimHparams(batch_size=settings.batch_size, lr=settings.lr, lr_schedule="cosine")
+    train_x = _with_eq_copies(data, study_data.train, settings.eq, loaded.codec, say)
     trainer = Trainer(
         model,
         optim,
-        study_data.train,
+        train_x,
         study_data.validation,
         device=device,
         seed=settings.seed,
@@ -189,6 +199,28 @@ def finetune_combined(
     shutil.rmtree(ckdir, ignore_errors=True)
     say(f"saved {out_path}")
     return record
+
+
+def _with_eq_copies(
+    data: str | os.PathLike[str],
+    train_x: Any,
+    eq: EqAugment,
+    codec: Any,
+    say: Callable[[str], None],
+) -> Any:
+    """The training notes `train_x` of dataset `data`, followed by their EQ copies (the notes
+    alone when `eq` makes none)."""
+    if not eq.variants:
+        return train_x
+    import numpy as np
+
+    from samplegen.platform.datasets import load_dataset
+
+    # The copies are drawn from each row's name, which the study data does not carry.
+    split = load_dataset(data, splits=("train",)).splits["train"]
+    _rows, copies = eq.copies(split.x, split.meta, codec)
+    say(f"fine-tuning on {len(split.x)} notes and {len(copies)} EQ copies ({eq.db:g} dB)")
+    return np.concatenate([np.asarray(train_x), copies])
 
 
 def _warmed_up(model: Any) -> Any:

@@ -190,7 +190,11 @@ def run_pipeline(
             combined,
             dataset,
             combined,
-            settings=FinetuneSettings(epochs=preset.finetune_epochs, seed=seed),
+            settings=FinetuneSettings(
+                epochs=preset.finetune_epochs,
+                seed=seed,
+                eq=dataclasses.replace(preset.inner_eq, seed=seed),
+            ),
             echo=echo,
         )
         return {"kept": record["kept"]}

@@ -98,6 +98,30 @@ def test_eq_copies_of_the_training_notes_join_the_train_split_only(outer_and_dat
     assert "reusing" not in said[-1]
 
 
+def test_eq_copies_are_drawn_per_training_note_and_copy(outer_and_dataset) -> None:
+    _root, ds, _outer, _model = outer_and_dataset
+    data = load_dataset(ds)
+    train, val = data.splits["train"], data.splits["validation"]
+    eq = EqAugment(variants=2, db=6.0, seed=5)
+    # Validation rows and mixes get no copies, whatever they are passed with.
+    x = np.concatenate([train.x, val.x])
+    rows, copies = eq.copies(x, [*train.meta, *val.meta], SMALL)
+    notes = [i for i, m in enumerate(train.meta) if not m["augmented"]]
+    assert [r["name"] for r in rows] == [
+        f"{train.meta[i]['name']}#eq{k}" for k in (1, 2) for i in notes
+    ]
+    assert copies.shape == (2 * len(notes), *SMALL.shape) and copies.dtype == np.float32
+    for j, i in enumerate(notes):
+        curve = eq_curve_db(eq_seed(train.meta[i]["name"], train.meta[i]["path"], 2, 5), SMALL, 6.0)
+        want = equalise(train.x[i : i + 1], curve[None], SMALL)[0]
+        np.testing.assert_array_equal(copies[len(notes) + j], want)
+    # A row's copies do not depend on what else is in the batch.
+    _, alone = eq.copies(train.x[notes[-1] :], train.meta[notes[-1] :], SMALL)
+    np.testing.assert_array_equal(alone[0], copies[len(notes) - 1])
+    none_rows, none = EqAugment().copies(train.x, train.meta, SMALL)
+    assert none_rows == [] and none.shape == (0, *SMALL.shape)
+
+
 def test_eq_settings_are_checked() -> None:
     with pytest.raises(EncodedError, match="eq variants: must be >= 0, got -1"):
         EqAugment(variants=-1)

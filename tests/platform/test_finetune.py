@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from samplegen.models.code_distribution import stored_distribution
 from samplegen.models.combined import CombinedModel
 from samplegen.models.registry import build_model
 from samplegen.platform.datasets import load_dataset, prepare_dataset
+from samplegen.platform.encoded import EqAugment
 from samplegen.platform.evaluation import evaluate_model
 from samplegen.platform.finetune import FinetuneSettings, _warmed_up, finetune_combined
 
@@ -109,6 +111,36 @@ def test_finetuning_fits_the_input_domain_and_leaves_the_outer_model_alone(
     assert all(torch.equal(v, load_model(out).model.state_dict()[k]) for k, v in a.items())
 
 
+def _loss_on(path: Path, x: np.ndarray) -> float:
+    model = load_model(path).model.train()  # the encoder's mean, not refined: compare the nets
+    xt = torch.from_numpy(np.ascontiguousarray(x))
+    with torch.no_grad():
+        recon = model.decode(model.inner.posterior(model.outer.encode(xt).flatten(1))[0])
+    return float((recon - xt).pow(2).flatten(1).sum(1).mean())
+
+
+def test_finetuning_trains_on_the_eq_copies_the_study_trained_on(chained: dict[str, Path]) -> None:
+    eq = EqAugment(variants=2, db=12.0, seed=3)
+    said: list[str] = []
+    out = chained["root"] / "tuned-eq"
+    settings = replace(SETTINGS, eq=eq)
+    record = finetune_combined(
+        chained["model"], chained["data"], out, settings=settings, echo=said.append
+    )
+    train = load_dataset(chained["data"], splits=["train"]).splits["train"]
+    _rows, copies = eq.copies(train.x, train.meta, SMALL)
+    assert len(copies) == 2 * len(train.x)  # this dataset has no mixes
+    assert f"fine-tuning on {len(train.x)} notes and {len(copies)} EQ copies (12 dB)" in said
+    assert record["settings"]["eq"] == {"variants": 2, "db": 12.0, "seed": 3}
+    # Trained on the copies: it fits them better than the same fine-tuning without them does.
+    plain = chained["root"] / "tuned-plain"
+    finetune_combined(chained["model"], chained["data"], plain, settings=SETTINGS, echo=None)
+    assert _loss_on(out, copies) < _loss_on(plain, copies)
+    # The code distribution for random sounds still comes from the notes alone.
+    fitted = stored_distribution(load_model(out).meta.extra, 3)
+    assert fitted is not None and fitted.count == len(train.x)
+
+
 def test_a_worse_result_keeps_the_chained_weights(chained: dict[str, Path]) -> None:
     out = chained["root"] / "diverged"
     wild = FinetuneSettings(epochs=2, lr=10.0, batch_size=8)
@@ -176,6 +208,15 @@ def test_finetune_cli_and_its_errors(
     assert main([*args, "--out", str(out), "--epochs", "2", "--lr", "0.003", "--quiet"]) == 0
     assert "kept the fine-tuned weights" in capsys.readouterr().out
     assert load_model(out).meta.extra["finetune"]["settings"]["epochs"] == 2
+    eq_out = chained["root"] / "cli-eq"
+    eq_args = ["--eq-variants", "1", "--eq-db", "6", "--seed", "4", "--epochs", "1", "--quiet"]
+    assert main([*args, "--out", str(eq_out), *eq_args]) == 0
+    capsys.readouterr()
+    assert load_model(eq_out).meta.extra["finetune"]["settings"]["eq"] == {
+        "variants": 1,
+        "db": 6.0,
+        "seed": 4,  # drawn as `tune vae --seed 4` drew them, unless --eq-seed says otherwise
+    }
 
     outer = load_model(chained["model"]).model.outer
     save_model(chained["root"] / "outer", outer, codec=SMALL)
@@ -185,6 +226,8 @@ def test_finetune_cli_and_its_errors(
         (["--model", str(out), "--data", str(chained["root"])], "not a samplegen dataset"),
         (["--model", str(chained["model"]), "--epochs", "0"], "--epochs: must be >= 1"),
         (["--model", str(chained["model"]), "--lr", "-1"], "--lr: must be positive"),
+        (["--model", str(chained["model"]), "--eq-variants", "-1"], "eq variants: must be >= 0"),
+        (["--model", str(chained["model"]), "--eq-db", "30"], r"eq db: must be in [0, 24]"),
     ]
     for extra, message in bad:
         argv = ["finetune", "--data", str(chained["data"]), "--out", str(out), *extra]

@@ -61,6 +61,8 @@ def test_every_artifact_of_the_chain(run: tuple[Path, list[str]]) -> None:
     # The chained model was fine-tuned end to end (2 epochs), and kept only if validation fell.
     tuned = combined.meta.extra["finetune"]
     assert tuned["settings"]["epochs"] == 2 and len(tuned["train_loss"]) == 2
+    # ... on the notes and the same EQ copies the VAE study trained on.
+    assert tuned["settings"]["eq"] == {"variants": 1, "db": 4.0, "seed": 0}
     assert (tuned["kept"] == "fine-tuned") == (tuned["val_recon_after"] < tuned["val_recon_before"])
     inner = load_model(combined.meta.extra["inner_model"]).model.state_dict()
     chained = all(
