@@ -35,6 +35,12 @@ p.add_argument("--refine", type=int, default=100)
 p.add_argument("--eq", type=int, default=0, help="EQ copies of each training note (0: none)")
 p.add_argument("--eq-db", type=float, default=8.0, help="each EQ term's standard deviation, dB")
 p.add_argument("--eq-seed", type=int, default=0)
+p.add_argument(
+    "--wise",
+    default="",
+    help="comma-separated weights a: after training, also score (1 - a) start + a fine-tuned",
+)
+p.add_argument("--final-splits", default="train,validation,test", help="splits scored at the end")
 a = p.parse_args()
 if a.eq < 0 or a.eq_db < 0:
     p.error("--eq and --eq-db must be >= 0")
@@ -121,6 +127,7 @@ print(
     f"start: val {rms('validation'):.3f} test {rms('test'):.3f} train {rms('train'):.3f}",
     flush=True,
 )
+start_state = {k: v.clone() for k, v in inner.state_dict().items()}
 t0 = time.time()
 n = len(HT)
 for ep in range(1, a.epochs + 1):
@@ -147,9 +154,25 @@ for ep in range(1, a.epochs + 1):
     if ep % a.eval_every == 0 or ep == a.epochs:
         msg += f" | val {rms('validation'):.3f} test {rms('test'):.3f}"
     print(msg, flush=True)
-for s in ("train", "validation", "test"):
+for s in [v.strip() for v in a.final_splits.split(",") if v.strip()]:
     print(
         f"final {s}: mean {rms(s):.3f} refined {rms(s, refine=True):.3f}"
         f" e2e-refined {rms(s, refine='e2e'):.3f}",
+        flush=True,
+    )
+# Weight interpolation between the start and the fine-tuned weights (WiSE-FT): fine-tuning from
+# one start stays in one basin, and a point between often generalises better than either end.
+tuned_state = {k: v.clone() for k, v in inner.state_dict().items()}
+for w in [float(v) for v in a.wise.split(",") if v.strip()]:
+    inner.load_state_dict(
+        {
+            k: (1 - w) * start_state[k] + w * t if t.is_floating_point() else t
+            for k, t in tuned_state.items()
+        }
+    )
+    print(
+        f"wise {w:g}: validation mean {rms('validation'):.3f}"
+        f" e2e-refined {rms('validation', refine='e2e'):.3f}"
+        f" | test e2e-refined {rms('test', refine='e2e'):.3f}",
         flush=True,
     )
