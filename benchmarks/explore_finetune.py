@@ -6,6 +6,8 @@ mode joint: the inner VAE and the outer decoder train (outer encoder frozen, so 
 Not a target benchmark: the script behind RESULTS.md "End-to-end fine-tuning and refinement".
 Usage: .venv/bin/python benchmarks/explore_finetune.py RUN [--mode inner|joint] [--epochs 20]
   [--lr 1e-4] [--refine 100]   (--epochs 0: only compare the two refinement domains)
+  [--eq K --eq-db D]   (also train on K EQ copies of each note, the VAE study's copies)
+  [--wise 0.5,0.75]    (also score weights between the start and the fine-tuned model)
 It prints train/validation/test RMS% with the encoder's mean, with codes refined in the encoded
 space (the VAE's own refinement) and refined end to end (through the outer decoder).
 The package's version of the inner mode is samplegen.platform.finetune (`samplegen finetune`).
