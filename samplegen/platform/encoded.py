@@ -76,6 +76,14 @@ class EqAugment:
         """Plain JSON-able dict (recorded with the encodings)."""
         return {"variants": self.variants, "db": self.db, "seed": self.seed}
 
+    def check_model(self, model: Any, codec: Any) -> None:
+        """Refuse copies for a model of anything but STFT notes (`model` names it in the error)."""
+        if self.variants and codec.representation != "stft":
+            raise EncodedError(
+                f"eq variants: {model} encodes {codec.representation!r} notes; EQ copies need "
+                "an STFT outer model"
+            )
+
     def copies(
         self, x: np.ndarray, meta: Sequence[dict[str, Any]], codec: Any
     ) -> tuple[list[dict[str, Any]], np.ndarray]:
@@ -92,6 +100,7 @@ class EqAugment:
         ]
         if not self.variants or not idx:
             return [], np.zeros((0, *np.shape(x)[1:]), np.float32)
+        originals = np.asarray(x)[idx]
         rows: list[dict[str, Any]] = []
         notes: list[np.ndarray] = []
         for k in range(1, self.variants + 1):
@@ -101,7 +110,7 @@ class EqAugment:
                 )
                 for i in idx
             ]
-            notes.append(equalise(np.asarray(x)[idx], np.stack(curves), codec))
+            notes.append(equalise(originals, np.stack(curves), codec))
             rows += [
                 dict(meta[i], name=f"{meta[i]['name']}{EQ_SUFFIX}{k}", augmented=True) for i in idx
             ]
@@ -241,11 +250,7 @@ def encode_dataset(
 
     check_codec(codec, CodecConfig.from_dict(info["codec"]))
     eq = eq or EqAugment()
-    if eq.variants and codec.representation != "stft":
-        raise EncodedError(
-            f"eq variants: {model_path} encodes {codec.representation!r} notes; EQ copies need "
-            "an STFT outer model"
-        )
+    eq.check_model(model_path, codec)
     weights = model_path / WEIGHTS_NAME
     if not weights.is_file():
         raise EncodedError(f"{weights}: the model's weights file is missing")

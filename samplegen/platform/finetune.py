@@ -92,11 +92,7 @@ def finetune_combined(
             f"{combined}: fine-tuning needs a combined model (outer + inner), "
             f"not {loaded.meta.name!r}"
         )
-    if settings.eq.variants and loaded.codec.representation != "stft":
-        raise SamplegenError(
-            f"{combined}: EQ copies need an STFT model, this one models "
-            f"{loaded.codec.representation!r} notes (set eq variants to 0)"
-        )
+    settings.eq.check_model(combined, loaded.codec)
     # Checked even when there is nothing to do: a wrong --data is a mistake worth hearing about.
     require_dataset_info(data, label=f"--data {data}")
     done = loaded.meta.extra.get(FINETUNE_KEY)
