@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from samplegen.models.base import InnerModel, LossOutput, ModelOutput, SampleModel
@@ -119,7 +120,11 @@ class CombinedModel(SampleModel):
         return self._unflat(self.inner.decode(z))
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
-        flat = self._flat(x)
+        return self.forward_flat(self._flat(x), x)
+
+    def forward_flat(self, flat: torch.Tensor, x: torch.Tensor) -> ModelOutput:
+        """`forward(x)` given `flat`, the flattened outer encoding of `x`, computed beforehand (with
+        the outer model frozen, encodings do not change from one step to the next)."""
         z = self._refined(flat, x)
         inner_out = self.inner(flat) if z is None else self.inner.output_for(flat, z)
         return ModelOutput(
@@ -155,3 +160,58 @@ class CombinedModel(SampleModel):
         """`n` new outputs decoded from the inner model's prior."""
         z = self.inner.sample_prior(n, temperature, generator)
         return self.decode(z.to(self._device()))
+
+
+class TrainsOnEncodings(torch.nn.Module):
+    """A combined model with a frozen outer model, trained on rows that carry each input's outer
+    encoding beside the input.
+
+    Why: the frozen outer model's encodings do not change, yet training the combined model
+    directly runs every batch of every epoch through the outer encoder again; `rows` computes
+    them once. A row is the flattened encoding followed by the flattened input. The outer and
+    inner models are registered under the combined model's own names, so weights and
+    checkpoints read the same as the combined model's, and the outer model stays in eval mode
+    whatever mode this module is put in.
+    """
+
+    def __init__(self, combined: CombinedModel) -> None:
+        super().__init__()
+        # Not a submodule: its weights are registered below, under the combined model's names.
+        self.__dict__["combined"] = combined
+        self.outer, self.inner = combined.outer, combined.inner
+        self.width = math.prod(combined.outer.latent_shape)
+        self.input_shape = tuple(combined.input_shape)
+
+    def train(self, mode: bool = True) -> TrainsOnEncodings:
+        super().train(mode)
+        # The combined model's own flag decides whether codes are refined (eval mode only).
+        self.combined.train(mode)
+        self.outer.eval()
+        return self
+
+    @torch.no_grad()
+    def rows(self, parts: list[np.ndarray], device: str = "cpu", batch: int = 64) -> np.ndarray:
+        """One float32 array of rows for the inputs of `parts` (arrays of inputs), in order."""
+        size = math.prod(self.input_shape)
+        out = np.empty((sum(len(p) for p in parts), self.width + size), dtype=np.float32)
+        self.outer.eval()
+        at = 0
+        for part in parts:
+            for start in range(0, len(part), batch):
+                x = np.ascontiguousarray(part[start : start + batch], dtype=np.float32)
+                flat = self.outer.encode(torch.from_numpy(x).to(device)).flatten(1)
+                out[at : at + len(x), : self.width] = flat.cpu().numpy()
+                out[at : at + len(x), self.width :] = x.reshape(len(x), -1)
+                at += len(x)
+        return out
+
+    def split(self, row: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(flattened encodings, inputs) of a batch of rows."""
+        return row[:, : self.width], row[:, self.width :].reshape(-1, *self.input_shape)
+
+    def forward(self, row: torch.Tensor) -> ModelOutput:
+        return self.combined.forward_flat(*self.split(row))
+
+    def loss(self, row: torch.Tensor, out: ModelOutput, epoch: int | None = None) -> LossOutput:
+        """The combined model's loss against the inputs the rows carry."""
+        return self.combined.loss(self.split(row)[1], out, epoch)

@@ -72,7 +72,7 @@ def finetune_combined(
 
     from samplegen.models.artifact import check_dataset, load_model, save_model
     from samplegen.models.code_distribution import fitted_extra
-    from samplegen.models.combined import CombinedModel
+    from samplegen.models.combined import CombinedModel, TrainsOnEncodings
     from samplegen.platform.datasets import require_dataset_info
     from samplegen.platform.resources import trial_device
     from samplegen.platform.study import load_study_data
@@ -115,16 +115,18 @@ def finetune_combined(
     for p in model.outer.parameters():
         p.requires_grad_(False)
     optim = OptimHparams(batch_size=settings.batch_size, lr=settings.lr, lr_schedule="cosine")
-    train_x = _with_eq_copies(data, study_data.train, settings.eq, loaded.codec, say)
+    train_parts = _with_eq_copies(data, study_data.train, settings.eq, loaded.codec, say)
+    on_encodings = TrainsOnEncodings(model)
     trainer = Trainer(
-        model,
+        on_encodings,
         optim,
-        train_x,
-        study_data.validation,
+        on_encodings.rows(train_parts, device),
+        on_encodings.rows([study_data.validation], device),
         device=device,
         seed=settings.seed,
         total_epochs=settings.epochs,
     )
+    del train_parts  # the rows hold them now
     # Validation as the model will be used: in eval mode, so codes are refined when the inner
     # model refines them. That costs more than an epoch, so it runs only before and after.
     out_path = Path(out)
@@ -203,20 +205,18 @@ def _with_eq_copies(
     eq: EqAugment,
     codec: Any,
     say: Callable[[str], None],
-) -> Any:
-    """The training notes `train_x` of dataset `data`, followed by their EQ copies (the notes
+) -> list[Any]:
+    """The training notes `train_x` of dataset `data` and, after them, their EQ copies (the notes
     alone when `eq` makes none)."""
     if not eq.variants:
-        return train_x
-    import numpy as np
-
+        return [train_x]
     from samplegen.platform.datasets import load_dataset
 
     # The copies are drawn from each row's name, which the study data does not carry.
     split = load_dataset(data, splits=("train",)).splits["train"]
     _rows, copies = eq.copies(split.x, split.meta, codec)
     say(f"fine-tuning on {len(split.x)} notes and {len(copies)} EQ copies ({eq.db:g} dB)")
-    return np.concatenate([np.asarray(train_x), copies])
+    return [train_x, copies]
 
 
 def _warmed_up(model: Any) -> Any:
