@@ -106,7 +106,6 @@ def run_pipeline(
 ) -> dict[str, Any]:
     """Run (or continue) the whole chain into `out`; returns the paths of what it made."""
     from samplegen.dsp.config import CodecConfig
-    from samplegen.platform.study import ensure_ray
 
     run_dir = Path(out).expanduser().absolute()
     settings = {
@@ -116,11 +115,12 @@ def run_pipeline(
         "seed": seed,
     }
     stages = StageRunner(run_dir, settings, log=echo)
-    ensure_ray(address=address, num_cpus=num_cpus)
+    ray_session = RaySession(address, num_cpus, echo=echo)
 
     def dataset_stage() -> dict[str, Any]:
         from samplegen.platform.datasets import prepare_dataset
 
+        ray_session.up()
         path = prepare_dataset(
             source,
             run_dir / "dataset",
@@ -137,6 +137,7 @@ def run_pipeline(
     def outer_study_stage() -> dict[str, Any]:
         from samplegen.platform.study import plot_study, run_study
 
+        ray_session.up()
         config = _study_config(preset, "outer", run_dir, str(dataset), seed, address)
         result = run_study(config, resume=_started(config), echo=echo)
         _finished(result, "outer study")
@@ -164,6 +165,7 @@ def run_pipeline(
         from samplegen.platform.chain import run_chain
         from samplegen.platform.study import plot_study
 
+        ray_session.up()
         config = _study_config(preset, "vae", run_dir, "", seed, address)
         result = run_chain(
             config,
@@ -184,6 +186,7 @@ def run_pipeline(
     def finetune_stage() -> dict[str, Any]:
         from samplegen.platform.finetune import FinetuneSettings, finetune_combined
 
+        ray_session.down()
         if not preset.finetune_epochs:
             return {"kept": "chained", "skipped": True}
         record = finetune_combined(
@@ -204,6 +207,7 @@ def run_pipeline(
     def evaluation_stage() -> dict[str, Any]:
         from samplegen.platform.evaluation import evaluate_model
 
+        ray_session.down()
         common = {"split": "test", "griffin_lim_iters": preset.griffin_lim_iters, "seed": seed}
         evaluate_model(outer_model, dataset, out=run_dir / "evaluation" / "outer", **common)
         metrics = evaluate_model(combined, dataset, out=run_dir / "evaluation", **common)
@@ -216,6 +220,7 @@ def run_pipeline(
         from samplegen.generate.latent import load_space
         from samplegen.generate.render import RenderSettings
 
+        ray_session.down()
         space = load_space(combined)
         written = generate_examples(
             space,
@@ -253,6 +258,38 @@ def run_pipeline(
         "metrics": evaluation["metrics"],
         "page": page,
     }
+
+
+class RaySession:
+    """Ray for the stages that use it (dataset, the two studies), connected or started on demand.
+
+    Why: a local Ray instance slows the torch work that the later stages run in this process
+    (fine-tuning took 463 s with an idle local Ray beside it against 372 s without, on the
+    2-core CPU: benchmarks/RESULTS.md), so `down` shuts down an instance that `up` started. A Ray
+    that was already initialised (a test session's) is left as it is, and a cluster that `up`
+    connected to keeps running: `ray.shutdown` only disconnects this process from it.
+    """
+
+    def __init__(
+        self, address: str | None, num_cpus: int | None, echo: Callable[[str], None] = print
+    ) -> None:
+        self.address, self.num_cpus, self.echo = address, num_cpus, echo
+        self.started = False
+
+    def up(self) -> None:
+        """Connect to Ray, or start it locally, unless it is already up."""
+        from samplegen.platform.study import ensure_ray
+
+        self.started = ensure_ray(address=self.address, num_cpus=self.num_cpus) or self.started
+
+    def down(self) -> None:
+        """Shut down the local Ray instance that `up` started, if any."""
+        if self.started:
+            import ray
+
+            ray.shutdown()
+            self.started = False
+            self.echo("local Ray instance shut down: the stages left run in this process")
 
 
 def _finished(result: Any, what: str) -> None:

@@ -17,7 +17,7 @@ from samplegen.models.artifact import load_model
 from samplegen.models.code_distribution import stored_distribution
 from samplegen.platform.datasets import load_dataset
 from samplegen.platform.encoded import EqAugment, load_encoded
-from samplegen.platform.pipeline import run_pipeline
+from samplegen.platform.pipeline import RaySession, run_pipeline
 from samplegen.platform.presets import PRESETS, Preset, StageBudget, get_preset
 
 
@@ -206,3 +206,13 @@ def test_the_full_preset_runs_end_to_end_at_a_tiny_budget(
     metrics = json.loads((out / "evaluation" / "metrics.json").read_text())
     assert np.isfinite(metrics["loss"]["rms_percent"])
     assert (out / "index.html").is_file()
+
+
+def test_a_ray_the_run_did_not_start_is_left_running(ray_session: None) -> None:
+    import ray
+
+    session = RaySession(None, None, echo=lambda _m: None)
+    session.up()
+    assert not session.started and ray.is_initialized()
+    session.down()
+    assert ray.is_initialized()

@@ -216,6 +216,10 @@ def test_pipeline_killed_in_its_vae_study_continues_from_the_last_finished_stage
     assert "[vae_study] running" in log and "[vae_study] resuming from" in log
     for stage in ("evaluation", "sounds", "report"):
         assert f"[{stage}] done in" in log
+    # The Ray that the resumed run started for its VAE study is shut down before fine-tuning.
+    shutdown = "local Ray instance shut down"
+    assert log.count(shutdown) == 1
+    assert log.index("[finetune] running") < log.index(shutdown) < log.index("[finetune] done in")
     # Finished stages were not redone: the same dataset and the same outer model.
     assert (run / "dataset" / "dataset.json").read_text() == dataset_info
     assert (run / "models" / "outer" / "weights.safetensors").read_bytes() == outer_weights
