@@ -263,11 +263,12 @@ def run_pipeline(
 class RaySession:
     """Ray for the stages that use it (dataset, the two studies), connected or started on demand.
 
-    Why: a local Ray instance slows the torch work that the later stages run in this process
-    (fine-tuning took 463 s with an idle local Ray beside it against 372 s without, on the
-    2-core CPU: benchmarks/RESULTS.md), so `down` shuts down an instance that `up` started. A Ray
-    that was already initialised (a test session's) is left as it is, and a cluster that `up`
-    connected to keeps running: `ray.shutdown` only disconnects this process from it.
+    Why: the later stages (fine-tuning, evaluation, sounds) are torch work in this process, so a
+    run resumed after its studies does not start Ray at all, and a local instance this run started
+    is shut down before them, which frees its object store and idle workers. (It was not shown to
+    speed them up on the 2-core CPU: benchmarks/RESULTS.md, "Fine-tuning on outer encodings
+    computed once".) A Ray that was already initialised (a test session's) is left as it is, and a
+    cluster that `up` connected to keeps running: `ray.shutdown` only disconnects from it.
     """
 
     def __init__(
