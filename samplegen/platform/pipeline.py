@@ -186,6 +186,7 @@ def run_pipeline(
     def finetune_stage() -> dict[str, Any]:
         from samplegen.platform.finetune import FinetuneSettings, finetune_combined
 
+        # No stage from here on uses Ray; a run resumed past this stage never started it.
         ray_session.down()
         if not preset.finetune_epochs:
             return {"kept": "chained", "skipped": True}
@@ -207,7 +208,6 @@ def run_pipeline(
     def evaluation_stage() -> dict[str, Any]:
         from samplegen.platform.evaluation import evaluate_model
 
-        ray_session.down()
         common = {"split": "test", "griffin_lim_iters": preset.griffin_lim_iters, "seed": seed}
         evaluate_model(outer_model, dataset, out=run_dir / "evaluation" / "outer", **common)
         metrics = evaluate_model(combined, dataset, out=run_dir / "evaluation", **common)
@@ -220,7 +220,6 @@ def run_pipeline(
         from samplegen.generate.latent import load_space
         from samplegen.generate.render import RenderSettings
 
-        ray_session.down()
         space = load_space(combined)
         written = generate_examples(
             space,
