@@ -23,8 +23,8 @@ import torch
 from torch import nn
 
 from samplegen.dsp.audio import load_wave
-from samplegen.dsp.codec import encode_batch
-from samplegen.dsp.equalise import eq_basis, equalise
+from samplegen.dsp.codec import encode_batch, magnitude
+from samplegen.dsp.equalise import TERMS, eq_basis, equalise
 from samplegen.dsp.library import note_to_midi
 from samplegen.models.artifact import load_model
 from samplegen.models.frame_decoder import FrameDecoder, time_features
@@ -75,6 +75,13 @@ p.add_argument("--eq-terms", type=int, default=4)  # cosine terms per curve (fin
 # bin is off by a 2-term curve over log frequency with --decay-db per term (0 at the first frame),
 # so copies decay faster or slower, and their highs faster or slower than their lows.
 p.add_argument("--decay-db", type=float, default=0.0)
+# Each EQ copy also gets a moving filter: a second 4-term curve with --sweep-db per term, scaled by a
+# slow sine through the note (0.25-1.5 cycles, random phase), as a pad's swept filter moves.
+p.add_argument("--sweep-db", type=float, default=0.0)
+# The static curve of each EQ copy moves the note's balance part of the way (uniform 0..1) towards
+# another training note's at the same pitch (another instrument), smoothed to the curve's cosine
+# terms, instead of drawing the terms at random: balances real instruments have.
+p.add_argument("--eq-from-notes", action="store_true")
 a = p.parse_args()
 if a.eq_terms < 1:
     p.error(f"--eq-terms: must be >= 1 (cosine terms per curve), got {a.eq_terms}")
@@ -82,6 +89,8 @@ if a.decay_db < 0:
     p.error(f"--decay-db: must be >= 0 (dB per term at the last frame), got {a.decay_db}")
 if a.decay_db and not a.eq:
     p.error("--decay-db: applies to the EQ copies; give --eq K too")
+if a.sweep_db < 0 or (a.sweep_db and not a.eq):
+    p.error("--sweep-db: must be >= 0 and applies to the EQ copies (give --eq K too)")
 if a.refine and a.arch == "conv":
     p.error("--refine: --arch conv has no decoder of the code alone; use mlp, field or fieldskip")
 if a.refine_mode == "e2e" and a.pca:
@@ -120,7 +129,33 @@ if a.extra:
     META["train"] = list(META["train"]) + _m
 
 
-def equalised(x, k, db, seed):
+def balance_db(x):
+    """Each note's mean power spectrum in dB over its frames, floored 80 dB below its peak bin's,
+    (N, bins): a silent band reads as -80 dB, not as minus infinity."""
+    power = (magnitude(x, ds.codec).astype(np.float64) ** 2).mean(2)
+    level = 10 * np.log10(np.maximum(power, 1e-20))
+    return np.maximum(level, level.max(1, keepdims=True) - 80.0)
+
+
+def towards_others(x, meta, basis, rng):
+    """Curves (N, bins) moving each note's balance a random part (uniform 0..1) of the way towards
+    another training note of the same pitch and another instrument, in the span of `basis` (least
+    squares over the bins above 40 Hz, a constant term fitted and dropped; at most 30 dB a term)."""
+    levels = balance_db(x)
+    above = basis[0] < 1.0
+    fit = np.concatenate([np.ones((1, basis.shape[1])), basis])[:, above].T
+    curves = np.zeros((len(x), basis.shape[1]))
+    for i, m in enumerate(meta):
+        peers = [
+            j for j, o in enumerate(meta) if o["note"] == m["note"] and o["group"] != m["group"]
+        ]
+        j = peers[rng.integers(len(peers))]
+        coef, *_ = np.linalg.lstsq(fit, (levels[j] - levels[i])[above], rcond=None)
+        curves[i] = rng.uniform() * (np.clip(coef[1:], -30.0, 30.0) @ basis)
+    return curves
+
+
+def equalised(x, k, db, seed, meta):
     """k copies of each note through random EQ curves (samplegen.dsp.equalise), re-encoded."""
     rng = np.random.default_rng(seed)
     basis = eq_basis(ds.codec, a.eq_terms)
@@ -129,21 +164,37 @@ def equalised(x, k, db, seed):
     ramp = np.linspace(0.0, 1.0, x.shape[2])
     copies = []
     for _ in range(k):
-        curves = rng.normal(0.0, db, (len(x), len(basis))) @ basis
+        if a.eq_from_notes:
+            curves = towards_others(x, meta, basis, rng)
+        else:
+            curves = rng.normal(0.0, db, (len(x), len(basis))) @ basis
         if a.decay_db:
             decay = rng.normal(0.0, a.decay_db, (len(x), 2)) @ decay_basis
             curves = curves[:, :, None] + decay[:, :, None] * ramp
+        if a.sweep_db:
+            moving = rng.normal(0.0, a.sweep_db, (len(x), TERMS)) @ eq_basis(ds.codec)
+            cycles = rng.uniform(0.25, 1.5, (len(x), 1))
+            phase = rng.uniform(0.0, 2 * np.pi, (len(x), 1))
+            wave = np.sin(2 * np.pi * cycles * ramp[None] + phase)
+            curves = (curves if curves.ndim == 3 else curves[:, :, None]) + (
+                moving[:, :, None] * wave[:, None, :]
+            )
         copies.append(equalise(x, curves, ds.codec))
     return np.concatenate(copies)
 
 
 if a.eq:
     _n = len(X["train"])
+    _keep = [not m.get("augmented") for m in META["train"]]
     _x = equalised(
-        X["train"][[not m.get("augmented") for m in META["train"]]], a.eq, a.eq_db, a.seed
+        X["train"][_keep],
+        a.eq,
+        a.eq_db,
+        a.seed,
+        [m for m, k in zip(META["train"], _keep, strict=True) if k],
     )
     print(
-        f"eq: {len(_x)} equalised training notes ({a.eq} per note, {a.eq_db} dB, {a.eq_terms} terms, decay {a.decay_db} dB)",
+        f"eq: {len(_x)} equalised training notes ({a.eq} per note, {a.eq_db} dB, {a.eq_terms} terms, decay {a.decay_db} dB, sweep {a.sweep_db} dB)",
         flush=True,
     )
     _src = [m for m in META["train"] if not m.get("augmented")]

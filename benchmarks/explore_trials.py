@@ -1,0 +1,73 @@
+"""Would the VAE study pick another trial if it judged trials as evaluation does? (not a target).
+
+Usage: .venv/bin/python benchmarks/explore_trials.py RUN [--refine-steps 100]
+The chained VAE study ranks its trials by the validation loss of the encoder's mean, in the outer
+encoding space; `samplegen evaluate` scores codes refined end to end through the outer decoder.
+This rebuilds every trial of RUN/vae_study from its best-epoch weights (its last checkpoint), joins
+it to RUN/models/outer as the pipeline's export does, and prints validation and test RMS% with
+codes refined end to end, next to the study's own loss.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from samplegen.models.artifact import load_model
+from samplegen.models.combined import CombinedModel
+from samplegen.models.registry import build_model
+from samplegen.platform.datasets import load_dataset
+from samplegen.platform.study import read_results
+from samplegen.platform.training import load_best_weights, split_config
+
+
+def rms(model: CombinedModel, x: np.ndarray) -> float:
+    """RMS% of `model`'s reconstructions of `x` (refined codes in eval mode), as evaluate's."""
+    total = 0.0
+    for i in range(0, len(x), 64):
+        xb = torch.from_numpy(np.ascontiguousarray(x[i : i + 64]))
+        with torch.no_grad():
+            total += float((model.reconstruct(xb) - xb).pow(2).sum())
+    return 100 * math.sqrt(total / len(x) / np.prod(x.shape[1:]))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("run", type=Path)
+    p.add_argument("--refine-steps", type=int, default=100)
+    args = p.parse_args()
+    torch.set_num_threads(2)
+    outer = load_model(args.run / "models/outer").model
+    data = load_dataset(args.run / "dataset", splits=("validation", "test"))
+    study = args.run / "vae_study"
+    rows = {r["trial_id"]: r for r in read_results(study)}
+    best = json.loads((study / "best_config.json").read_text())["trial_id"]
+    for trial in sorted(study.glob("trial_*")):
+        params = json.loads((trial / "params.json").read_text())
+        _, hp = split_config(params)
+        inner = build_model("vae", {**hp, "refine_steps": args.refine_steps}, (outer_size(outer),))
+        inner.load_state_dict(load_best_weights(sorted(trial.glob("checkpoint_*"))[-1]))
+        combined = CombinedModel.from_parts(outer, inner.eval()).eval()
+        tid = trial.name.removeprefix("trial_")
+        row = rows.get(tid, {})
+        print(
+            f"{tid}{' (kept)' if tid == best else ''}: study loss {row.get('best_val_loss', 'nan'):.2f}"
+            f" (epoch {row.get('best_epoch')}) | refined validation"
+            f" {rms(combined, data.splits['validation'].x):.3f}%"
+            f" test {rms(combined, data.splits['test'].x):.3f}%",
+            flush=True,
+        )
+
+
+def outer_size(outer: torch.nn.Module) -> int:
+    """Values in one flattened outer code: the inner model's input size."""
+    return int(np.prod(outer.latent_shape))
+
+
+if __name__ == "__main__":
+    main()
