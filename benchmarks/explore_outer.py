@@ -2,6 +2,7 @@
 
 Usage: .venv/bin/python benchmarks/explore_outer.py --data RUN/dataset --hp '{"frame_latent": 72,
   "hidden": 512}' --epochs 30 --lr 3e-4 [--out MODEL_DIR]
+  [--eq K --eq-db D]   (also train on K EQ copies of each note, the VAE study's copies)
 Prints train/validation/test RMS% every few epochs; the "outer exploration" rows in RESULTS.md.
 """
 
@@ -13,6 +14,7 @@ import time
 import numpy as np
 import torch
 
+from samplegen.dsp.equalise import eq_curve_db, eq_seed, equalise
 from samplegen.models.artifact import save_model
 from samplegen.models.registry import build_model
 from samplegen.platform.datasets import load_dataset
@@ -26,12 +28,41 @@ p.add_argument("--lr", type=float, default=1e-3)
 p.add_argument("--batch", type=int, default=16)
 p.add_argument("--out", default=None)
 p.add_argument("--eval-every", type=int, default=5)
+# K copies of each training note through random EQ curves (--eq-db per cosine term), drawn as the
+# pipeline's VAE study draws them (samplegen.dsp.equalise, the same seeds per note and copy), added
+# to the training rows; RMS% on train stays on the notes alone.
+p.add_argument("--eq", type=int, default=0)
+p.add_argument("--eq-db", type=float, default=8.0)
 a = p.parse_args()
+if a.eq < 0 or a.eq_db < 0:
+    p.error("--eq and --eq-db must be >= 0")
 torch.set_num_threads(2)
 torch.set_flush_denormal(True)
 ds = load_dataset(a.data)
 X = {s: ds.splits[s].x for s in ("train", "validation", "test")}
 N = int(np.prod(ds.codec.shape))
+TRAIN = X["train"]
+if a.eq:
+    _meta = ds.splits["train"].meta
+    TRAIN = np.concatenate(
+        [TRAIN]
+        + [
+            equalise(
+                TRAIN,
+                np.stack(
+                    [
+                        eq_curve_db(eq_seed(r["name"], r.get("path"), k, 0), ds.codec, a.eq_db)
+                        for r in _meta
+                    ]
+                ),
+                ds.codec,
+            )
+            for k in range(1, a.eq + 1)
+        ]
+    )
+    print(
+        f"training rows: {len(TRAIN)} ({a.eq} EQ copies of each note at {a.eq_db} dB)", flush=True
+    )
 torch.manual_seed(0)
 m = build_model(a.model, json.loads(a.hp), X["train"].shape[1:])
 print("params", sum(p.numel() for p in m.parameters()), flush=True)
@@ -55,9 +86,9 @@ for ep in range(1, a.epochs + 1):
     for g in opt.param_groups:
         g["lr"] = lr
     m.train()
-    perm = rng.permutation(len(X["train"]))
+    perm = rng.permutation(len(TRAIN))
     for i in range(0, len(perm), a.batch):
-        xb = torch.as_tensor(X["train"][np.sort(perm[i : i + a.batch])])
+        xb = torch.as_tensor(TRAIN[np.sort(perm[i : i + a.batch])])
         loss = (m.decode(m.encode(xb)) - xb).pow(2).flatten(1).sum(1).mean()
         opt.zero_grad()
         loss.backward()

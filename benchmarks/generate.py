@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
+import os
 import platform
 import sys
 import time
@@ -410,8 +411,10 @@ def main() -> int:
         f"- Command: `{command}{' --only-random' if args.only_random else ''}`"
         f" (count {args.count}, draws {args.draws}, pairs {args.pairs}, {len(x)} library notes, "
         f"seed {args.seed})",
-        f"- Machine: 2-core CPU, no GPU ({platform.machine()}, Python {platform.python_version()}, "
-        f"torch {torch.__version__}); shared with other jobs, so speeds are pessimistic.",
+        f"- Machine: {os.cpu_count()}-core CPU, "
+        f"{'GPU: ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'} "
+        f"({platform.machine()}, Python {platform.python_version()}, torch {torch.__version__}); "
+        "speeds count whatever else ran on the machine at the time.",
         f"- Model: {space.describe()['name']} ({space.dim} latents, variational {space.is_variational}); {origin}.",
         f"- {args.draws} random sounds (T = 1) from each of: "
         + "; ".join(
