@@ -82,6 +82,9 @@ p.add_argument("--sweep-db", type=float, default=0.0)
 # another training note's at the same pitch (another instrument), smoothed to the curve's cosine
 # terms, instead of drawing the terms at random: balances real instruments have.
 p.add_argument("--eq-from-notes", action="store_true")
+# Average the weights at the end of every epoch from this one on and score the average (stochastic
+# weight averaging, Izmailov et al. 2018; 0: the last epoch's weights, as before).
+p.add_argument("--swa-from", type=int, default=0)
 a = p.parse_args()
 if a.eq_terms < 1:
     p.error(f"--eq-terms: must be >= 1 (cosine terms per curve), got {a.eq_terms}")
@@ -511,9 +514,23 @@ for ep in range(1, total_epochs + 1):
             + f" active {active} kl {kl.sum():.1f} {time.time() - t0:.0f}s",
             flush=True,
         )
+    if a.swa_from and ep >= a.swa_from:
+        _n_avg = ep - a.swa_from + 1
+        _state = {k: v.detach().clone() for k, v in m.state_dict().items()}
+        swa = (
+            _state if _n_avg == 1 else {k: swa[k] + (_state[k] - swa[k]) / _n_avg for k in swa}  # noqa: F821
+        )
     if a.refine and a.refine_every and ep % a.refine_every == 0 and ep < total_epochs:
         figs = " ".join(f"{s} {refined(s)[0]:.3f}%" for s in ("validation", "test"))
         print(f"ep {ep} refined {figs}", flush=True)
+if a.swa_from:
+    m.load_state_dict(swa)
+    res = {s: e2e(predict(s)[0], X[s])[1] for s in X if not (s == "train" and "orig" in X)}
+    print(
+        f"swa of epochs {a.swa_from}-{total_epochs}: "
+        + " ".join(f"{s} {v:.3f}%" for s, v in res.items()),
+        flush=True,
+    )
 if a.refine:
     for p_ in m.parameters():
         p_.requires_grad_(False)
