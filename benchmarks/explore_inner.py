@@ -140,19 +140,25 @@ def balance_db(x):
     return np.maximum(level, level.max(1, keepdims=True) - 80.0)
 
 
-def towards_others(x, meta, basis, rng):
+def balance_peers(x, meta):
+    """Each note's balance (balance_db) and the training notes of its pitch and another
+    instrument: what towards_others draws from, the same for every copy."""
+    peers = [
+        [j for j, o in enumerate(meta) if o["note"] == m["note"] and o["group"] != m["group"]]
+        for m in meta
+    ]
+    return balance_db(x), peers
+
+
+def towards_others(levels, peers, basis, rng):
     """Curves (N, bins) moving each note's balance a random part (uniform 0..1) of the way towards
     another training note of the same pitch and another instrument, in the span of `basis` (least
     squares over the bins above 40 Hz, a constant term fitted and dropped; at most 30 dB a term)."""
-    levels = balance_db(x)
     above = basis[0] < 1.0
     fit = np.concatenate([np.ones((1, basis.shape[1])), basis])[:, above].T
-    curves = np.zeros((len(x), basis.shape[1]))
-    for i, m in enumerate(meta):
-        peers = [
-            j for j, o in enumerate(meta) if o["note"] == m["note"] and o["group"] != m["group"]
-        ]
-        j = peers[rng.integers(len(peers))]
+    curves = np.zeros((len(levels), basis.shape[1]))
+    for i, others in enumerate(peers):
+        j = others[rng.integers(len(others))]
         coef, *_ = np.linalg.lstsq(fit, (levels[j] - levels[i])[above], rcond=None)
         curves[i] = rng.uniform() * (np.clip(coef[1:], -30.0, 30.0) @ basis)
     return curves
@@ -164,18 +170,20 @@ def equalised(x, k, db, seed, meta):
     basis = eq_basis(ds.codec, a.eq_terms)
     # A constant and a tilt over log frequency, for the change through the note.
     decay_basis = np.concatenate([np.ones((1, basis.shape[1])), eq_basis(ds.codec, 1)])
+    sweep_basis = eq_basis(ds.codec, TERMS)
     ramp = np.linspace(0.0, 1.0, x.shape[2])
+    balances = balance_peers(x, meta) if a.eq_from_notes else None
     copies = []
     for _ in range(k):
-        if a.eq_from_notes:
-            curves = towards_others(x, meta, basis, rng)
+        if balances is not None:
+            curves = towards_others(*balances, basis, rng)
         else:
             curves = rng.normal(0.0, db, (len(x), len(basis))) @ basis
         if a.decay_db:
             decay = rng.normal(0.0, a.decay_db, (len(x), 2)) @ decay_basis
             curves = curves[:, :, None] + decay[:, :, None] * ramp
         if a.sweep_db:
-            moving = rng.normal(0.0, a.sweep_db, (len(x), TERMS)) @ eq_basis(ds.codec)
+            moving = rng.normal(0.0, a.sweep_db, (len(x), TERMS)) @ sweep_basis
             cycles = rng.uniform(0.25, 1.5, (len(x), 1))
             phase = rng.uniform(0.0, 2 * np.pi, (len(x), 1))
             wave = np.sin(2 * np.pi * cycles * ramp[None] + phase)
@@ -475,6 +483,7 @@ def refined(split, chunk=64):
 
 t0 = time.time()
 total_epochs = a.epochs + a.e2e_epochs
+swa = None  # --swa-from: the averaged weights
 for ep in range(1, total_epochs + 1):
     lr = a.lr * 0.5 * (1 + math.cos(math.pi * (ep - 1) / total_epochs))
     for g in opt.param_groups:
@@ -515,11 +524,12 @@ for ep in range(1, total_epochs + 1):
             flush=True,
         )
     if a.swa_from and ep >= a.swa_from:
-        _n_avg = ep - a.swa_from + 1
-        _state = {k: v.detach().clone() for k, v in m.state_dict().items()}
-        swa = (
-            _state if _n_avg == 1 else {k: swa[k] + (_state[k] - swa[k]) / _n_avg for k in swa}  # noqa: F821
-        )
+        # Running mean of the weights at the end of epochs swa_from..ep.
+        _w = 1.0 / (ep - a.swa_from + 1)
+        swa = {
+            k: v.detach().clone() if swa is None else swa[k] + (v.detach() - swa[k]) * _w
+            for k, v in m.state_dict().items()
+        }
     if a.refine and a.refine_every and ep % a.refine_every == 0 and ep < total_epochs:
         figs = " ".join(f"{s} {refined(s)[0]:.3f}%" for s in ("validation", "test"))
         print(f"ep {ep} refined {figs}", flush=True)

@@ -14,10 +14,10 @@ import time
 import numpy as np
 import torch
 
-from samplegen.dsp.equalise import eq_curve_db, eq_seed, equalise
 from samplegen.models.artifact import save_model
 from samplegen.models.registry import build_model
 from samplegen.platform.datasets import load_dataset
+from samplegen.platform.encoded import EqAugment
 
 p = argparse.ArgumentParser()
 p.add_argument("--data", default="runs/quick/dataset")
@@ -29,7 +29,7 @@ p.add_argument("--batch", type=int, default=16)
 p.add_argument("--out", default=None)
 p.add_argument("--eval-every", type=int, default=5)
 # K copies of each training note through random EQ curves (--eq-db per cosine term), drawn as the
-# pipeline's VAE study draws them (samplegen.dsp.equalise, the same seeds per note and copy), added
+# pipeline's VAE study draws them (samplegen.platform.encoded.EqAugment, the same seeds), added
 # to the training rows; RMS% on train stays on the notes alone.
 p.add_argument("--eq", type=int, default=0)
 p.add_argument("--eq-db", type=float, default=8.0)
@@ -43,23 +43,8 @@ X = {s: ds.splits[s].x for s in ("train", "validation", "test")}
 N = int(np.prod(ds.codec.shape))
 TRAIN = X["train"]
 if a.eq:
-    _meta = ds.splits["train"].meta
-    TRAIN = np.concatenate(
-        [TRAIN]
-        + [
-            equalise(
-                TRAIN,
-                np.stack(
-                    [
-                        eq_curve_db(eq_seed(r["name"], r.get("path"), k, 0), ds.codec, a.eq_db)
-                        for r in _meta
-                    ]
-                ),
-                ds.codec,
-            )
-            for k in range(1, a.eq + 1)
-        ]
-    )
+    _, _copies = EqAugment(a.eq, a.eq_db).copies(TRAIN, ds.splits["train"].meta, ds.codec)
+    TRAIN = np.concatenate([TRAIN, _copies])
     print(
         f"training rows: {len(TRAIN)} ({a.eq} EQ copies of each note at {a.eq_db} dB)", flush=True
     )

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from samplegen.dsp.metrics import rms_percent
 from samplegen.models.artifact import load_model
 from samplegen.models.combined import CombinedModel
 from samplegen.models.registry import build_model
@@ -33,7 +33,7 @@ def rms(model: CombinedModel, x: np.ndarray) -> float:
         xb = torch.from_numpy(np.ascontiguousarray(x[i : i + 64]))
         with torch.no_grad():
             total += float((model.reconstruct(xb) - xb).pow(2).sum())
-    return 100 * math.sqrt(total / len(x) / np.prod(x.shape[1:]))
+    return rms_percent(total / len(x), int(np.prod(x.shape[1:])))
 
 
 def main() -> None:
@@ -46,11 +46,13 @@ def main() -> None:
     data = load_dataset(args.run / "dataset", splits=("validation", "test"))
     study = args.run / "vae_study"
     rows = {r["trial_id"]: r for r in read_results(study)}
-    best = json.loads((study / "best_config.json").read_text())["trial_id"]
+    best_config = json.loads((study / "best_config.json").read_text())
+    best, model_name = best_config["trial_id"], best_config["model"]
+    input_shape = (int(np.prod(outer.latent_shape)),)
     for trial in sorted(study.glob("trial_*")):
         params = json.loads((trial / "params.json").read_text())
         _, hp = split_config(params)
-        inner = build_model("vae", {**hp, "refine_steps": args.refine_steps}, (outer_size(outer),))
+        inner = build_model(model_name, {**hp, "refine_steps": args.refine_steps}, input_shape)
         inner.load_state_dict(load_best_weights(sorted(trial.glob("checkpoint_*"))[-1]))
         combined = CombinedModel.from_parts(outer, inner.eval()).eval()
         tid = trial.name.removeprefix("trial_")
@@ -62,11 +64,6 @@ def main() -> None:
             f" test {rms(combined, data.splits['test'].x):.3f}%",
             flush=True,
         )
-
-
-def outer_size(outer: torch.nn.Module) -> int:
-    """Values in one flattened outer code: the inner model's input size."""
-    return int(np.prod(outer.latent_shape))
 
 
 if __name__ == "__main__":
