@@ -85,6 +85,11 @@ p.add_argument("--eq-from-notes", action="store_true")
 # Average the weights at the end of every epoch from this one on and score the average (stochastic
 # weight averaging, Izmailov et al. 2018; 0: the last epoch's weights, as before).
 p.add_argument("--swa-from", type=int, default=0)
+# K frame decoders (--arch field) on one encoder; the model's output is their mean. "each": every
+# decoder is trained to fit the notes alone (an ensemble sharing one latent space); "mean": only
+# their mean is (one wider decoder in blocks).
+p.add_argument("--heads", type=int, default=1)
+p.add_argument("--heads-loss", choices=("each", "mean"), default="each")
 a = p.parse_args()
 if a.eq_terms < 1:
     p.error(f"--eq-terms: must be >= 1 (cosine terms per curve), got {a.eq_terms}")
@@ -94,6 +99,8 @@ if a.decay_db and not a.eq:
     p.error("--decay-db: applies to the EQ copies; give --eq K too")
 if a.sweep_db < 0 or (a.sweep_db and not a.eq):
     p.error("--sweep-db: must be >= 0 and applies to the EQ copies (give --eq K too)")
+if a.heads < 1 or (a.heads > 1 and a.arch != "field"):
+    p.error(f"--heads: must be >= 1, and more than 1 needs --arch field (got {a.heads}, {a.arch})")
 if a.refine and a.arch == "conv":
     p.error("--refine: --arch conv has no decoder of the code alone; use mlp, field or fieldskip")
 if a.refine_mode == "e2e" and a.pca:
@@ -377,6 +384,21 @@ class ConvVAE(nn.Module):
         return out.reshape(B, -1), mu, lv
 
 
+class MeanOfDecoders(nn.Module):
+    """--heads: the mean of several frame decoders; in training it keeps every decoder's output
+    (`each`, (K, B, D)) for the "each" loss."""
+
+    def __init__(self, k, *args):
+        super().__init__()
+        self.decoders = nn.ModuleList([FrameDecoder(*args) for _ in range(k)])
+        self.each = None
+
+    def forward(self, z):
+        outs = torch.stack([d(z) for d in self.decoders])
+        self.each = outs if self.training else None
+        return outs.mean(0)
+
+
 class FieldVAE(CVAE):
     """MLP encoder; the package's frame decoder (samplegen.models.frame_decoder: one MLP shared by
     every frame, fed the code and 32 features of the frame's position)."""
@@ -384,7 +406,8 @@ class FieldVAE(CVAE):
     def __init__(self):
         super().__init__()
         F, T = lat_shape
-        self.dec = FrameDecoder(a.latent + nc, F, T, a.field_hidden, a.field_depth)
+        args = (a.latent + nc, F, T, a.field_hidden, a.field_depth)
+        self.dec = FrameDecoder(*args) if a.heads == 1 else MeanOfDecoders(a.heads, *args)
 
 
 class SkipFrameDecoder(nn.Module):
@@ -502,6 +525,8 @@ for ep in range(1, total_epochs + 1):
             with torch.no_grad():
                 target = torch.as_tensor(X["train"][idx.numpy()])
             rec = (outer.decode(zr) - target).pow(2).flatten(1).sum(1).mean()
+        elif a.heads > 1 and a.heads_loss == "each":
+            rec = ((m.dec.each - x) * w_sd).pow(2).sum(2).mean()
         else:
             rec = ((r - x) * w_sd).pow(2).sum(1).mean()
         kld = 0.5 * (mu.pow(2) + lv.exp() - 1 - lv).mean(0)

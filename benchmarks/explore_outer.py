@@ -3,6 +3,7 @@
 Usage: .venv/bin/python benchmarks/explore_outer.py --data RUN/dataset --hp '{"frame_latent": 72,
   "hidden": 512}' --epochs 30 --lr 3e-4 [--out MODEL_DIR]
   [--eq K --eq-db D]   (also train on K EQ copies of each note, the VAE study's copies)
+  [--code-noise S]     (train the decoder on codes with Gaussian noise, S times each value's spread)
 Prints train/validation/test RMS% every few epochs; the "outer exploration" rows in RESULTS.md.
 """
 
@@ -33,7 +34,13 @@ p.add_argument("--eval-every", type=int, default=5)
 # to the training rows; RMS% on train stays on the notes alone.
 p.add_argument("--eq", type=int, default=0)
 p.add_argument("--eq-db", type=float, default=8.0)
+# Training only: Gaussian noise on the codes before decoding, S times each code value's standard
+# deviation over the batch and frames, so the decoder maps codes near the notes' codes to sounds
+# near theirs, and an inner model's imperfect codes decode to nearer sounds.
+p.add_argument("--code-noise", type=float, default=0.0)
 a = p.parse_args()
+if a.code_noise < 0:
+    p.error(f"--code-noise: must be >= 0 (times each value's spread), got {a.code_noise}")
 if a.eq < 0 or a.eq_db < 0:
     p.error("--eq and --eq-db must be >= 0")
 torch.set_num_threads(2)
@@ -74,7 +81,11 @@ for ep in range(1, a.epochs + 1):
     perm = rng.permutation(len(TRAIN))
     for i in range(0, len(perm), a.batch):
         xb = torch.as_tensor(TRAIN[np.sort(perm[i : i + a.batch])])
-        loss = (m.decode(m.encode(xb)) - xb).pow(2).flatten(1).sum(1).mean()
+        z = m.encode(xb)
+        if a.code_noise:
+            spread = z.detach().std(dim=(0, 2), keepdim=True) if z.ndim == 3 else z.detach().std(0)
+            z = z + a.code_noise * spread * torch.randn_like(z)
+        loss = (m.decode(z) - xb).pow(2).flatten(1).sum(1).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -1,14 +1,18 @@
 """How many refinement steps a run's combined VAE model needs (not a target benchmark).
 
 Usage: .venv/bin/python benchmarks/explore_refine.py RUN [--steps 0,50,100,200,400]
+  [--prior-scale 1]
 Rebuilds the run's combined model with each `refine_steps` value (same weights) and prints the
 end-to-end RMS% on the validation split (for choosing) and the test split (for reporting).
+`--prior-scale 0,0.5,1` also scales the weight of |z|^2 in the refinement (the package uses the
+VAE's beta / 2, the MAP code; 0 is the code that fits best), for every step count.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import math
 
 import numpy as np
@@ -23,15 +27,21 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run")
     p.add_argument("--steps", default="0,50,100,200,400")
+    p.add_argument("--prior-scale", default="1")
     args = p.parse_args()
     torch.set_num_threads(1)
     combined = load_model(f"{args.run}/models/combined").model
     data = load_dataset(f"{args.run}/dataset", splits=("validation", "test"))
     inner = combined.inner
-    for steps in (int(s) for s in args.steps.split(",")):
+    scales = [float(s) for s in args.prior_scale.split(",")]
+    for steps, scale in itertools.product((int(s) for s in args.steps.split(",")), scales):
         hp = dataclasses.asdict(dataclasses.replace(inner.hparams, refine_steps=steps))
         refined = build_model(inner.name, hp, inner.input_shape)
         refined.load_state_dict(inner.state_dict())
+        settings = refined.refinement()
+        if settings is not None and scale != 1:
+            scaled = dataclasses.replace(settings, prior=settings.prior * scale)
+            refined.refinement = lambda scaled=scaled: scaled
         combined.inner = refined.eval()
         figures = []
         for split in ("validation", "test"):
@@ -42,7 +52,9 @@ def main() -> None:
                     xb = torch.from_numpy(np.ascontiguousarray(x[i : i + 64]))
                     total += float((combined.reconstruct(xb) - xb).pow(2).sum())
             figures.append(100 * math.sqrt(total / len(x) / np.prod(x.shape[1:])))
-        print(f"refine_steps {steps}: validation {figures[0]:.3f}% test {figures[1]:.3f}%")
+        print(
+            f"refine_steps {steps} prior x{scale:g}: validation {figures[0]:.3f}% test {figures[1]:.3f}%"
+        )
 
 
 if __name__ == "__main__":
