@@ -29,11 +29,13 @@ def main() -> None:
     p.add_argument("--steps", default="0,50,100,200,400")
     p.add_argument("--prior-scale", default="1")
     args = p.parse_args()
+    scales = [float(s) for s in args.prior_scale.split(",")]
+    if any(s < 0 for s in scales):
+        p.error(f"--prior-scale: every scale must be >= 0, got {args.prior_scale}")
     torch.set_num_threads(1)
     combined = load_model(f"{args.run}/models/combined").model
     data = load_dataset(f"{args.run}/dataset", splits=("validation", "test"))
     inner = combined.inner
-    scales = [float(s) for s in args.prior_scale.split(",")]
     for steps, scale in itertools.product((int(s) for s in args.steps.split(",")), scales):
         hp = dataclasses.asdict(dataclasses.replace(inner.hparams, refine_steps=steps))
         refined = build_model(inner.name, hp, inner.input_shape)
