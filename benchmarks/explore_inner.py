@@ -85,11 +85,9 @@ p.add_argument("--eq-from-notes", action="store_true")
 # Average the weights at the end of every epoch from this one on and score the average (stochastic
 # weight averaging, Izmailov et al. 2018; 0: the last epoch's weights, as before).
 p.add_argument("--swa-from", type=int, default=0)
-# K frame decoders (--arch field) on one encoder; the model's output is their mean. "each": every
-# decoder is trained to fit the notes alone (an ensemble sharing one latent space); "mean": only
-# their mean is (one wider decoder in blocks).
+# K frame decoders (--arch field) on one encoder, each trained to fit the notes alone (an ensemble
+# sharing one latent space); the model's output, and what codes are refined through, is their mean.
 p.add_argument("--heads", type=int, default=1)
-p.add_argument("--heads-loss", choices=("each", "mean"), default="each")
 a = p.parse_args()
 if a.eq_terms < 1:
     p.error(f"--eq-terms: must be >= 1 (cosine terms per curve), got {a.eq_terms}")
@@ -386,7 +384,7 @@ class ConvVAE(nn.Module):
 
 class MeanOfDecoders(nn.Module):
     """--heads: the mean of several frame decoders; in training it keeps every decoder's output
-    (`each`, (K, B, D)) for the "each" loss."""
+    (`each`, (K, B, D)), since each decoder's own error is the loss."""
 
     def __init__(self, k, *args):
         super().__init__()
@@ -525,7 +523,7 @@ for ep in range(1, total_epochs + 1):
             with torch.no_grad():
                 target = torch.as_tensor(X["train"][idx.numpy()])
             rec = (outer.decode(zr) - target).pow(2).flatten(1).sum(1).mean()
-        elif a.heads > 1 and a.heads_loss == "each":
+        elif a.heads > 1:
             rec = ((m.dec.each - x) * w_sd).pow(2).sum(2).mean()
         else:
             rec = ((r - x) * w_sd).pow(2).sum(1).mean()

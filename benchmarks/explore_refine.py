@@ -13,11 +13,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
-import math
 
 import numpy as np
 import torch
 
+from samplegen.dsp.metrics import rms_percent
 from samplegen.models.artifact import load_model
 from samplegen.models.registry import build_model
 from samplegen.platform.datasets import load_dataset
@@ -29,7 +29,10 @@ def main() -> None:
     p.add_argument("--steps", default="0,50,100,200,400")
     p.add_argument("--prior-scale", default="1")
     args = p.parse_args()
-    scales = [float(s) for s in args.prior_scale.split(",")]
+    try:
+        scales = [float(s) for s in args.prior_scale.split(",")]
+    except ValueError:
+        p.error(f"--prior-scale: expected numbers separated by commas, got {args.prior_scale!r}")
     if any(s < 0 for s in scales):
         p.error(f"--prior-scale: every scale must be >= 0, got {args.prior_scale}")
     torch.set_num_threads(1)
@@ -53,7 +56,7 @@ def main() -> None:
                 for i in range(0, len(x), 64):
                     xb = torch.from_numpy(np.ascontiguousarray(x[i : i + 64]))
                     total += float((combined.reconstruct(xb) - xb).pow(2).sum())
-            figures.append(100 * math.sqrt(total / len(x) / np.prod(x.shape[1:])))
+            figures.append(rms_percent(total / len(x), int(np.prod(x.shape[1:]))))
         print(
             f"refine_steps {steps} prior x{scale:g}: validation {figures[0]:.3f}% test {figures[1]:.3f}%"
         )
