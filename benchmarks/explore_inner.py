@@ -88,7 +88,13 @@ p.add_argument("--swa-from", type=int, default=0)
 # K frame decoders (--arch field) on one encoder, each trained to fit the notes alone (an ensemble
 # sharing one latent space); the model's output, and what codes are refined through, is their mean.
 p.add_argument("--heads", type=int, default=1)
+# A learning curve over instruments: train on a random fraction of the training split's programs
+# (whole groups, drawn with --programs-seed); validation and test are unchanged.
+p.add_argument("--programs", type=float, default=1.0)
+p.add_argument("--programs-seed", type=int, default=0)
 a = p.parse_args()
+if not 0.0 < a.programs <= 1.0:
+    p.error(f"--programs: a fraction of the training programs in (0, 1], got {a.programs}")
 if a.eq_terms < 1:
     p.error(f"--eq-terms: must be >= 1 (cosine terms per curve), got {a.eq_terms}")
 if a.decay_db < 0:
@@ -113,6 +119,21 @@ N = int(np.prod(ds.codec.shape))
 
 X = {s: ds.splits[s].x for s in ("train", "validation", "test")}
 META = {s: ds.splits[s].meta for s in X}
+if a.programs < 1.0:
+    _groups = sorted({m["group"] for m in META["train"]})
+    _kept = set(
+        np.random.default_rng(a.programs_seed)
+        .permutation(_groups)[: max(1, round(a.programs * len(_groups)))]
+        .tolist()
+    )
+    _rows = [i for i, m in enumerate(META["train"]) if m["group"] in _kept]
+    X["train"] = X["train"][_rows]
+    META["train"] = [META["train"][i] for i in _rows]
+    print(
+        f"programs: {len(_kept)} of {len(_groups)} training groups, {len(_rows)} notes "
+        f"(--programs-seed {a.programs_seed})",
+        flush=True,
+    )
 
 
 def load_extra(folder):

@@ -9,6 +9,7 @@ from typing import Any
 
 def _run(args: argparse.Namespace) -> int:
     from samplegen.platform.evaluation import evaluate_model
+    from samplegen.platform.evaluation.summary import interval_text
 
     metrics = evaluate_model(
         args.model,
@@ -23,9 +24,12 @@ def _run(args: argparse.Namespace) -> int:
     loss = metrics["loss"]
     rms = loss.get("rms_percent")
     ratio = (metrics.get("overfit") or {}).get("ratio")
+    interval = interval_text(loss.get("rms_percent_interval"))
     print(
         f"{metrics['model']['name']} on {args.split} ({loss['count']} samples): mean loss "
-        f"{loss['mean']:.4g}, RMS {rms:.3f}%" + (f", overfit {ratio:.3g}" if ratio else "")
+        f"{loss['mean']:.4g}, RMS {rms:.3f}%"
+        + (f" (interval {interval})" if interval else "")
+        + (f", overfit {ratio:.3g}" if ratio else "")
         if rms is not None and loss.get("mean") is not None
         else f"{metrics['model']['name']} on {args.split}: loss not available"
     )

@@ -238,14 +238,18 @@ def run_pipeline(
         return {"page": str(build_page(run_dir))}
 
     page = stages.run("report", report_stage)["page"]
+    from samplegen.platform.evaluation.summary import interval_text
+
     loss = evaluation.get("loss") or {}
+    interval = interval_text(loss.get("rms_percent_interval"))
     echo(
         f"done: {run_dir}\n"
         f"  dataset        {dataset}\n"
         f"  outer study    {outer_study['study']}\n"
         f"  outer model    {outer_model}\n"
         f"  combined model {combined}\n"
-        f"  test metrics   {evaluation['metrics']} (RMS {loss.get('rms_percent', float('nan')):.3f}%)\n"
+        f"  test metrics   {evaluation['metrics']} (RMS {loss.get('rms_percent', float('nan')):.3f}%"
+        f"{', interval ' + interval if interval else ''})\n"
         f"  sounds         {run_dir / 'sounds'}\n"
         f"  audition page  {page}"
     )

@@ -21,7 +21,12 @@ from samplegen.models.registry import build_model
 from samplegen.platform.datasets import load_dataset, prepare_dataset
 from samplegen.platform.evaluation import evaluate_model
 from samplegen.platform.evaluation.jsonsafe import NullReasons, sanitize
-from samplegen.platform.evaluation.sections import overfit_section, per_category, worst_samples
+from samplegen.platform.evaluation.sections import (
+    group_interval,
+    overfit_section,
+    per_category,
+    worst_samples,
+)
 from samplegen.platform.evaluation.spectral import audio_section, magnitude_section
 from samplegen.platform.pca import pca_reference
 
@@ -135,6 +140,12 @@ def test_outer_stft_model_every_section_and_hand_checked_loss(world: dict[str, P
     assert m["loss"]["mean"] == pytest.approx(sse.mean(), rel=1e-5)
     assert m["loss"]["max"] == pytest.approx(sse.max(), rel=1e-5)
     assert m["loss"]["rms_percent"] == pytest.approx(100 * math.sqrt(sse.mean() / values), rel=1e-5)
+    # The interval is over the split's instruments (groups), and holds the point figure.
+    meta = load_dataset(world["stft_data"], splits=["test"]).splits["test"].meta
+    interval = m["loss"]["rms_percent_interval"]
+    assert interval["groups"] == len({row["group"] for row in meta}) >= 2
+    assert interval["low"] <= m["loss"]["rms_percent"] <= interval["high"]
+    assert "interval over the split's instruments" in (out / "summary.md").read_text()
 
     assert sum(row["count"] for row in m["per_category"].values()) == len(x)
     losses = [row["loss"] for row in m["worst"]]
@@ -247,6 +258,7 @@ def test_cli_writes_metrics(world: dict[str, Path], capsys: pytest.CaptureFixtur
     assert main([*argv, "--griffin-lim-iters", "2", "--batch-size", "3"]) == 0
     printed = capsys.readouterr().out
     assert "RMS" in printed and str(out / "metrics.json") in printed
+    assert "interval" in printed and "instruments)" in printed
     assert json.loads((out / "metrics.json").read_text())["settings"]["batch_size"] == 3
 
 
@@ -281,6 +293,40 @@ def test_per_category_worst_and_overfit_by_hand() -> None:
     assert overfit_section(3.0, 2.0, "test", nulls)["ratio"] == pytest.approx(1.5)
     assert overfit_section(2.0, 2.0, "train", nulls)["ratio"] is None
     assert "overfit.ratio" in nulls.as_dict()
+
+
+def test_group_interval_draws_whole_instruments() -> None:
+    values = 100
+    # Two instruments of two notes each: a draw holds A twice, A and B, or B twice, so the middle
+    # 95% of draws runs exactly from A's figure to B's.
+    losses = np.array([1.0, 3.0, 8.0, 10.0])
+    groups = ["A", "A", "B", "B"]
+    interval = group_interval(losses, groups, values, seed=3)
+    assert interval is not None and interval["groups"] == 2 and interval["level"] == 0.95
+    assert interval["low"] == pytest.approx(100 * math.sqrt(2.0 / values))
+    assert interval["high"] == pytest.approx(100 * math.sqrt(9.0 / values))
+    assert group_interval(losses, groups, values, seed=3) == interval  # seeded
+
+    # Instruments that all fit alike leave nothing to draw: the interval closes on the figure.
+    flat = group_interval(np.full(12, 4.0), [f"g{i % 4}" for i in range(12)], values)
+    assert flat is not None and flat["low"] == pytest.approx(20.0) == flat["high"]
+
+    # One badly fitted instrument among ten widens the interval far more than the same error
+    # spread evenly over all ten (the same point figure).
+    rng = np.random.default_rng(0)
+    base = rng.uniform(1.0, 2.0, 40)
+    one_bad = base.copy()
+    one_bad[:4] += 30.0
+    spread = base + 3.0
+    tags = [f"g{i // 4}" for i in range(40)]
+    wide = group_interval(one_bad, tags, values)
+    narrow = group_interval(spread, tags, values)
+    assert wide is not None and narrow is not None
+    assert wide["high"] - wide["low"] > 2 * (narrow["high"] - narrow["low"])
+
+    assert group_interval(losses, ["A"] * 4, values) is None  # one instrument: no interval
+    with pytest.raises(ValueError, match="3 groups for 4 losses"):
+        group_interval(losses, groups[:3], values)
 
 
 def test_sanitize_turns_non_finite_values_into_explained_nulls() -> None:

@@ -21,6 +21,7 @@ from samplegen.platform.evaluation.inference import SplitOutputs, is_combined, r
 from samplegen.platform.evaluation.jsonsafe import NullReasons, sanitize
 from samplegen.platform.evaluation.reference import combined_reference
 from samplegen.platform.evaluation.sections import (
+    group_interval,
     inner_latent_stats,
     latent_section,
     loss_section,
@@ -69,6 +70,13 @@ def _names_and_categories(meta: list[dict[str, Any]]) -> tuple[list[str], list[s
     names = [str(row.get("name") or f"sample {i}") for i, row in enumerate(meta)]
     cats = [str(row.get("category") or "No Category") for row in meta]
     return names, cats
+
+
+def _groups(meta: list[dict[str, Any]], names: list[str]) -> list[str]:
+    """Each sample's split group (its instrument); a sample without one is its own."""
+    return [
+        str(row.get("group") or f"sample:{name}") for row, name in zip(meta, names, strict=True)
+    ]
 
 
 def _check_paths(model_dir: Path, dataset_dir: Path) -> None:
@@ -179,6 +187,11 @@ def compute_metrics(
         train_x, _, _ = _real_rows(dataset, "train")
         train_out = run_model(model, train_x, keep_recon=False, **run)
     loss = loss_section(out.losses, vps)
+    loss["rms_percent_interval"] = group_interval(
+        out.losses, _groups(meta, names), vps, seed=settings.seed
+    )
+    if loss["rms_percent_interval"] is None:
+        nulls.add("loss.rms_percent_interval", "needs at least 2 groups (instruments) in the split")
     train_mean = float(train_out.losses.mean()) if train_out and train_out.losses.size else None
     metrics: dict[str, Any] = {
         "schema": SCHEMA_VERSION,

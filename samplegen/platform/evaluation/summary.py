@@ -39,6 +39,29 @@ def _loss_lines(m: dict[str, Any]) -> list[str]:
         f"| {loss['count']} | {_f(loss.get('mean'))} | {_f(loss.get('median'))} | "
         f"{_f(loss.get('min'))} | {_f(loss.get('max'))} | {_pct(loss.get('rms_percent'))} |",
         "",
+        *_interval_lines(loss.get("rms_percent_interval")),
+    ]
+
+
+def interval_text(interval: dict[str, Any] | None) -> str | None:
+    """'1.41-1.83% (95%, 11 instruments)', or None when the split has no interval."""
+    if not interval:
+        return None
+    return (
+        f"{interval['low']:.3f}-{interval['high']:.3f}% "
+        f"({100 * interval['level']:.0f}%, {interval['groups']} instruments)"
+    )
+
+
+def _interval_lines(interval: dict[str, Any] | None) -> list[str]:
+    text = interval_text(interval)
+    if text is None:
+        return []
+    return [
+        f"RMS% interval over the split's instruments: {text}. It is a bootstrap over whole "
+        f"groups ({interval['resamples']} draws of the split's instruments with replacement): "
+        "how far the figure could move with another draw of instruments like these.",
+        "",
     ]
 
 
