@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     from samplegen.dsp.config import CodecConfig
     from samplegen.platform.datasets import prepare_dataset
     from samplegen.platform.evaluation import evaluate_model
+    from samplegen.platform.evaluation.summary import interval_text
     from samplegen.platform.pipeline import run_pipeline
     from samplegen.platform.presets import get_preset
 
@@ -133,6 +134,13 @@ def main(argv: list[str] | None = None) -> int:
         if tuned
         else "- End-to-end fine-tuning: none"
     )
+    interval = interval_text(cs["loss"].get("rms_percent_interval"))
+    interval_line = (
+        f"{cs['loss']['rms_percent']:.3f}, bootstrap interval over the test split's instruments "
+        f"{interval}: where another draw of such instruments could put the figure"
+        if interval
+        else f"{cs['loss']['rms_percent']:.3f} (no interval: the evaluation predates it)"
+    )
     lines = [
         f"## Sound quality (benchmarks/quality.py), {dt.date.today().isoformat()}",
         "",
@@ -168,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         f"| outer auto-encoder, TimGM6mb RMS% | {rows['outer_timgm']['rms_percent']:.3f} | report | - | - |",
         f"| chained VAE, TimGM6mb RMS% | {rows['combined_timgm']['rms_percent']:.3f} | report | - | - |",
         "",
+        f"Chained VAE, test RMS% {interval_line}. "
         f"Outer alone on train: {rows['outer_train']['loss']['rms_percent']:.3f}% RMS. "
         f"The chained VAE without code refinement (the encoder's mean; inner refine_steps "
         f"{model_cfg['inner_hparams'].get('refine_steps', 0)} above): train "
