@@ -10,7 +10,7 @@ extra=""
 
 # FluidSynth renders the built-in library from Debian's GM SoundFonts (FluidR3 to train on,
 # TimGM6mb to test generalisation); Chromium checks the audition page headless.
-apt_packages=(libfluidsynth3 fluid-soundfont-gm timgm6mb-soundfont libsndfile1 python3-venv)
+apt_packages=(libfluidsynth3 fluid-soundfont-gm fluid-soundfont-gs timgm6mb-soundfont libsndfile1 python3-venv)
 [ -n "$extra" ] && apt_packages+=(chromium)
 missing=()
 for p in "${apt_packages[@]}"; do

@@ -45,6 +45,12 @@ def register(subparsers: Any) -> None:
         "--augment-mixes", type=int, default=0, metavar="N", help="training-only mixes to add"
     )
     prep.add_argument(
+        "--variations",
+        action="store_true",
+        help="add the SoundFonts' variation presets of the training programs as training-only "
+        "notes (builtin / builtin:fluidr3 only)",
+    )
+    prep.add_argument(
         "--mix-range", default="0.3,0.7", metavar="LO,HI", help="mix amount range (default 0.3,0.7)"
     )
     prep.add_argument(
@@ -117,6 +123,7 @@ def _prepare(args: argparse.Namespace) -> int:
         seed=args.seed,
         force=args.force,
         batch_size=args.batch_size,
+        variations=args.variations,
     )
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import Any
 
 
@@ -28,6 +29,12 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--repr", default="stft", metavar="stft|wave", help="representation")
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument(
+        "--variations",
+        action="store_true",
+        help="add the SoundFonts' variation presets of the training programs as training-only "
+        "notes (built-in FluidR3 library only)",
+    )
     p.add_argument("--address", default=None, help="Ray cluster address (default: start locally)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs for a local Ray")
     p.set_defaults(func=run)
@@ -38,8 +45,11 @@ def run(args: argparse.Namespace) -> int:
     from samplegen.platform.pipeline import run_pipeline
     from samplegen.platform.presets import get_preset
 
+    preset = get_preset(args.preset)
+    if args.variations:
+        preset = dataclasses.replace(preset, variations=True)
     run_pipeline(
-        get_preset(args.preset),
+        preset,
         args.out,
         source=args.data,
         representation=args.repr,

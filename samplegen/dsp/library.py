@@ -25,7 +25,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -47,6 +47,8 @@ SOUNDFONT_DIR = Path("/usr/share/sounds/sf2")
 SOUNDFONTS: dict[str, tuple[Path, str]] = {
     "fluidr3": (SOUNDFONT_DIR / "FluidR3_GM.sf2", "fluid-soundfont-gm"),
     "timgm6mb": (SOUNDFONT_DIR / "TimGM6mb.sf2", "timgm6mb-soundfont"),
+    # GS variation tones only (no bank 0): samplegen.dsp.variations renders from it.
+    "fluidr3-gs": (SOUNDFONT_DIR / "FluidR3_GS.sf2", "fluid-soundfont-gs"),
 }
 SOUNDFONT_SUFFIXES = (".sf2", ".sf3")
 
@@ -609,29 +611,42 @@ def ensure_library(
     )
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_root()
     stem = slug(Path(settings.soundfont).stem) or "soundfont"
-    target = root / f"{stem}-{settings.digest()}"
-    if library_is_complete(target, settings):
+    return render_cached(
+        root / f"{stem}-{settings.digest()}",
+        lambda folder: library_is_complete(folder, settings),
+        lambda tmp: render_library(
+            tmp,
+            settings.soundfont,
+            settings.notes,
+            settings.velocities,
+            settings.include_drums,
+            settings.duration,
+            settings.sample_rate,
+            settings.programs,
+        ),
+    )
+
+
+def render_cached(
+    target: Path, complete: Callable[[Path], bool], render: Callable[[Path], object]
+) -> Path:
+    """`target` once `complete(target)`, else rendered there by `render(folder)`: into a temporary
+    folder beside it, renamed into place only when finished, under a lock so concurrent callers
+    render once. Raises LibraryError when the cache folder cannot be made."""
+    if complete(target):
         return target
+    root = target.parent
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise LibraryError(f"cache_dir {root}: cannot create it ({exc.strerror or exc})") from exc
     with open(root / f".{target.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if library_is_complete(target, settings):  # another process finished it meanwhile
+        if complete(target):  # another process finished it meanwhile
             return target
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=root))
         try:
-            render_library(
-                tmp,
-                settings.soundfont,
-                settings.notes,
-                settings.velocities,
-                settings.include_drums,
-                settings.duration,
-                settings.sample_rate,
-                settings.programs,
-            )
+            render(tmp)
             if target.exists():
                 old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=root))
                 os.replace(target, old / "library")

@@ -60,6 +60,9 @@ class DatasetSettings:
     mix_range: tuple[float, float] = (0.3, 0.7)
     splits: SplitFractions = field(default_factory=SplitFractions)
     seed: int = 0
+    # Training-only notes of the SoundFonts' variation presets of the training programs
+    # (samplegen.dsp.variations); the built-in FluidR3 library only.
+    variations: bool = False
 
     def __post_init__(self) -> None:
         if not 0 < self.pitch_tolerance < 1:
@@ -80,6 +83,8 @@ class DatasetSettings:
             "mix_range": list(self.mix_range),
             "splits": self.splits.as_dict(),
             "seed": self.seed,
+            # Left out when off, so datasets made before the option keep their fingerprints.
+            **({"variations": True} if self.variations else {}),
         }
 
 
@@ -201,6 +206,7 @@ def _settings_from_args(
     mix_range: str | Sequence[float],
     splits: str | Sequence[float] | SplitFractions,
     seed: int,
+    variations: bool = False,
 ) -> DatasetSettings:
     from samplegen.platform.names import note_to_midi, parse_notes
 
@@ -220,6 +226,7 @@ def _settings_from_args(
         mix_range=parse_mix_range(mix_range),
         splits=fractions,
         seed=int(seed),
+        variations=bool(variations),
     )
 
 
@@ -373,6 +380,63 @@ def _mix_rows(rows: list[dict[str, Any]], settings: DatasetSettings) -> list[dic
     return mixes
 
 
+VARIATION_SOURCES = ("builtin", "builtin:fluidr3")
+
+
+def _variation_rows(
+    rows: list[dict[str, Any]],
+    settings: DatasetSettings,
+    config: CodecConfig,
+    library_cache: str | os.PathLike[str] | None,
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Training-only rows of the variation presets of the training split's programs, and a warning
+    for each render the scan rejected (named, with the reason)."""
+    from samplegen.dsp.library import LibraryError
+    from samplegen.dsp.variations import ensure_variations, read_variations, variation_settings
+    from samplegen.platform.dataset_pipeline import KEPT, _scan_one
+    from samplegen.platform.names import midi_to_note, note_to_midi
+
+    programs = sorted(
+        {r["program"] for r in rows if r["split"] == "train" and r["program"] is not None}
+    )
+    if not programs:
+        return [], ["variations: the training split has no GM program, so none were added"]
+    notes = [midi_to_note(n) for n in settings.notes] if settings.notes else None
+    try:
+        vs = variation_settings(programs, *([notes] if notes else []))
+        folder = ensure_variations(vs, cache_dir=library_cache)
+    except LibraryError as exc:
+        raise DatasetError(f"variations: {exc}") from exc
+    import pyarrow.fs as pafs
+
+    fs = pafs.LocalFileSystem()
+    out: list[dict[str, Any]] = []
+    warnings: list[str] = []
+    for v in read_variations(folder):
+        path = str((folder / v.file).resolve())
+        name = Path(v.file).stem
+        note = note_to_midi(v.note)
+        scan = _scan_one(fs, path, name, note, config, None, settings.pitch_tolerance)
+        if scan["status"] != KEPT:
+            warnings.append(f"variation {path} left out: {scan['reason']} ({scan.get('detail')})")
+            continue
+        entry = {
+            "name": name,
+            "path": f"variations/{v.file}",
+            "category": v.category,
+            "note": note,
+            "note_name": v.note,
+            "velocity": v.velocity,
+            "program": v.program,
+            "group": f"p{v.program:03d}",
+            "split": "train",
+            "sha256": scan["sha256"],
+            "peak": scan["peak"],
+        }
+        out.append({**_row(entry, path), "augmented": True})
+    return out, warnings
+
+
 def _write_splits(tables: Any, data_dir: Path) -> dict[str, int]:
     """Stream encoded tables into one Parquet file per split; returns rows written per split."""
     writers: dict[str, pq.ParquetWriter] = {}
@@ -425,6 +489,7 @@ def prepare_dataset(
     library_cache: str | os.PathLike[str] | None = None,
     batch_size: int = 16,
     echo: Callable[[str], None] | None = print,
+    variations: bool = False,
 ) -> Path:
     """Build the dataset of `source` at `out` (or reuse it when inputs and settings are unchanged).
 
@@ -433,7 +498,9 @@ def prepare_dataset(
     ``gs://``). `notes`: the notes to keep, by name tokens in the file name (``"C3,C4,C5"``; None or
     ``"all"`` keeps every file); with `pitch_check` the audio must also sound within
     ±`pitch_tolerance` (relative) of the named note. `augment_mixes` training-only mixes of two
-    training samples with a mix amount ~ U(`mix_range`), seeded by `seed`. `splits`: train,
+    training samples with a mix amount ~ U(`mix_range`), seeded by `seed`. `variations` (the
+    built-in FluidR3 library only): add, as training-only rows of their program's group, the notes
+    of the SoundFonts' variation presets of the training programs (samplegen.dsp.variations). `splits`: train,
     validation, test fractions of instrument groups. Runs on the current Ray cluster (Ray Data
     starts a local one if none is running). Returns `out`. Raises SamplegenError when the source
     is missing or has no usable file, a setting is invalid, or `out` cannot be written.
@@ -453,8 +520,13 @@ def prepare_dataset(
     if batch_size < 1:
         raise DatasetError(f"batch size: must be >= 1, got {batch_size}")
     settings = _settings_from_args(
-        notes, pitch_check, pitch_tolerance, augment_mixes, mix_range, splits, seed
+        notes, pitch_check, pitch_tolerance, augment_mixes, mix_range, splits, seed, variations
     )
+    if settings.variations and str(source) not in VARIATION_SOURCES:
+        raise DatasetError(
+            f"variations: source {source} has no variation presets; only the built-in FluidR3 "
+            f"library does ({' or '.join(VARIATION_SOURCES)})"
+        )
     out_path = Path(out).expanduser().absolute()
     _check_output(out_path)
     resolved = resolve_source(str(source), library_cache=library_cache)
@@ -536,7 +608,12 @@ def prepare_dataset(
 
     rows = [_row(e, resolved.files[i].path) for i, e in enumerate(files) if e["status"] == "kept"]
     rows += _mix_rows(rows, settings)
-    warnings = [
+    variation_warnings: list[str] = []
+    if settings.variations:
+        extra, variation_warnings = _variation_rows(rows, settings, config, library_cache)
+        rows += extra
+        say(f"added {len(extra)} training notes of variation presets of the training programs")
+    warnings = variation_warnings + [
         f"split {s!r} is empty (too few instrument groups for the fractions)"
         for s in SPLIT_NAMES
         if getattr(settings.splits, s) > 0 and not any(r["split"] == s for r in rows)

@@ -129,6 +129,7 @@ def run_pipeline(
             augment_mixes=preset.augment_mixes,
             seed=seed,
             echo=echo,
+            variations=preset.variations,
         )
         return {"dataset": str(path)}
 

@@ -43,6 +43,10 @@ class Preset:
     name: str
     notes: str = "C3,C4,C5"
     augment_mixes: int = 0
+    # Training-only notes of the variation presets of the training programs (built-in FluidR3
+    # library only; samplegen.dsp.variations). Off in every preset until the pipeline is measured
+    # with them (RESULTS.md "How validation grows with the training instruments").
+    variations: bool = False
     outer: StageBudget = field(
         default_factory=lambda: StageBudget("frame_ae", "random", "asha+cutoff", 4, 6)
     )
@@ -73,7 +77,10 @@ class Preset:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (recorded in the run folder)."""
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if not self.variations:  # so runs recorded before the option resume unchanged
+            del out["variations"]
+        return out
 
 
 PRESETS: dict[str, Preset] = {

@@ -289,3 +289,29 @@ def test_cli_prepare_info_and_one_line_errors(
     out = capsys.readouterr().out
     assert "kept 4" in out and "wave shape (2000,)" in out
     assert load_dataset(tmp_path / "ds").codec.representation == "wave"
+
+
+def test_variations_are_training_only_rows_of_training_programs(tmp_path: Path) -> None:
+    with pytest.raises(SamplegenError, match="variations: source .* has no variation presets"):
+        instrument_folder(tmp_path / "src")
+        prepare_dataset(tmp_path / "src", tmp_path / "x", variations=True)
+
+    ds, said = _prepare("builtin", tmp_path / "ds", notes="C4", variations=True)
+    data = load_dataset(ds)
+    train = data.splits["train"].meta
+    extra = [m for m in train if m["augmented"]]
+    real = [m for m in train if not m["augmented"]]
+    assert any(f"added {len(extra)} training notes of variation presets" in s for s in said)
+    # Only FluidR3's variations of training programs, each in its program's group, at C4.
+    assert len(extra) >= 20
+    assert {m["group"] for m in extra} <= {m["group"] for m in real}
+    assert all(m["group"] == f"p{m['program']:03d}" and m["note"] == 60 for m in extra)
+    held_out = {m["program"] for s in ("validation", "test") for m in data.splits[s].meta}
+    assert held_out and not held_out & {m["program"] for m in extra}
+    assert not any(m["augmented"] for s in ("validation", "test") for m in data.splits[s].meta)
+    settings = json.loads((ds / "dataset.json").read_text())["settings"]
+    assert settings["variations"] is True
+    # Without the option the same source gives the real rows alone, and no `variations` key.
+    plain, _ = _prepare("builtin", tmp_path / "plain", notes="C4")
+    assert "variations" not in json.loads((plain / "dataset.json").read_text())["settings"]
+    assert len(load_dataset(plain).splits["train"]) == len(real)
