@@ -118,8 +118,11 @@ def run_pipeline(
     ray_session = RaySession(address, num_cpus, echo=echo)
 
     def dataset_stage() -> dict[str, Any]:
-        from samplegen.platform.datasets import prepare_dataset
+        from samplegen.platform.datasets import VARIATION_SOURCES, prepare_dataset
 
+        variations = preset.variations and source in VARIATION_SOURCES
+        if preset.variations and not variations:
+            echo(f"[dataset] no variation presets: source {source} is not the FluidR3 library")
         ray_session.up()
         path = prepare_dataset(
             source,
@@ -129,7 +132,7 @@ def run_pipeline(
             augment_mixes=preset.augment_mixes,
             seed=seed,
             echo=echo,
-            variations=preset.variations,
+            variations=variations,
         )
         return {"dataset": str(path)}
 

@@ -174,6 +174,7 @@ def test_the_full_preset_runs_end_to_end_at_a_tiny_budget(
         full,
         name="full-tiny",
         augment_mixes=12,
+        variations=True,  # asked for, but the source is a folder: skipped with a note
         outer=dataclasses.replace(full.outer, trials=2, epochs=2),
         outer_final_epochs=2,
         inner=dataclasses.replace(full.inner, trials=3, epochs=2, asha_grace=1),
@@ -186,6 +187,7 @@ def test_the_full_preset_runs_end_to_end_at_a_tiny_budget(
     log: list[str] = []
     run_pipeline(preset, tmp_path / "run", source=str(src), echo=log.append)
     out = tmp_path / "run"
+    assert any("no variation presets: source" in line for line in log)
     report = json.loads((out / "dataset" / "report.json").read_text())
     assert report["counts"]["kept"] == 90
     train = load_dataset(out / "dataset", splits=["train"]).splits["train"]
