@@ -33,7 +33,7 @@ def build_report(
     """The report.json content.
 
     `files` holds one entry per audio file seen (path, status, reason, detail, size, sha256, ...),
-    `rows` one entry per dataset row (kept files and augmented mixes) with split, group and category.
+    `rows` one entry per dataset row (kept files and augmented rows: mixes, variation presets) with split, group and category.
     """
     status = Counter(f["status"] for f in files)
     originals = [r for r in rows if not r["augmented"]]
@@ -81,7 +81,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"Fingerprint `{report['fingerprint']}`.",
         "",
         f"- Files seen: {c['seen']} (kept {c['kept']}, rejected {c['rejected']}, filtered {c['filtered']})",
-        f"- Augmented mixes (train only): {c['augmented']}",
+        f"- Augmented rows (train only: audio-domain mixes, variation presets): {c['augmented']}",
         f"- Dataset rows: {c['rows']} "
         + "("
         + ", ".join(f"{s} {n}" for s, n in report["rows_per_split"].items())
