@@ -33,7 +33,8 @@ def build_report(
     """The report.json content.
 
     `files` holds one entry per audio file seen (path, status, reason, detail, size, sha256, ...),
-    `rows` one entry per dataset row (kept files and augmented rows: mixes, variation presets) with split, group and category.
+    `rows` one entry per dataset row (kept files and augmented rows: mixes, variation presets)
+    with split, group and category.
     """
     status = Counter(f["status"] for f in files)
     originals = [r for r in rows if not r["augmented"]]

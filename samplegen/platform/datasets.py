@@ -391,7 +391,9 @@ def _variation_rows(
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Training-only rows of the variation presets of the training split's programs, and a warning
     for each render the scan rejected (named, with the reason)."""
-    from samplegen.dsp.library import LibraryError
+    import pyarrow.fs as pafs
+
+    from samplegen.dsp.library import DEFAULT_NOTES, LibraryError
     from samplegen.dsp.variations import ensure_variations, read_variations, variation_settings
     from samplegen.platform.dataset_pipeline import KEPT, _scan_one
     from samplegen.platform.names import midi_to_note, note_to_midi
@@ -401,14 +403,11 @@ def _variation_rows(
     )
     if not programs:
         return [], ["variations: the training split has no GM program, so none were added"]
-    notes = [midi_to_note(n) for n in settings.notes] if settings.notes else None
+    notes = [midi_to_note(n) for n in settings.notes or ()] or DEFAULT_NOTES
     try:
-        vs = variation_settings(programs, *([notes] if notes else []))
-        folder = ensure_variations(vs, cache_dir=library_cache)
+        folder = ensure_variations(variation_settings(programs, notes), cache_dir=library_cache)
     except LibraryError as exc:
         raise DatasetError(f"variations: {exc}") from exc
-    import pyarrow.fs as pafs
-
     fs = pafs.LocalFileSystem()
     out: list[dict[str, Any]] = []
     warnings: list[str] = []
@@ -500,8 +499,8 @@ def prepare_dataset(
     ±`pitch_tolerance` (relative) of the named note. `augment_mixes` training-only mixes of two
     training samples with a mix amount ~ U(`mix_range`), seeded by `seed`. `variations` (the
     built-in FluidR3 library only): add, as training-only rows of their program's group, the notes
-    of the SoundFonts' variation presets of the training programs (samplegen.dsp.variations). `splits`: train,
-    validation, test fractions of instrument groups. Runs on the current Ray cluster (Ray Data
+    of the SoundFonts' variation presets of the training programs (samplegen.dsp.variations).
+    `splits`: train, validation, test fractions of instrument groups. Runs on the current Ray cluster (Ray Data
     starts a local one if none is running). Returns `out`. Raises SamplegenError when the source
     is missing or has no usable file, a setting is invalid, or `out` cannot be written.
     """
