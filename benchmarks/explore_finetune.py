@@ -54,6 +54,13 @@ comb = load_model(f"{a.run}/models/combined").model
 outer, inner = comb.outer, comb.inner
 N = int(np.prod(ds.codec.shape))
 X = {s: torch.as_tensor(ds.splits[s].x) for s in ("train", "validation", "test")}
+# Fine-tuning trains on every training row; scores count real notes only, as `samplegen evaluate`
+# does (augmented rows, mixes and variation presets, sort last). Until 2026-12-04 train scores
+# counted the augmented rows too.
+N_REAL = {s: sum(1 for r in ds.splits[s].meta if not r.get("augmented")) for s in X}
+assert all(not r.get("augmented") for s in X for r in list(ds.splits[s].meta)[: N_REAL[s]]), (
+    "augmented rows are expected after the real notes"
+)
 
 
 @torch.no_grad()
@@ -97,18 +104,19 @@ def refine_e2e(z0, x):
 def rms(split, refine=False):
     comb.eval()
     sse = 0.0
-    for i in range(0, len(H[split]), 64):
-        h = H[split][i : i + 64]
+    n_real = N_REAL[split]
+    for i in range(0, n_real, 64):
+        h = H[split][i : min(i + 64, n_real)]
         with torch.no_grad():
             mu = inner.posterior(h)[0]
         if refine == "e2e":
-            z = refine_e2e(mu, X[split][i : i + 64])
+            z = refine_e2e(mu, X[split][i : i + len(h)])
         else:
             z = inner.refine(mu, h) if refine else mu
         with torch.no_grad():
             r = outer.decode(inner.decode(z).view(-1, *lat))
-            sse += float((r - X[split][i : i + 64]).pow(2).sum())
-    return 100 * math.sqrt(sse / len(H[split]) / N)
+            sse += float((r - X[split][i : i + len(h)]).pow(2).sum())
+    return 100 * math.sqrt(sse / n_real / N)
 
 
 for prm in comb.parameters():

@@ -52,7 +52,9 @@ def _evaluate_all_splits(model: str, dataset: Path, out: Path, gl: int) -> dict[
 
 
 def _amortized_rms(model_dir: str, dataset: Path, split: str) -> float:
-    """RMS% of the combined model when codes come from the encoder alone (no refinement)."""
+    """RMS% of the combined model when codes come from the encoder alone (no refinement), on the
+    split's real notes: augmented rows (mixes, variation presets) are left out, as
+    `samplegen evaluate` leaves them out of the refined figure it is printed beside."""
     import numpy as np
     import torch
 
@@ -60,7 +62,9 @@ def _amortized_rms(model_dir: str, dataset: Path, split: str) -> float:
     from samplegen.platform.datasets import load_dataset
 
     model = load_model(model_dir).model
-    x = load_dataset(dataset, splits=(split,)).splits[split].x
+    rows = load_dataset(dataset, splits=(split,)).splits[split]
+    real = [i for i, row in enumerate(rows.meta) if not row.get("augmented")]
+    x = np.asarray(rows.x)[np.asarray(real, dtype=np.int64)]
     total = 0.0
     with torch.no_grad():
         for start in range(0, len(x), 64):
