@@ -60,11 +60,10 @@ def _amortized_rms(model_dir: str, dataset: Path, split: str) -> float:
 
     from samplegen.models.artifact import load_model
     from samplegen.platform.datasets import load_dataset
+    from samplegen.platform.evaluation.run import _real_rows
 
     model = load_model(model_dir).model
-    rows = load_dataset(dataset, splits=(split,)).splits[split]
-    real = [i for i, row in enumerate(rows.meta) if not row.get("augmented")]
-    x = np.asarray(rows.x)[np.asarray(real, dtype=np.int64)]
+    x, _, _ = _real_rows(load_dataset(dataset, splits=(split,)), split)
     total = 0.0
     with torch.no_grad():
         for start in range(0, len(x), 64):

@@ -45,7 +45,10 @@ def main() -> None:
     p.add_argument("--soundfont", default="fluidr3")
     p.add_argument("--velocity", type=int, default=100)
     a = p.parse_args()
-    shifts = [int(s) for s in a.shifts.split(",") if s]
+    try:
+        shifts = [int(s) for s in a.shifts.split(",") if s]
+    except ValueError:
+        p.error(f"--shifts: give whole semitones separated by commas, got {a.shifts!r}")
     if not shifts or 0 in shifts:
         p.error(f"--shifts: give non-zero semitones, got {a.shifts!r}")
     meta = load_dataset(a.dataset, splits=("train",)).splits["train"].meta
@@ -63,7 +66,7 @@ def main() -> None:
                 a.soundfont,
                 list(played),
                 [a.velocity],
-                include_drums=False,
+                include_drums=False,  # a kit's pitches are not one instrument's
                 duration=LENGTH_S / 2.0 ** (k / 12.0),
                 programs=programs,
             )
@@ -75,7 +78,12 @@ def main() -> None:
                 file = f"shift{k:+d}_{Path(r['file']).stem}_as_{note.replace('#', 's')}.wav"
                 sf.write(out / file, shifted(wave, k, int(LENGTH_S * rate)), rate, "PCM_24")
                 rows.append({"file": file, "note": note, "velocity": a.velocity, "shift": k})
-        print(f"shift {k:+d}: {report.kept} notes", flush=True)
+        silent = ", ".join(f"{n.program_name} {n.note}" for n in report.silent)
+        print(
+            f"shift {k:+d}: {report.kept} notes"
+            + (f"; silent, left out: {silent}" if silent else ""),
+            flush=True,
+        )
     with open(out / "metadata.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=("file", "note", "velocity", "shift"))
         w.writeheader()
