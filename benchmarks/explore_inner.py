@@ -92,9 +92,22 @@ p.add_argument("--heads", type=int, default=1)
 # (whole groups, drawn with --programs-seed); validation and test are unchanged.
 p.add_argument("--programs", type=float, default=1.0)
 p.add_argument("--programs-seed", type=int, default=0)
+# Would training on the validation instruments too (a refit after selection) reach instruments
+# never trained on further? --val-folds 2 splits validation's instruments into two folds (seeded,
+# whole groups) and scores each fold's refined RMS% on its own; --val-fold K also moves fold K's
+# notes into training, as real training notes (EQ copies included), so only the other fold is a
+# held-out score. Test is scored as always.
+p.add_argument("--val-folds", type=int, default=0)
+p.add_argument("--val-fold", type=int, default=None)
 a = p.parse_args()
 if not 0.0 < a.programs <= 1.0:
     p.error(f"--programs: a fraction of the training programs in (0, 1], got {a.programs}")
+if a.val_fold is not None and not 0 <= a.val_fold < a.val_folds:
+    p.error(
+        f"--val-fold: must be in 0..{a.val_folds - 1} (give --val-folds K >= 2), got {a.val_fold}"
+    )
+if a.val_folds == 1 or a.val_folds < 0:
+    p.error(f"--val-folds: 0 (off) or at least 2, got {a.val_folds}")
 if a.eq_terms < 1:
     p.error(f"--eq-terms: must be >= 1 (cosine terms per curve), got {a.eq_terms}")
 if a.decay_db < 0:
@@ -134,6 +147,30 @@ if a.programs < 1.0:
         f"(--programs-seed {a.programs_seed})",
         flush=True,
     )
+
+val_folds = None  # each validation row's fold (--val-folds)
+if a.val_folds:
+    _vgroups = sorted({m["group"] for m in META["validation"]})
+    _order = np.random.default_rng(0).permutation(len(_vgroups))
+    _fold_of = {_vgroups[g]: i % a.val_folds for i, g in enumerate(_order)}
+    val_folds = np.array([_fold_of[m["group"]] for m in META["validation"]])
+    for k in range(a.val_folds):
+        names = sorted(
+            {m["group"] for m, f in zip(META["validation"], val_folds, strict=True) if f == k}
+        )
+        print(f"validation fold {k}: {int((val_folds == k).sum())} notes of {', '.join(names)}")
+    if a.val_fold is not None:
+        _moved = val_folds == a.val_fold
+        # Real notes of the training split from here on: EQ copies are made of them, and the
+        # "orig" figure counts them.
+        X["train"] = np.concatenate([X["train"], X["validation"][_moved]])
+        META["train"] = list(META["train"]) + [
+            m for m, k in zip(META["validation"], _moved, strict=True) if k
+        ]
+        X["validation"] = X["validation"][~_moved]
+        META["validation"] = [m for m, k in zip(META["validation"], _moved, strict=True) if not k]
+        val_folds = val_folds[~_moved]
+        print(f"moved fold {a.val_fold} into training: {int(_moved.sum())} notes", flush=True)
 
 
 def load_extra(folder):
@@ -520,7 +557,14 @@ def refined(split, chunk=64):
     out = np.concatenate(outs)
     zz = BACK(out) if BACK is not None else out
     z, mu0 = torch.cat(zs), torch.cat(mus)
-    return e2e(zz, X[split])[1], float(z.norm(dim=1).mean()), float(mu0.norm(dim=1).mean())
+    loss, rms = e2e(zz, X[split])
+    if split == "validation" and val_folds is not None:
+        folds = " ".join(
+            f"fold {k} {100 * math.sqrt(loss[val_folds == k].mean() / N):.3f}%"
+            for k in sorted(set(val_folds.tolist()))
+        )
+        print(f"refined validation by fold: {folds}", flush=True)
+    return rms, float(z.norm(dim=1).mean()), float(mu0.norm(dim=1).mean())
 
 
 t0 = time.time()

@@ -35,6 +35,13 @@ def register(subparsers: Any) -> None:
         help="add the SoundFonts' variation presets of the training programs as training-only "
         "notes (built-in FluidR3 library only)",
     )
+    p.add_argument(
+        "--refit",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="after every choice is made on validation, train the selected VAE again with the "
+        "validation notes among its training notes (default: the preset's)",
+    )
     p.add_argument("--address", default=None, help="Ray cluster address (default: start locally)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs for a local Ray")
     p.set_defaults(func=run)
@@ -48,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
     preset = get_preset(args.preset)
     if args.variations:
         preset = dataclasses.replace(preset, variations=True)
+    if args.refit is not None:
+        preset = dataclasses.replace(preset, refit=args.refit)
     run_pipeline(
         preset,
         args.out,

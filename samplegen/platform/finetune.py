@@ -59,9 +59,15 @@ def finetune_combined(
     settings: FinetuneSettings | None = None,
     device: str = "auto",
     checkpoint_every: int = 5,
+    select: bool = True,
+    dataset_fingerprint: str | None = None,
     echo: Callable[[str], None] | None = print,
 ) -> dict[str, Any]:
     """Fine-tune the combined model in `combined` end to end on dataset `data`; save it to `out`.
+
+    `select=False` keeps the fine-tuned weights without measuring validation (for a refit, whose
+    validation rows are training rows: samplegen.platform.refit). `dataset_fingerprint`: recorded
+    on the fine-tuned model instead of `data`'s (a refit dataset names the dataset it came from).
 
     `out` may be `combined` itself: it is replaced atomically at the end. A checkpoint beside `out`
     (`OUT.finetune-checkpoint/`) lets an interrupted call continue; a model that already carries a
@@ -131,7 +137,11 @@ def finetune_combined(
     # model refines them. That costs more than an epoch, so it runs only before and after.
     out_path = Path(out)
     ckdir = out_path.parent / f"{out_path.name}.finetune-checkpoint"
-    meta_want = {"settings": asdict(settings), "source": str(loaded.meta.directory)}
+    meta_want = {
+        "settings": asdict(settings),
+        "source": str(loaded.meta.directory),
+        "selected_on_validation": select,
+    }
     start, history = 1, []
     if ckdir.exists():
         tensors, meta = load_checkpoint(ckdir)
@@ -139,13 +149,16 @@ def finetune_combined(
             raise SamplegenError(
                 f"{ckdir}: checkpoint of another fine-tuning run (remove it to start over)"
             )
-        val_before = float(meta["val_before"])
+        val_before = None if meta["val_before"] is None else float(meta["val_before"])
         trainer.load_state_tensors(tensors, meta["optimizer"])
         history, start = list(meta["history"]), int(meta["epoch"]) + 1
         say(f"resuming fine-tuning at epoch {start}")
-    else:
+    elif select:
         val_before = trainer.evaluate(trainer.val_x)[1]
         say(f"fine-tuning {combined}: validation loss before {val_before:.4g}")
+    else:
+        val_before = None
+        say(f"fine-tuning {combined} (no selection: its validation rows are trained on)")
 
     def checkpoint(epoch: int) -> None:
         meta = {"run": meta_want, "epoch": epoch, "history": history, "val_before": val_before}
@@ -162,11 +175,16 @@ def finetune_combined(
     except NonFiniteLoss as exc:
         failure = str(exc)
         say(f"fine-tuning stopped: {failure}")
-    val_after = math.inf if failure else trainer.evaluate(trainer.val_x)[1]
-    if not math.isfinite(val_after):
-        val_after = math.inf
-    kept = "fine-tuned" if val_after < val_before else "chained"
-    say(f"validation loss {val_before:.4g} -> {val_after:.4g}: keeping the {kept} weights")
+    if val_before is None:
+        val_after = None
+        kept = "chained" if failure else "fine-tuned"
+        say(f"keeping the {kept} weights")
+    else:
+        val_after = math.inf if failure else trainer.evaluate(trainer.val_x)[1]
+        if not math.isfinite(val_after):
+            val_after = math.inf
+        kept = "fine-tuned" if val_after < val_before else "chained"
+        say(f"validation loss {val_before:.4g} -> {val_after:.4g}: keeping the {kept} weights")
     if kept == "fine-tuned":  # `model` is a copy: loaded.model still holds the chained weights
         loaded.model.load_state_dict(model.cpu().state_dict())
     record = {
@@ -188,7 +206,7 @@ def finetune_combined(
         out_path,
         loaded.model,
         codec=loaded.codec,
-        dataset_fingerprint=study_data.fingerprint
+        dataset_fingerprint=(dataset_fingerprint or study_data.fingerprint)
         if kept == "fine-tuned"
         else loaded.meta.dataset_fingerprint,
         metrics=loaded.meta.metrics,

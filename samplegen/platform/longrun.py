@@ -48,11 +48,19 @@ def train_config(
     train_subset: int | None = None,
     checkpoint_every: int = 10,
     resume: bool = False,
+    study_data: Any = None,
+    stop_at: int | None = None,
+    keep: str = "best",
     echo: Callable[[str], None] | None = print,
 ) -> Path:
     """Train the configuration in `config_path` on dataset `data`; save the best epoch to `out`.
 
     `stall_window` / `overfit_limit`: None keeps the study's rule, 0 turns that test off.
+    `study_data`: a StudyData to train on instead of loading `data` (encodings, for inner models).
+    `stop_at`: stop after this epoch, the learning-rate schedule still spanning `epochs` (a refit
+    retraces the selected trial's run up to its chosen epoch). `keep`: "best" keeps the epoch of
+    lowest validation loss, "last" the final one (a refit trains on its validation rows, so their
+    loss chooses nothing).
     """
     import torch
 
@@ -76,7 +84,12 @@ def train_config(
     best = read_best_config(config_path)
     if epochs < 1:
         raise SamplegenError(f"--epochs: must be >= 1, got {epochs}")
-    study_data = load_study_data(data, train_subset)
+    if stop_at is not None and not 1 <= stop_at <= epochs:
+        raise SamplegenError(f"stop_at: must be in 1..{epochs} (the epochs), got {stop_at}")
+    if keep not in ("best", "last"):
+        raise SamplegenError(f"keep: 'best' or 'last', got {keep!r}")
+    if study_data is None:
+        study_data = load_study_data(data, train_subset)
     stall = best.get("stall") or {}
     window = stall.get("window", 5) if stall_window is None else (stall_window or None)
     limit = stall.get("overfit_limit", 1.4) if overfit_limit is None else (overfit_limit or None)
@@ -127,15 +140,18 @@ def train_config(
 
     epoch = start - 1
     try:
-        for epoch in range(start, epochs + 1):
+        last = epochs if stop_at is None else stop_at
+        if stop_at is not None:
+            reason = f"stopped at epoch {stop_at} of a {epochs}-epoch schedule"
+        for epoch in range(start, last + 1):
             r = trainer.run_epoch(epoch)
             history["train_loss"].append(r.train_loss)
             history["val_loss"].append(r.val_loss)
-            if r.val_loss < best_val:
+            if r.val_loss < best_val or keep == "last":
                 best_val, best_epoch, best_weights = r.val_loss, epoch, model_tensors(model)
             say(f"epoch {epoch}: train {r.train_loss:.4g} val {r.val_loss:.4g} ({r.seconds:.2f} s)")
             stop = rule.check(history["train_loss"], history["val_loss"])
-            if epoch % checkpoint_every == 0 or stop:
+            if epoch % checkpoint_every == 0 or stop or epoch == last:
                 checkpoint(epoch)
             if stop:
                 status, reason = stop

@@ -3,7 +3,9 @@
 Stages (each leaves a marker in RUN_DIR/.stages, so a restarted run continues where it stopped):
 dataset -> outer_study -> outer_model (the best configuration trained longer) -> vae_study
 (encode once + inner study + combined export) -> finetune (the combined model end to end, outer
-frozen; kept only if validation improves) -> evaluation -> sounds -> report.
+frozen; kept only if validation improves) -> refit (presets with `refit` only: the selected inner
+model trained again on the training and validation notes, samplegen.platform.refit) -> evaluation
+-> sounds -> report.
 
 Run folder::
 
@@ -11,7 +13,9 @@ Run folder::
     RUN_DIR/dataset/                  report.json, report.md, data/*.parquet
     RUN_DIR/outer_study/              results.csv/.parquet, best_config.json, progress.png
     RUN_DIR/vae_study/                the same for the inner study; vae_study-encoded/ beside it
-    RUN_DIR/models/outer/, models/combined/
+    RUN_DIR/models/outer/, models/combined/   the final models
+    RUN_DIR/models/selected/, models/inner-refit/, dataset-refit/, vae_study-encoded-refit/
+                                      with `refit`: the model chosen on validation, and the refit
     RUN_DIR/evaluation/               metrics.json + summary.md of the combined model (test split)
     RUN_DIR/evaluation/outer/         the same for the outer model alone
     RUN_DIR/sounds/<kind>/            example sounds; RUN_DIR/index.html, the audition page
@@ -175,7 +179,7 @@ def run_pipeline(
             config,
             outer_model,
             data=str(dataset),
-            combined_out=run_dir / "models" / "combined",
+            combined_out=run_dir / "models" / ("selected" if preset.refit else "combined"),
             resume=_started(config),
             refine_steps=preset.refine_steps,
             eq=dataclasses.replace(preset.inner_eq, seed=seed),
@@ -185,7 +189,8 @@ def run_pipeline(
         plot_study(result.study.path)
         return {"study": result.study.path, "combined": str(result.combined_model)}
 
-    combined = stages.run("vae_study", vae_study_stage)["combined"]
+    vae_study = stages.run("vae_study", vae_study_stage)
+    combined = vae_study["combined"]
 
     def finetune_stage() -> dict[str, Any]:
         from samplegen.platform.finetune import FinetuneSettings, finetune_combined
@@ -207,7 +212,36 @@ def run_pipeline(
         )
         return {"kept": record["kept"]}
 
-    stages.run("finetune", finetune_stage)
+    finetuned = stages.run("finetune", finetune_stage)
+    selected = combined
+
+    def refit_stage() -> dict[str, Any]:
+        from samplegen.platform.finetune import FinetuneSettings
+        from samplegen.platform.refit import refit_chain
+
+        ray_session.up()  # the refit's encodings are a Ray Data job
+        eq = dataclasses.replace(preset.inner_eq, seed=seed)
+        tune = (
+            FinetuneSettings(epochs=preset.finetune_epochs, seed=seed, eq=eq)
+            if finetuned.get("kept") == "fine-tuned"
+            else None
+        )
+        path = refit_chain(
+            vae_study["study"],
+            outer_model,
+            dataset,
+            run_dir / "models" / "combined",
+            work=run_dir,
+            refine_steps=preset.refine_steps,
+            eq=eq,
+            finetune=tune,
+            echo=echo,
+        )
+        ray_session.down()
+        return {"combined": str(path), "selected": selected}
+
+    if preset.refit:
+        combined = stages.run("refit", refit_stage)["combined"]
 
     def evaluation_stage() -> dict[str, Any]:
         from samplegen.platform.evaluation import evaluate_model
@@ -252,7 +286,8 @@ def run_pipeline(
         f"  outer study    {outer_study['study']}\n"
         f"  outer model    {outer_model}\n"
         f"  combined model {combined}\n"
-        f"  test metrics   {evaluation['metrics']} (RMS {loss.get('rms_percent', float('nan')):.3f}%"
+        + (f"  selected model {selected} (before the refit)\n" if preset.refit else "")
+        + f"  test metrics   {evaluation['metrics']} (RMS {loss.get('rms_percent', float('nan')):.3f}%"
         f"{', interval ' + interval if interval else ''})\n"
         f"  sounds         {run_dir / 'sounds'}\n"
         f"  audition page  {page}"
@@ -262,6 +297,7 @@ def run_pipeline(
         "dataset": str(dataset),
         "outer_model": outer_model,
         "combined_model": combined,
+        "selected_model": selected,
         "metrics": evaluation["metrics"],
         "page": page,
     }

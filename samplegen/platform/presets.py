@@ -61,6 +61,10 @@ class Preset:
     # Epochs of end-to-end fine-tuning of the combined model, outer frozen (0 = none; see
     # samplegen.platform.finetune); kept only when it lowers the validation loss.
     finetune_epochs: int = 0
+    # After every choice is made on validation, train the selected inner model again with the
+    # validation notes among its training notes (samplegen.platform.refit); the final model is
+    # the refit one, and the selected one stays in models/selected.
+    refit: bool = False
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     griffin_lim_iters: int = 32
@@ -77,8 +81,10 @@ class Preset:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (recorded in the run folder)."""
         out = dataclasses.asdict(self)
-        if not self.variations:  # so runs recorded before the option resume unchanged
-            del out["variations"]
+        # Options left out when off, so runs recorded before them resume unchanged.
+        for option in ("variations", "refit"):
+            if not out[option]:
+                del out[option]
         return out
 
 

@@ -153,6 +153,32 @@ def test_a_worse_result_keeps_the_chained_weights(chained: dict[str, Path]) -> N
     assert after.meta.extra["finetune"]["kept"] == "chained"
 
 
+def test_without_selection_the_tuned_weights_are_kept_unmeasured(chained: dict[str, Path]) -> None:
+    """A refit's fine-tuning: its validation rows are trained on, so they choose nothing."""
+    said: list[str] = []
+    out = chained["root"] / "unselected"
+    record = finetune_combined(
+        chained["model"],
+        chained["data"],
+        out,
+        settings=SETTINGS,
+        select=False,
+        dataset_fingerprint="f" * 32,
+        echo=said.append,
+    )
+    assert record["kept"] == "fine-tuned" and record["selected_on_validation"] is False
+    assert record["val_recon_before"] is None and record["val_recon_after"] is None
+    assert not any("validation loss" in line for line in said)
+    tuned = load_model(out)
+    assert tuned.meta.dataset_fingerprint == "f" * 32
+    assert _train_loss(out, chained["data"]) < _train_loss(chained["model"], chained["data"])
+    # The same fine-tuning with selection ends at the same weights (and keeps them).
+    selected = chained["root"] / "selected"
+    finetune_combined(chained["model"], chained["data"], selected, settings=SETTINGS, echo=None)
+    a, b = tuned.model.state_dict(), load_model(selected).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_an_interrupted_finetuning_resumes_and_ends_like_an_uninterrupted_one(
     chained: dict[str, Path],
 ) -> None:

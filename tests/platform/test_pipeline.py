@@ -38,6 +38,7 @@ def run(tmp_path_factory: pytest.TempPathFactory, ray_session: None) -> tuple[Pa
         inner=StageBudget("vae", "random", "fifo", 2, 3, space=str(root / "vae.yaml")),
         inner_eq=EqAugment(variants=1, db=4.0),
         finetune_epochs=2,
+        refit=True,
         griffin_lim_iters=2,
         examples=4,
     )
@@ -56,19 +57,43 @@ def test_every_artifact_of_the_chain(run: tuple[Path, list[str]]) -> None:
         assert (out / study / "progress.png").read_bytes()[:4] == b"\x89PNG"
         assert (out / study / "results.csv").read_text().count("\n") == 3  # header + 2 trials
     outer = load_model(out / "models" / "outer")
+    selected = load_model(out / "models" / "selected")
     combined = load_model(out / "models" / "combined")
     assert outer.meta.name == "frame_ae" and combined.meta.name == "combined"
     # The chained model was fine-tuned end to end (2 epochs), and kept only if validation fell.
-    tuned = combined.meta.extra["finetune"]
+    tuned = selected.meta.extra["finetune"]
     assert tuned["settings"]["epochs"] == 2 and len(tuned["train_loss"]) == 2
     # ... on the notes and the same EQ copies the VAE study trained on.
     assert tuned["settings"]["eq"] == {"variants": 1, "db": 4.0, "seed": 0}
     assert (tuned["kept"] == "fine-tuned") == (tuned["val_recon_after"] < tuned["val_recon_before"])
-    inner = load_model(combined.meta.extra["inner_model"]).model.state_dict()
+    assert tuned["selected_on_validation"] is True
+    inner = load_model(selected.meta.extra["inner_model"]).model.state_dict()
     chained = all(
-        torch.equal(v, combined.model.state_dict()[f"inner.{k}"]) for k, v in inner.items()
+        torch.equal(v, selected.model.state_dict()[f"inner.{k}"]) for k, v in inner.items()
     )
     assert chained == (tuned["kept"] == "chained")
+    # The final model is the refit: the selected trial's configuration, retraced to its chosen
+    # epoch on the training and validation notes, then fine-tuned as the selected model was.
+    vae_best = json.loads((out / "vae_study" / "best_config.json").read_text())
+    refit = combined.meta.extra["refit"]
+    assert refit["selected"]["trial_id"] == vae_best["trial_id"]
+    assert refit["epochs"] == vae_best["best_epoch"] and refit["schedule_epochs"] == 3
+    refit_inner = load_model(combined.meta.extra["inner_model"])
+    assert refit_inner.meta.extra["config"] == vae_best["config"]
+    assert refit_inner.meta.metrics["epochs"] == vae_best["best_epoch"]
+    assert refit["finetuned"] == (tuned["kept"] == "fine-tuned")
+    if refit["finetuned"]:
+        again = combined.meta.extra["finetune"]
+        assert again["selected_on_validation"] is False and again["kept"] == "fine-tuned"
+        assert again["settings"] == tuned["settings"]
+    # It still records the run's dataset (the refit dataset is made from it).
+    assert combined.meta.dataset_fingerprint == load_dataset(out / "dataset").fingerprint
+    refitted = combined.model.state_dict()
+    assert not all(
+        torch.equal(v, refitted[k])
+        for k, v in selected.model.state_dict().items()
+        if k.startswith("inner.")
+    )
     metrics = json.loads((out / "evaluation" / "metrics.json").read_text())
     assert metrics["dataset"]["split"] == "test"
     assert np.isfinite(metrics["loss"]["mean"]) and np.isfinite(metrics["loss"]["rms_percent"])
@@ -77,8 +102,9 @@ def test_every_artifact_of_the_chain(run: tuple[Path, list[str]]) -> None:
     assert list((out / "sounds" / "random").glob("*.wav"))
     # The final model carries the mixture of its training codes, and the random sounds use it.
     fitted = stored_distribution(combined.meta.extra, combined.model.latent_shape[0])
-    train = load_dataset(out / "dataset", splits=["train"]).splits["train"].x
-    assert fitted is not None and fitted.count == len(train)
+    splits = load_dataset(out / "dataset", splits=["train", "validation"]).splits
+    assert fitted is not None
+    assert fitted.count == len(splits["train"].x) + len(splits["validation"].x)
     random = json.loads((out / "sounds" / "random" / "manifest.json").read_text())
     assert "fitted to the training codes" in random["settings"]["distribution"]
     html = (out / "index.html").read_text()
@@ -102,6 +128,14 @@ def test_no_test_sample_is_ever_trained_on(run: tuple[Path, list[str]]) -> None:
     assert encoded.info["eq"] == {"variants": 1, "db": 4.0, "seed": 0}
     assert len(encoded.splits["validation"].z) == len(data.splits["validation"].x)
     assert len(encoded.splits["test"].z) == len(data.splits["test"].x)
+    # The refit trains on validation notes and their EQ copies too, and never on a test note.
+    refit = load_encoded(out / "vae_study-encoded-refit")
+    refit_train = {m["name"] for m in refit.splits["train"].meta}
+    val_names = {m["name"] for m in data.splits["validation"].meta}
+    assert val_names <= refit_train and {f"{n}#eq1" for n in val_names} <= refit_train
+    assert len(refit_train) == 2 * (len(data.splits["train"].x) + len(val_names))
+    assert not refit_train & {m["name"] for m in data.splits["test"].meta}
+    assert len(refit.splits["test"].z) == 0
 
 
 def test_a_restarted_run_continues_where_it_stopped(run: tuple[Path, list[str]]) -> None:
@@ -118,12 +152,14 @@ def test_a_restarted_run_continues_where_it_stopped(run: tuple[Path, list[str]])
         inner=StageBudget(**settings["preset"]["inner"]),
         inner_eq=EqAugment(**settings["preset"]["inner_eq"]),
         finetune_epochs=2,
+        refit=True,
         griffin_lim_iters=2,
         examples=4,
     )
     log: list[str] = []
     run_pipeline(preset, out, source=settings["source"], echo=log.append)
-    for stage in ("dataset", "outer_study", "outer_model", "vae_study", "finetune", "evaluation"):
+    stages = ("dataset", "outer_study", "outer_model", "vae_study", "finetune", "refit")
+    for stage in (*stages, "evaluation"):
         assert f"[{stage}] already done, reusing it" in log
     assert "[sounds] running" in log and "[report] running" in log
 
