@@ -24,6 +24,22 @@ from samplegen.platform.refit import refit_chain
 from samplegen.platform.study import ensure_ray
 
 
+def run_settings(run: Path) -> tuple[dict, EqAugment, FinetuneSettings | None]:
+    """A finished run's preset (run.json), its EQ copies, and the fine-tuning its refit gets: the
+    run's own settings when its fine-tuning was kept on validation, else None."""
+    settings = json.loads((run / "run.json").read_text())
+    preset, seed = settings["preset"], int(settings["seed"])
+    config = json.loads((run / "models" / "combined" / "config.json").read_text())
+    kept = config["extra"].get(FINETUNE_KEY) or {}
+    eq = dataclasses.replace(EqAugment(**preset["inner_eq"]), seed=seed)
+    tune = (
+        FinetuneSettings(epochs=int(preset["finetune_epochs"]), seed=seed, eq=eq)
+        if kept.get("kept") == "fine-tuned"
+        else None
+    )
+    return preset, eq, tune
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run", type=Path)
@@ -33,18 +49,9 @@ def main() -> int:
     settings_path = a.run / "run.json"
     if not settings_path.is_file():
         p.error(f"{a.run}: no run.json; give the folder of a finished `samplegen run`")
-    settings = json.loads(settings_path.read_text())
-    preset, seed = settings["preset"], int(settings["seed"])
+    preset, eq, tune = run_settings(a.run)
     if preset.get("refit"):
         p.error(f"{a.run}: this run was made with the refit already")
-    selected = a.run / "models" / "combined"
-    kept = json.loads((selected / "config.json").read_text())["extra"].get(FINETUNE_KEY) or {}
-    eq = dataclasses.replace(EqAugment(**preset["inner_eq"]), seed=seed)
-    tune = (
-        FinetuneSettings(epochs=int(preset["finetune_epochs"]), seed=seed, eq=eq)
-        if kept.get("kept") == "fine-tuned"
-        else None
-    )
     ensure_ray(num_cpus=a.num_cpus)
     t0 = time.time()
     path = refit_chain(

@@ -40,7 +40,7 @@ def register(subparsers: Any) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="after every choice is made on validation, train the selected VAE again with the "
-        "validation notes among its training notes (default: the preset's)",
+        "validation notes among its training notes (default: the preset's; off in both)",
     )
     p.add_argument("--address", default=None, help="Ray cluster address (default: start locally)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs for a local Ray")

@@ -1,6 +1,8 @@
 """`samplegen train --config BEST --epochs N --data DATASET --out DIR`: train one configuration longer;
 `samplegen finetune --model COMBINED --data DATASET --out DIR`: fine-tune a chained model end to end.
 `samplegen fit-codes --model DIR --data DATASET`: store the mixture of a model's training codes.
+`samplegen refit --study VAE_STUDY --outer DIR --data DATASET --out DIR`: the study's selected VAE
+trained again with the validation notes among its training notes (samplegen.platform.refit).
 
 Plain training (no Tune): the study's best configuration (`best_config.json`), or any JSON with
 `model` and a flat `config`, trained with the same epoch loop and stopping rule as the trials.
@@ -101,6 +103,45 @@ def register(subparsers: Any) -> None:
     )
     c.set_defaults(func=run_fit_codes)
 
+    r = subparsers.add_parser(
+        "refit",
+        help="train a VAE study's selected model again with the validation notes",
+        description="After every choice is made on validation: retrace the chained VAE study's "
+        "selected trial (its configuration, seed and schedule, to its chosen epoch) on the "
+        "training and validation notes, export it with the outer model, and optionally fine-tune "
+        "it as `samplegen finetune` would (no selection: validation is trained on). The test "
+        "split is never read. Needs Ray (started locally unless --address).",
+    )
+    r.add_argument("--study", required=True, metavar="STUDY", help="the chained VAE study folder")
+    r.add_argument("--outer", required=True, metavar="DIR", help="the study's outer model folder")
+    r.add_argument("--data", required=True, metavar="DATASET", help="the dataset it encoded")
+    r.add_argument("--out", required=True, metavar="DIR", help="combined model folder to write")
+    r.add_argument(
+        "--work",
+        default=None,
+        metavar="DIR",
+        help="refit dataset, encodings and inner model (default: OUT.refit-work; reused)",
+    )
+    r.add_argument(
+        "--eq-variants",
+        type=int,
+        default=d.eq.variants,
+        help=f"EQ copies of each training note, as `tune vae` made them (default {d.eq.variants})",
+    )
+    r.add_argument("--eq-db", type=float, default=d.eq.db, help=f"EQ dB (default {d.eq.db:g})")
+    r.add_argument("--seed", type=int, default=0, help="seed of the EQ copies and fine-tuning")
+    r.add_argument(
+        "--refine-steps", type=int, default=None, help="code refinement (default: the VAE's)"
+    )
+    r.add_argument(
+        "--finetune-epochs",
+        type=int,
+        default=0,
+        help="end-to-end fine-tuning epochs after the refit (default 0: none)",
+    )
+    r.add_argument("--address", default=None, help="Ray cluster address (default: start locally)")
+    r.set_defaults(func=run_refit)
+
 
 def run_train(args: argparse.Namespace) -> int:
     """Handler of `samplegen train`."""
@@ -162,4 +203,39 @@ def run_fit_codes(args: argparse.Namespace) -> int:
     fit_model_folder(
         args.model, args.data, args.out, device=args.device, components=args.components
     )
+    return 0
+
+
+def run_refit(args: argparse.Namespace) -> int:
+    """Handler of `samplegen refit`."""
+    from pathlib import Path
+
+    from samplegen.errors import SamplegenError
+    from samplegen.platform.encoded import EqAugment
+    from samplegen.platform.finetune import FinetuneSettings
+    from samplegen.platform.refit import refit_chain
+    from samplegen.platform.study import ensure_ray
+
+    eq = EqAugment(args.eq_variants, args.eq_db, args.seed)
+    tune = (
+        FinetuneSettings(epochs=args.finetune_epochs, seed=args.seed, eq=eq)
+        if args.finetune_epochs
+        else None
+    )
+    out = Path(args.out)
+    if not (Path(args.study) / "best_config.json").is_file():
+        raise SamplegenError(f"--study {args.study}: no best_config.json (a finished VAE study?)")
+    ensure_ray(address=args.address)
+    path = refit_chain(
+        args.study,
+        args.outer,
+        args.data,
+        out,
+        work=args.work or out.parent / f"{out.name}.refit-work",
+        refine_steps=args.refine_steps,
+        eq=eq,
+        finetune=tune,
+        echo=lambda m: print(m, flush=True),
+    )
+    print(f"refit model: {path}")
     return 0

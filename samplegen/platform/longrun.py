@@ -178,5 +178,6 @@ def train_config(
         },
         extra={"config": best["config"], "history": history, "from": str(config_path)},
     )
-    say(f"{status}: {reason}; best val_loss {best_val:.4g} at epoch {best_epoch}; saved {out}")
+    chose = "best" if keep == "best" else "last"
+    say(f"{status}: {reason}; {chose} val_loss {best_val:.4g} at epoch {best_epoch}; saved {out}")
     return out

@@ -117,6 +117,9 @@ PRESETS: dict[str, Preset] = {
         refine_steps=100,
         # 20 epochs at 1e-4: train 1.55 -> 1.34% RMS, validation 1.99 -> 1.97% (RESULTS.md).
         finetune_epochs=20,
+        # No refit (`samplegen run --refit` adds it): on this preset's model it moved test from
+        # 1.524% to 1.522%, and each held-out half of validation got worse (1.711 -> 1.728%,
+        # 1.842 -> 1.851%), for 10.5 more minutes (RESULTS.md, "The refit in the quick pipeline").
         griffin_lim_iters=32,
     ),
     "full": Preset(

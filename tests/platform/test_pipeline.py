@@ -138,6 +138,31 @@ def test_no_test_sample_is_ever_trained_on(run: tuple[Path, list[str]]) -> None:
     assert len(refit.splits["test"].z) == 0
 
 
+def test_the_refit_command_makes_the_pipelines_refit(
+    run: tuple[Path, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from samplegen.cli.main import main
+
+    root, _ = run
+    out = root / "run"
+    args = ["refit", "--study", str(out / "vae_study"), "--outer", str(out / "models" / "outer")]
+    args += ["--data", str(out / "dataset"), "--out", str(tmp_path / "refit")]
+    args += ["--eq-variants", "1", "--eq-db", "4"]
+    assert main(args) == 0
+    assert "refit model:" in capsys.readouterr().out
+    mine = load_model(tmp_path / "refit")
+    assert mine.meta.extra["refit"]["finetuned"] is False
+    assert (tmp_path / "refit.refit-work" / "dataset-refit" / "dataset.json").is_file()
+    # The same selected trial, data, copies and seed: the pipeline's refitted VAE, weight for weight.
+    theirs = load_model(load_model(out / "models" / "combined").meta.extra["inner_model"])
+    a = theirs.model.state_dict()
+    b = load_model(mine.meta.extra["inner_model"]).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # A folder that is not a finished VAE study is refused by name.
+    assert main([*args[:2], str(tmp_path), *args[3:]]) == 2
+    assert f"--study {tmp_path}: no best_config.json" in capsys.readouterr().err
+
+
 def test_a_restarted_run_continues_where_it_stopped(run: tuple[Path, list[str]]) -> None:
     root, _ = run
     out = root / "run"
@@ -241,6 +266,7 @@ def test_the_full_preset_runs_end_to_end_at_a_tiny_budget(
     assert vae_best["config"]["latent"] == 8 and vae_best["config"]["decoder"] in ("mlp", "frames")
     combined = load_model(out / "models" / "combined")
     assert combined.model.latent_shape == (8,)
+    assert "refit" not in combined.meta.extra and not (out / "models" / "selected").exists()
     metrics = json.loads((out / "evaluation" / "metrics.json").read_text())
     assert np.isfinite(metrics["loss"]["rms_percent"])
     assert (out / "index.html").is_file()
