@@ -150,9 +150,10 @@ if a.programs < 1.0:
 
 val_folds = None  # each validation row's fold (--val-folds)
 if a.val_folds:
-    _vgroups = sorted({m["group"] for m in META["validation"]})
-    _order = np.random.default_rng(0).permutation(len(_vgroups))
-    _fold_of = {_vgroups[g]: i % a.val_folds for i, g in enumerate(_order)}
+    # The same halves as refit_folds.py scores the pipeline's refit on.
+    from refit_folds import fold_of_groups
+
+    _fold_of = fold_of_groups([m["group"] for m in META["validation"]], a.val_folds)
     val_folds = np.array([_fold_of[m["group"]] for m in META["validation"]])
     for k in range(a.val_folds):
         names = sorted(
