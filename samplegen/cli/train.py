@@ -216,6 +216,10 @@ def run_refit(args: argparse.Namespace) -> int:
     from samplegen.platform.refit import refit_chain
     from samplegen.platform.study import ensure_ray
 
+    if args.finetune_epochs < 0:
+        raise SamplegenError(
+            f"--finetune-epochs: must be >= 0 (0: none), got {args.finetune_epochs}"
+        )
     eq = EqAugment(args.eq_variants, args.eq_db, args.seed)
     tune = (
         FinetuneSettings(epochs=args.finetune_epochs, seed=args.seed, eq=eq)

@@ -161,6 +161,8 @@ def test_the_refit_command_makes_the_pipelines_refit(
     # A folder that is not a finished VAE study is refused by name.
     assert main([*args[:2], str(tmp_path), *args[3:]]) == 2
     assert f"--study {tmp_path}: no best_config.json" in capsys.readouterr().err
+    assert main([*args, "--finetune-epochs", "-1"]) == 2
+    assert "--finetune-epochs: must be >= 0 (0: none), got -1" in capsys.readouterr().err
 
 
 def test_a_restarted_run_continues_where_it_stopped(run: tuple[Path, list[str]]) -> None:
