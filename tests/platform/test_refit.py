@@ -120,9 +120,7 @@ def test_a_retraced_run_stops_at_its_epoch_and_keeps_the_last(
 
     # Its checkpoint remembers how the run was cut: resuming it otherwise is refused by name.
     with pytest.raises(SamplegenError, match=r"another run: keep 'last' \(now 'best'\)"):
-        train_config(
-            config, dataset, tmp_path / "cut", epochs=4, stop_at=2, resume=True, **common
-        )
+        train_config(config, dataset, tmp_path / "cut", epochs=4, stop_at=2, resume=True, **common)
     with pytest.raises(SamplegenError, match=r"stop_at 2 \(now 3\)"):
         train_config(
             config,
