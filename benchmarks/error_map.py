@@ -146,10 +146,26 @@ def section(model_dir: str, data: str, figures: dict[str, dict[str, Any]], argv:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def load_inputs(model_path: str, data: str, splits: str) -> tuple[Any, Any, list[str]]:
+    """(combined model in eval mode, STFT dataset, split names) checked, with exits that name
+    the argument at fault."""
     from samplegen.models.artifact import load_model
     from samplegen.platform.datasets import load_dataset
 
+    model = load_model(model_path).model.eval()
+    if not hasattr(model, "outer"):
+        raise SystemExit(f"{model_path}: not a combined model (outer + inner)")
+    ds = load_dataset(data)
+    if ds.codec.representation != "stft":
+        raise SystemExit(f"--data {data}: an STFT dataset is needed")
+    names = splits.split(",")
+    unknown = [s for s in names if s not in ds.splits]
+    if unknown:
+        raise SystemExit(f"--splits: {', '.join(unknown)} not in {data} ({', '.join(ds.splits)})")
+    return model, ds, names
+
+
+def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("model")
     p.add_argument("--data", required=True)
@@ -158,17 +174,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     a = p.parse_args(argv)
     torch.set_num_threads(2)
     torch.set_flush_denormal(True)
-    model = load_model(a.model).model.eval()
-    if not hasattr(model, "outer"):
-        raise SystemExit(f"{a.model}: not a combined model (outer + inner)")
-    ds = load_dataset(a.data)
-    if ds.codec.representation != "stft":
-        raise SystemExit(f"--data {a.data}: an STFT dataset is needed")
+    model, ds, splits = load_inputs(a.model, a.data, a.splits)
     figures = {}
-    splits = a.splits.split(",")
-    unknown = [s for s in splits if s not in ds.splits]
-    if unknown:
-        raise SystemExit(f"--splits: {', '.join(unknown)} not in {a.data} ({', '.join(ds.splits)})")
     for split in splits:
         x = np.asarray(ds.splits[split].x, dtype=np.float32)
         combined, outer = reconstruct(model, x)

@@ -33,7 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from error_map import reconstruct  # noqa: E402
+from error_map import load_inputs, reconstruct  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 LR_DB = 0.05
@@ -160,9 +160,6 @@ def section(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from samplegen.models.artifact import load_model
-    from samplegen.platform.datasets import load_dataset
-
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("model")
     p.add_argument("--data", required=True)
@@ -172,16 +169,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     a = p.parse_args(argv)
     torch.set_num_threads(2)
     torch.set_flush_denormal(True)
-    model = load_model(a.model).model.eval()
-    if not hasattr(model, "outer"):
-        raise SystemExit(f"{a.model}: not a combined model (outer + inner)")
-    splits = a.splits.split(",")
-    ds = load_dataset(a.data)
-    unknown = [s for s in splits if s not in ds.splits]
-    if unknown:
-        raise SystemExit(f"--splits: {', '.join(unknown)} not in {a.data} ({', '.join(ds.splits)})")
-    if ds.codec.representation != "stft":
-        raise SystemExit(f"--data {a.data}: an STFT dataset is needed")
+    model, ds, splits = load_inputs(a.model, a.data, a.splits)
     rows: list[tuple[str, int]] = [("none (the model's reconstruction)", 0)]
     figures: dict[str, list[float]] = {}
     for split in splits:
