@@ -114,10 +114,23 @@ def train_config(
     history: dict[str, list[float]] = {"train_loss": [], "val_loss": []}
     best_val, best_epoch, best_weights = math.inf, 0, None
     start = 1
+    # What shapes the run besides the configuration: resuming under other values would splice
+    # two different runs into one model.
+    schedule = {"epochs": epochs, "stop_at": stop_at, "keep": keep, "seed": seed}
     if resume and ckdir.exists():
         tensors, meta = load_checkpoint(ckdir)
         if meta.get("config") != best["config"] or meta.get("model") != best["model"]:
             raise SamplegenError(f"{ckdir}: checkpoint is for another configuration")
+        differ = [
+            f"{k} {meta['schedule'][k]!r} (now {v!r})"
+            for k, v in schedule.items()
+            if "schedule" in meta and meta["schedule"].get(k) != v
+        ]
+        if differ:
+            raise SamplegenError(
+                f"{ckdir}: checkpoint is for another run: {', '.join(differ)}; remove it to "
+                "start again"
+            )
         trainer.load_state_tensors(tensors, meta["optimizer"])
         history = meta["history"]
         best_val, best_epoch = float(meta["best_val_loss"]), int(meta["best_epoch"])
@@ -133,6 +146,7 @@ def train_config(
             "best_val_loss": best_val,
             "best_epoch": best_epoch,
             "seed": seed,
+            "schedule": schedule,
             "model": best["model"],
             "config": best["config"],
         }

@@ -118,6 +118,21 @@ def test_a_retraced_run_stops_at_its_epoch_and_keeps_the_last(
     assert all(torch.equal(a[k], c[k]) for k in a)
     assert any(not torch.equal(a[k], b[k]) for k in a)
 
+    # Its checkpoint remembers how the run was cut: resuming it otherwise is refused by name.
+    with pytest.raises(SamplegenError, match=r"another run: keep 'last' \(now 'best'\)"):
+        train_config(config, dataset, tmp_path / "cut", epochs=4, stop_at=2, resume=True, **common)
+    with pytest.raises(SamplegenError, match=r"stop_at 2 \(now 3\)"):
+        train_config(
+            config,
+            dataset,
+            tmp_path / "cut",
+            epochs=4,
+            stop_at=3,
+            keep="last",
+            resume=True,
+            **common,
+        )
+
     with pytest.raises(SamplegenError, match="stop_at: must be in 1..4"):
         train_config(config, dataset, tmp_path / "x", epochs=4, stop_at=5, **common)
     with pytest.raises(SamplegenError, match="keep: 'best' or 'last'"):
