@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -208,6 +209,39 @@ def test_combined_model_reports_vae_statistics_beside_same_size_pca(world: dict[
     assert enc == pytest.approx(pca_reference(h, h, 3)["train"]["mean_loss"], rel=1e-6)
     assert enc <= pca_reference(h, h, 1)["train"]["mean_loss"]
     assert "Beside a linear fit" in (out / "summary.md").read_text()
+
+
+def test_a_refit_models_pca_reference_fits_on_the_notes_it_trained_on(
+    world: dict[str, Path], tmp_path: Path
+) -> None:
+    # A refit model trained on validation too (samplegen.platform.refit): a reference fitted on
+    # train alone would see fewer notes than the model did.
+    refit = tmp_path / "refit"
+    shutil.copytree(world["combined"], refit)
+    config = json.loads((refit / "config.json").read_text())
+    config["extra"]["refit"] = {"epochs": 1}
+    (refit / "config.json").write_text(json.dumps(config))
+    m = evaluate_model(refit, world["stft_data"], "test", tmp_path / "eval", griffin_lim_iters=2)
+    ref = m["pca_reference"]
+    assert ref["fitted_on"] == ["train", "validation"] and "train and validation" in ref["compares"]
+    data = load_dataset(world["stft_data"], splits=["train", "validation"])
+    x = np.concatenate([data.splits[s].x for s in ("train", "validation")])
+    model = load_model(refit).model
+    with torch.no_grad():
+        h = model.outer.encode(torch.from_numpy(x)).flatten(1).numpy()
+    enc = ref["pca"]["encoded"]["train"]["mean_loss"]
+    assert enc == pytest.approx(pca_reference(h, h, 3)["train"]["mean_loss"], rel=1e-6)
+    assert ref["pca"]["encoded"]["train"]["count"] == len(x) > len(data.splits["train"].x)
+    # The overfit ratio still compares with the train split alone.
+    assert m["overfit"]["train_mean_loss"] != pytest.approx(
+        ref["model"]["end_to_end"]["train"]["mean_loss"]
+    )
+    assert "train+validation RMS%" in (tmp_path / "eval" / "summary.md").read_text()
+    # An ordinary model's reference fits on train alone.
+    plain = evaluate_model(
+        world["combined"], world["stft_data"], "test", tmp_path / "plain", griffin_lim_iters=2
+    )
+    assert plain["pca_reference"]["fitted_on"] == ["train"]
 
 
 def test_wave_model_uses_decoded_audio_and_explains_what_does_not_apply(

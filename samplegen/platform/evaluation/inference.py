@@ -37,6 +37,22 @@ class SplitOutputs:
     outer_losses: np.ndarray | None = None
 
 
+def joined(a: SplitOutputs, b: SplitOutputs) -> SplitOutputs:
+    """The outputs of two splits as one (row for row, `a` first)."""
+
+    def cat(u: np.ndarray | None, v: np.ndarray | None) -> np.ndarray | None:
+        return None if u is None or v is None else np.concatenate([u, v])
+
+    return SplitOutputs(
+        losses=np.concatenate([a.losses, b.losses]),
+        recon=cat(a.recon, b.recon),
+        latent=np.concatenate([a.latent, b.latent]),
+        outer_latent=cat(a.outer_latent, b.outer_latent),
+        inner_losses=cat(a.inner_losses, b.inner_losses),
+        outer_losses=cat(a.outer_losses, b.outer_losses),
+    )
+
+
 def is_combined(model: SampleModel) -> bool:
     """A chained outer + inner model (it has frozen `outer` and `inner` parts)."""
     return getattr(model, "kind", "") == "combined"

@@ -1,8 +1,9 @@
 """The same-size PCA reference beside a combined model's figures (issue 9).
 
 A combined model with k inner latent variables is set against a k-component PCA fitted on the same
-outer encodings of the train split, decoded by the same frozen outer decoder, so a linear fit is
-never mistaken for a learned latent space.
+outer encodings of the notes the model trained on (the train split; train and validation for a
+refit model), decoded by the same frozen outer decoder, so a linear fit is never mistaken for a
+learned latent space.
 """
 
 from __future__ import annotations
@@ -17,12 +18,16 @@ from samplegen.models.base import SampleModel
 from samplegen.platform.evaluation.inference import SplitOutputs
 from samplegen.platform.pca import Decoder, loss_summary, pca_reference_decoded
 
-COMPARES = (
-    "k-component PCA fitted on the frozen outer model's encodings of the train split (k = the "
-    "inner model's latent size); encoded: loss of the projection in the encoding's units; "
-    "end_to_end: projection decoded by the frozen outer decoder vs the input, in the outer "
-    "representation's units, like the combined model's loss"
-)
+
+def compares(fitted_on: list[str]) -> str:
+    """What the reference compares, for a PCA fitted on the splits `fitted_on`."""
+    return (
+        f"k-component PCA fitted on the frozen outer model's encodings of the "
+        f"{' and '.join(fitted_on)} split{'s' if len(fitted_on) > 1 else ''}, the notes the model "
+        "trained on (k = the inner model's latent size); encoded: loss of the projection in the "
+        "encoding's units; end_to_end: projection decoded by the frozen outer decoder vs the "
+        "input, in the outer representation's units, like the combined model's loss"
+    )
 
 
 def outer_decoder(model: SampleModel, device: str | torch.device) -> Decoder:
@@ -47,8 +52,13 @@ def combined_reference(
     *,
     batch_size: int,
     device: str | torch.device,
+    fitted_on: list[str] | None = None,
 ) -> dict[str, Any]:
-    """PCA reference (k = inner latent size) next to the combined model's own figures."""
+    """PCA reference (k = inner latent size) next to the combined model's own figures.
+
+    `train_x`/`train_out`: the notes the model trained on, which the PCA is fitted on; `fitted_on`
+    names their splits (default ["train"]; a refit model trained on validation too)."""
+    fitted_on = fitted_on or ["train"]
     if train_out.outer_latent is None or eval_out.outer_latent is None:
         raise ValueError("pca reference: the outputs carry no outer encodings (not combined)")
     k = int(math.prod(model.inner.latent_shape))  # type: ignore[attr-defined]
@@ -69,7 +79,8 @@ def combined_reference(
         return {"train": loss_summary(train, dims), "eval": loss_summary(evaluated, dims)}
 
     return {
-        "compares": COMPARES,
+        "compares": compares(fitted_on),
+        "fitted_on": fitted_on,
         "pca": ref,
         "model": {
             "encoded": pair(train_out.inner_losses, eval_out.inner_losses, enc_dims),

@@ -17,7 +17,7 @@ import torch
 
 from samplegen.atomic import write_text_atomic
 from samplegen.errors import SamplegenError
-from samplegen.platform.evaluation.inference import SplitOutputs, is_combined, run_model
+from samplegen.platform.evaluation.inference import SplitOutputs, is_combined, joined, run_model
 from samplegen.platform.evaluation.jsonsafe import NullReasons, sanitize
 from samplegen.platform.evaluation.reference import combined_reference
 from samplegen.platform.evaluation.sections import (
@@ -108,10 +108,17 @@ def _load(model_dir: Path, dataset_dir: Path, settings: EvaluationSettings) -> t
             f"{model_dir}: a {kind or 'unknown'} model cannot be evaluated on audio data "
             f"(evaluate an outer or a combined model)"
         )
-    # Only the evaluated split and train (for overfit and the PCA reference) are read.
-    dataset = load_dataset(dataset_dir, splits=sorted({settings.split, "train"}))
+    # Only the evaluated split and train (for overfit and the PCA reference) are read, and
+    # validation for a refit model, which trained on it (its PCA reference fits on it too).
+    splits = {settings.split, "train"} | ({"validation"} if _refit(loaded) else set())
+    dataset = load_dataset(dataset_dir, splits=sorted(splits))
     check_dataset(loaded, dataset)
     return loaded, dataset
+
+
+def _refit(loaded: Any) -> bool:
+    """A model refitted with the validation notes among its training notes (platform.refit)."""
+    return bool((loaded.meta.extra or {}).get("refit"))
 
 
 def _real_rows(dataset: Any, name: str) -> tuple[np.ndarray, list[dict[str, Any]], int]:
@@ -235,7 +242,16 @@ def compute_metrics(
             metrics["pca_reference"] = None
             nulls.add("pca_reference", "needs a train split with at least 2 samples")
         else:
-            metrics["pca_reference"] = combined_reference(model, train_x, x, train_out, out, **run)
+            fit_x, fit_out, fitted_on = train_x, train_out, ["train"]
+            if _refit(loaded) and settings.split != "validation" and "validation" in dataset.splits:
+                # A refit model trained on validation too: so does its linear reference.
+                val_x, _, _ = _real_rows(dataset, "validation")
+                val_out = run_model(model, val_x, keep_recon=False, **run)
+                fit_x, fit_out = np.concatenate([train_x, val_x]), joined(train_out, val_out)
+                fitted_on = ["train", "validation"]
+            metrics["pca_reference"] = combined_reference(
+                model, fit_x, x, fit_out, out, fitted_on=fitted_on, **run
+            )
     metrics["null_reasons"] = nulls
     return metrics
 

@@ -168,18 +168,19 @@ def _reference_lines(m: dict[str, Any]) -> list[str]:
         )
 
     split = m["dataset"]["split"]
+    fit = "+".join(ref.get("fitted_on", ["train"]))
     return [
         f"## Beside a linear fit: PCA with {k} components (the inner latent size)",
         "",
         f"{ref['compares']}.",
         "",
-        f"| end to end (outer units) | train loss | train RMS% | {split} loss | {split} RMS% |",
+        f"| end to end (outer units) | {fit} loss | {fit} RMS% | {split} loss | {split} RMS% |",
         "|---|---|---|---|---|",
         row("this model", model["end_to_end"]),
         row(f"PCA, {pca['n_components_used']} components", pca["end_to_end"]),
         row("outer model alone (floor)", outer),
         "",
-        f"| encoded domain | train loss | train RMS% | {split} loss | {split} RMS% |",
+        f"| encoded domain | {fit} loss | {fit} RMS% | {split} loss | {split} RMS% |",
         "|---|---|---|---|---|",
         row("this model's inner model", model["encoded"]),
         row(f"PCA, {pca['n_components_used']} components", pca["encoded"]),
