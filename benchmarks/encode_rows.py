@@ -68,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for b, (seconds, z) in runs.items():
         differ = int((z != alone).any(axis=1).sum())
-        lines.append(f"| {b} | {seconds:.3f} | {differ} of {len(z)} | {np.abs(z - alone).max():.2g} |")
+        lines.append(
+            f"| {b} | {seconds:.3f} | {differ} of {len(z)} | {np.abs(z - alone).max():.2g} |"
+        )
     text = "\n".join([*lines, ""])
     print(text)
     if not args.no_append:
