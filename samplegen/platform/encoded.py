@@ -172,8 +172,9 @@ class _Encoder:
 
         # One note at a time: batched kernels are chosen by batch size, so a note's code would
         # change in its last bits with the notes Ray Data happened to batch it with, and a refit
-        # would not repeat its study's training exactly. The encoder is small; batching saved
-        # little (0.20 s against 0.24 s per 128 notes on one CPU thread).
+        # would not repeat its study's training exactly. Batching saved little: 0.36 s against
+        # 0.47 s per 256 notes of the quick preset's outer model (RESULTS.md, "Encoding one note
+        # at a time").
         notes = torch.from_numpy(np.array(x, dtype=np.float32)).to(self.device)
         with torch.no_grad():
             z = [self.model.encode(notes[i : i + 1]).flatten(1) for i in range(len(notes))]
