@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+from results_file import publish
 
 
 def _epoch_seconds(model, x, epochs: int, batch_exp: int = 4, lr_exp: float = -5) -> float:
@@ -117,10 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
     ]
     text = "\n".join(lines)
-    print(text)
-    if not args.no_append:
-        with RESULTS.open("a") as fh:
-            fh.write("\n" + text)
+    publish(text, append=not args.no_append)
     return 0
 
 

@@ -17,9 +17,9 @@ import datetime as dt
 import platform
 import sys
 import time
-from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+from results_file import publish
+
 BATCHES = (1, 7, 32)
 
 
@@ -72,10 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             f"| {b} | {seconds:.3f} | {differ} of {len(z)} | {np.abs(z - alone).max():.2g} |"
         )
     text = "\n".join([*lines, ""])
-    print(text)
-    if not args.no_append:
-        with RESULTS.open("a") as fh:
-            fh.write("\n" + text)
+    publish(text, append=not args.no_append)
     return 0
 
 

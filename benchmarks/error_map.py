@@ -25,13 +25,12 @@ import platform
 import re
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from results_file import publish
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 BANDS_HZ = (0, 700, 1400, 2800, 5500, 11000, 22050)
 SEGMENTS_S = (0.0, 0.12, 0.46, 2.1)
 
@@ -181,10 +180,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         combined, outer = reconstruct(model, x)
         figures[split] = error_map(x, combined, outer, ds.splits[split].meta, ds.codec)
     text = section(a.model, a.data, figures, " ".join(sys.argv[1:] if argv is None else argv))
-    print(text)
-    if not a.no_append:
-        with RESULTS.open("a", encoding="utf-8") as f:
-            f.write("\n" + text)
+    publish(text, append=not a.no_append)
 
 
 if __name__ == "__main__":

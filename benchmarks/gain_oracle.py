@@ -34,8 +34,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from error_map import load_inputs, reconstruct  # noqa: E402
+from results_file import publish  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 LR_DB = 0.05
 
 GainFn = Callable[[torch.Tensor], torch.Tensor]
@@ -185,10 +185,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"{split}: {name}: {rms:.3f}", flush=True)
         rows[1:] = [(name, n) for name, n, _, _ in fams]
     text = section(a.model, a.data, rows, figures, " ".join(sys.argv[1:] if argv is None else argv))
-    print(text)
-    if not a.no_append:
-        with RESULTS.open("a", encoding="utf-8") as f:
-            f.write("\n" + text)
+    publish(text, append=not a.no_append)
 
 
 if __name__ == "__main__":

@@ -36,12 +36,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from results_file import publish
 
 from samplegen.dsp.audio import load_wave
 from samplegen.dsp.codec import decode_batch, encode_batch, magnitude
 from samplegen.generate.latent import LatentSpace, load_space
-
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
 def load_library(
@@ -306,7 +305,7 @@ def main() -> int:
         type=int,
         default=256,
         help="random sounds per distribution (medians of 64 "
-        "draws vary by about 25% from seed to seed)",
+        "draws vary by about 25%% from seed to seed)",
     )
     p.add_argument("--pairs", type=int, default=32, help="interpolation pairs")
     p.add_argument("--library-notes", type=int, default=256)
@@ -448,10 +447,7 @@ def main() -> int:
         )
     lines += ["", "| measure | value |", "|---|---|", *interp_rows, *random_rows, *speed_rows, ""]
     text = "\n".join(lines)
-    print(text)
-    if not args.no_append:
-        with RESULTS.open("a", encoding="utf-8") as f:
-            f.write("\n" + text)
+    publish(text, append=not args.no_append)
     return 0
 
 

@@ -34,8 +34,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import wave_quality as wq  # noqa: E402  (the benchmark next to this one)
+from results_file import publish  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 TERMS = (
     "both (the MR-STFT distance)",
     "spectral convergence alone",
@@ -120,10 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "",
     ]
     text = "\n".join(lines)
-    print(text)
-    if not args.no_append:
-        with RESULTS.open("a", encoding="utf-8") as f:
-            f.write("\n" + text)
+    publish(text, append=not args.no_append)
     return 0
 
 

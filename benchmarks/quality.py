@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+from results_file import publish
+
 TARGETS = {
     "outer_test": 0.7,
     "vae_train": 1.0,
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=0,
         help="for the train-split and TimGM6mb evaluations (0: their audio figures use random "
-        "phase and mean nothing; the RMS% figures do not depend on it)",
+        "phase and mean nothing; the RMS%% figures do not depend on it)",
     )
     p.add_argument("--no-append", action="store_true")
     args = p.parse_args(argv)
@@ -188,10 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
     ]
     text = "\n".join(lines)
-    print(text)
-    if not args.no_append:
-        with RESULTS.open("a") as fh:
-            fh.write("\n" + text)
+    publish(text, append=not args.no_append)
     return 0
 
 

@@ -31,6 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import wave_quality as wq  # noqa: E402  (the benchmark next to this one)
+from results_file import publish  # noqa: E402
 
 RANDOM_COUNT = 64
 SAMPLE_RATE = 44100  # the wave codec's default, which wave_quality's datasets use
@@ -165,10 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
 
     text = _report(args, run_settings, rows)
-    print(text)
-    if not args.no_append:
-        with wq.RESULTS.open("a") as fh:
-            fh.write("\n" + text)
+    publish(text, append=not args.no_append)
     return 0
 
 

@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from results_file import publish  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 FFT_SIZES = (512, 1024, 2048)  # multi_resolution_stft_distance's defaults
 LSD_FFT = 2048  # one resolution for the floored log-spectral distance (hop a quarter of it)
 HOP_FRACTION = 0.25
@@ -655,10 +655,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     (run / "wave_quality.json").write_text(json.dumps({"rows": rows, "times": times}, indent=1))
     text = _report(args, rows, tried, outer, times)
-    print(text)
-    if not args.no_append:
-        with RESULTS.open("a") as fh:
-            fh.write("\n" + text)
+    publish(text, append=not args.no_append)
     return 0
 
 

@@ -1,0 +1,15 @@
+"""benchmarks/RESULTS.md, where every benchmark script leaves its dated section."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+
+
+def publish(text: str, *, append: bool = True) -> None:
+    """Print a benchmark's section and, unless `append` is False (--no-append), add it to RESULTS.md."""
+    print(text)
+    if append:
+        with RESULTS.open("a", encoding="utf-8") as fh:
+            fh.write("\n" + text)
