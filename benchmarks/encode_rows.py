@@ -35,13 +35,18 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
 
+    from samplegen.errors import SamplegenError
     from samplegen.models.artifact import load_model
     from samplegen.platform.datasets import load_dataset
 
     torch.set_num_threads(1)  # as the encoder actor runs
-    loaded = load_model(args.model)
+    try:
+        loaded = load_model(args.model)
+        train = load_dataset(args.data, splits=("train",)).splits["train"]
+    except SamplegenError as exc:
+        raise SystemExit(str(exc)) from exc
     model = loaded.model.eval()
-    x = torch.from_numpy(load_dataset(args.data, splits=("train",)).splits["train"].x[: args.notes])
+    x = torch.from_numpy(train.x[: args.notes])
 
     def encode(batch: int) -> tuple[float, np.ndarray]:
         best, z = float("inf"), None

@@ -34,13 +34,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-append", action="store_true")
     args = p.parse_args(argv)
 
+    from samplegen.dsp.metrics import rms_percent
     from samplegen.models.artifact import load_model
     from samplegen.platform.chain import chain_study_data
     from samplegen.platform.longrun import train_config
     from samplegen.platform.trainable import EndToEnd
 
     run = Path(args.run)
-    best = json.loads((run / "vae_study" / "best_config.json").read_text())
+    needed = [run / "vae_study" / "best_config.json", run / "vae_study-encoded", run / "dataset"]
+    missing = [str(p) for p in needed if not p.exists()]
+    if missing:
+        raise SystemExit(f"--run {run}: not a finished `samplegen run` (no {', '.join(missing)})")
+    best = json.loads(needed[0].read_text())
     own = float(best["config"]["lr_exp"])
     lrs = [own if v == "study" else float(v) for v in args.lr.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -48,9 +53,6 @@ def main(argv: list[str] | None = None) -> int:
     data = chain_study_data(run / "vae_study-encoded", run / "dataset")
     scorer = EndToEnd(data.extra["outer_model"], data.extra["validation_target"], "cpu")
     values = math.prod(data.extra["validation_target"].shape[1:])
-
-    def rms(loss: float) -> float:
-        return 100.0 * math.sqrt(loss / values)
 
     rows = []
     for lr in lrs:
@@ -75,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
             model = load_model(folder / "model")
             loss = scorer.loss(model.model, data.validation, 64)
             cells.append((loss, int(model.meta.metrics["best_epoch"])))
-            print(f"lr_exp {lr:+.2f} seed {seed}: validation {loss:.2f} ({rms(loss):.3f}%)")
+            print(
+                f"lr_exp {lr:+.2f} seed {seed}: validation {loss:.2f} ({rms_percent(loss, values):.3f}%)"
+            )
         rows.append((lr, cells))
 
     import torch
@@ -99,7 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         mark = " (the study's)" if lr == own else ""
         lines.append(
             f"| {lr:+.2f}{mark} | "
-            + " | ".join(f"{loss:.2f} ({rms(loss):.3f}%), epoch {e}" for loss, e in cells)
+            + " | ".join(
+                f"{loss:.2f} ({rms_percent(loss, values):.3f}%), epoch {e}" for loss, e in cells
+            )
             + " |"
         )
     publish("\n".join([*lines, ""]), append=not args.no_append)
