@@ -23,7 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+from results_file import publish
 
 
 def _children(pid: int) -> list[int]:
@@ -198,14 +198,7 @@ def main() -> int:
             f"{r['encode']:.1f} | {r['rate']:.1f} | {r['peak_total']:.0f} | {r['peak_driver']:.0f} | "
             f"{r['disk']:.0f} | {r['load']:.1f} | {r['x_mib']:.0f} |"
         )
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if not args.no_append:
-        if not RESULTS.exists():
-            RESULTS.write_text("# Benchmark results\n", encoding="utf-8")
-        with RESULTS.open("a", encoding="utf-8") as fh:
-            fh.write(text)
-        print(f"appended to {RESULTS}")
+    publish("\n".join(lines) + "\n", append=not args.no_append)
     return 0
 
 

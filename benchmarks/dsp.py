@@ -18,13 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from results_file import publish
 
 from samplegen.dsp.audio import load_wave
 from samplegen.dsp.codec import decode_batch, encode_batch
 from samplegen.dsp.config import CodecConfig
 from samplegen.dsp.errors import AudioError
-
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
 def library_notes(config: CodecConfig, count: int, folder: Path | None) -> tuple[np.ndarray, str]:
@@ -147,12 +146,7 @@ def main() -> None:
         lines.append(
             f"| {threads} | {sps:,.0f} | {nps:.1f} | {rt:.0f} | {gl_rt:.1f} | {gl_s:.2f} |"
         )
-    text = "\n".join(lines) + "\n"
-    if not RESULTS.exists():
-        text = "# Benchmark results\n" + text
-    with RESULTS.open("a", encoding="utf-8") as fh:
-        fh.write(text)
-    print(f"appended to {RESULTS}")
+    publish("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -27,8 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from results_file import publish
+
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 CLUSTER_STUDY = ROOT / "tests" / "reliability" / "cluster_study.py"
 
 
@@ -166,9 +167,7 @@ def main() -> int:
         "study's wall time against the fault-free run (cluster start excluded); with one node "
         "gone until its replacement has started, the study runs on one CPU for a while.\n"
     )
-    with RESULTS.open("a") as fh:
-        fh.write(section)
-    print(f"appended to {RESULTS}")
+    publish(section)
     return 0
 
 
