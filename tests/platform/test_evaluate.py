@@ -237,6 +237,13 @@ def test_a_refit_models_pca_reference_fits_on_the_notes_it_trained_on(
         ref["model"]["end_to_end"]["train"]["mean_loss"]
     )
     assert "train+validation RMS%" in (tmp_path / "eval" / "summary.md").read_text()
+    # Evaluated on validation, the notes it trained on besides train, the reference is the same.
+    on_val = evaluate_model(
+        refit, world["stft_data"], "validation", tmp_path / "val", griffin_lim_iters=2
+    )
+    assert on_val["pca_reference"]["fitted_on"] == ["train", "validation"]
+    val_enc = on_val["pca_reference"]["pca"]["encoded"]["train"]["mean_loss"]
+    assert val_enc == pytest.approx(enc, rel=1e-6)
     # An ordinary model's reference fits on train alone.
     plain = evaluate_model(
         world["combined"], world["stft_data"], "test", tmp_path / "plain", griffin_lim_iters=2

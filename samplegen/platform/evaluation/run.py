@@ -243,10 +243,13 @@ def compute_metrics(
             nulls.add("pca_reference", "needs a train split with at least 2 samples")
         else:
             fit_x, fit_out, fitted_on = train_x, train_out, ["train"]
-            if _refit(loaded) and settings.split != "validation" and "validation" in dataset.splits:
+            if _refit(loaded) and "validation" in dataset.splits:
                 # A refit model trained on validation too: so does its linear reference.
-                val_x, _, _ = _real_rows(dataset, "validation")
-                val_out = run_model(model, val_x, keep_recon=False, **run)
+                if settings.split == "validation":
+                    val_x, val_out = x, out
+                else:
+                    val_x, _, _ = _real_rows(dataset, "validation")
+                    val_out = run_model(model, val_x, keep_recon=False, **run)
                 fit_x, fit_out = np.concatenate([train_x, val_x]), joined(train_out, val_out)
                 fitted_on = ["train", "validation"]
             metrics["pca_reference"] = combined_reference(
