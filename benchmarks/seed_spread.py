@@ -232,7 +232,7 @@ def end_to_end(run: Run, seed: int, out: Path) -> list[str]:
         print(f"epoch {epoch}: train loss {loss:.2f}", flush=True)
     seconds = time.perf_counter() - t0
     combined.outer.eval()
-    s = run.scores(inner, ("train", *SPLITS))
+    s = run.scores(inner)
     _save(run, inner, out / "model")
     rows = [
         [f"trained end to end, seed {seed}, {seconds:.0f} s", *(f"{v:.3f}" for v in s.values())]
