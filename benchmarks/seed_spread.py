@@ -56,7 +56,9 @@ class Run:
         needed = [folder / "vae_study" / "best_config.json", folder / "vae_study-encoded"]
         missing = [str(p) for p in [*needed, folder / "dataset"] if not p.exists()]
         if missing:
-            raise SystemExit(f"--run {folder}: not a finished `samplegen run` (no {missing})")
+            raise SystemExit(
+                f"--run {folder}: not a finished `samplegen run` (no {', '.join(missing)})"
+            )
         self.folder = folder
         self.best = json.loads(needed[0].read_text())
         self.encoded = load_encoded(needed[1], splits=("train", *SPLITS))
