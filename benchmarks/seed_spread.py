@@ -48,7 +48,7 @@ REFINE_STEPS = 100
 class Run:
     """A finished run's outer model, encodings and dataset, and the VAE study's choice."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, train_notes: bool = False) -> None:
         from samplegen.models.artifact import load_model
         from samplegen.platform.datasets import load_dataset
         from samplegen.platform.encoded import load_encoded
@@ -61,8 +61,10 @@ class Run:
             )
         self.folder = folder
         self.best = json.loads(needed[0].read_text())
-        self.encoded = load_encoded(needed[1], splits=("train", *SPLITS))
-        self.dataset = load_dataset(folder / "dataset", splits=("train", *SPLITS))
+        # The train split (2,925 encoded rows on the quick run) only where it is trained on.
+        self.encoded = load_encoded(needed[1], splits=SPLITS)
+        notes = ("train", *SPLITS) if train_notes else SPLITS
+        self.dataset = load_dataset(folder / "dataset", splits=notes)
         self.outer = load_model(self.encoded.info["outer_model"])
         self.outer.model.eval()
         self.values = int(np.prod(self.dataset.splits["test"].x.shape[1:]))
@@ -267,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         if name == "end-to-end":
             s.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    run = Run(args.run)
+    run = Run(args.run, train_notes=args.what == "end-to-end")
     out = args.out if getattr(args, "out", None) else args.run / f"seed_spread-{args.what}"
     if args.what == "ensembles":
         body = ensembles(run, args.models)

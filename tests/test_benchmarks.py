@@ -1,0 +1,33 @@
+"""Every benchmark script starts and explains itself: `--help` exits 0 with a usage line.
+
+The benchmarks run for minutes to hours, so CI does not run them; this catches a script broken by
+a change in the package it imports at start-up, or a help text argparse cannot format.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+SCRIPTS = sorted(p for p in BENCHMARKS.glob("*.py") if p.name != "results_file.py")
+
+
+def test_the_benchmarks_folder_holds_scripts() -> None:
+    assert len(SCRIPTS) > 20
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_a_benchmark_script_answers_help(script: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(script), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=BENCHMARKS.parent,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "usage:" in done.stdout.lower()
