@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from results_file import publish
+from run_folder import chosen_trial
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,11 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     from samplegen.platform.trainable import EndToEnd
 
     run = Path(args.run)
-    needed = [run / "vae_study" / "best_config.json", run / "vae_study-encoded", run / "dataset"]
-    missing = [str(p) for p in needed if not p.exists()]
-    if missing:
-        raise SystemExit(f"--run {run}: not a finished `samplegen run` (no {', '.join(missing)})")
-    best = json.loads(needed[0].read_text())
+    best = chosen_trial(run)
     own = float(best["config"]["lr_exp"])
     lrs = [own if v == "study" else float(v) for v in args.lr.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 from results_file import publish
+from run_folder import chosen_trial
 
 SPLITS = ("validation", "test")
 REFINE_STEPS = 100
@@ -53,16 +54,10 @@ class Run:
         from samplegen.platform.datasets import load_dataset
         from samplegen.platform.encoded import load_encoded
 
-        needed = [folder / "vae_study" / "best_config.json", folder / "vae_study-encoded"]
-        missing = [str(p) for p in [*needed, folder / "dataset"] if not p.exists()]
-        if missing:
-            raise SystemExit(
-                f"--run {folder}: not a finished `samplegen run` (no {', '.join(missing)})"
-            )
         self.folder = folder
-        self.best = json.loads(needed[0].read_text())
+        self.best = chosen_trial(folder)
         # The train split (2,925 encoded rows on the quick run) only where it is trained on.
-        self.encoded = load_encoded(needed[1], splits=SPLITS)
+        self.encoded = load_encoded(folder / "vae_study-encoded", splits=SPLITS)
         notes = ("train", *SPLITS) if train_notes else SPLITS
         self.dataset = load_dataset(folder / "dataset", splits=notes)
         self.outer = load_model(self.encoded.info["outer_model"])
@@ -94,11 +89,11 @@ class Run:
                 out.append(combined.decode(code.detach()))
         return torch.cat(out)
 
-    def scores(self, inner: Any, splits: tuple[str, ...] = SPLITS) -> dict[str, float]:
+    def scores(self, inner: Any) -> dict[str, float]:
         """{'validation mean': RMS%, 'validation refined': RMS%, ...} for `inner`."""
         return {
             f"{split} {kind}": self.rms(self.decoded(inner, split, kind == "refined"), split)
-            for split in splits
+            for split in SPLITS
             for kind in ("mean", "refined")
         }
 

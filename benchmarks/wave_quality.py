@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from results_file import publish  # noqa: E402
+from results_file import publish
 
 FFT_SIZES = (512, 1024, 2048)  # multi_resolution_stft_distance's defaults
 LSD_FFT = 2048  # one resolution for the floored log-spectral distance (hop a quarter of it)

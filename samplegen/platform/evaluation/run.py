@@ -186,13 +186,18 @@ def compute_metrics(
     run = {"batch_size": settings.batch_size, "device": settings.device}
     out = run_model(model, x, **run)
     assert out.recon is not None
+
+    def outputs_of(split: str) -> tuple[np.ndarray, SplitOutputs]:
+        """Another split's real rows and outputs; the evaluated split's are reused."""
+        if split == settings.split:
+            return x, out
+        rows, _, _ = _real_rows(dataset, split)
+        return rows, run_model(model, rows, keep_recon=False, **run)
+
     train_x = None
     train_out: SplitOutputs | None = None
-    if settings.split == "train":
-        train_x, train_out = x, out
-    elif "train" in dataset.splits:
-        train_x, _, _ = _real_rows(dataset, "train")
-        train_out = run_model(model, train_x, keep_recon=False, **run)
+    if "train" in dataset.splits:
+        train_x, train_out = outputs_of("train")
     loss = loss_section(out.losses, vps)
     loss["rms_percent_interval"] = group_interval(
         out.losses, _groups(meta, names), vps, seed=settings.seed
@@ -245,11 +250,7 @@ def compute_metrics(
             fit_x, fit_out, fitted_on = train_x, train_out, ["train"]
             if _refit(loaded) and "validation" in dataset.splits:
                 # A refit model trained on validation too: so does its linear reference.
-                if settings.split == "validation":
-                    val_x, val_out = x, out
-                else:
-                    val_x, _, _ = _real_rows(dataset, "validation")
-                    val_out = run_model(model, val_x, keep_recon=False, **run)
+                val_x, val_out = outputs_of("validation")
                 fit_x, fit_out = np.concatenate([train_x, val_x]), joined(train_out, val_out)
                 fitted_on = ["train", "validation"]
             metrics["pca_reference"] = combined_reference(
