@@ -1,14 +1,17 @@
 """The VAE study's chosen trial trained again at other learning rates and seeds.
 
 Usage: .venv/bin/python benchmarks/retrain_trial.py --run RUN [--lr study,-4.25] [--seeds 0,1]
-       [--epochs 20] [--out DIR] [--no-append]
+       [--epochs 20] [--anchor-epochs A] [--out DIR] [--no-append]
 
 For each learning rate (`study`: the chosen trial's own `lr_exp`) and seed it trains the chosen
 configuration of RUN/vae_study on RUN/vae_study-encoded as the study did (`longrun.train_config`,
 `epochs` cosine epochs, the epoch of lowest validation loss kept), then scores it as the study
 selects: the end-to-end validation loss through the frozen outer decoder (codes from the encoder's
 mean, no refinement). A finished model under OUT is reused. It asks how much of the study's choice
-is its learning rate and how much the draw of a seed. Appends a dated section to RESULTS.md.
+is its learning rate and how much the draw of a seed. `--anchor-epochs A` trains every model from
+the VAE's deliberate start of A epochs instead (the hyper-parameter `anchor_epochs`), to ask whether
+that start takes the draw away. `benchmarks/seed_spread.py ensembles --models OUT` scores the models
+as evaluation does. Appends a dated section to RESULTS.md.
 """
 
 from __future__ import annotations
@@ -31,6 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", default="study,-4.25", help="lr_exp values, `study` for the trial's own")
     p.add_argument("--seeds", default="0,1")
     p.add_argument("--epochs", type=int, default=20)
+    p.add_argument(
+        "--anchor-epochs",
+        type=int,
+        default=None,
+        help="the VAE's anchor_epochs (default: the trial's)",
+    )
     p.add_argument("--out", default=None, help="folder for the models (default RUN/retrain_trial)")
     p.add_argument("--no-append", action="store_true")
     args = p.parse_args(argv)
@@ -59,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
             if not (folder / "model" / "config.json").is_file():
                 folder.mkdir(parents=True, exist_ok=True)
                 config = {**best, "config": {**best["config"], "lr_exp": lr}}
+                if args.anchor_epochs is not None:
+                    config["config"]["anchor_epochs"] = args.anchor_epochs
                 (folder / "best_config.json").write_text(json.dumps(config, indent=1))
                 train_config(
                     folder / "best_config.json",
@@ -87,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"- Command: `.venv/bin/python benchmarks/retrain_trial.py --run {args.run} --lr {args.lr} "
         f"--seeds {args.seeds} --epochs {args.epochs}"
+        + (f" --anchor-epochs {args.anchor_epochs}" if args.anchor_epochs is not None else "")
         + (f" --out {args.out}`" if args.out else "`"),
         f"- Machine: {platform.machine()} CPU, no GPU, torch {torch.__version__}",
         f"- The trial: `{best.get('trial_id')}` {json.dumps(best['config'])} (its own lr_exp "

@@ -135,6 +135,19 @@ class InnerModel(SampleModel):
         """How this model refines codes outside training; None (the default) when it does not."""
         return None
 
+    def anchor_epochs(self) -> int:
+        """Epochs of a deliberate start before training (samplegen.platform.training.Trainer.anchor);
+        0 (the default): training starts from the random initialisation."""
+        return 0
+
+    def anchor_targets(self, x: torch.Tensor) -> torch.Tensor:
+        """The codes the deliberate start teaches for the training rows `x` (N, D)."""
+        raise NotImplementedError
+
+    def anchor_loss(self, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The deliberate start's loss on a batch `x` and its rows of `anchor_targets`."""
+        raise NotImplementedError
+
     def output_for(self, x: torch.Tensor, z: torch.Tensor) -> ModelOutput:
         """The output for input `x` decoded from a given code `z` (a code refined elsewhere)."""
         return ModelOutput(recon=self.decode(z), latent=z)

@@ -201,6 +201,12 @@ def train_trial(config: dict[str, Any], *, data: dict[str, Any], settings: Trial
         restored_from = int(meta["epoch"])
         start_epoch = restored_from + 1
 
+    if start_epoch == 1:
+        try:
+            trainer.anchor()
+        except NonFiniteLoss as exc:
+            tune.report(_failure("nan", str(exc), 0, {**static, "best_val_loss": best_val}))
+            return
     window = settings.stall.window or 1
     for epoch in range(start_epoch, settings.epochs + 1):
         try:

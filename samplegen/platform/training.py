@@ -30,6 +30,7 @@ import torch
 
 from samplegen.atomic import write_atomic, write_json_atomic
 from samplegen.errors import SamplegenError
+from samplegen.models.base import InnerModel
 
 TRAINING_KEYS: frozenset[str] = frozenset(
     {"batch_exp", "batch_size", "lr_exp", "lr", "weight_decay", "lr_schedule", "mixup"}
@@ -258,6 +259,39 @@ class Trainer:
             recon += float(loss.recon) * n
             count += n
         return total / count, recon / count
+
+    def anchor(self) -> int:
+        """The model's deliberate start, for a run's first epoch only (a resumed run restores its
+        weights instead): `model.anchor_epochs()` passes over the training split that teach the
+        model its `anchor_targets` by `anchor_loss`, with an Adam of their own at the base learning
+        rate. Seeded like the epochs, so a run that restarts from nothing starts the same way.
+        Returns the epochs run (0 for a model that asks for none)."""
+        epochs = self.model.anchor_epochs() if isinstance(self.model, InnerModel) else 0
+        if not epochs:
+            return 0
+        with flushed_denormals():
+            self.model.train()
+            n = len(self.train_x)
+            with torch.no_grad():
+                targets = self.model.anchor_targets(self._batch(self.train_x, np.arange(n)))
+            adam = make_adam(self.model.parameters(), self.optim, self.device)
+            for e in range(epochs):
+                rng = np.random.default_rng([self.seed, 0, 2, e])
+                order = rng.permutation(n)
+                torch.manual_seed(int(rng.integers(2**62)))
+                for start in range(0, n, self.batch_size):
+                    idx = np.sort(order[start : start + self.batch_size])
+                    with self._autocast():
+                        loss = self.model.anchor_loss(
+                            self._batch(self.train_x, idx),
+                            targets[torch.as_tensor(idx, device=targets.device)],
+                        )
+                    if not math.isfinite(float(loss.detach())):
+                        raise NonFiniteLoss(f"non-finite loss ({float(loss)}) in the start {e + 1}")
+                    adam.zero_grad(set_to_none=True)
+                    loss.backward()
+                    adam.step()
+        return epochs
 
     def run_epoch(self, epoch: int) -> EpochResult:
         """Train one epoch, then evaluate on the validation split; raises NonFiniteLoss."""

@@ -45,7 +45,11 @@ CASES: list[tuple[str, dict[str, Any], tuple[int, ...]]] = [
     ("harmonic_ae", SMALL_HARMONIC, WAVE),
     ("vae", SMALL_VAE, FLAT),
     ("vae", {"latent": 3, "depth": 3, "warmup": "cyclical", "warmup_epochs": 4}, FLAT),
-    ("vae", {**SMALL_VAE, "decoder": "frames", "frames": 8, "frame_hidden": 16}, FLAT),
+    (
+        "vae",
+        {**SMALL_VAE, "decoder": "frames", "frames": 8, "frame_hidden": 16, "anchor_epochs": 2},
+        FLAT,
+    ),
     ("bounded_ae", {"latent": 3, "depth": 2}, FLAT),
     ("vq_vae", {"n_latents": 2, "code_dim": 4, "n_codes": 8, "depth": 2, "dead_after": 1}, FLAT),
     (
@@ -116,6 +120,11 @@ def test_model_trains_and_round_trips(
 
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    if isinstance(model, InnerModel) and model.anchor_epochs():
+        start = model.anchor_loss(x, model.anchor_targets(x))
+        assert torch.isfinite(start)
+        start.backward()
+        opt.step()
     for epoch in range(2):
         out = model(x)
         assert out.recon.shape == x.shape

@@ -184,3 +184,34 @@ def test_the_frame_decoder_names_what_is_wrong() -> None:
         build_model("vae", {"decoder": "conv"}, (24,))
     with pytest.raises(ModelRejected, match="cannot split 24 values into 5 frames"):
         build_model("vae", {"decoder": "frames", "frames": 5}, (24,))
+
+
+def test_the_anchor_targets_are_the_rows_principal_components_at_unit_variance() -> None:
+    g = torch.Generator().manual_seed(0)
+    # 40 rows spanning 3 directions of 12, with very different spreads.
+    x = (torch.randn(40, 3, generator=g) * torch.tensor([5.0, 2.0, 0.5])) @ torch.randn(
+        3, 12, generator=g
+    ) + 3.0
+    vae = build_model("vae", {"latent": 3, "depth": 1, "anchor_epochs": 2}, (12,))
+    assert vae.anchor_epochs() == 2
+    t = vae.anchor_targets(x)
+    assert t.shape == (40, 3)
+    assert torch.allclose(t.std(0), torch.ones(3), atol=1e-4)
+    assert torch.allclose(torch.corrcoef(t.T), torch.eye(3), atol=1e-4)
+    # They span the rows: a linear map of the targets gives back every centred row.
+    centred = x - x.mean(0)
+    fit = t @ torch.linalg.lstsq(t, centred).solution
+    assert torch.allclose(fit, centred, atol=1e-3)
+
+    # More latents than the rows span: the extra targets are zero, not amplified rounding noise.
+    wide = build_model("vae", {"latent": 5, "depth": 1, "anchor_epochs": 1}, (12,))
+    t5 = wide.anchor_targets(x)
+    assert torch.allclose(t5[:, :3].abs(), t.abs(), atol=1e-4)
+    assert torch.equal(t5[:, 3:], torch.zeros(40, 2))
+    assert torch.equal(wide.anchor_targets(torch.ones(6, 12)), torch.zeros(6, 5))
+
+
+def test_a_vae_starts_at_random_unless_asked_and_names_a_bad_anchor_setting() -> None:
+    assert build_model("vae", {"latent": 2, "depth": 1}, (4,)).anchor_epochs() == 0
+    with pytest.raises(HParamError, match="anchor_epochs"):
+        build_model("vae", {"latent": 2, "depth": 1, "anchor_epochs": -1}, (4,))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -207,3 +208,89 @@ def test_a_gpu_checkpoint_resumes_on_cpu(tmp_path: Path) -> None:
     cpu.load_state_tensors(tensors, meta["optimizer"])
     assert all(p.device.type == "cpu" for p in cpu.model.parameters())
     assert np.isfinite(cpu.run_epoch(2).val_loss)
+
+
+def _flat_data(n: int, seed: int) -> np.ndarray:
+    # Rows on a 2-dimensional plane of 16 values, plus a little noise.
+    rng = np.random.default_rng(seed)
+    plane = np.random.default_rng(99).normal(size=(2, 16))
+    return (rng.normal(size=(n, 2)) @ plane + 0.01 * rng.normal(size=(n, 16))).astype(np.float32)
+
+
+def _vae_trainer(anchor_epochs: int, seed: int = 0) -> Trainer:
+    torch.manual_seed(seed)
+    hp = {"latent": 2, "depth": 2, "ratio": 0.5, "anchor_epochs": anchor_epochs}
+    model = build_model("vae", hp, (16,))
+    optim = OptimHparams(8, 3e-3, 0.0)
+    return Trainer(model, optim, _flat_data(64, 1), _flat_data(16, 2), seed=seed, total_epochs=4)
+
+
+def _explained(trainer: Trainer) -> float:
+    """How much of the anchor targets the encoder's mean explains (R^2 of a linear fit)."""
+    x = torch.as_tensor(trainer.train_x)
+    with torch.no_grad():
+        mu = trainer.model.posterior(x)[0]
+        targets = trainer.model.anchor_targets(x)
+    design = torch.cat([mu, torch.ones(len(mu), 1)], 1)
+    fit = design @ torch.linalg.lstsq(design, targets).solution
+    return float(1 - (fit - targets).pow(2).sum() / (targets - targets.mean(0)).pow(2).sum())
+
+
+def test_the_deliberate_start_teaches_the_vae_its_rows_principal_components() -> None:
+    trainer = _vae_trainer(anchor_epochs=40)
+    before = _explained(trainer)
+    assert trainer.anchor() == 40
+    assert before < 0.9 < _explained(trainer)
+    with torch.no_grad():
+        x = torch.as_tensor(trainer.train_x)
+        decoded = trainer.model.decode(trainer.model.anchor_targets(x))
+    # The decoder learned to decode them: most of the rows' variance comes back.
+    assert float((decoded - x).pow(2).mean()) < 0.1 * float(x.var(0).mean())
+    # Training goes on from there as usual.
+    assert np.isfinite(trainer.run_epoch(1).val_loss)
+
+
+def test_the_start_is_the_same_for_a_seed_and_absent_unless_asked() -> None:
+    a, b = _vae_trainer(anchor_epochs=3), _vae_trainer(anchor_epochs=3)
+    a.anchor(), b.anchor()
+    second = b.model.state_dict()
+    for name, value in a.model.state_dict().items():
+        assert torch.equal(value, second[name]), name
+    plain = _vae_trainer(anchor_epochs=0)
+    untouched = {k: v.clone() for k, v in plain.model.state_dict().items()}
+    assert plain.anchor() == 0
+    assert all(torch.equal(v, untouched[k]) for k, v in plain.model.state_dict().items())
+    # A model without a deliberate start of its own (an outer model) starts at random.
+    assert _trainer().anchor() == 0
+
+
+def test_a_resumed_anchored_run_does_not_start_again(tmp_path: Path) -> None:
+    from samplegen.dsp.config import CodecConfig
+    from samplegen.models.artifact import load_model
+    from samplegen.platform.longrun import train_config
+    from samplegen.platform.study import StudyData
+
+    data = StudyData(_flat_data(64, 1), _flat_data(16, 2), CodecConfig(), "flat", "test")
+    hp = {"latent": 2, "depth": 2, "ratio": 0.5, "anchor_epochs": 3, "lr": 3e-3, "batch_size": 8}
+    config = tmp_path / "best_config.json"
+    config.write_text(json.dumps({"model": "vae", "config": hp, "seed": 0}))
+    common = {"epochs": 4, "study_data": data, "stall_window": 0, "overfit_limit": 0}
+
+    said: list[str] = []
+    straight = load_model(
+        train_config(config, "", tmp_path / "straight", echo=said.append, **common)
+    )
+    assert any("deliberate start" in line for line in said)
+
+    def stop_after_epoch_2(line: str) -> None:
+        if line.startswith("epoch 2:"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_config(config, "", tmp_path / "cut", echo=stop_after_epoch_2, **common)
+    said.clear()
+    resumed = train_config(config, "", tmp_path / "cut", echo=said.append, resume=True, **common)
+    assert said[0] == "resuming at epoch 3"
+    assert not any("deliberate start" in line for line in said)
+    a, b = straight.model.state_dict(), load_model(resumed).model.state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
