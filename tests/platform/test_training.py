@@ -229,8 +229,8 @@ def _explained(trainer: Trainer) -> float:
     """How much of the anchor targets the encoder's mean explains (R^2 of a linear fit)."""
     x = torch.as_tensor(trainer.train_x)
     with torch.no_grad():
-        mu = trainer.model.posterior(x)[0]
-        targets = trainer.model.anchor_targets(x)
+        mu = trainer.model.posterior(x)[0].float().cpu()
+        targets = trainer.model.anchor_targets(x).cpu()
     design = torch.cat([mu, torch.ones(len(mu), 1)], 1)
     fit = design @ torch.linalg.lstsq(design, targets).solution
     return float(1 - (fit - targets).pow(2).sum() / (targets - targets.mean(0)).pow(2).sum())
@@ -294,3 +294,17 @@ def test_a_resumed_anchored_run_does_not_start_again(tmp_path: Path) -> None:
     assert not any("deliberate start" in line for line in said)
     a, b = straight.model.state_dict(), load_model(resumed).model.state_dict()
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+@needs_cuda
+@pytest.mark.parametrize("amp", [False, True])
+def test_the_deliberate_start_runs_on_cuda(amp: bool) -> None:
+    torch.manual_seed(0)
+    hp = {"latent": 2, "depth": 2, "ratio": 0.5, "anchor_epochs": 40}
+    model = build_model("vae", hp, (16,), device="cuda")
+    trainer = Trainer(
+        model, OptimHparams(8, 3e-3), _flat_data(64, 1), _flat_data(16, 2), device="cuda", amp=amp
+    )
+    assert trainer.anchor() == 40
+    assert _explained(trainer) > 0.9
+    assert np.isfinite(trainer.run_epoch(1).val_loss)
