@@ -19,7 +19,8 @@ Adam steps ("refined", as the pipeline's combined model encodes).
   that stay in one basin average into a model as good as an ensemble of them.
 - `end-to-end`: the chosen trial's configuration trained from its initialisation through the
   frozen outer decoder (the loss of fine-tuning, on the notes and the study's EQ copies) instead
-  of on the outer encodings.
+  of on the outer encodings. It starts at random even where the configuration sets `anchor_epochs`
+  (that start is defined on the encodings).
 
 Appends a dated section to RESULTS.md.
 """
@@ -171,6 +172,7 @@ def spawn(run: Run, at: int, children: int, out: Path) -> list[str]:
     trainer = Trainer(
         model, optim, data.train, data.validation, seed=seed, total_epochs=epochs, device="cpu"
     )
+    trainer.anchor()  # the trial's deliberate start, if its configuration asks for one
     for epoch in range(1, at + 1):
         trainer.run_epoch(epoch)
     tensors, meta = trainer.state_tensors()
