@@ -154,8 +154,8 @@ def train_config(
 
     epoch = start - 1
     try:
-        if start == 1 and trainer.anchor():
-            say(f"started from {model.anchor_epochs()} epochs of the model's deliberate start")
+        if start == 1 and (passes := trainer.anchor()):
+            say(f"started from {passes} epochs of the model's deliberate start")
         last = epochs if stop_at is None else stop_at
         if stop_at is not None:
             reason = f"stopped at epoch {stop_at} of a {epochs}-epoch schedule"
