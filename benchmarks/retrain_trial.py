@@ -1,7 +1,7 @@
 """The VAE study's chosen trial trained again at other learning rates and seeds.
 
 Usage: .venv/bin/python benchmarks/retrain_trial.py --run RUN [--lr study,-4.25] [--seeds 0,1]
-       [--epochs 20] [--anchor-epochs A] [--out DIR] [--no-append]
+       [--epochs 20] [--anchor-epochs A] [--set KEY=VALUE ...] [--out DIR] [--no-append]
 
 For each learning rate (`study`: the chosen trial's own `lr_exp`) and seed it trains the chosen
 configuration of RUN/vae_study on RUN/vae_study-encoded as the study did (`longrun.train_config`,
@@ -10,7 +10,9 @@ selects: the end-to-end validation loss through the frozen outer decoder (codes 
 mean, no refinement). A finished model under OUT is reused. It asks how much of the study's choice
 is its learning rate and how much the draw of a seed. `--anchor-epochs A` trains every model from
 the VAE's deliberate start of A epochs instead (the hyper-parameter `anchor_epochs`), to ask whether
-that start takes the draw away. `benchmarks/seed_spread.py ensembles --models OUT` scores the models
+that start takes the draw away. `--set KEY=VALUE` (repeatable; VALUE read as JSON where it parses,
+else as text) changes one more hyper-parameter of the trial, to compare a setting the study did not
+search with the same trial. `benchmarks/seed_spread.py ensembles --models OUT` scores the models
 as evaluation does. Appends a dated section to RESULTS.md.
 """
 
@@ -40,9 +42,25 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="the VAE's anchor_epochs (default: the trial's)",
     )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="another hyper-parameter of the trial (repeatable)",
+    )
     p.add_argument("--out", default=None, help="folder for the models (default RUN/retrain_trial)")
     p.add_argument("--no-append", action="store_true")
     args = p.parse_args(argv)
+    changes: dict[str, object] = {}
+    for item in args.set:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            p.error(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            changes[key] = json.loads(text)
+        except json.JSONDecodeError:
+            changes[key] = text
 
     from samplegen.dsp.metrics import rms_percent
     from samplegen.models.artifact import load_model
@@ -67,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             folder = out_root / f"lr{lr:+.2f}_s{seed}"
             if not (folder / "model" / "config.json").is_file():
                 folder.mkdir(parents=True, exist_ok=True)
-                config = {**best, "config": {**best["config"], "lr_exp": lr}}
+                config = {**best, "config": {**best["config"], **changes, "lr_exp": lr}}
                 if args.anchor_epochs is not None:
                     config["config"]["anchor_epochs"] = args.anchor_epochs
                 (folder / "best_config.json").write_text(json.dumps(config, indent=1))
@@ -99,10 +117,13 @@ def main(argv: list[str] | None = None) -> int:
         f"- Command: `.venv/bin/python benchmarks/retrain_trial.py --run {args.run} --lr {args.lr} "
         f"--seeds {args.seeds} --epochs {args.epochs}"
         + (f" --anchor-epochs {args.anchor_epochs}" if args.anchor_epochs is not None else "")
+        + "".join(f" --set {item}" for item in args.set)
         + (f" --out {args.out}`" if args.out else "`"),
         f"- Machine: {platform.machine()} CPU, no GPU, torch {torch.__version__}",
         f"- The trial: `{best.get('trial_id')}` {json.dumps(best['config'])} (its own lr_exp "
-        f"{own:+.2f}), {args.epochs} epochs; figures: the end-to-end validation loss the study "
+        f"{own:+.2f})"
+        + (f", changed: {json.dumps(changes)}" if changes else "")
+        + f", {args.epochs} epochs; figures: the end-to-end validation loss the study "
         "selects on (encoder mean, no refinement), RMS% in brackets, and the epoch kept.",
         "",
         "| lr_exp | " + " | ".join(f"seed {s}" for s in seeds) + " |",

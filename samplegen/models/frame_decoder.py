@@ -19,25 +19,40 @@ from torch import nn
 from samplegen.models.layers import mlp
 
 # Sine and cosine of the frame position at 1..16 half-turns across the note: enough to place a
-# frame among ~100 (the finest wave is 8 frames long at 87 frames) without adding width.
+# frame among ~100 (the finest wave is 8 frames long at 87 frames) without adding width. The
+# default of VAEHParams.time_frequencies.
 TIME_FREQUENCIES = 16
 
 
-def time_features(frames: int) -> torch.Tensor:
-    """(frames, 2 * TIME_FREQUENCIES) sines and cosines of each frame's position in [0, 1]."""
+def time_features(frames: int, count: int = TIME_FREQUENCIES) -> torch.Tensor:
+    """(frames, 2 * count) sines and cosines of each frame's position in [0, 1], at 1..count
+    half-turns across the note."""
     pos = torch.linspace(0.0, 1.0, frames)[:, None]
-    angle = pos * torch.arange(1, TIME_FREQUENCIES + 1, dtype=torch.float32)[None, :] * math.pi
+    angle = pos * torch.arange(1, count + 1, dtype=torch.float32)[None, :] * math.pi
     return torch.cat([angle.sin(), angle.cos()], 1)
 
 
 class FrameDecoder(nn.Module):
-    """(B, latent) -> (B, values * frames), value-major; `depth` hidden ReLU layers of `hidden`."""
+    """(B, latent) -> (B, values * frames), value-major; `depth` hidden layers of `hidden` with
+    `activation` (a name in samplegen.models.layers.ACTIVATIONS), the frame's position given by
+    `time_frequencies` sine/cosine pairs."""
 
-    def __init__(self, latent: int, values: int, frames: int, hidden: int, depth: int) -> None:
+    def __init__(
+        self,
+        latent: int,
+        values: int,
+        frames: int,
+        hidden: int,
+        depth: int,
+        activation: str = "relu",
+        time_frequencies: int = TIME_FREQUENCIES,
+    ) -> None:
         super().__init__()
         self.values, self.frames = values, frames
-        self.register_buffer("time", time_features(frames), persistent=False)
-        self.net = mlp([latent + 2 * TIME_FREQUENCIES] + [hidden] * depth + [values])
+        self.register_buffer("time", time_features(frames, time_frequencies), persistent=False)
+        self.net = mlp(
+            [latent + 2 * time_frequencies] + [hidden] * depth + [values], activation=activation
+        )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         b = z.shape[0]

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-ACTIVATIONS: tuple[str, ...] = ("none", "relu", "leaky_relu", "elu", "tanh")
+ACTIVATIONS: tuple[str, ...] = ("none", "relu", "leaky_relu", "elu", "tanh", "silu")
 OUTPUT_ACTIVATIONS: tuple[str, ...] = ("none", "sigmoid", "clamp")
 
 
@@ -38,6 +38,8 @@ def make_activation(name: str) -> nn.Module:
         return nn.ELU()
     if name == "tanh":
         return nn.Tanh()
+    if name == "silu":
+        return nn.SiLU()
     raise ValueError(f"unknown activation {name!r}")
 
 
@@ -59,13 +61,16 @@ def make_output_activation(name: str) -> nn.Module:
     raise ValueError(f"unknown output activation {name!r}")
 
 
-def mlp(sizes: Sequence[int], *, final_activation: bool = False) -> nn.Sequential:
-    """Linear layers through `sizes` with ReLU between them (and after the last if asked)."""
+def mlp(
+    sizes: Sequence[int], *, final_activation: bool = False, activation: str = "relu"
+) -> nn.Sequential:
+    """Linear layers through `sizes` with `activation` between them (and after the last if
+    asked)."""
     layers: list[nn.Module] = []
     for i in range(len(sizes) - 1):
         layers.append(nn.Linear(sizes[i], sizes[i + 1]))
         if i < len(sizes) - 2 or final_activation:
-            layers.append(nn.ReLU())
+            layers.append(make_activation(activation))
     return nn.Sequential(*layers)
 
 

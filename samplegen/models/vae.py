@@ -32,8 +32,8 @@ from samplegen.models.base import (
     LossOutput,
     ModelOutput,
 )
-from samplegen.models.frame_decoder import FrameDecoder
-from samplegen.models.layers import interpolate_layer_sizes, mlp, per_sample_sse
+from samplegen.models.frame_decoder import TIME_FREQUENCIES, FrameDecoder
+from samplegen.models.layers import ACTIVATIONS, interpolate_layer_sizes, mlp, per_sample_sse
 from samplegen.models.refine import Refinement, refine_codes
 from samplegen.models.registry import ModelRejected, register
 
@@ -51,6 +51,8 @@ class VAEHParams:
     decoder: mlp (the encoder's layers mirrored, as the original) | frames (one MLP shared by the
     `frames` frames of an outer frame code, `depth` hidden layers of `frame_hidden`; see
     samplegen.models.frame_decoder). A chained study sets `frames` from its outer model.
+    frame_activation: the frame decoder's hidden activation (a name in layers.ACTIVATIONS);
+    time_frequencies: the sine/cosine pairs that tell it a frame's position.
     anchor_epochs: epochs of the deliberate start before training (0 = a random start, as the
     original; see `anchor_targets`)."""
 
@@ -66,6 +68,8 @@ class VAEHParams:
     decoder: str = "mlp"
     frames: int = 0
     frame_hidden: int = 512
+    frame_activation: str = "relu"
+    time_frequencies: int = TIME_FREQUENCIES
     anchor_epochs: int = 0
 
     def __post_init__(self) -> None:
@@ -96,6 +100,12 @@ class VAEHParams:
             )
         if self.frame_hidden < 1:
             raise ValueError(f"frame_hidden must be at least 1, got {self.frame_hidden}")
+        if self.frame_activation not in ACTIVATIONS:
+            raise ValueError(
+                f"frame_activation {self.frame_activation!r} is not one of {ACTIVATIONS}"
+            )
+        if self.time_frequencies < 1:
+            raise ValueError(f"time_frequencies must be at least 1, got {self.time_frequencies}")
         if self.anchor_epochs < 0:
             raise ValueError(f"anchor_epochs must be >= 0, got {self.anchor_epochs}")
 
@@ -148,7 +158,15 @@ class VAE(InnerModel):
             raise ModelRejected(
                 f"model vae: decoder 'frames' cannot split {dim} values into {hp.frames} frames"
             )
-        return FrameDecoder(hp.latent, dim // hp.frames, hp.frames, hp.frame_hidden, hp.depth)
+        return FrameDecoder(
+            hp.latent,
+            dim // hp.frames,
+            hp.frames,
+            hp.frame_hidden,
+            hp.depth,
+            hp.frame_activation,
+            hp.time_frequencies,
+        )
 
     @property
     def latent_shape(self) -> tuple[int, ...]:

@@ -50,6 +50,18 @@ CASES: list[tuple[str, dict[str, Any], tuple[int, ...]]] = [
         {**SMALL_VAE, "decoder": "frames", "frames": 8, "frame_hidden": 16, "anchor_epochs": 2},
         FLAT,
     ),
+    (
+        "vae",
+        {
+            **SMALL_VAE,
+            "decoder": "frames",
+            "frames": 8,
+            "frame_hidden": 16,
+            "frame_activation": "silu",
+            "time_frequencies": 4,
+        },
+        FLAT,
+    ),
     ("bounded_ae", {"latent": 3, "depth": 2}, FLAT),
     ("vq_vae", {"n_latents": 2, "code_dim": 4, "n_codes": 8, "depth": 2, "dead_after": 1}, FLAT),
     (

@@ -6,8 +6,10 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 from samplegen.models.combined import CombinedModel
+from samplegen.models.frame_decoder import TIME_FREQUENCIES
 from samplegen.models.layers import interpolate_layer_sizes
 from samplegen.models.registry import HParamError, ModelRejected, build_model, count_params
 from samplegen.models.vae import kl_weight
@@ -177,6 +179,24 @@ def test_the_frame_decoder_writes_each_frame_into_the_outer_codes_layout() -> No
     )
 
 
+def test_the_frame_decoders_activation_and_time_features_are_settings() -> None:
+    values, frames = 4, 6
+    hp = {"latent": 3, "depth": 2, "decoder": "frames", "frames": frames, "frame_hidden": 8}
+    plain = build_model("vae", hp, (values * frames,))
+    assert plain.decoder.time.shape == (frames, 2 * TIME_FREQUENCIES)
+    assert [type(m) for m in plain.decoder.net if not isinstance(m, nn.Linear)] == [nn.ReLU] * 2
+    smooth = build_model(
+        "vae", {**hp, "frame_activation": "silu", "time_frequencies": 3}, (values * frames,)
+    )
+    assert [type(m) for m in smooth.decoder.net if not isinstance(m, nn.Linear)] == [nn.SiLU] * 2
+    # Three sine/cosine pairs: the first layer reads the 3 latents and 6 position features.
+    assert smooth.decoder.time.shape == (frames, 6)
+    assert smooth.decoder.net[0].in_features == 3 + 6
+    # The k-th pair is sin and cos of k half-turns across the note: k = 1 ends at (0, -1).
+    torch.testing.assert_close(smooth.decoder.time[-1, [0, 3]], torch.tensor([0.0, -1.0]))
+    assert smooth.decode(torch.randn(2, 3)).shape == (2, values * frames)
+
+
 def test_the_frame_decoder_names_what_is_wrong() -> None:
     with pytest.raises(HParamError, match="frames >= 1"):
         build_model("vae", {"decoder": "frames"}, (24,))
@@ -184,6 +204,10 @@ def test_the_frame_decoder_names_what_is_wrong() -> None:
         build_model("vae", {"decoder": "conv"}, (24,))
     with pytest.raises(ModelRejected, match="cannot split 24 values into 5 frames"):
         build_model("vae", {"decoder": "frames", "frames": 5}, (24,))
+    with pytest.raises(HParamError, match="frame_activation 'swish'"):
+        build_model("vae", {"decoder": "frames", "frames": 4, "frame_activation": "swish"}, (24,))
+    with pytest.raises(HParamError, match="time_frequencies must be at least 1, got 0"):
+        build_model("vae", {"decoder": "frames", "frames": 4, "time_frequencies": 0}, (24,))
 
 
 def test_the_anchor_targets_are_the_rows_principal_components_at_unit_variance() -> None:
