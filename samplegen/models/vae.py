@@ -51,8 +51,10 @@ class VAEHParams:
     decoder: mlp (the encoder's layers mirrored, as the original) | frames (one MLP shared by the
     `frames` frames of an outer frame code, `depth` hidden layers of `frame_hidden`; see
     samplegen.models.frame_decoder). A chained study sets `frames` from its outer model.
-    frame_activation: the frame decoder's hidden activation (a name in layers.ACTIVATIONS);
-    time_frequencies: the sine/cosine pairs that tell it a frame's position.
+    frame_activation: the frame decoder's hidden activation (a name in layers.ACTIVATIONS; SiLU and
+    ELU fitted worse than ReLU once codes are refined); time_frequencies: the sine/cosine pairs
+    that tell it a frame's position (32 did as well as 16; RESULTS.md, "The frame decoder's
+    activation and time features").
     anchor_epochs: epochs of the deliberate start before training (0 = a random start, as the
     original; see `anchor_targets`)."""
 
