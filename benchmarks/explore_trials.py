@@ -1,11 +1,12 @@
 """Would the VAE study pick another trial if it judged trials as evaluation does? (not a target).
 
-Usage: .venv/bin/python benchmarks/explore_trials.py RUN [--refine-steps 100]
+Usage: .venv/bin/python benchmarks/explore_trials.py RUN [--refine-steps 100] [--study DIR]
 The chained VAE study ranks its trials by the validation loss of the encoder's mean, in the outer
 encoding space; `samplegen evaluate` scores codes refined end to end through the outer decoder.
 This rebuilds every trial of RUN/vae_study from its best-epoch weights (its last checkpoint), joins
 it to RUN/models/outer as the pipeline's export does, and prints validation and test RMS% with
-codes refined end to end, next to the study's own loss.
+codes refined end to end, next to the study's own loss. `--study DIR` scores another VAE study run
+over RUN's outer model instead (e.g. `samplegen tune vae --encoded RUN/vae_study-encoded`).
 """
 
 from __future__ import annotations
@@ -40,11 +41,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run", type=Path)
     p.add_argument("--refine-steps", type=int, default=100)
+    p.add_argument("--study", type=Path, default=None, help="default RUN/vae_study")
     args = p.parse_args()
     torch.set_num_threads(2)
     outer = load_model(args.run / "models/outer").model
     data = load_dataset(args.run / "dataset", splits=("validation", "test"))
-    study = args.run / "vae_study"
+    study = args.study or args.run / "vae_study"
     rows = {r["trial_id"]: r for r in read_results(study)}
     best_config = json.loads((study / "best_config.json").read_text())
     best, model_name = best_config["trial_id"], best_config["model"]
