@@ -33,3 +33,21 @@ def test_a_benchmark_script_answers_help(script: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "usage:" in done.stdout.lower()
+
+
+def test_retrain_trial_refuses_a_setting_without_a_value_before_it_loads_anything(
+    tmp_path: Path,
+) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / "retrain_trial.py"),
+            *("--run", str(tmp_path / "no-run"), "--set", "frame_activation"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=BENCHMARKS.parent,
+    )
+    assert done.returncode == 2
+    assert "--set 'frame_activation': expected KEY=VALUE" in done.stderr
