@@ -57,10 +57,18 @@ def main(argv: list[str] | None = None) -> int:
         key, sep, text = item.partition("=")
         if not sep or not key:
             p.error(f"--set {item!r}: expected KEY=VALUE")
+        if key == "lr_exp":
+            p.error("--set lr_exp: the learning rate is set by --lr")
+        if key in changes:
+            p.error(f"--set {key}: given twice")
         try:
             changes[key] = json.loads(text)
         except json.JSONDecodeError:
             changes[key] = text
+    if args.anchor_epochs is not None:
+        if "anchor_epochs" in changes:
+            p.error("--set anchor_epochs: given twice (with --anchor-epochs)")
+        changes["anchor_epochs"] = args.anchor_epochs
 
     from samplegen.dsp.metrics import rms_percent
     from samplegen.models.artifact import load_model
@@ -86,8 +94,6 @@ def main(argv: list[str] | None = None) -> int:
             if not (folder / "model" / "config.json").is_file():
                 folder.mkdir(parents=True, exist_ok=True)
                 config = {**best, "config": {**best["config"], **changes, "lr_exp": lr}}
-                if args.anchor_epochs is not None:
-                    config["config"]["anchor_epochs"] = args.anchor_epochs
                 (folder / "best_config.json").write_text(json.dumps(config, indent=1))
                 train_config(
                     folder / "best_config.json",

@@ -35,14 +35,26 @@ def test_a_benchmark_script_answers_help(script: Path) -> None:
     assert "usage:" in done.stdout.lower()
 
 
-def test_retrain_trial_refuses_a_setting_without_a_value_before_it_loads_anything(
-    tmp_path: Path,
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (["--set", "frame_activation"], "--set 'frame_activation': expected KEY=VALUE"),
+        (["--set", "lr_exp=-4"], "--set lr_exp: the learning rate is set by --lr"),
+        (["--set", "beta=0.1", "--set", "beta=0.2"], "--set beta: given twice"),
+        (
+            ["--set", "anchor_epochs=1", "--anchor-epochs", "2"],
+            "given twice (with --anchor-epochs)",
+        ),
+    ],
+)
+def test_retrain_trial_refuses_a_bad_setting_before_it_loads_anything(
+    tmp_path: Path, settings: list[str], message: str
 ) -> None:
     done = subprocess.run(
         [
             sys.executable,
             str(BENCHMARKS / "retrain_trial.py"),
-            *("--run", str(tmp_path / "no-run"), "--set", "frame_activation"),
+            *("--run", str(tmp_path / "no-run"), *settings),
         ],
         capture_output=True,
         text=True,
@@ -50,4 +62,4 @@ def test_retrain_trial_refuses_a_setting_without_a_value_before_it_loads_anythin
         cwd=BENCHMARKS.parent,
     )
     assert done.returncode == 2
-    assert "--set 'frame_activation': expected KEY=VALUE" in done.stderr
+    assert message in done.stderr
