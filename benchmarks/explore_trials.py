@@ -7,6 +7,8 @@ This rebuilds every trial of RUN/vae_study from its best-epoch weights (its last
 it to RUN/models/outer as the pipeline's export does, and prints validation and test RMS% with
 codes refined end to end, next to the study's own loss. `--study DIR` scores another VAE study run
 over RUN's outer model instead (e.g. `samplegen tune vae --encoded RUN/vae_study-encoded`).
+The package makes this choice itself for the study's best N trials with `samplegen tune vae
+--rescore N` (samplegen.platform.selection); this script scores every trial, and test too.
 """
 
 from __future__ import annotations
@@ -20,21 +22,10 @@ import torch
 
 from samplegen.dsp.metrics import rms_percent
 from samplegen.models.artifact import load_model
-from samplegen.models.combined import CombinedModel
-from samplegen.models.registry import build_model
 from samplegen.platform.datasets import load_dataset
+from samplegen.platform.selection import latest_checkpoint, refined_loss
 from samplegen.platform.study import read_results
-from samplegen.platform.training import load_best_weights, split_config
-
-
-def rms(model: CombinedModel, x: np.ndarray) -> float:
-    """RMS% of `model`'s reconstructions of `x` (refined codes in eval mode), as evaluate's."""
-    total = 0.0
-    for i in range(0, len(x), 64):
-        xb = torch.from_numpy(np.ascontiguousarray(x[i : i + 64]))
-        with torch.no_grad():
-            total += float((model.reconstruct(xb) - xb).pow(2).sum())
-    return rms_percent(total / len(x), int(np.prod(x.shape[1:])))
+from samplegen.platform.training import load_best_weights
 
 
 def main() -> None:
@@ -50,20 +41,24 @@ def main() -> None:
     rows = {r["trial_id"]: r for r in read_results(study)}
     best_config = json.loads((study / "best_config.json").read_text())
     best, model_name = best_config["trial_id"], best_config["model"]
-    input_shape = (int(np.prod(outer.latent_shape)),)
+    values = int(np.prod(data.splits["validation"].x.shape[1:]))
+
+    def rms(params: dict, weights: dict, split: str) -> float:
+        """RMS% of the trial's combined model on `split`, codes refined as evaluate's."""
+        x = data.splits[split].x
+        loss = refined_loss(model_name, params, weights, outer, x, refine_steps=args.refine_steps)
+        return rms_percent(loss, values)
+
     for trial in sorted(study.glob("trial_*")):
         params = json.loads((trial / "params.json").read_text())
-        _, hp = split_config(params)
-        inner = build_model(model_name, {**hp, "refine_steps": args.refine_steps}, input_shape)
-        inner.load_state_dict(load_best_weights(sorted(trial.glob("checkpoint_*"))[-1]))
-        combined = CombinedModel.from_parts(outer, inner.eval()).eval()
+        weights = load_best_weights(latest_checkpoint(trial))
         tid = trial.name.removeprefix("trial_")
         row = rows.get(tid, {})
         print(
             f"{tid}{' (kept)' if tid == best else ''}: study loss {row.get('best_val_loss', 'nan'):.2f}"
             f" (epoch {row.get('best_epoch')}) | refined validation"
-            f" {rms(combined, data.splits['validation'].x):.3f}%"
-            f" test {rms(combined, data.splits['test'].x):.3f}%",
+            f" {rms(params, weights, 'validation'):.3f}%"
+            f" test {rms(params, weights, 'test'):.3f}%",
             flush=True,
         )
 

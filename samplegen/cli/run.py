@@ -42,6 +42,14 @@ def register(subparsers: Any) -> None:
         help="after every choice is made on validation, train the selected VAE again with the "
         "validation notes among its training notes (default: the preset's; off in both)",
     )
+    p.add_argument(
+        "--rescore",
+        type=int,
+        default=None,
+        metavar="N",
+        help="score the VAE study's best N trials again with refined codes, as the final model "
+        "encodes, and keep the best (default: the preset's; 1 keeps the study's own choice)",
+    )
     p.add_argument("--address", default=None, help="Ray cluster address (default: start locally)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs for a local Ray")
     p.set_defaults(func=run)
@@ -57,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
         preset = dataclasses.replace(preset, variations=True)
     if args.refit is not None:
         preset = dataclasses.replace(preset, refit=args.refit)
+    if args.rescore is not None:
+        preset = dataclasses.replace(preset, rescore_trials=args.rescore)
     run_pipeline(
         preset,
         args.out,

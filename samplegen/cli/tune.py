@@ -182,12 +182,16 @@ def run_outer(args: argparse.Namespace) -> int:
 def run_vae(args: argparse.Namespace) -> int:
     """Handler of `samplegen tune vae`: encode once with the frozen outer model, study inner models."""
     from samplegen.errors import SamplegenError
-    from samplegen.platform.chain import resolve_outer, run_chain
+    from samplegen.platform.chain import check_rescore, resolve_outer, run_chain
     from samplegen.platform.encoded import EqAugment
     from samplegen.platform.study import ensure_ray
 
     if args.refine_steps is not None and args.refine_steps < 0:
         raise SamplegenError(f"--refine-steps: must be >= 0, got {args.refine_steps}")
+    if args.rescore < 1:
+        raise SamplegenError(f"--rescore: must be >= 1, got {args.rescore}")
+    if args.rescore > 1:
+        check_rescore(args.model, args.refine_steps)
     # Path and setting mistakes fail before Ray starts.
     eq = EqAugment(args.eq_variants, args.eq_db, args.seed)
     resolve_outer(args.outer)
@@ -202,6 +206,7 @@ def run_vae(args: argparse.Namespace) -> int:
         encoded=args.encoded,
         resume=args.resume,
         refine_steps=args.refine_steps,
+        rescore=args.rescore,
         eq=eq,
     )
     print(f"encodings: {result.encoded}")
@@ -275,6 +280,15 @@ def register(subparsers: Any) -> None:
         metavar="N",
         help="optimisation steps refining each code of the exported combined model "
         "(VAE only; default: none)",
+    )
+    vae.add_argument(
+        "--rescore",
+        type=int,
+        default=1,
+        metavar="N",
+        help="score the study's best N trials again with codes refined by --refine-steps, as "
+        "the combined model encodes, and export the lowest refined validation loss "
+        "(default 1: the study's own choice)",
     )
     vae.add_argument(
         "--eq-variants",

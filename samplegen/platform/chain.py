@@ -107,6 +107,26 @@ def chain_study_data(
     )
 
 
+def with_refine_steps(
+    name: str,
+    hparams: dict[str, Any],
+    weights: dict[str, Any],
+    input_shape: tuple[int, ...],
+    refine_steps: int,
+) -> Any:
+    """Inner model `name` with `weights`, in eval mode, its codes refined by `refine_steps` steps
+    when it encodes. Only the way codes are found changes, never a weight."""
+    import dataclasses
+
+    from samplegen.models.registry import build_model, hparams_class
+
+    if "refine_steps" not in {f.name for f in dataclasses.fields(hparams_class(name))}:
+        raise ChainError(f"--refine-steps: the inner model {name!r} does not refine its codes")
+    model = build_model(name, {**hparams, "refine_steps": int(refine_steps)}, input_shape)
+    model.load_state_dict(weights)
+    return model.eval()
+
+
 def export_combined(
     outer_dir: str | os.PathLike[str],
     inner_dir: str | os.PathLike[str],
@@ -126,26 +146,22 @@ def export_combined(
     inner model's codes for them is stored with the model, and random sounds are drawn from it
     (samplegen.models.code_distribution).
     """
-    import dataclasses
-
     from samplegen.models.artifact import load_model, save_model
     from samplegen.models.code_distribution import fitted_extra
     from samplegen.models.combined import CombinedModel
-    from samplegen.models.registry import build_model
+    from samplegen.models.registry import hparams_dict
 
     outer = load_model(outer_dir)
     inner = load_model(inner_dir)
     inner_model = inner.model
     if refine_steps is not None:
-        hp = inner_model.hparams
-        if not (dataclasses.is_dataclass(hp) and hasattr(hp, "refine_steps")):
-            raise ChainError(
-                f"--refine-steps: the inner model {inner.meta.name!r} does not refine its codes"
-            )
-        new_hp = dataclasses.asdict(dataclasses.replace(hp, refine_steps=int(refine_steps)))
-        inner_model = build_model(inner.meta.name, new_hp, inner_model.input_shape)
-        inner_model.load_state_dict(inner.model.state_dict())
-        inner_model.eval()
+        inner_model = with_refine_steps(
+            inner.meta.name,
+            hparams_dict(inner_model.hparams),
+            inner_model.state_dict(),
+            inner_model.input_shape,
+            refine_steps,
+        )
     combined = CombinedModel.from_parts(outer.model, inner_model)
     extra = {"outer_model": str(outer_dir), "inner_model": str(inner_dir), **(extra or {})}
     if train_encodings is not None:
@@ -170,6 +186,7 @@ def run_chain(
     combined_out: str | os.PathLike[str] | None = None,
     resume: bool = False,
     refine_steps: int | None = None,
+    rescore: int = 1,
     eq: EqAugment | None = None,
     echo: Callable[[str], None] = print,
 ) -> ChainResult:
@@ -179,6 +196,10 @@ def run_chain(
     outer study ran on). `encoded`: where the encodings go (default: next to the study).
     `combined_out`: where the best combined model goes (default: STUDY/best_combined).
     `refine_steps`: code refinement of the exported combined model (see `export_combined`).
+    `rescore`: when above 1, the study's best `rescore` trials are scored again with their codes
+    refined by `refine_steps` steps, as the combined model will use them, and the lowest refined
+    validation loss is exported (samplegen.platform.selection); the study's best_config.json and
+    best_model then name that trial. 1 keeps the study's own choice.
     `eq`: an `encoded.EqAugment`, EQ copies of the training notes added to the inner study's
     training rows (never to validation, nor to the codes stored for random sounds).
     Ray must be initialised.
@@ -190,6 +211,10 @@ def run_chain(
         raise ChainError(
             f"--model: {config.model!r} is not an inner model ({', '.join(INNER_MODELS)})"
         )
+    if rescore < 1:
+        raise ChainError(f"--rescore: must be >= 1, got {rescore}")
+    if rescore > 1:
+        check_rescore(config.model, refine_steps)
     outer_dir, study_data = resolve_outer(outer)
     dataset = data or study_data
     if not dataset:
@@ -203,6 +228,11 @@ def run_chain(
     result = run_study(config, study_data, resume=resume, echo=echo)
     combined = None
     if result.best_model and not result.interrupted:
+        choice = None
+        if rescore > 1:
+            choice = _choose_refined(
+                config, files, result, outer_dir, study_data, rescore, int(refine_steps or 0), echo
+            )
         best = result.best or {}
         combined = export_combined(
             outer_dir,
@@ -212,9 +242,77 @@ def run_chain(
                 "end_to_end_val_loss": best.get("best_val_loss"),
                 "best_epoch": best.get("best_epoch"),
             },
-            extra={"study": config.name, "trial_id": best.get("trial_id")},
+            extra={
+                "study": config.name,
+                "trial_id": best.get("trial_id"),
+                **({"refined_choice": choice} if choice else {}),
+            },
             refine_steps=refine_steps,
             train_encodings=study_data.train[study_data.extra["train_notes"]],
         )
         echo(f"[{config.name}] best combined model: {combined}")
     return ChainResult(result, enc_path, outer_dir, combined)
+
+
+def check_rescore(model: str, refine_steps: int | None) -> None:
+    """Refuse a re-scoring of trials (`rescore` above 1) that cannot refine codes."""
+    import dataclasses
+
+    from samplegen.models.registry import hparams_class
+
+    if "refine_steps" not in {f.name for f in dataclasses.fields(hparams_class(model))}:
+        raise ChainError(f"--rescore: the inner model {model!r} does not refine its codes")
+    if not refine_steps:
+        raise ChainError(
+            "--rescore: scoring trials with refined codes needs --refine-steps N (N >= 1); "
+            "without refinement the study's own ranking is already the final one"
+        )
+
+
+def _choose_refined(
+    config: Any,
+    files: Any,
+    result: Any,
+    outer_dir: Path,
+    study_data: Any,
+    top: int,
+    refine_steps: int,
+    echo: Callable[[str], None],
+) -> dict[str, Any]:
+    """Score the study's best trials with refined codes; point the study's best model and best
+    configuration, and `result.best` / `result.best_model`, at the winner."""
+    from samplegen.models.artifact import load_model
+    from samplegen.platform.resources import trial_device
+    from samplegen.platform.selection import choose_refined, latest_checkpoint
+    from samplegen.platform.study import BEST_CONFIG, best_config, save_trial_model
+    from samplegen.platform.training import load_best_weights
+
+    study_dir = Path(files.root)
+    echo(
+        f"[{config.name}] scoring the best {top} trials again with codes refined by "
+        f"{refine_steps} steps, as the combined model encodes"
+    )
+    choice = choose_refined(
+        study_dir,
+        result.rows,
+        config.model,
+        load_model(outer_dir).model,
+        study_data.extra["validation_target"],
+        refine_steps=refine_steps,
+        top=top,
+        device=trial_device(1.0),
+        echo=echo,
+    )
+    row = next(r for r in result.rows if r["trial_id"] == choice["chosen"])
+    if row["trial_id"] != (result.best or {}).get("trial_id"):
+        weights = load_best_weights(latest_checkpoint(study_dir / f"trial_{row['trial_id']}"))
+        result.best_model = save_trial_model(files, row, config, study_data, weights)
+        echo(
+            f"[{config.name}] refined codes choose trial {row['trial_id']} over the study's "
+            f"{(result.best or {}).get('trial_id')}"
+        )
+    result.best = row
+    files.write_json(
+        BEST_CONFIG, {**best_config(config, study_data, row), "refined_choice": choice}
+    )
+    return choice

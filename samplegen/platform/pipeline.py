@@ -182,6 +182,7 @@ def run_pipeline(
             combined_out=run_dir / "models" / ("selected" if preset.refit else "combined"),
             resume=_started(config),
             refine_steps=preset.refine_steps,
+            rescore=preset.rescore_trials,
             eq=dataclasses.replace(preset.inner_eq, seed=seed),
             echo=echo,
         )

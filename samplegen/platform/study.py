@@ -22,7 +22,7 @@ import math
 import os
 import signal
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -658,12 +658,18 @@ def _num(value: Any) -> float:
         return math.nan
 
 
-def best_row(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The row with the lowest best validation loss among trials that produced one."""
+def ranked_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The trials that produced a best validation loss, lowest first (ties keep table order)."""
     ok = [
         r for r in rows if r["status"] not in FAILED_STATUSES and math.isfinite(r["best_val_loss"])
     ]
-    return min(ok, key=lambda r: r["best_val_loss"]) if ok else None
+    return sorted(ok, key=lambda r: r["best_val_loss"])
+
+
+def best_row(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The row with the lowest best validation loss among trials that produced one."""
+    ranked = ranked_rows(rows)
+    return ranked[0] if ranked else None
 
 
 def _write_table(files: StudyFiles, rows: list[dict[str, Any]]) -> None:
@@ -741,9 +747,7 @@ def export_best(
     echo: Callable[[str], None] = print,
 ) -> str | None:
     """Save the best trial's best-epoch weights as a model directory under the study."""
-    from samplegen.models.artifact import save_model
-    from samplegen.models.registry import build_model
-    from samplegen.platform.training import load_best_weights, split_config
+    from samplegen.platform.training import load_best_weights
 
     if data.codec is None:
         echo(f"[{config.name}] best model not exported: the data has no codec")
@@ -752,11 +756,27 @@ def export_best(
     if result is None or result.checkpoint is None:
         echo(f"[{config.name}] best model not exported: trial {best['trial_id']} has no checkpoint")
         return None
+    with result.checkpoint.as_directory() as ckdir:
+        return save_trial_model(files, best, config, data, load_best_weights(ckdir))
+
+
+def save_trial_model(
+    files: StudyFiles,
+    best: dict[str, Any],
+    config: StudyConfig,
+    data: StudyData,
+    weights: dict[str, Any],
+) -> str:
+    """Save one trial (its results row `best` and best-epoch `weights`) as the study's best
+    model, STUDY/best_model; returns where it went."""
+    from samplegen.models.artifact import save_model
+    from samplegen.models.registry import build_model
+    from samplegen.platform.training import split_config
+
     params = {k[7:]: v for k, v in best.items() if k.startswith("config.")}
     _, model_hp = split_config(params)
     model = build_model(config.model, model_hp, data.input_shape)
-    with result.checkpoint.as_directory() as ckdir:
-        model.load_state_dict(load_best_weights(ckdir))
+    model.load_state_dict(weights)
     metrics = {
         k: best[k] for k in ("best_val_loss", "best_epoch", "epochs", "final_train_loss", "overfit")
     }

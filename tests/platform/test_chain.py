@@ -92,6 +92,64 @@ def test_tune_vae_selects_on_the_end_to_end_loss_and_exports_a_combined_model(
     np.testing.assert_allclose(fitted.mean, means.numpy().mean(0), rtol=1e-4, atol=1e-5)
 
 
+def _refined_val_loss(model_dir: Path, ds: Path) -> float:
+    """The validation loss of a combined model as it encodes (codes refined), in outer units."""
+    model = load_model(model_dir).model.eval()
+    val = load_dataset(ds, splits=("validation",)).splits["validation"].x
+    recon = model.reconstruct(torch.from_numpy(val)).detach().numpy()
+    return float(((recon - val) ** 2).reshape(len(val), -1).sum(1).mean())
+
+
+def test_rescore_keeps_the_trial_whose_refined_codes_fit_validation_best(
+    outer_study: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, ds = outer_study
+    args = [*vae_args(root, "vae_rescore", trials=3), "--refine-steps", "5"]
+    assert main([*args, "--rescore", "0"]) == 2
+    assert "--rescore: must be >= 1, got 0" in capsys.readouterr().err
+    assert main([*vae_args(root, "vae_rescore", trials=3), "--rescore", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--rescore" in err[0] and "--refine-steps" in err[0]
+
+    args += ["--epochs", "2", "--search", "random", *FAST]
+    assert main([*args, "--rescore", "2"]) == 0
+    study = root / "vae_rescore"
+    record = json.loads((study / "refined_choice.json").read_text())
+    rows = pq.read_table(study / "results.parquet").to_pylist()
+    by_study = sorted(rows, key=lambda r: r["best_val_loss"])
+    # The study's best two trials, in the study's order, each scored with refined codes.
+    assert [t["trial_id"] for t in record["trials"]] == [r["trial_id"] for r in by_study[:2]]
+    assert record["refine_steps"] == 5
+    chosen = min(record["trials"], key=lambda t: t["refined_loss"])
+    assert record["chosen"] == chosen["trial_id"]
+    # The exported model is that trial, and its recorded score is what it does as it encodes.
+    combined = study / "best_combined"
+    assert load_model(combined).meta.extra["trial_id"] == chosen["trial_id"]
+    assert load_model(combined).meta.extra["refined_choice"] == record
+    assert _refined_val_loss(combined, ds) == pytest.approx(chosen["refined_loss"], rel=1e-3)
+    assert json.loads((study / "best_config.json").read_text())["trial_id"] == chosen["trial_id"]
+
+    # Scores recorded by an earlier (here: interrupted) choice are kept, not computed again; when
+    # they favour another trial than the study's best, the study's best model and configuration
+    # follow the choice too.
+    runner_up = record["trials"][1]
+    runner_up["refined_loss"] = 0.0
+    record["chosen"] = None
+    (study / "refined_choice.json").write_text(json.dumps(record))
+    capsys.readouterr()
+    assert main([*args, "--rescore", "2", "--resume"]) == 0
+    assert "(refined)" not in capsys.readouterr().out
+    assert (
+        json.loads((study / "refined_choice.json").read_text())["chosen"] == runner_up["trial_id"]
+    )
+    assert json.loads((study / "best_config.json").read_text())["trial_id"] == runner_up["trial_id"]
+    best_inner = load_model(study / "best_model")
+    assert best_inner.meta.extra["trial_id"] == runner_up["trial_id"]
+    exported = load_model(combined).model.inner.state_dict()
+    for key, value in best_inner.model.state_dict().items():
+        torch.testing.assert_close(exported[key], value)
+
+
 def test_tune_vae_trains_on_eq_copies_of_the_training_notes(
     outer_study: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -201,6 +201,13 @@ def test_presets() -> None:
         get_preset("huge")
     with pytest.raises(SamplegenError, match="preset 'tiny': examples must be >= 4"):
         Preset(name="tiny", examples=2)
+    with pytest.raises(SamplegenError, match="preset 'tiny': rescore_trials must be >= 1"):
+        Preset(name="tiny", rescore_trials=0)
+    with pytest.raises(SamplegenError, match="rescore_trials 2 scores trials with refined codes"):
+        Preset(name="tiny", rescore_trials=2, refine_steps=0)
+    # Run folders started before the setting existed resume: it is recorded only when used.
+    assert "rescore_trials" not in Preset(name="tiny").to_dict()
+    assert Preset(name="tiny", rescore_trials=3, refine_steps=1).to_dict()["rescore_trials"] == 3
 
 
 def test_each_stage_budget_reaches_its_study(tmp_path: Path) -> None:
@@ -266,7 +273,12 @@ def test_the_full_preset_runs_end_to_end_at_a_tiny_budget(
         assert rows and not {r["status"] for r in rows} & {"error", "nan"}
     vae_best = json.loads((out / "vae_study" / "best_config.json").read_text())
     assert vae_best["config"]["latent"] == 8 and vae_best["config"]["decoder"] in ("mlp", "frames")
+    # The study's best trials were scored again with refined codes, and the best of those kept.
+    choice = json.loads((out / "vae_study" / "refined_choice.json").read_text())
+    assert len(choice["trials"]) == min(full.rescore_trials, 3) > 1
+    assert choice["refine_steps"] == 2 and choice["chosen"] == vae_best["trial_id"]
     combined = load_model(out / "models" / "combined")
+    assert combined.meta.extra["refined_choice"] == choice
     assert combined.model.latent_shape == (8,)
     assert "refit" not in combined.meta.extra and not (out / "models" / "selected").exists()
     metrics = json.loads((out / "evaluation" / "metrics.json").read_text())
