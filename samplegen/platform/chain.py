@@ -107,6 +107,15 @@ def chain_study_data(
     )
 
 
+def _refines(name: str) -> bool:
+    """Whether inner model `name` can refine its codes (it has a `refine_steps` setting)."""
+    import dataclasses
+
+    from samplegen.models.registry import hparams_class
+
+    return "refine_steps" in {f.name for f in dataclasses.fields(hparams_class(name))}
+
+
 def with_refine_steps(
     name: str,
     hparams: dict[str, Any],
@@ -116,11 +125,9 @@ def with_refine_steps(
 ) -> Any:
     """Inner model `name` with `weights`, in eval mode, its codes refined by `refine_steps` steps
     when it encodes. Only the way codes are found changes, never a weight."""
-    import dataclasses
+    from samplegen.models.registry import build_model
 
-    from samplegen.models.registry import build_model, hparams_class
-
-    if "refine_steps" not in {f.name for f in dataclasses.fields(hparams_class(name))}:
+    if not _refines(name):
         raise ChainError(f"--refine-steps: the inner model {name!r} does not refine its codes")
     model = build_model(name, {**hparams, "refine_steps": int(refine_steps)}, input_shape)
     model.load_state_dict(weights)
@@ -256,11 +263,7 @@ def run_chain(
 
 def check_rescore(model: str, refine_steps: int | None) -> None:
     """Refuse a re-scoring of trials (`rescore` above 1) that cannot refine codes."""
-    import dataclasses
-
-    from samplegen.models.registry import hparams_class
-
-    if "refine_steps" not in {f.name for f in dataclasses.fields(hparams_class(model))}:
+    if not _refines(model):
         raise ChainError(f"--rescore: the inner model {model!r} does not refine its codes")
     if not refine_steps:
         raise ChainError(

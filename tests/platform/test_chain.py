@@ -209,6 +209,9 @@ def test_tune_vae_cli_errors_are_one_line(
     assert main([*args, "--refine-steps", "-1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--refine-steps: must be >= 0" in err[0]
+    assert main([*args, "--model", "bounded_ae", "--refine-steps", "5", "--rescore", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--rescore: the inner model 'bounded_ae' does not refine" in err[0]
 
 
 @pytest.mark.parametrize(
