@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         help="for the train-split and TimGM6mb evaluations (0: their audio figures use random "
         "phase and mean nothing; the RMS%% figures do not depend on it)",
     )
+    p.add_argument("--seed", type=int, default=0, help="the run's seed (`samplegen run --seed`)")
     p.add_argument("--no-append", action="store_true")
     args = p.parse_args(argv)
 
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
 
     preset = get_preset(args.preset)
     t0 = time.monotonic()
-    done = run_pipeline(preset, args.run)
+    done = run_pipeline(preset, args.run, seed=args.seed)
     pipeline_s = time.monotonic() - t0
     run = Path(done["run_dir"])
     dataset = Path(done["dataset"])
@@ -148,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         f"## Sound quality (benchmarks/quality.py), {dt.date.today().isoformat()}",
         "",
-        f"- Command: `.venv/bin/python benchmarks/quality.py --preset {args.preset} --run {args.run}`",
+        "- Command: `.venv/bin/python benchmarks/quality.py --preset "
+        f"{args.preset} --run {args.run}{f' --seed {args.seed}' if args.seed else ''}`",
         f"- Machine: {platform.machine()} {platform.processor() or ''} 2-core CPU, no GPU, "
         f"Python {platform.python_version()}; pipeline wall time {pipeline_s:.0f} s "
         "(0 when every stage was reused from an earlier run)",
