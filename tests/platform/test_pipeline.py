@@ -294,3 +294,15 @@ def test_a_ray_the_run_did_not_start_is_left_running(ray_session: None) -> None:
     assert not session.started and ray.is_initialized()
     session.down()
     assert ray.is_initialized()
+
+
+def test_run_rescore_flag_is_checked_before_anything_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from samplegen.cli.main import main
+
+    # Refused before anything runs: no run folder is made.
+    out = tmp_path / "run"
+    assert main(["run", "--rescore", "0", "--out", str(out)]) == 2
+    assert "preset 'quick': rescore_trials must be >= 1, got 0" in capsys.readouterr().err
+    assert not out.exists()
