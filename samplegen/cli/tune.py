@@ -188,10 +188,7 @@ def run_vae(args: argparse.Namespace) -> int:
 
     if args.refine_steps is not None and args.refine_steps < 0:
         raise SamplegenError(f"--refine-steps: must be >= 0, got {args.refine_steps}")
-    if args.rescore < 1:
-        raise SamplegenError(f"--rescore: must be >= 1, got {args.rescore}")
-    if args.rescore > 1:
-        check_rescore(args.model, args.refine_steps)
+    check_rescore(args.rescore, args.model, args.refine_steps)
     # Path and setting mistakes fail before Ray starts.
     eq = EqAugment(args.eq_variants, args.eq_db, args.seed)
     resolve_outer(args.outer)

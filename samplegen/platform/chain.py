@@ -218,10 +218,7 @@ def run_chain(
         raise ChainError(
             f"--model: {config.model!r} is not an inner model ({', '.join(INNER_MODELS)})"
         )
-    if rescore < 1:
-        raise ChainError(f"--rescore: must be >= 1, got {rescore}")
-    if rescore > 1:
-        check_rescore(config.model, refine_steps)
+    check_rescore(rescore, config.model, refine_steps)
     outer_dir, study_data = resolve_outer(outer)
     dataset = data or study_data
     if not dataset:
@@ -261,8 +258,12 @@ def run_chain(
     return ChainResult(result, enc_path, outer_dir, combined)
 
 
-def check_rescore(model: str, refine_steps: int | None) -> None:
-    """Refuse a re-scoring of trials (`rescore` above 1) that cannot refine codes."""
+def check_rescore(rescore: int, model: str, refine_steps: int | None) -> None:
+    """Refuse a `rescore` below 1, or above 1 (a re-scoring of trials) that cannot refine codes."""
+    if rescore < 1:
+        raise ChainError(f"--rescore: must be >= 1, got {rescore}")
+    if rescore == 1:
+        return
     if not _refines(model):
         raise ChainError(f"--rescore: the inner model {model!r} does not refine its codes")
     if not refine_steps:
