@@ -84,7 +84,7 @@ def choose_refined(
     trial's weights are read from its folder, STUDY/trial_ID.
     `outer`: the frozen outer model; `target`: the validation samples (the study's units).
     """
-    from samplegen.platform.study import ranked_rows
+    from samplegen.platform.study import ranked_rows, trial_params
     from samplegen.platform.training import load_best_weights
 
     if top < 1:
@@ -103,7 +103,7 @@ def choose_refined(
         if hit is not None and hit["study_loss"] == study_loss:
             loss = float(hit["refined_loss"])
         else:
-            params = {k[7:]: v for k, v in row.items() if k.startswith("config.")}
+            params = trial_params(row)
             weights = load_best_weights(latest_checkpoint(Path(study_dir) / f"trial_{tid}"))
             loss = refined_loss(
                 model_name, params, weights, outer, target, refine_steps=refine_steps, device=device

@@ -715,9 +715,14 @@ def read_results(study_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return pq.read_table(path).to_pylist()
 
 
+def trial_params(row: dict[str, Any]) -> dict[str, Any]:
+    """A results row's trial configuration: its `config.NAME` columns, named NAME."""
+    return {k.removeprefix("config."): v for k, v in row.items() if k.startswith("config.")}
+
+
 def best_config(config: StudyConfig, data: StudyData, best: dict[str, Any]) -> dict[str, Any]:
     """The JSON `samplegen train --config` reads: model, flat config, and how it was found."""
-    params = {k[7:]: v for k, v in best.items() if k.startswith("config.")}
+    params = trial_params(best)
     return {
         "model": config.model,
         "config": params,
@@ -773,7 +778,7 @@ def save_trial_model(
     from samplegen.models.registry import build_model
     from samplegen.platform.training import split_config
 
-    params = {k[7:]: v for k, v in best.items() if k.startswith("config.")}
+    params = trial_params(best)
     _, model_hp = split_config(params)
     model = build_model(config.model, model_hp, data.input_shape)
     model.load_state_dict(weights)
