@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 
-def write_atomic(path: str | os.PathLike[str], writer: Callable[[str], None]) -> Path:
+def write_atomic(path: str | os.PathLike[str], writer: Callable[[str], object]) -> Path:
     """Call `writer(tmp_path)` to fill a temporary file beside `path`, then rename it into place.
 
     The parent folder is created if missing. The file gets the permissions a plain open() would

@@ -91,10 +91,13 @@ def _ensure_ray(num_cpus: int | None) -> None:
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
     address = os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
     else:
         ray.init(
-            num_cpus=num_cpus, include_dashboard=False, logging_level="ERROR", log_to_driver=False
+            num_cpus=num_cpus,
+            include_dashboard=False,
+            logging_level=logging.ERROR,
+            log_to_driver=False,
         )
 
 

@@ -128,8 +128,11 @@ def decode_batch(
     With `normalize` each note is divided by its largest absolute value, like `prepare_wave`'s
     output, so `write_wav(..., gain=peak)` restores the original level.
     """
-    is_numpy = not isinstance(encoded, torch.Tensor)
-    x = torch.from_numpy(np.asarray(encoded, dtype=np.float32)) if is_numpy else encoded
+    x = (
+        encoded
+        if isinstance(encoded, torch.Tensor)
+        else torch.from_numpy(np.asarray(encoded, dtype=np.float32))
+    )
     if x.ndim != 1 + len(config.shape) or tuple(x.shape[1:]) != config.shape:
         raise ValueError(f"decode: expected (N, {config.shape}) values, got {tuple(x.shape)}")
     x = x.to(torch.float32)
@@ -150,9 +153,9 @@ def decode_batch(
         )
     if normalize:
         out = _normalise_peak(out, (-1,))
-    if is_numpy:
-        return out.detach().cpu().numpy()
-    return out
+    if isinstance(encoded, torch.Tensor):
+        return out
+    return out.detach().cpu().numpy()
 
 
 def decode(

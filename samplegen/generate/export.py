@@ -27,6 +27,7 @@ from samplegen.atomic import write_atomic
 from samplegen.errors import SamplegenError
 from samplegen.generate.io import write_json
 from samplegen.generate.latent import GenerationError, LatentSpace, load_space
+from samplegen.models.base import SampleModel
 
 FORMATS: tuple[str, ...] = ("onnx", "torchscript")
 SIDECAR = "export.json"
@@ -40,7 +41,7 @@ class ExportError(SamplegenError):
 class EncoderGraph(nn.Module):
     """encoded input (B, *shape) -> flat latent mean (B, D)."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: SampleModel) -> None:
         super().__init__()
         self.model = model
 
@@ -52,7 +53,7 @@ class EncoderGraph(nn.Module):
 class DecoderGraph(nn.Module):
     """flat latent (B, D) -> linear STFT magnitude (B, bins, frames) or waveform (B, samples)."""
 
-    def __init__(self, model: nn.Module, latent_shape: tuple[int, ...], codec: Any) -> None:
+    def __init__(self, model: SampleModel, latent_shape: tuple[int, ...], codec: Any) -> None:
         super().__init__()
         self.model = model
         self.latent_shape = tuple(latent_shape)
@@ -173,7 +174,7 @@ def export_model(
         else:
             _export_torchscript(enc, x, enc_path)
             _export_torchscript(dec, z, dec_path)
-    except (RuntimeError, torch.onnx.errors.OnnxExporterError) as exc:  # type: ignore[attr-defined]
+    except (RuntimeError, torch.onnx.errors.OnnxExporterError) as exc:
         raise ExportError(f"{model_dir}: {fmt} export failed: {exc}") from exc
     runner = run_onnx if fmt == "onnx" else run_torchscript
     with torch.no_grad():

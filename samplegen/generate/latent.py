@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from samplegen.errors import SamplegenError
+from samplegen.models.base import SampleModel
 from samplegen.models.code_distribution import (
     CodeDistribution,
     CodeDistributionError,
@@ -59,7 +60,7 @@ class LatentSpace:
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: SampleModel,
         codec: Any,
         meta: Any = None,
         *,

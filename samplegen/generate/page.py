@@ -8,6 +8,7 @@ folder that exists is shown, every part that does not is listed as missing.
 from __future__ import annotations
 
 import csv
+import functools
 import html
 import json
 import os
@@ -382,9 +383,9 @@ def _sounds(page: Page, run: Path) -> Iterable[tuple[str, str, Callable[[], str]
     for folder in known + extra:
         title = f"Sounds: {folder.name}"
         if folder.is_dir():
-            yield f"sounds-{folder.name}", title, (lambda f=folder: _sound_kind(page, run, f))
+            yield f"sounds-{folder.name}", title, functools.partial(_sound_kind, page, run, folder)
         else:
-            yield f"sounds-{folder.name}", title, (lambda f=folder: _missing(page, f, run))
+            yield f"sounds-{folder.name}", title, functools.partial(_missing, page, folder, run)
 
 
 def build_page(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None) -> Path:
@@ -397,7 +398,7 @@ def build_page(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | No
     page = Page(target.parent)
     _section(page, "dataset", "Dataset", lambda: _dataset(page, run))
     for name in STUDIES:
-        _section(page, name, f"Study: {name}", lambda n=name: _study(page, run, n))
+        _section(page, name, f"Study: {name}", functools.partial(_study, page, run, name))
     _section(page, "models", "Best models", lambda: _models(page, run))
     _section(page, "evaluation", "Evaluation", lambda: _evaluation(page, run))
     for anchor, title, body in _sounds(page, run):

@@ -105,9 +105,10 @@ def _write_inputs(
 
 def write_analysis(
     space: LatentSpace, plan: Plan, out: Path, encoded: np.ndarray
-) -> dict[str, str]:
+) -> dict[str, Any]:
     """For reconstructions of several inputs: latent scatter per category and a histogram of the
-    per-sample losses with the worst samples named. Returns {"latents": file, "losses": file}."""
+    per-sample losses with the worst samples named. Returns {"latents": file, "losses": file,
+    "loss_per_input": {name: loss}}."""
     from samplegen.dsp.metrics import sample_loss
 
     if plan.kind != "reconstruct" or len(plan.inputs) < 2:
@@ -123,7 +124,7 @@ def write_analysis(
     plot_latent_scatter(
         out / "analysis_latents.png", np.stack(plan.input_latents), cats, title="latent means"
     )
-    plot_loss_histogram(out / "analysis_losses.png", losses, names)
+    plot_loss_histogram(out / "analysis_losses.png", losses.tolist(), names)
     return {
         "latents": "analysis_latents.png",
         "losses": "analysis_losses.png",

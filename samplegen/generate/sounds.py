@@ -88,9 +88,10 @@ def load_inputs(paths: Sequence[str | os.PathLike[str]], codec: Any) -> list[Sou
 
 def _log_mix(levels: Sequence[float | None], weights: Sequence[float]) -> float | None:
     """Level between known levels, mixed in dB (None when any is unknown)."""
-    if any(v is None or v <= 0 for v in levels):
+    known = [v for v in levels if v is not None and v > 0]
+    if len(known) != len(levels):
         return None
-    return float(math.exp(sum(w * math.log(v) for v, w in zip(levels, weights, strict=True))))
+    return float(math.exp(sum(w * math.log(v) for v, w in zip(known, weights, strict=True))))
 
 
 def _encode_inputs(space: LatentSpace, inputs: Sequence[SoundInput]) -> np.ndarray:
@@ -175,13 +176,15 @@ def plan_grid(space: LatentSpace, corners: Sequence[SoundInput], *, size: int = 
         raise GenerationError(f"--size: must be >= 2, got {size}")
     za, zb, zc, zd = _encode_inputs(space, corners)
     peaks = [c.peak for c in corners]
+    last = size - 1
+    corners_at = {(0, 0): za, (0, last): zb, (last, 0): zc, (last, last): zd}
     sounds = []
     for r in range(size):
-        v = r / (size - 1)
+        v = r / last
         for c in range(size):
-            u = c / (size - 1)
+            u = c / last
             w = [(1 - u) * (1 - v), u * (1 - v), (1 - u) * v, u * v]
-            corner = {(0, 0): za, (0, 1): zb, (1, 0): zc, (1, 1): zd}.get((v, u))
+            corner = corners_at.get((r, c))
             z = corner if corner is not None else w[0] * za + w[1] * zb + w[2] * zc + w[3] * zd
             sounds.append(
                 PlannedSound(

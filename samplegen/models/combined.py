@@ -43,6 +43,8 @@ class CombinedModel(SampleModel):
 
     name = "combined"
     kind = "combined"
+    outer: SampleModel
+    inner: InnerModel
 
     def __init__(
         self,
@@ -60,8 +62,10 @@ class CombinedModel(SampleModel):
             outer = outer_cls(make_hparams(hparams.outer, hparams.outer_hparams), input_shape)
             inner_shape = (math.prod(outer.latent_shape),)
             inner = inner_cls(make_hparams(hparams.inner, hparams.inner_hparams), inner_shape)
-            parts = (outer, inner)  # type: ignore[assignment]
-        self.outer, self.inner = parts  # type: ignore[misc]
+            if not isinstance(inner, InnerModel):
+                raise HParamError(f"model combined: inner {hparams.inner!r} is not an inner model")
+            parts = (outer, inner)
+        self.outer, self.inner = parts
 
     @classmethod
     def from_parts(cls, outer: SampleModel, inner: InnerModel) -> CombinedModel:
@@ -173,6 +177,10 @@ class TrainsOnEncodings(torch.nn.Module):
     checkpoints read the same as the combined model's, and the outer model stays in eval mode
     whatever mode this module is put in.
     """
+
+    combined: CombinedModel
+    outer: SampleModel
+    inner: InnerModel
 
     def __init__(self, combined: CombinedModel) -> None:
         super().__init__()

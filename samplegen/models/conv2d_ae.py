@@ -97,7 +97,7 @@ class Conv2dAE(SampleModel):
             raise ModelRejected(
                 f"model conv2d_ae: needs a (bins, frames) input, got {self.input_shape}"
             )
-        self.plan = plan_layers(hparams, self.input_shape)  # type: ignore[arg-type]
+        self.plan = plan_layers(hparams, self.input_shape)
         k = hparams.kernels
         n = len(self.plan)
         self.encoder = nn.ModuleList(

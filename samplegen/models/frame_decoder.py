@@ -37,6 +37,8 @@ class FrameDecoder(nn.Module):
     `activation` (a name in samplegen.models.layers.ACTIVATIONS), the frame's position given by
     `time_frequencies` sine/cosine pairs."""
 
+    time: torch.Tensor  # a buffer, registered in __init__
+
     def __init__(
         self,
         latent: int,

@@ -130,6 +130,9 @@ class HarmonicAE(SampleModel):
 
     name = "harmonic_ae"
     kind = "outer_wave"
+    # Buffers (registered in __init__), declared for the type checker.
+    window: torch.Tensor
+    noise_spec: torch.Tensor
 
     def __init__(self, hparams: HarmonicAEHParams, input_shape: tuple[int, ...]) -> None:
         super().__init__(hparams, input_shape)

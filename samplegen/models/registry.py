@@ -101,9 +101,11 @@ def _coerce(name: str, key: str, value: Any, kind: Any) -> Any:
     if kind is int:
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise HParamError(f"{where}: expected an integer, got {value!r}")
-        if float(value) != int(value):
+        if isinstance(value, numbers.Integral):
+            return int(value)
+        if not float(value).is_integer():
             raise HParamError(f"{where}: expected an integer, got {value!r}")
-        return int(value)
+        return int(float(value))
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise HParamError(f"{where}: expected a number, got {value!r}")

@@ -71,6 +71,9 @@ class VQVAE(InnerModel):
     name = "vq_vae"
     # Codes are codebook entries: no Gaussian is fitted to them (models.code_distribution).
     discrete_latent = True
+    # Buffers (registered in __init__), declared for the type checker.
+    idle_steps: torch.Tensor
+    usage: torch.Tensor
 
     def __init__(self, hparams: VQVAEHParams, input_shape: tuple[int, ...]) -> None:
         super().__init__(hparams, input_shape)

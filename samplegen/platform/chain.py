@@ -154,6 +154,7 @@ def export_combined(
     (samplegen.models.code_distribution).
     """
     from samplegen.models.artifact import load_model, save_model
+    from samplegen.models.base import InnerModel
     from samplegen.models.code_distribution import fitted_extra
     from samplegen.models.combined import CombinedModel
     from samplegen.models.registry import hparams_dict
@@ -169,6 +170,8 @@ def export_combined(
             inner_model.input_shape,
             refine_steps,
         )
+    if not isinstance(inner_model, InnerModel):
+        raise ChainError(f"{inner_dir}: model {inner.meta.name!r} is not an inner model")
     combined = CombinedModel.from_parts(outer.model, inner_model)
     extra = {"outer_model": str(outer_dir), "inner_model": str(inner_dir), **(extra or {})}
     if train_encodings is not None:

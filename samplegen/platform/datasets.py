@@ -139,7 +139,7 @@ def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
-def read_dataset_info(path: str | Path) -> dict[str, Any] | None:
+def read_dataset_info(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     """dataset.json of the dataset at `path`, or None when there is none (not a dataset)."""
     recover_folder(Path(path), "dataset.json")
     info_path = Path(path) / "dataset.json"
@@ -154,7 +154,7 @@ def read_dataset_info(path: str | Path) -> dict[str, Any] | None:
     return info
 
 
-def require_dataset_info(path: str | Path, label: str | None = None) -> dict[str, Any]:
+def require_dataset_info(path: str | os.PathLike[str], label: str | None = None) -> dict[str, Any]:
     """dataset.json of the dataset at `path`; DatasetError naming `label` (default: the path) when
     there is none."""
     info = read_dataset_info(path)

@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -291,7 +291,8 @@ def encode_dataset(
     )
     tables: dict[str, list[pa.Table]] = {s: [] for s in SPLITS}
     latent_dim = None
-    for batch in encoded.iter_batches(batch_format="pyarrow", batch_size=None):
+    for batch_any in encoded.iter_batches(batch_format="pyarrow", batch_size=None):
+        batch = cast(pa.Table, batch_any)  # Ray's annotation names every batch format
         z = batch.column("z")
         latent_dim = latent_dim or _width(z)
         for split in SPLITS:

@@ -39,7 +39,7 @@ def _study_config(
     from samplegen.platform.study import StudyConfig
 
     budget = preset.outer if which == "outer" else preset.inner
-    rules = {} if budget.stop_on_overfit else {"overfit_limit": None}
+    rules: dict[str, Any] = {} if budget.stop_on_overfit else {"overfit_limit": None}
     return StudyConfig(
         name=f"{which}_study",
         model=budget.model,
@@ -75,7 +75,7 @@ def _example_inputs(dataset: Path, count: int) -> list[Any]:
 
     test = load_dataset(dataset, splits=("test",)).splits["test"]
     chosen: list[int] = []
-    seen: set[str] = set()
+    seen: set[str | None] = set()
     for i, row in enumerate(test.meta):
         if row.get("category") not in seen and not row.get("augmented"):
             chosen.append(i)
@@ -247,7 +247,11 @@ def run_pipeline(
     def evaluation_stage() -> dict[str, Any]:
         from samplegen.platform.evaluation import evaluate_model
 
-        common = {"split": "test", "griffin_lim_iters": preset.griffin_lim_iters, "seed": seed}
+        common: dict[str, Any] = {
+            "split": "test",
+            "griffin_lim_iters": preset.griffin_lim_iters,
+            "seed": seed,
+        }
         evaluate_model(outer_model, dataset, out=run_dir / "evaluation" / "outer", **common)
         metrics = evaluate_model(combined, dataset, out=run_dir / "evaluation", **common)
         return {"metrics": str(run_dir / "evaluation" / "metrics.json"), "loss": metrics["loss"]}

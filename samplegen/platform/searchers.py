@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ray.tune.search import ConcurrencyLimiter, Searcher
+from ray.tune.search import ConcurrencyLimiter, SearchAlgorithm, Searcher
 
 from samplegen.atomic import write_json_atomic
 from samplegen.errors import SamplegenError
@@ -25,9 +25,9 @@ SEARCHERS: tuple[str, ...] = ("grid", "random", "gp", "tpe")
 FAILED_STATUSES: frozenset[str] = frozenset({"nan", "rejected", "error"})
 
 
-def usable_loss(result: dict[str, Any] | None, metric: str) -> float | None:
+def usable_loss(result: dict[str, Any] | None, metric: str | None) -> float | None:
     """The trial's metric if it finished with a finite value and no failure status, else None."""
-    if not result or result.get("status") in FAILED_STATUSES:
+    if not result or metric is None or result.get("status") in FAILED_STATUSES:
         return None
     value = result.get(metric)
     if value is None:
@@ -199,7 +199,7 @@ class SearchPlan:
     """What a Tuner needs from a searcher choice."""
 
     param_space: dict[str, Any]
-    search_alg: Searcher | None
+    search_alg: Searcher | SearchAlgorithm | None
     num_samples: int
     note: str = ""
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -139,7 +140,9 @@ def _relative(path: str, root: str, single_file: bool) -> str:
     return str(PurePosixPath(path).relative_to(PurePosixPath(root)))
 
 
-def resolve_source(spec: str, library_cache: str | Path | None = None) -> ResolvedSource:
+def resolve_source(
+    spec: str, library_cache: str | os.PathLike[str] | None = None
+) -> ResolvedSource:
     """List the audio files of `spec`.
 
     `spec` is ``builtin`` / ``builtin:<soundfont>`` (the rendered library, made on first use),

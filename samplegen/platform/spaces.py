@@ -55,23 +55,29 @@ class Param:
     grid: tuple[Any, ...] = ()
     grid_points: int = 3
 
+    def bounds(self) -> tuple[float, float]:
+        """(low, high) of a range parameter (int or float); parsing guarantees both are set."""
+        if self.low is None or self.high is None:
+            raise SpaceError(f"parameter {self.name!r}: a {self.type} range needs low and high")
+        return self.low, self.high
+
     def grid_values(self) -> list[Any]:
         """The values the grid searcher tries, in order, without duplicates."""
         if self.grid:
             return list(self.grid)
         if self.type in ("choice", "const"):
             return list(self.values)
-        assert self.low is not None and self.high is not None
-        if self.type == "int" and self.high - self.low + 1 <= GRID_ALL_INTS:
-            return list(range(int(self.low), int(self.high) + 1))
+        low, high = self.bounds()
+        if self.type == "int" and high - low + 1 <= GRID_ALL_INTS:
+            return list(range(int(low), int(high) + 1))
         n = max(self.grid_points, 1)
         if n == 1:
-            points = [self.low]
+            points = [low]
         elif self.log:
-            a, b = math.log(self.low), math.log(self.high)
+            a, b = math.log(low), math.log(high)
             points = [math.exp(a + (b - a) * i / (n - 1)) for i in range(n)]
         else:
-            points = [self.low + (self.high - self.low) * i / (n - 1) for i in range(n)]
+            points = [low + (high - low) * i / (n - 1) for i in range(n)]
         if self.type == "int":
             return list(dict.fromkeys(int(round(p)) for p in points))
         return [float(p) for p in points]
@@ -223,7 +229,7 @@ def packaged_spaces() -> list[str]:
 
 def default_space(model: str) -> SearchSpace:
     """The packaged search space for `model`."""
-    res = resources.files("samplegen.platform").joinpath("spaces", f"{model}.yaml")
+    res = resources.files("samplegen.platform") / "spaces" / f"{model}.yaml"
     if not res.is_file():
         raise SpaceError(
             f"no packaged search space for model {model!r} (have: {', '.join(packaged_spaces())}); "
@@ -255,10 +261,13 @@ def to_tune(space: SearchSpace, *, grid: bool) -> dict[str, Any]:
         elif p.type == "choice":
             out[p.name] = tune.choice(list(p.values))
         elif p.type == "int":
-            low, high = int(p.low), int(p.high) + 1  # Tune's integer upper bound is exclusive
-            out[p.name] = tune.lograndint(low, high) if p.log else tune.randint(low, high)
+            low, high = p.bounds()
+            # Tune's integer upper bound is exclusive.
+            ilow, ihigh = int(low), int(high) + 1
+            out[p.name] = tune.lograndint(ilow, ihigh) if p.log else tune.randint(ilow, ihigh)
         else:
-            out[p.name] = tune.loguniform(p.low, p.high) if p.log else tune.uniform(p.low, p.high)
+            low, high = p.bounds()
+            out[p.name] = tune.loguniform(low, high) if p.log else tune.uniform(low, high)
     return out
 
 
@@ -271,15 +280,17 @@ def to_skopt(space: SearchSpace) -> list[Any]:
         prior = "log-uniform" if p.log else "uniform"
         if p.type == "choice":
             dims.append(Categorical(list(p.values), name=p.name))
-        elif p.type == "int":
-            if p.low == p.high:
-                dims.append(Categorical([int(p.low)], name=p.name))
+            continue
+        low, high = p.bounds()
+        if p.type == "int":
+            if low == high:
+                dims.append(Categorical([int(low)], name=p.name))
             else:
-                dims.append(Integer(int(p.low), int(p.high), prior=prior, name=p.name))
-        elif p.low == p.high:
-            dims.append(Categorical([float(p.low)], name=p.name))
+                dims.append(Integer(int(low), int(high), prior=prior, name=p.name))
+        elif low == high:
+            dims.append(Categorical([float(low)], name=p.name))
         else:
-            dims.append(Real(float(p.low), float(p.high), prior=prior, name=p.name))
+            dims.append(Real(float(low), float(high), prior=prior, name=p.name))
     return dims
 
 

@@ -189,8 +189,8 @@ def train_trial(config: dict[str, Any], *, data: dict[str, Any], settings: Trial
             # report its final result again instead of training it further.
             with tempfile.TemporaryDirectory(prefix="sg-ckpt-") as tmp:
                 candidate.to_directory(tmp)
-                final = {**meta["final_metrics"], "restored_from": int(meta["epoch"])}
-                tune.report(final, checkpoint=tune.Checkpoint.from_directory(tmp))
+                report = {**meta["final_metrics"], "restored_from": int(meta["epoch"])}
+                tune.report(report, checkpoint=tune.Checkpoint.from_directory(tmp))
             return
         checkpoint = candidate
         break

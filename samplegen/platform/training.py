@@ -30,7 +30,8 @@ import torch
 
 from samplegen.atomic import write_atomic, write_json_atomic
 from samplegen.errors import SamplegenError
-from samplegen.models.base import InnerModel
+from samplegen.models.base import InnerModel, SampleModel
+from samplegen.models.combined import TrainsOnEncodings
 
 TRAINING_KEYS: frozenset[str] = frozenset(
     {"batch_exp", "batch_size", "lr_exp", "lr", "weight_decay", "lr_schedule", "mixup"}
@@ -165,7 +166,7 @@ class Trainer:
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: SampleModel | TrainsOnEncodings,
         optim: OptimHparams,
         train_x: np.ndarray,
         val_x: np.ndarray,
@@ -273,22 +274,22 @@ class Trainer:
         model its `anchor_targets` by `anchor_loss`, with an Adam of their own at the base learning
         rate. Seeded like the epochs, so a run that restarts from nothing starts the same way.
         Returns the epochs run (0 for a model that asks for none)."""
-        epochs = self.model.anchor_epochs() if isinstance(self.model, InnerModel) else 0
-        if not epochs:
+        model = self.model
+        if not isinstance(model, InnerModel) or not (epochs := model.anchor_epochs()):
             return 0
         with flushed_denormals():
-            self.model.train()
+            model.train()
             n = len(self.train_x)
             with torch.no_grad():
-                targets = self.model.anchor_targets(self._batch(self.train_x, np.arange(n)))
-            adam = make_adam(self.model.parameters(), self.optim, self.device)
+                targets = model.anchor_targets(self._batch(self.train_x, np.arange(n)))
+            adam = make_adam(model.parameters(), self.optim, self.device)
             for e in range(epochs):
                 rng = np.random.default_rng([self.seed, 0, 2, e])
                 order = rng.permutation(n)
                 torch.manual_seed(int(rng.integers(2**62)))
                 for b, idx in enumerate(self._batches(order)):
                     with self._autocast():
-                        loss = self.model.anchor_loss(
+                        loss = model.anchor_loss(
                             self._batch(self.train_x, idx),
                             targets[torch.as_tensor(idx, device=targets.device)],
                         )

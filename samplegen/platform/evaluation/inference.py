@@ -7,12 +7,14 @@ posterior mean (no sampling noise) and two evaluations of one model give the sam
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeGuard
 
 import numpy as np
 import torch
 
 from samplegen.dsp.metrics import sample_loss
 from samplegen.models.base import SampleModel
+from samplegen.models.combined import CombinedModel
 
 
 @dataclass(frozen=True)
@@ -53,9 +55,9 @@ def joined(a: SplitOutputs, b: SplitOutputs) -> SplitOutputs:
     )
 
 
-def is_combined(model: SampleModel) -> bool:
+def is_combined(model: SampleModel) -> TypeGuard[CombinedModel]:
     """A chained outer + inner model (it has frozen `outer` and `inner` parts)."""
-    return getattr(model, "kind", "") == "combined"
+    return isinstance(model, CombinedModel)
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -73,20 +75,19 @@ def run_model(
 ) -> SplitOutputs:
     """Reconstruct every sample of `x` (N, *input_shape) in batches of `batch_size` on `device`."""
     model.eval()
-    combined = is_combined(model)
     losses, recons, latents, outers, inner_losses, outer_losses = [], [], [], [], [], []
     for start in range(0, x.shape[0], batch_size):
         xb = torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size])).to(device)
-        if combined:
-            h = model.outer.encode(xb)  # type: ignore[attr-defined]
+        if is_combined(model):
+            h = model.outer.encode(xb)
             flat_h = h.flatten(1)
             # The combined model's own codes: refined end to end when its inner model refines.
-            z = model.encode_flat(flat_h, xb)  # type: ignore[attr-defined]
-            h_hat = model.inner.decode(z)  # type: ignore[attr-defined]
-            recon = model.outer.decode(h_hat.reshape(h.shape))  # type: ignore[attr-defined]
+            z = model.encode_flat(flat_h, xb)
+            h_hat = model.inner.decode(z)
+            recon = model.outer.decode(h_hat.reshape(h.shape))
             outers.append(_np(flat_h))
             inner_losses.append(sample_loss(h_hat.flatten(1), flat_h).double().cpu().numpy())
-            outer_only = model.outer.decode(h)  # type: ignore[attr-defined]
+            outer_only = model.outer.decode(h)
             outer_losses.append(sample_loss(outer_only, xb).double().cpu().numpy())
         else:
             z = model.encode(xb)
@@ -103,7 +104,7 @@ def run_model(
         if keep_recon
         else None,
         latent=np.concatenate(latents) if latents else np.zeros((n, 0), np.float32),
-        outer_latent=np.concatenate(outers) if combined and outers else None,
-        inner_losses=np.concatenate(inner_losses) if combined and inner_losses else None,
-        outer_losses=np.concatenate(outer_losses) if combined and outer_losses else None,
+        outer_latent=np.concatenate(outers) if outers else None,
+        inner_losses=np.concatenate(inner_losses) if inner_losses else None,
+        outer_losses=np.concatenate(outer_losses) if outer_losses else None,
     )

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from samplegen.models.base import SampleModel
+from samplegen.models.combined import CombinedModel
 from samplegen.platform.evaluation.inference import SplitOutputs
 from samplegen.platform.pca import Decoder, loss_summary, pca_reference_decoded
 
@@ -30,9 +30,9 @@ def compares(fitted_on: list[str]) -> str:
     )
 
 
-def outer_decoder(model: SampleModel, device: str | torch.device) -> Decoder:
+def outer_decoder(model: CombinedModel, device: str | torch.device) -> Decoder:
     """A numpy -> numpy function running the combined model's frozen outer decoder."""
-    outer = model.outer  # type: ignore[attr-defined]
+    outer = model.outer
     shape = tuple(outer.latent_shape)
 
     @torch.no_grad()
@@ -44,7 +44,7 @@ def outer_decoder(model: SampleModel, device: str | torch.device) -> Decoder:
 
 
 def combined_reference(
-    model: SampleModel,
+    model: CombinedModel,
     train_x: np.ndarray,
     eval_x: np.ndarray,
     train_out: SplitOutputs,
@@ -61,7 +61,7 @@ def combined_reference(
     fitted_on = fitted_on or ["train"]
     if train_out.outer_latent is None or eval_out.outer_latent is None:
         raise ValueError("pca reference: the outputs carry no outer encodings (not combined)")
-    k = int(math.prod(model.inner.latent_shape))  # type: ignore[attr-defined]
+    k = int(math.prod(model.inner.latent_shape))
     ref = pca_reference_decoded(
         train_out.outer_latent,
         eval_out.outer_latent,

@@ -183,8 +183,8 @@ def compute_metrics(
     names, cats = _names_and_categories(meta)
     vps = int(math.prod(x.shape[1:]))
     nulls = NullReasons()
-    run = {"batch_size": settings.batch_size, "device": settings.device}
-    out = run_model(model, x, **run)
+    batch_size, device = settings.batch_size, settings.device
+    out = run_model(model, x, batch_size=batch_size, device=device)
     assert out.recon is not None
 
     def outputs_of(split: str) -> tuple[np.ndarray, SplitOutputs]:
@@ -192,7 +192,7 @@ def compute_metrics(
         if split == settings.split:
             return x, out
         rows, _, _ = _real_rows(dataset, split)
-        return rows, run_model(model, rows, keep_recon=False, **run)
+        return rows, run_model(model, rows, batch_size=batch_size, device=device, keep_recon=False)
 
     train_x = None
     train_out: SplitOutputs | None = None
@@ -254,7 +254,14 @@ def compute_metrics(
                 fit_x, fit_out = np.concatenate([train_x, val_x]), joined(train_out, val_out)
                 fitted_on = ["train", "validation"]
             metrics["pca_reference"] = combined_reference(
-                model, fit_x, x, fit_out, out, fitted_on=fitted_on, **run
+                model,
+                fit_x,
+                x,
+                fit_out,
+                out,
+                fitted_on=fitted_on,
+                batch_size=batch_size,
+                device=device,
             )
     metrics["null_reasons"] = nulls
     return metrics

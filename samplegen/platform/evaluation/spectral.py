@@ -124,9 +124,17 @@ def audio_section(
     for start in range(0, x.shape[0], batch_size):
         rb = np.asarray(recon[start : start + batch_size], dtype=np.float32)
         xb = np.asarray(x[start : start + batch_size], dtype=np.float32)
-        kw = {"n_iter": griffin_lim_iters, "seed": seed + start, "device": device}
-        y_pred = decode_batch(rb, codec, batch_size=batch_size, **kw)
-        y_ref = decode_batch(xb, codec, batch_size=batch_size, **kw)
+        y_pred, y_ref = (
+            decode_batch(
+                b,
+                codec,
+                batch_size=batch_size,
+                n_iter=griffin_lim_iters,
+                seed=seed + start,
+                device=device,
+            )
+            for b in (rb, xb)
+        )
         mr.append(np.atleast_1d(multi_resolution_stft_distance(y_pred, y_ref)))
         if stft:
             true = magnitude(xb, codec)

@@ -55,7 +55,7 @@ def interval_text(interval: dict[str, Any] | None) -> str | None:
 
 def _interval_lines(interval: dict[str, Any] | None) -> list[str]:
     text = interval_text(interval)
-    if text is None:
+    if text is None or interval is None:
         return []
     return [
         f"RMS% interval over the split's instruments: {text}. It is a bootstrap over whole "
