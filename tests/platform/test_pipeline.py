@@ -213,17 +213,22 @@ def test_presets() -> None:
 def test_each_stage_budget_reaches_its_study(tmp_path: Path) -> None:
     from samplegen.platform.pipeline import _study_config
 
-    quick = get_preset("quick")
-    inner = _study_config(quick, "inner", tmp_path, "data", 0, None)
-    outer = _study_config(quick, "outer", tmp_path, "data", 0, None)
-    assert inner.asha_grace == quick.inner.asha_grace == 4
-    assert outer.asha_grace == quick.outer.asha_grace == 1
+    full = get_preset("full")
+    inner = _study_config(full, "inner", tmp_path, "data", 0, None)
+    outer = _study_config(full, "outer", tmp_path, "data", 0, None)
+    assert inner.asha_grace == full.inner.asha_grace == 25
+    assert outer.asha_grace == full.outer.asha_grace == 1
     assert inner.overfit_limit is None and outer.overfit_limit is not None
-    assert (inner.cutoff_grace, inner.epochs, inner.trials) == (
-        quick.inner.cutoff_grace,
-        quick.inner.epochs,
-        quick.inner.trials,
+    assert (inner.scheduler, inner.cutoff_grace, inner.epochs, inner.trials) == (
+        full.inner.scheduler,
+        full.inner.cutoff_grace,
+        full.inner.epochs,
+        full.inner.trials,
     )
+    # The quick preset's studies keep the best trial whatever order trials report in.
+    quick = get_preset("quick")
+    assert quick.outer.scheduler == quick.inner.scheduler == "fifo"
+    assert _study_config(quick, "inner", tmp_path, "data", 0, None).scheduler == "fifo"
 
 
 def test_the_full_preset_runs_end_to_end_at_a_tiny_budget(
