@@ -224,9 +224,18 @@ def test_pipeline_killed_in_its_vae_study_continues_from_the_last_finished_stage
     assert (run / "dataset" / "dataset.json").read_text() == dataset_info
     assert (run / "models" / "outer" / "weights.safetensors").read_bytes() == outer_weights
     # The interrupted study was resumed: its trials kept their epochs and continued from them.
+    # Tune's resumed driver sometimes writes a trial's result.json afresh (its staging copy
+    # replaces the stored one), so the lines from before the kill are either all still there or
+    # gone, with the trial's first line then one trained after restoring a checkpoint.
     for name, lines in vae_before.items():
         after = result_lines(vae / name)
-        assert after[: len(lines)] == lines
+        if after[: len(lines)] != lines:
+            restored = [r for r in after if r["epoch"] != r["restored_from"]]
+            assert restored and restored[0]["restored_from"] >= 1, (name, lines[:1], after[:1])
+            by_epoch = {r["epoch"]: r for r in lines}
+            for r in after:
+                if r["epoch"] in by_epoch and r["restored_from"] == 0:
+                    assert r == by_epoch[r["epoch"]], name
         assert_resumed_not_restarted(after, name)
     results = pq.read_table(vae / "results.parquet").to_pylist()
     assert len(results) == 2 and not {r["status"] for r in results} & {"nan", "rejected", "error"}
