@@ -215,6 +215,8 @@ def run_chain(
     Ray must be initialised.
     """
     from samplegen.platform.encoded import encode_dataset
+    from samplegen.platform.schedulers import check_asha_grace
+    from samplegen.platform.spaces import resolve_space
     from samplegen.platform.study import StudyFiles, run_study
 
     if config.model not in INNER_MODELS:
@@ -222,6 +224,14 @@ def run_chain(
             f"--model: {config.model!r} is not an inner model ({', '.join(INNER_MODELS)})"
         )
     check_rescore(rescore, config.model, refine_steps)
+    if not resume:
+        # Before the encoding pass, which the study would otherwise refuse only afterwards.
+        check_asha_grace(
+            config.scheduler,
+            resolve_space(config.model, config.space),
+            asha_grace=config.asha_grace,
+            max_epochs=config.epochs,
+        )
     outer_dir, study_data = resolve_outer(outer)
     dataset = data or study_data
     if not dataset:

@@ -155,7 +155,9 @@ PRESETS: dict[str, Preset] = {
             trials=100,
             epochs=400,
             space="full_vae",
-            asha_grace=25,
+            # After the longest KL warm-up its space draws (warmup_epochs up to 50): inside it,
+            # ASHA would judge trials by where they are in their warm-ups.
+            asha_grace=50,
             stop_on_overfit=False,
         ),
         # The quick preset's EQ copies, measured at its budget only (RESULTS.md, "Random EQ copies").

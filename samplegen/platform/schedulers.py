@@ -19,6 +19,8 @@ from samplegen.errors import SamplegenError
 if TYPE_CHECKING:
     from ray.tune.execution.tune_controller import TuneController
 
+    from samplegen.platform.spaces import SearchSpace
+
 SCHEDULERS: tuple[str, ...] = ("fifo", "asha", "cutoff", "asha+cutoff")
 TIME_ATTR = "epoch"
 
@@ -192,3 +194,41 @@ def build_scheduler(
     if name in ("asha+cutoff", "cutoff+asha"):
         return CombinedScheduler(asha(), CutoffScheduler(factor=cutoff_factor, grace=cutoff_grace))
     raise SamplegenError(f"--scheduler: {name!r} is not one of {', '.join(SCHEDULERS)}")
+
+
+def warmup_end(space: SearchSpace) -> int:
+    """The last epoch of the longest KL warm-up `space` can draw (0: none can warm up).
+
+    Reads the VAE's `warmup` and `warmup_epochs` parameters (samplegen.models.vae); a cyclical
+    warm-up counts its first period.
+    """
+    params = {p.name: p for p in space.params}
+    kind, length = params.get("warmup"), params.get("warmup_epochs")
+    if kind is None or length is None or set(kind.values) <= {"none"}:
+        return 0
+    if length.type in ("choice", "const"):
+        return max(int(v) for v in length.values)
+    return int(length.bounds()[1])
+
+
+def check_asha_grace(
+    scheduler: str, space: SearchSpace, *, asha_grace: int, max_epochs: int
+) -> None:
+    """SamplegenError when ASHA's first rung would fall inside a KL warm-up the space can draw.
+
+    In its warm-up a VAE's loss is not yet the one it ends with (less KL pressure, so a better
+    reconstruction), and trials that drew different warm-up lengths are at different points of
+    it: a rung there judges them by their schedules, not their settings.
+    """
+    if "asha" not in scheduler:
+        return
+    end = min(warmup_end(space), max_epochs)
+    first_rung = max(1, min(asha_grace, max_epochs))
+    if first_rung < end:
+        where = f" ({space.source})" if space.source else ""
+        raise SamplegenError(
+            f"--asha-grace: ASHA's first rung is epoch {first_rung}, but the search space{where} "
+            f"draws KL warm-ups (warmup_epochs) that last until epoch {end}; ASHA would compare "
+            f"trials before their losses settle. Set --asha-grace to at least {end}, narrow "
+            "warmup_epochs, or use another scheduler"
+        )

@@ -440,7 +440,7 @@ def run_study(
     from ray import tune
 
     from samplegen.platform.resources import TrialResources, check_cluster
-    from samplegen.platform.schedulers import build_scheduler
+    from samplegen.platform.schedulers import build_scheduler, check_asha_grace
     from samplegen.platform.searchers import build_search
     from samplegen.platform.snapshot_repair import repair_pruned_checkpoints
     from samplegen.platform.spaces import bind_code_frames, resolve_space
@@ -466,6 +466,11 @@ def run_study(
         )
     if resume and files.exists(STUDY_JSON):
         _check_resume(json.loads(files.read_text(STUDY_JSON))["config"], config, files.uri)
+    if not resume:
+        # A study already under way keeps the rungs it started with.
+        check_asha_grace(
+            config.scheduler, space, asha_grace=config.asha_grace, max_epochs=config.epochs
+        )
 
     if data is None:
         if not config.data:

@@ -212,6 +212,17 @@ def test_tune_vae_cli_errors_are_one_line(
     assert main([*args, "--model", "bounded_ae", "--refine-steps", "5", "--rescore", "2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--rescore: the inner model 'bounded_ae' does not refine" in err[0]
+    # An ASHA rung inside the space's KL warm-up is refused before the dataset is encoded.
+    space = root / "warm_vae.yaml"
+    space.write_text(
+        "model: vae\nparams:\n  latent: {type: const, value: 3}\n"
+        "  warmup: {type: const, value: linear}\n  warmup_epochs: {type: const, value: 10}\n"
+    )
+    warm = [*args, "--space", str(space), "--scheduler", "asha", "--epochs", "30"]
+    assert main(warm) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--asha-grace" in err[0] and "until epoch 10" in err[0]
+    assert not (root / "bad-encoded").exists() and not (root / "bad").exists()
 
 
 @pytest.mark.parametrize(

@@ -216,7 +216,7 @@ def test_each_stage_budget_reaches_its_study(tmp_path: Path) -> None:
     full = get_preset("full")
     inner = _study_config(full, "inner", tmp_path, "data", 0, None)
     outer = _study_config(full, "outer", tmp_path, "data", 0, None)
-    assert inner.asha_grace == full.inner.asha_grace == 25
+    assert inner.asha_grace == full.inner.asha_grace == 50
     assert outer.asha_grace == full.outer.asha_grace == 1
     assert inner.overfit_limit is None and outer.overfit_limit is not None
     assert (inner.scheduler, inner.cutoff_grace, inner.epochs, inner.trials) == (
@@ -252,7 +252,7 @@ def test_the_full_preset_runs_end_to_end_at_a_tiny_budget(
         variations=True,  # asked for, but the source is a folder: skipped with a note
         outer=dataclasses.replace(full.outer, trials=2, epochs=2),
         outer_final_epochs=2,
-        inner=dataclasses.replace(full.inner, trials=3, epochs=2, asha_grace=1),
+        inner=dataclasses.replace(full.inner, trials=3, epochs=2, asha_grace=2),
         refine_steps=2,
         finetune_epochs=1,
         gpus_per_trial=0.0,

@@ -9,6 +9,7 @@ import pytest
 from samplegen.dsp.config import CodecConfig
 from samplegen.models.registry import build_model
 from samplegen.platform.presets import PRESETS, space_path
+from samplegen.platform.schedulers import check_asha_grace
 from samplegen.platform.spaces import Param, bind_code_frames, load_space, resolve_space
 from samplegen.platform.study import StudyConfig
 from samplegen.platform.training import split_config
@@ -30,6 +31,10 @@ def test_preset_spaces_build_at_every_corner(preset: str, stage: str) -> None:
     path = space_path(budget.space)
     space = load_space(path) if path else resolve_space(budget.model)
     assert space.model == budget.model
+    # The study would refuse an ASHA rung inside the space's KL warm-up; so must the preset.
+    check_asha_grace(
+        budget.scheduler, space, asha_grace=budget.asha_grace, max_epochs=budget.epochs
+    )
     if stage == "inner":
         # Issue 9: at most 8 latent variables for the chained VAE.
         assert max(_corners(next(p for p in space.params if p.name == "latent"))) <= 8

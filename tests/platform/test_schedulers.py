@@ -10,7 +10,14 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from tune_helpers import tiny_config, tiny_data, write_space
 
 from samplegen.errors import SamplegenError
-from samplegen.platform.schedulers import CombinedScheduler, CutoffScheduler, build_scheduler
+from samplegen.platform.schedulers import (
+    CombinedScheduler,
+    CutoffScheduler,
+    build_scheduler,
+    check_asha_grace,
+    warmup_end,
+)
+from samplegen.platform.spaces import parse_space
 from samplegen.platform.study import run_study
 
 STOP, CONTINUE = TrialScheduler.STOP, TrialScheduler.CONTINUE
@@ -114,6 +121,59 @@ def test_build_scheduler_names() -> None:
     assert isinstance(build_scheduler("asha", max_epochs=3), ASHAScheduler)
     assert isinstance(build_scheduler("cutoff", max_epochs=3), CutoffScheduler)
     assert isinstance(build_scheduler("asha+cutoff", max_epochs=3), CombinedScheduler)
+
+
+def _vae_space(**params: object) -> dict:
+    base: dict[str, object] = {
+        "latent": {"type": "const", "value": 3},
+        "warmup": {"type": "const", "value": "linear"},
+        "warmup_epochs": {"type": "int", "low": 10, "high": 50},
+        "lr_exp": {"type": "const", "value": -4},
+    }
+    return {"model": "vae", "params": {**base, **params}}
+
+
+def test_warmup_end_is_the_longest_warmup_the_space_draws() -> None:
+    assert warmup_end(parse_space(_vae_space())) == 50
+    cyclical = {"type": "choice", "values": ["none", "cyclical"]}
+    assert warmup_end(parse_space(_vae_space(warmup=cyclical))) == 50
+    fixed = {"type": "choice", "values": [7, 12]}
+    assert warmup_end(parse_space(_vae_space(warmup_epochs=fixed))) == 12
+    assert warmup_end(parse_space(_vae_space(warmup={"type": "const", "value": "none"}))) == 0
+    latent_only = {"model": "vae", "params": {"latent": {"type": "const", "value": 3}}}
+    assert warmup_end(parse_space(latent_only)) == 0
+
+
+def test_asha_grace_must_reach_past_every_warmup() -> None:
+    space = parse_space(_vae_space(), where="my_vae.yaml")
+    for scheduler in ("asha", "asha+cutoff"):
+        with pytest.raises(SamplegenError) as err:
+            check_asha_grace(scheduler, space, asha_grace=25, max_epochs=400)
+        msg = str(err.value)
+        assert "--asha-grace" in msg and "epoch 25" in msg and "my_vae.yaml" in msg
+        assert "until epoch 50" in msg
+        check_asha_grace(scheduler, space, asha_grace=50, max_epochs=400)
+        # A study shorter than the warm-up has no rung inside it that could stop a trial.
+        check_asha_grace(scheduler, space, asha_grace=20, max_epochs=20)
+    for scheduler in ("fifo", "cutoff"):
+        check_asha_grace(scheduler, space, asha_grace=1, max_epochs=400)
+    no_warmup = parse_space(_vae_space(warmup={"type": "const", "value": "none"}))
+    check_asha_grace("asha", no_warmup, asha_grace=1, max_epochs=400)
+
+
+def test_a_study_whose_asha_rung_is_inside_the_warmup_stops_before_training(
+    tmp_path: Path, ray_session: None
+) -> None:
+    import yaml
+
+    space = tmp_path / "vae.yaml"
+    space.write_text(yaml.safe_dump(_vae_space()))
+    config = tiny_config(
+        tmp_path / "studies", space, "early-rung", model="vae", scheduler="asha", epochs=60
+    )
+    with pytest.raises(SamplegenError, match="--asha-grace"):
+        run_study(config, tiny_data())
+    assert not (tmp_path / "studies" / "early-rung" / "study.json").exists()
 
 
 @pytest.mark.parametrize("scheduler", ["fifo", "asha", "cutoff", "asha+cutoff"])
