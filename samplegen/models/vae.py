@@ -45,7 +45,8 @@ DECODERS: tuple[str, ...] = ("mlp", "frames")
 class VAEHParams:
     """latent: latent dimensions; depth, ratio: layer sizes via interpolate_layer_sizes(D, latent,
     depth, ratio); beta: KL weight; warmup: none | linear (0 -> 1 over warmup_epochs) | cyclical
-    (period warmup_epochs: rises linearly over the first half, then stays at 1); free_bits: per
+    (period warmup_epochs, repeated to the end of training: rises linearly over the first half
+    of each period, then holds at 1 until the next period starts from 0); free_bits: per
     dimension KL floor in nats (0 = off); refine_steps: Adam steps on z when encoding outside
     training (0 = the posterior mean, as the original); refine_lr: their step size.
     decoder: mlp (the encoder's layers mirrored, as the original) | frames (one MLP shared by the

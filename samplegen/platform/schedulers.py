@@ -196,19 +196,24 @@ def build_scheduler(
     raise SamplegenError(f"--scheduler: {name!r} is not one of {', '.join(SCHEDULERS)}")
 
 
-def warmup_end(space: SearchSpace) -> int:
-    """The last epoch of the longest KL warm-up `space` can draw (0: none can warm up).
+def warmup_end(space: SearchSpace, epochs: int) -> int:
+    """The epoch after which no KL warm-up `space` can draw still changes the loss, within a study
+    of `epochs` epochs (0: the space draws none).
 
-    Reads the VAE's `warmup` and `warmup_epochs` parameters (samplegen.models.vae); a cyclical
-    warm-up counts its first period.
+    Reads the VAE's `warmup` and `warmup_epochs` parameters (samplegen.models.vae). A cyclical
+    warm-up never settles: its weight falls back to 0 at the start of every period, to the end.
     """
     params = {p.name: p for p in space.params}
     kind, length = params.get("warmup"), params.get("warmup_epochs")
     if kind is None or length is None or set(kind.values) <= {"none"}:
         return 0
+    if "cyclical" in kind.values:
+        return epochs
     if length.type in ("choice", "const"):
-        return max(int(v) for v in length.values)
-    return int(length.bounds()[1])
+        longest = max(int(v) for v in length.values)
+    else:
+        longest = int(length.bounds()[1])
+    return min(longest, epochs)
 
 
 def check_asha_grace(
@@ -222,13 +227,13 @@ def check_asha_grace(
     """
     if "asha" not in scheduler:
         return
-    end = min(warmup_end(space), max_epochs)
+    end = warmup_end(space, max_epochs)
     first_rung = max(1, min(asha_grace, max_epochs))
     if first_rung < end:
         where = f" ({space.source})" if space.source else ""
         raise SamplegenError(
             f"--asha-grace: ASHA's first rung is epoch {first_rung}, but the search space{where} "
-            f"draws KL warm-ups (warmup_epochs) that last until epoch {end}; ASHA would compare "
-            f"trials before their losses settle. Set --asha-grace to at least {end}, narrow "
-            "warmup_epochs, or use another scheduler"
+            f"draws KL warm-ups (warmup, warmup_epochs) that last until epoch {end}; ASHA would "
+            f"compare trials before their losses settle. Set --asha-grace to at least {end}, "
+            "narrow warmup_epochs (a cyclical warm-up never settles), or use another scheduler"
         )

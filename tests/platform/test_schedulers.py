@@ -134,14 +134,16 @@ def _vae_space(**params: object) -> dict:
 
 
 def test_warmup_end_is_the_longest_warmup_the_space_draws() -> None:
-    assert warmup_end(parse_space(_vae_space())) == 50
-    cyclical = {"type": "choice", "values": ["none", "cyclical"]}
-    assert warmup_end(parse_space(_vae_space(warmup=cyclical))) == 50
+    assert warmup_end(parse_space(_vae_space()), 400) == 50
+    assert warmup_end(parse_space(_vae_space()), 30) == 30
     fixed = {"type": "choice", "values": [7, 12]}
-    assert warmup_end(parse_space(_vae_space(warmup_epochs=fixed))) == 12
-    assert warmup_end(parse_space(_vae_space(warmup={"type": "const", "value": "none"}))) == 0
+    assert warmup_end(parse_space(_vae_space(warmup_epochs=fixed)), 400) == 12
+    # A cyclical warm-up starts again every period: it never settles.
+    cyclical = {"type": "choice", "values": ["none", "cyclical"]}
+    assert warmup_end(parse_space(_vae_space(warmup=cyclical)), 400) == 400
+    assert warmup_end(parse_space(_vae_space(warmup={"type": "const", "value": "none"})), 400) == 0
     latent_only = {"model": "vae", "params": {"latent": {"type": "const", "value": 3}}}
-    assert warmup_end(parse_space(latent_only)) == 0
+    assert warmup_end(parse_space(latent_only), 400) == 0
 
 
 def test_asha_grace_must_reach_past_every_warmup() -> None:
