@@ -52,6 +52,11 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--address", default=None, help="Ray cluster address (default: start locally)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs for a local Ray")
+    p.add_argument(
+        "--autoscaling",
+        action="store_true",
+        help="allow GPU requests on a cluster whose GPU workers are not up yet",
+    )
     p.set_defaults(func=run)
 
 
@@ -75,5 +80,6 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         address=args.address,
         num_cpus=args.num_cpus,
+        autoscaling=args.autoscaling,
     )
     return 0

@@ -34,7 +34,13 @@ from samplegen.platform.stages import StageRunner
 
 
 def _study_config(
-    preset: Preset, which: str, run_dir: Path, data: str, seed: int, address: str | None
+    preset: Preset,
+    which: str,
+    run_dir: Path,
+    data: str,
+    seed: int,
+    address: str | None,
+    autoscaling: bool = False,
 ) -> Any:
     from samplegen.platform.study import StudyConfig
 
@@ -57,6 +63,7 @@ def _study_config(
         asha_grace=budget.asha_grace,
         train_subset=budget.train_subset,
         address=address,
+        autoscaling=autoscaling,
         **rules,
     )
 
@@ -106,9 +113,13 @@ def run_pipeline(
     seed: int = 0,
     address: str | None = None,
     num_cpus: int | None = None,
+    autoscaling: bool = False,
     echo: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Run (or continue) the whole chain into `out`; returns the paths of what it made."""
+    """Run (or continue) the whole chain into `out`; returns the paths of what it made.
+
+    `autoscaling`: the studies may ask for GPUs that the cluster's autoscaler has yet to launch.
+    """
     from samplegen.dsp.config import CodecConfig
 
     run_dir = Path(out).expanduser().absolute()
@@ -123,11 +134,17 @@ def run_pipeline(
 
     def dataset_stage() -> dict[str, Any]:
         from samplegen.platform.datasets import VARIATION_SOURCES, prepare_dataset
+        from samplegen.platform.resources import TrialResources, check_cluster
 
         variations = preset.variations and source in VARIATION_SOURCES
         if preset.variations and not variations:
             echo(f"[dataset] no variation presets: source {source} is not the FluidR3 library")
         ray_session.up()
+        # A cluster where no trial could ever run (the full preset's GPUs on a CPU machine) is
+        # refused before the dataset is rendered and mixed, not after.
+        check_cluster(
+            TrialResources(preset.cpus_per_trial, preset.gpus_per_trial), autoscaling=autoscaling
+        )
         path = prepare_dataset(
             source,
             run_dir / "dataset",
@@ -146,7 +163,7 @@ def run_pipeline(
         from samplegen.platform.study import plot_study, run_study
 
         ray_session.up()
-        config = _study_config(preset, "outer", run_dir, str(dataset), seed, address)
+        config = _study_config(preset, "outer", run_dir, str(dataset), seed, address, autoscaling)
         result = run_study(config, resume=_started(config), echo=echo)
         _finished(result, "outer study")
         plot_study(result.path)
@@ -174,7 +191,7 @@ def run_pipeline(
         from samplegen.platform.study import plot_study
 
         ray_session.up()
-        config = _study_config(preset, "vae", run_dir, "", seed, address)
+        config = _study_config(preset, "vae", run_dir, "", seed, address, autoscaling)
         result = run_chain(
             config,
             outer_model,

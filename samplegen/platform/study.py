@@ -44,7 +44,16 @@ BEST_MODEL = "best_model"
 INTERRUPT_MARKER = ".interrupted-once"
 # Settings that may differ between a study and its --resume (they change nothing already run).
 RESUME_FREE = frozenset(
-    {"address", "wandb", "wandb_project", "wandb_group", "progress", "export_best", "num_cpus"}
+    {
+        "address",
+        "autoscaling",
+        "wandb",
+        "wandb_project",
+        "wandb_group",
+        "progress",
+        "export_best",
+        "num_cpus",
+    }
 )
 
 

@@ -218,6 +218,8 @@ def test_each_stage_budget_reaches_its_study(tmp_path: Path) -> None:
     outer = _study_config(full, "outer", tmp_path, "data", 0, None)
     assert inner.asha_grace == full.inner.asha_grace == 50
     assert outer.asha_grace == full.outer.asha_grace == 1
+    assert not inner.autoscaling and not outer.autoscaling
+    assert _study_config(full, "inner", tmp_path, "data", 0, None, autoscaling=True).autoscaling
     assert inner.overfit_limit is None and outer.overfit_limit is not None
     assert (inner.scheduler, inner.cutoff_grace, inner.epochs, inner.trials) == (
         full.inner.scheduler,
@@ -311,3 +313,24 @@ def test_run_rescore_flag_is_checked_before_anything_runs(
     assert main(["run", "--rescore", "0", "--out", str(out)]) == 2
     assert "preset 'quick': rescore_trials must be >= 1, got 0" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_preset_whose_trials_the_cluster_cannot_place_is_refused_before_the_dataset(
+    tmp_path: Path, ray_session: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import ray
+
+    from samplegen.cli.main import main
+
+    if ray.cluster_resources().get("GPU"):
+        pytest.skip("the test cluster has a GPU: the full preset's trials fit")
+    src = tmp_path / "slice"
+    src.mkdir()
+    for f in sorted(ensure_library().glob("p00[0-2]_*_v100.wav")):
+        (src / f.name).symlink_to(f)
+    out = tmp_path / "run"
+    assert main(["run", "--preset", "full", "--data", str(src), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--gpus-per-trial 0.25: the Ray cluster has no GPU" in err[0]
+    assert "--autoscaling" in err[0]
+    assert not (out / "dataset").exists()

@@ -143,3 +143,29 @@ def test_gpu_request_on_a_cpu_only_cluster_fails_at_once(tmp_path: Path, ray_ses
     assert not (tmp_path / "studies" / "gpu").exists()
     with pytest.raises(StudyError, match="no study to resume"):
         run_study(tiny_config(tmp_path / "studies", space, "none"), tiny_data(), resume=True)
+
+
+def test_a_resume_may_change_only_how_the_study_runs_not_what_it_runs(tmp_path: Path) -> None:
+    from samplegen.platform.study import _check_resume
+
+    space = write_space(tmp_path / "space.yaml")
+    before = tiny_config(tmp_path / "studies", space, "resume-settings")
+    recorded = before.to_dict()
+    # Where it runs and what it logs change nothing already run.
+    where = tiny_config(
+        tmp_path / "studies",
+        space,
+        "resume-settings",
+        address="ray://elsewhere:10001",
+        autoscaling=True,
+        num_cpus=8,
+        progress=True,
+    )
+    _check_resume(recorded, where, "here")
+    for change in ({"epochs": 5}, {"seed": 1}, {"scheduler": "asha"}):
+        other = tiny_config(tmp_path / "studies", space, "resume-settings", **change)
+        with pytest.raises(
+            StudyError,
+            match=f"cannot resume with different settings \\({next(iter(change))} differ",
+        ):
+            _check_resume(recorded, other, "here")
