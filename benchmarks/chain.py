@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from samplegen.models.artifact import load_model
+    from samplegen.models.base import InnerModel
     from samplegen.models.combined import CombinedModel
     from samplegen.models.registry import build_model
     from samplegen.platform.datasets import load_dataset
@@ -70,10 +71,10 @@ def main(argv: list[str] | None = None) -> int:
 
     inner = build_model(hp.inner, hp.inner_hparams, train_z.shape[1:])
     latent_s = _epoch_seconds(inner, np.ascontiguousarray(train_z), args.epochs)
-    fresh = CombinedModel.from_parts(
-        build_model(hp.outer, hp.outer_hparams, train_x.shape[1:]),
-        build_model(hp.inner, hp.inner_hparams, train_z.shape[1:]),
-    )
+    fresh_outer = build_model(hp.outer, hp.outer_hparams, train_x.shape[1:])
+    fresh_inner = build_model(hp.inner, hp.inner_hparams, train_z.shape[1:])
+    assert isinstance(fresh_inner, InnerModel)  # a combined model's inner part is one
+    fresh = CombinedModel.from_parts(fresh_outer, fresh_inner)
     e2e_s = _epoch_seconds(fresh, train_x, args.epochs)
 
     stages = {

@@ -114,7 +114,7 @@ def main() -> int:
     ray.init(
         num_cpus=args.num_cpus,
         include_dashboard=False,
-        logging_level="ERROR",
+        logging_level=logging.ERROR,
         log_to_driver=False,
         _temp_dir=temp_ray,
     )

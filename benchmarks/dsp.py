@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +64,7 @@ def synthetic_notes(config: CodecConfig, count: int) -> tuple[np.ndarray, str]:
     return np.stack(waves), f"{count} synthetic harmonic notes"
 
 
-def best_of(fn, repeats: int) -> float:  # type: ignore[no-untyped-def]
+def best_of(fn: Callable[[], object], repeats: int) -> float:
     """Fastest wall time of `repeats` calls (after one warm-up call)."""
     fn()
     times = []
@@ -99,7 +101,7 @@ def main() -> None:
         encoded = encode_batch(waves, config)
         gl_in = encoded[: args.gl_batch]
         gl_s = best_of(
-            lambda gl_in=gl_in: decode_batch(gl_in, config, n_iter=args.gl_iter, seed=0),
+            functools.partial(decode_batch, gl_in, config, n_iter=args.gl_iter, seed=0),
             args.repeats,
         )
         gl_audio_s = gl_in.shape[0] * config.duration

@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--no-append", action="store_true")
     args = p.parse_args(argv)
+    if args.repeats < 1:
+        p.error(f"--repeats: must be >= 1, got {args.repeats}")
 
     import numpy as np
     import torch
@@ -56,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
                 parts = [model.encode(x[i : i + batch]).flatten(1) for i in range(0, len(x), batch)]
             best = min(best, time.perf_counter() - t0)
             z = torch.cat(parts).numpy()
+        assert z is not None  # --repeats >= 1
         return best, z
 
     runs = {b: encode(b) for b in BATCHES}

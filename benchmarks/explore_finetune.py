@@ -22,6 +22,8 @@ import torch
 
 from samplegen.dsp.equalise import eq_curve_db, eq_seed, equalise
 from samplegen.models.artifact import load_model
+from samplegen.models.combined import CombinedModel
+from samplegen.models.vae import VAE
 from samplegen.platform.datasets import load_dataset
 
 p = argparse.ArgumentParser()
@@ -51,6 +53,8 @@ torch.manual_seed(0)
 
 ds = load_dataset(f"{a.run}/dataset")
 comb = load_model(f"{a.run}/models/combined").model
+if not isinstance(comb, CombinedModel) or not isinstance(comb.inner, VAE):
+    raise SystemExit(f"{a.run}/models/combined: not a combined model with a VAE inside")
 outer, inner = comb.outer, comb.inner
 N = int(np.prod(ds.codec.shape))
 X = {s: torch.as_tensor(ds.splits[s].x) for s in ("train", "validation", "test")}
@@ -123,7 +127,9 @@ for prm in comb.parameters():
     prm.requires_grad_(False)
 params = [{"params": list(inner.parameters()), "lr": a.lr}]
 if a.mode == "joint":
-    params.append({"params": list(outer.decoder.parameters()), "lr": a.dec_lr or a.lr})
+    decoder = outer.decoder
+    assert isinstance(decoder, torch.nn.Module)  # every outer model's decoder is a submodule
+    params.append({"params": list(decoder.parameters()), "lr": a.dec_lr or a.lr})
 for g in params:
     for prm in g["params"]:
         prm.requires_grad_(True)

@@ -120,6 +120,8 @@ if a.heads < 1 or (a.heads > 1 and a.arch != "field"):
     p.error(f"--heads: must be >= 1, and more than 1 needs --arch field (got {a.heads}, {a.arch})")
 if a.refine and a.arch == "conv":
     p.error("--refine: --arch conv has no decoder of the code alone; use mlp, field or fieldskip")
+if not 0 <= a.swa_from <= a.epochs + a.e2e_epochs:
+    p.error(f"--swa-from: 0 (off) or an epoch in 1..{a.epochs + a.e2e_epochs}, got {a.swa_from}")
 if a.refine_mode == "e2e" and a.pca:
     p.error("--refine-mode e2e: the outer decoder needs whole codes, not --pca coordinates")
 torch.set_num_threads(2)
@@ -445,12 +447,16 @@ class MeanOfDecoders(nn.Module):
     """--heads: the mean of several frame decoders; in training it keeps every decoder's output
     (`each`, (K, B, D)), since each decoder's own error is the loss."""
 
-    def __init__(self, k, *args):
+    def __init__(
+        self, k: int, latent: int, values: int, frames: int, hidden: int, depth: int
+    ) -> None:
         super().__init__()
-        self.decoders = nn.ModuleList([FrameDecoder(*args) for _ in range(k)])
-        self.each = None
+        self.decoders = nn.ModuleList(
+            [FrameDecoder(latent, values, frames, hidden, depth) for _ in range(k)]
+        )
+        self.each: torch.Tensor | None = None
 
-    def forward(self, z):
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
         outs = torch.stack([d(z) for d in self.decoders])
         self.each = outs if self.training else None
         return outs.mean(0)
@@ -570,7 +576,7 @@ def refined(split, chunk=64):
 
 t0 = time.time()
 total_epochs = a.epochs + a.e2e_epochs
-swa = None  # --swa-from: the averaged weights
+swa: dict[str, torch.Tensor] | None = None  # --swa-from: the averaged weights
 for ep in range(1, total_epochs + 1):
     lr = a.lr * 0.5 * (1 + math.cos(math.pi * (ep - 1) / total_epochs))
     for g in opt.param_groups:
@@ -590,7 +596,10 @@ for ep in range(1, total_epochs + 1):
                 target = torch.as_tensor(X["train"][idx.numpy()])
             rec = (outer.decode(zr) - target).pow(2).flatten(1).sum(1).mean()
         elif a.heads > 1:
-            rec = ((m.dec.each - x) * w_sd).pow(2).sum(2).mean()
+            heads = m.dec
+            # --heads > 1 needs --arch field, whose decoder keeps each head's output in training.
+            assert isinstance(heads, MeanOfDecoders) and heads.each is not None
+            rec = ((heads.each - x) * w_sd).pow(2).sum(2).mean()
         else:
             rec = ((r - x) * w_sd).pow(2).sum(1).mean()
         kld = 0.5 * (mu.pow(2) + lv.exp() - 1 - lv).mean(0)
@@ -622,7 +631,7 @@ for ep in range(1, total_epochs + 1):
     if a.refine and a.refine_every and ep % a.refine_every == 0 and ep < total_epochs:
         figs = " ".join(f"{s} {refined(s)[0]:.3f}%" for s in ("validation", "test"))
         print(f"ep {ep} refined {figs}", flush=True)
-if a.swa_from:
+if swa is not None:  # --swa-from, checked above to fall within the epochs
     m.load_state_dict(swa)
     res = {s: e2e(predict(s)[0], X[s])[1] for s in X if not (s == "train" and "orig" in X)}
     print(

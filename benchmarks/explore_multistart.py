@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from samplegen.models.artifact import load_model
+from samplegen.models.combined import CombinedModel
 from samplegen.models.refine import refine_codes
 from samplegen.platform.datasets import load_dataset
 
@@ -31,6 +32,8 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(2)
     model = load_model(f"{args.run}/models/combined").model.eval()
+    if not isinstance(model, CombinedModel):
+        raise SystemExit(f"{args.run}/models/combined: not a combined model")
     data = load_dataset(f"{args.run}/dataset", splits=("train", "validation", "test"))
     settings = model.inner.refinement()
     if settings is None:

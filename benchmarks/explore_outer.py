@@ -101,11 +101,12 @@ if a.out:
     save_model(a.out, m, codec=ds.codec, dataset_fingerprint=ds.fingerprint)
     with torch.no_grad():
         m.eval()
-        z = {
+        codes = {
             s: np.concatenate(
                 [m.encode(torch.as_tensor(x[i : i + 64])).numpy() for i in range(0, len(x), 64)]
             ).reshape(len(x), -1)
             for s, x in X.items()
         }
-    np.savez(a.out + "/encodings.npz", **z)
+    # allow_pickle=True is numpy's default; named, mypy knows no split name can stand for it.
+    np.savez(a.out + "/encodings.npz", allow_pickle=True, **codes)
 print(json.dumps(vars(a)))

@@ -19,6 +19,8 @@ import torch
 
 from samplegen.dsp.metrics import rms_percent
 from samplegen.models.artifact import load_model
+from samplegen.models.base import InnerModel
+from samplegen.models.combined import CombinedModel
 from samplegen.models.registry import build_model
 from samplegen.platform.datasets import load_dataset
 
@@ -37,16 +39,21 @@ def main() -> None:
         p.error(f"--prior-scale: every scale must be >= 0, got {args.prior_scale}")
     torch.set_num_threads(1)
     combined = load_model(f"{args.run}/models/combined").model
+    if not isinstance(combined, CombinedModel):
+        raise SystemExit(f"{args.run}/models/combined: not a combined model")
     data = load_dataset(f"{args.run}/dataset", splits=("validation", "test"))
     inner = combined.inner
     for steps, scale in itertools.product((int(s) for s in args.steps.split(",")), scales):
         hp = dataclasses.asdict(dataclasses.replace(inner.hparams, refine_steps=steps))
         refined = build_model(inner.name, hp, inner.input_shape)
+        assert isinstance(refined, InnerModel)  # built as the combined model's inner part
         refined.load_state_dict(inner.state_dict())
         settings = refined.refinement()
         if settings is not None and scale != 1:
             scaled = dataclasses.replace(settings, prior=settings.prior * scale)
-            refined.refinement = lambda scaled=scaled: scaled
+            # An instance attribute shadows the method for this model alone (the package has no
+            # setting for the prior's weight).
+            refined.__dict__["refinement"] = lambda scaled=scaled: scaled
         combined.inner = refined.eval()
         figures = []
         for split in ("validation", "test"):

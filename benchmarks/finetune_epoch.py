@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from samplegen.models.artifact import load_model
-from samplegen.models.combined import TrainsOnEncodings
+from samplegen.models.combined import CombinedModel, TrainsOnEncodings
 from samplegen.platform.study import load_study_data
 from samplegen.platform.training import OptimHparams, Trainer
 
@@ -27,6 +27,8 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=5)
     args = p.parse_args()
     model, copy = load_model(args.model).model, load_model(args.model).model
+    if not isinstance(model, CombinedModel) or not isinstance(copy, CombinedModel):
+        raise SystemExit(f"{args.model}: not a combined model")
     data = load_study_data(args.dataset)
     for param in [*model.outer.parameters(), *copy.outer.parameters()]:
         param.requires_grad_(False)

@@ -75,22 +75,21 @@ def families(codec: Any, notes: Sequence[int]) -> list[tuple[str, int, tuple[int
         # A level and k - 1 cosine terms over log frequency.
         return torch.cat([torch.ones(1, bins), torch.from_numpy(eq_basis(codec, k - 1)).float()])
 
+    # Gains built in the loops below: each closes over its own basis, not the loop's last one.
+    def curve(b: torch.Tensor) -> GainFn:
+        return lambda c: (c @ b)[:, :, None]
+
+    def per_harmonic(b: torch.Tensor) -> GainFn:
+        return lambda c: torch.einsum("nk,nkb->nb", c, b)[:, :, None]
+
     out: list[tuple[str, int, tuple[int, ...], GainFn]] = [
         ("level", 1, (1,), lambda c: c[:, :, None]),
     ]
     for k in (4, 8, 16):
-        b = smooth(k)
-        out.append((f"smooth curve, {k} terms", k, (k,), lambda c, b=b: (c @ b)[:, :, None]))
+        out.append((f"smooth curve, {k} terms", k, (k,), curve(smooth(k))))
     for h in (8, 16):
         per_note = torch.from_numpy(np.stack([harmonic_basis(n, h, freqs) for n in notes])).float()
-        out.append(
-            (
-                f"one gain per harmonic, {h} harmonics",
-                h,
-                (h,),
-                lambda c, b=per_note: torch.einsum("nk,nkb->nb", c, b)[:, :, None],
-            )
-        )
+        out.append((f"one gain per harmonic, {h} harmonics", h, (h,), per_harmonic(per_note)))
     out.append(("level quadratic in time", 3, (3,), lambda c: (c @ quad)[:, None, :]))
     out.append(("a free level per frame", frames, (frames,), lambda c: c[:, None, :]))
     b5 = smooth(5)

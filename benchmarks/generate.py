@@ -100,6 +100,7 @@ def _fit(model, x: np.ndarray, seconds: float, lr: float, seed: int, label: str)
 def train_small_model(x: np.ndarray, codec, out: Path, budget_s: float, seed: int) -> str:
     """frame_ae outer, then a VAE on its frozen codes, chained and saved; returns a description."""
     from samplegen.models.artifact import save_model
+    from samplegen.models.base import InnerModel
     from samplegen.models.combined import CombinedModel
     from samplegen.models.registry import build_model
 
@@ -116,6 +117,7 @@ def train_small_model(x: np.ndarray, codec, out: Path, budget_s: float, seed: in
     inner = build_model(
         "vae", {"latent": 8, "depth": 2, "beta": 0.2, "warmup": "linear"}, (codes.shape[1],)
     )
+    assert isinstance(inner, InnerModel)
     inner_loss = _fit(inner, codes.astype(np.float32), budget_s * 0.25, 1e-3, seed, "inner vae")
     model = CombinedModel.from_parts(outer, inner)
     with torch.no_grad():
@@ -256,7 +258,7 @@ def interpolation_rows(
 ) -> list[str]:
     """Table rows on interpolation midpoints (raw model output and rendered as written), between
     notes of different categories where possible."""
-    pairs = []
+    pairs: list[tuple[np.int64, np.int64]] = []
     while len(pairs) < args.pairs:
         i, j = rng.choice(len(x), 2, replace=False)
         if cats[i] != cats[j] or rng.random() < 0.2:

@@ -197,6 +197,7 @@ def spawn(run: Run, at: int, children: int, out: Path) -> list[str]:
 
 
 def end_to_end(run: Run, seed: int, out: Path) -> list[str]:
+    from samplegen.models.base import InnerModel
     from samplegen.models.combined import CombinedModel, TrainsOnEncodings
     from samplegen.models.registry import build_model
     from samplegen.platform.encoded import EqAugment
@@ -210,6 +211,7 @@ def end_to_end(run: Run, seed: int, out: Path) -> list[str]:
     torch.manual_seed(trial)
     shape = (int(run.encoded.info["latent_dim"]),)
     inner = build_model(run.best["model"], hp, shape, device="cpu")
+    assert isinstance(inner, InnerModel)  # the VAE study's models are all inner models
     combined = CombinedModel.from_parts(run.outer.model, inner)
     for p in combined.outer.parameters():
         p.requires_grad_(False)

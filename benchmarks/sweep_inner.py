@@ -42,6 +42,7 @@ from safetensors.torch import save_file
 
 from samplegen.models.artifact import load_model
 from samplegen.models.registry import build_model
+from samplegen.models.vae import VAE
 from samplegen.platform.datasets import load_dataset
 from samplegen.platform.encoded import load_encoded
 
@@ -180,11 +181,12 @@ class Sweep:
         if cfg["trainval"]:
             train = torch.cat([train, self.z["validation"]])
         model = build_model("vae", hp, (train.shape[1],), device=self.device)
+        assert isinstance(model, VAE)
         opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
         refiner = dataclasses.replace(model.hparams, refine_steps=max(cfg["sa_steps"], 1))
         scale = float(train.std())
         gen = torch.Generator(device=self.device).manual_seed(seed)
-        best = (math.inf, 0, None)
+        best: tuple[float, int, dict[str, torch.Tensor] | None] = (math.inf, 0, None)
         t0 = time.perf_counter()
         epochs = int(cfg["epochs"])
         eval_every = max(1, epochs // 60)
@@ -220,7 +222,10 @@ class Sweep:
                     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
                     best = (val, epoch, state)
         seconds = time.perf_counter() - t0
-        model.load_state_dict(best[2])
+        kept = best[2]
+        if kept is None:
+            raise FloatingPointError("validation RMS% not finite at the first evaluation")
+        model.load_state_dict(kept)
         model.eval()
         model.hparams = dataclasses.replace(model.hparams, refine_steps=100)
         with torch.no_grad():
@@ -241,7 +246,7 @@ class Sweep:
             "params": model.num_params(),
             "seconds": round(seconds, 1),
         }
-        return report, best[2]
+        return report, kept
 
 
 def _worker(args: argparse.Namespace, device: str, jobs: Any, results: Any) -> None:

@@ -35,7 +35,8 @@ from wave_quality import identity_figures, mean_off_diagonal, pairwise_mrstft  #
 from samplegen.dsp.codec import decode_batch  # noqa: E402
 from samplegen.dsp.metrics import multi_resolution_stft_distance  # noqa: E402
 from samplegen.models.artifact import load_model  # noqa: E402
-from samplegen.models.vae import kl_per_dim  # noqa: E402
+from samplegen.models.combined import CombinedModel  # noqa: E402
+from samplegen.models.vae import VAE, kl_per_dim  # noqa: E402
 from samplegen.platform.datasets import load_dataset  # noqa: E402
 
 
@@ -59,9 +60,12 @@ def figures(combined: Any, codec: Any, x: np.ndarray, codes: torch.Tensor) -> di
         ]
     ).numpy()
     rms = 100 * math.sqrt(float(((recon - x) ** 2).mean()))
-    kw = {"n_iter": 0, "seed": 0, "device": "cpu"}
-    recon_audio = np.asarray(decode_batch(recon, codec, **kw), dtype=np.float32)
-    real_audio = np.asarray(decode_batch(x, codec, **kw), dtype=np.float32)
+    recon_audio = np.asarray(
+        decode_batch(recon, codec, n_iter=0, seed=0, device="cpu"), dtype=np.float32
+    )
+    real_audio = np.asarray(
+        decode_batch(x, codec, n_iter=0, seed=0, device="cpu"), dtype=np.float32
+    )
     real_mean = mean_off_diagonal(pairwise_mrstft(real_audio, real_audio))
     ident = identity_figures(recon_audio, real_audio, real_mean)
     active = int((mu.var(0, unbiased=False) > 0.01).sum())
@@ -83,6 +87,8 @@ def main() -> None:
 
     loaded = load_model(args.run / "models" / "combined_base")
     combined, codec = loaded.model, loaded.codec
+    if not isinstance(combined, CombinedModel) or not isinstance(combined.inner, VAE):
+        raise SystemExit(f"{args.run}/models/combined_base: not a combined model with a VAE inside")
     outer, inner = combined.outer, combined.inner
     for param in outer.parameters():
         param.requires_grad_(False)

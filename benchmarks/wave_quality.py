@@ -314,9 +314,14 @@ def _recon_audio(
     data = load_dataset(dataset, splits=(split,)).splits[split]
     x = np.asarray(data.x, dtype=np.float32)
     out = run_model(loaded.model, x, batch_size=16, device="cpu")
-    kw = {"n_iter": gl_iters, "seed": 0, "device": "cpu"}
-    recon = np.asarray(decode_batch(out.recon, loaded.codec, **kw), dtype=np.float32)
-    inputs = np.asarray(decode_batch(x, loaded.codec, **kw), dtype=np.float32)
+    assert out.recon is not None  # kept unless run_model is told otherwise
+    recon = np.asarray(
+        decode_batch(out.recon, loaded.codec, n_iter=gl_iters, seed=0, device="cpu"),
+        dtype=np.float32,
+    )
+    inputs = np.asarray(
+        decode_batch(x, loaded.codec, n_iter=gl_iters, seed=0, device="cpu"), dtype=np.float32
+    )
     return recon, inputs, [m["name"] for m in data.meta]
 
 
