@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -30,7 +31,7 @@ def ray_session() -> Iterator[None]:
         include_dashboard=False,
         object_store_memory=400 * 1024 * 1024,
         _temp_dir=temp_dir,
-        logging_level="ERROR",
+        logging_level=logging.ERROR,
         log_to_driver=False,
     )
     try:

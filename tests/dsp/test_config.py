@@ -1,3 +1,5 @@
+from typing import Any
+
 import pytest
 
 from samplegen.dsp.config import CodecConfig, ConfigError
@@ -23,7 +25,8 @@ def test_round_trip_and_fingerprint() -> None:
     ("setting", "value"),
     [("representation", "mel"), ("n_fft", 1000), ("hop", 0), ("mu", 0), ("duration", 0)],
 )
-def test_bad_settings_name_themselves(setting: str, value: object) -> None:
+def test_bad_settings_name_themselves(setting: str, value: Any) -> None:
+    # Any: each setting takes a value of its own field's type.
     with pytest.raises(ConfigError, match=setting):
         CodecConfig(**{setting: value})
 

@@ -128,7 +128,8 @@ def test_the_codec_sees_an_equalised_note_as_the_filtered_note() -> None:
     # Filtering a harmonic note in the frequency domain, then encoding it, gives nearly what
     # equalising its encoding gives (STFT leakage between bins makes it approximate).
     t = np.arange(SMALL.num_samples) / SMALL.sample_rate
-    wave = sum((0.5**h) * np.sin(2 * np.pi * 344.5 * h * t) for h in range(1, 6)).astype(np.float32)
+    harmonics = [(0.5**h) * np.sin(2 * np.pi * 344.5 * h * t) for h in range(1, 6)]
+    wave = np.sum(harmonics, axis=0).astype(np.float32)
     curve = eq_curve_db(eq_seed("x"), SMALL, 6.0)
     spectrum = np.fft.rfft(wave)
     freqs = np.fft.rfftfreq(len(wave), 1 / SMALL.sample_rate)

@@ -6,6 +6,7 @@ import csv
 import json
 import re
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import pytest
@@ -31,6 +32,14 @@ from samplegen.errors import SamplegenError
 # Piano, nylon guitar, Contrabass (silent above its key range), trumpet, flute.
 PROGRAMS = (0, 24, 43, 56, 73)
 VELOCITIES = (64, 127)
+
+
+class _Settings(TypedDict):
+    """The render settings the cache tests pass to ensure_library by keyword."""
+
+    notes: tuple[str, ...]
+    velocities: tuple[int, ...]
+    include_drums: bool
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +183,7 @@ def test_default_library_counts() -> None:
 
 
 def test_ensure_library_reuses_and_repairs_the_cache(tmp_path: Path) -> None:
-    kw = {"notes": ("C4",), "velocities": (90,), "include_drums": False}
+    kw: _Settings = {"notes": ("C4",), "velocities": (90,), "include_drums": False}
     folder = ensure_library("timgm6mb", cache_dir=tmp_path, **kw)
     assert folder.parent == tmp_path and folder.name.startswith("timgm6mb-")
     mtimes = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
@@ -198,7 +207,7 @@ def test_ensure_library_reuses_and_repairs_the_cache(tmp_path: Path) -> None:
 
 
 def test_ensure_library_renders_only_the_programs_asked_for(tmp_path: Path) -> None:
-    kw = {"notes": ("C4",), "velocities": (90,), "include_drums": False}
+    kw: _Settings = {"notes": ("C4",), "velocities": (90,), "include_drums": False}
     folder = ensure_library("timgm6mb", cache_dir=tmp_path, programs=(0, 40), **kw)
     assert sorted(r["program"] for r in _rows(folder)) == ["0", "40"]
     assert ensure_library("timgm6mb", cache_dir=tmp_path, programs=(0, 40), **kw) == folder

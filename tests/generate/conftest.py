@@ -7,14 +7,22 @@ real WAV files.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 import pytest
 import torch
 
 from samplegen.dsp.config import CodecConfig
+
+if TYPE_CHECKING:
+    from samplegen.models.code_distribution import CodeDistribution
+
+# harmonic_note's signature, for the tests that take the make_note fixture.
+NoteMaker: TypeAlias = Callable[[float, float, float, int, int], np.ndarray]
 
 SMALL_CODEC = CodecConfig(duration=0.5, sample_rate=16_000, n_fft=256, hop=128, fade_s=0.02)
 
@@ -61,6 +69,7 @@ def trained_models(tmp_path_factory: pytest.TempPathFactory) -> TrainedModels:
     from samplegen.dsp.audio import load_wave
     from samplegen.dsp.codec import encode_batch
     from samplegen.models.artifact import save_model
+    from samplegen.models.combined import CombinedModel
     from samplegen.models.registry import build_model
 
     root = tmp_path_factory.mktemp("gen-models")
@@ -79,6 +88,7 @@ def trained_models(tmp_path_factory: pytest.TempPathFactory) -> TrainedModels:
         },
         SMALL_CODEC.shape,
     )
+    assert isinstance(model, CombinedModel)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     for epoch in range(40):
         out = model(x)
@@ -101,13 +111,15 @@ def small_codec() -> CodecConfig:
 
 
 @pytest.fixture(scope="session")
-def make_note():
+def make_note() -> NoteMaker:
     """`harmonic_note(freq, brightness, decay, sr, n)` for tests that write their own notes."""
     return harmonic_note
 
 
 @pytest.fixture(scope="session")
-def fitted_model(trained_models: TrainedModels, tmp_path_factory: pytest.TempPathFactory):
+def fitted_model(
+    trained_models: TrainedModels, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, CodeDistribution]:
     """A copy of the combined test model that stores the mixture of its notes' codes, and that
     mixture (samplegen.models.code_distribution)."""
     from samplegen.dsp.audio import load_wave

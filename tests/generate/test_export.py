@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -14,9 +16,14 @@ from samplegen.generate import sounds as S
 from samplegen.generate.export import run_onnx, run_torchscript
 from samplegen.generate.latent import load_space
 
+if TYPE_CHECKING:
+    from samplegen.dsp.config import CodecConfig
+    from samplegen.models.code_distribution import CodeDistribution
+    from tests.generate.conftest import NoteMaker, TrainedModels
+
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
-def test_export_matches_pytorch(trained_models, tmp_path, fmt):
+def test_export_matches_pytorch(trained_models: TrainedModels, tmp_path: Path, fmt: str) -> None:
     out = tmp_path / fmt
     assert main(["export", str(trained_models.combined), "--format", fmt, "--out", str(out)]) == 0
     side = json.loads((out / "export.json").read_text())
@@ -42,7 +49,7 @@ def test_export_matches_pytorch(trained_models, tmp_path, fmt):
     assert max(side["check"]["max_abs_diff_vs_pytorch"].values()) < 1e-4
 
 
-def test_export_plain_outer_autoencoder_onnx(trained_models, tmp_path):
+def test_export_plain_outer_autoencoder_onnx(trained_models: TrainedModels, tmp_path: Path) -> None:
     out = tmp_path / "outer"
     assert main(["export", str(trained_models.outer), "--out", str(out)]) == 0
     side = json.loads((out / "export.json").read_text())
@@ -55,7 +62,9 @@ def test_export_plain_outer_autoencoder_onnx(trained_models, tmp_path):
     np.testing.assert_allclose(run_onnx(out / "decoder.onnx", z), ref, rtol=1e-4, atol=1e-5)
 
 
-def test_waveform_model_generates_and_exports(tmp_path, small_codec, make_note):
+def test_waveform_model_generates_and_exports(
+    tmp_path: Path, small_codec: CodecConfig, make_note: NoteMaker
+) -> None:
     """A waveform model (no Griffin-Lim): generation writes audio, the ONNX decoder gives waves."""
     from samplegen.models.artifact import save_model
     from samplegen.models.registry import build_model
@@ -90,7 +99,9 @@ def test_waveform_model_generates_and_exports(tmp_path, small_codec, make_note):
     np.testing.assert_allclose(wave, ref, rtol=1e-4, atol=1e-5)
 
 
-def test_export_carries_the_training_codes_mixture(fitted_model, tmp_path):
+def test_export_carries_the_training_codes_mixture(
+    fitted_model: tuple[Path, CodeDistribution], tmp_path: Path
+) -> None:
     model, fitted = fitted_model
     assert main(["export", str(model), "--format", "torchscript", "--out", str(tmp_path)]) == 0
     side = json.loads((tmp_path / "export.json").read_text())

@@ -6,12 +6,16 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from samplegen.cli.main import main
 from samplegen.generate.browser import check_page, find_chromium
 from samplegen.generate.plots import _figure, _save
+
+if TYPE_CHECKING:
+    from tests.generate.conftest import TrainedModels
 
 GL = ["--griffin-lim-iters", "4"]
 
@@ -24,7 +28,7 @@ def _progress_png(path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def run_dir(trained_models, tmp_path_factory) -> Path:
+def run_dir(trained_models: TrainedModels, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run folder with everything but the VAE study (which the page must call missing)."""
     run = tmp_path_factory.mktemp("run")
     (run / "dataset").mkdir()
@@ -50,7 +54,7 @@ def run_dir(trained_models, tmp_path_factory) -> Path:
     )
     m, w = trained_models.combined, trained_models.wavs
     s = run / "sounds"
-    commands = [
+    commands: list[list[str | Path]] = [
         ["reconstruct", m, *w[:3], "--variations", "1"],
         ["interpolate", m, w[0], w[5], "--steps", "3"],
         ["grid", m, *w[:4], "--size", "3"],
@@ -64,7 +68,7 @@ def run_dir(trained_models, tmp_path_factory) -> Path:
     return run
 
 
-def test_page_lists_every_part_and_what_is_missing(run_dir):
+def test_page_lists_every_part_and_what_is_missing(run_dir: Path) -> None:
     html = (run_dir / "index.html").read_text()
     for text in (
         "Dataset report",
@@ -90,7 +94,7 @@ def test_page_lists_every_part_and_what_is_missing(run_dir):
 
 
 @pytest.mark.skipif(find_chromium() is None, reason="chromium is not installed (/usr/bin/chromium)")
-def test_page_opens_in_headless_chromium(run_dir, tmp_path):
+def test_page_opens_in_headless_chromium(run_dir: Path, tmp_path: Path) -> None:
     shot = tmp_path / "page.png"
     check = check_page(run_dir / "index.html", shot)
     assert check.problems() == []
@@ -105,7 +109,7 @@ def test_page_opens_in_headless_chromium(run_dir, tmp_path):
 
 
 @pytest.mark.skipif(find_chromium() is None, reason="chromium is not installed (/usr/bin/chromium)")
-def test_broken_audio_is_reported(run_dir, tmp_path):
+def test_broken_audio_is_reported(run_dir: Path, tmp_path: Path) -> None:
     run = tmp_path / "copy"
     shutil.copytree(run_dir, run)
     (run / "sounds" / "random" / "random001.wav").unlink()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -13,18 +14,22 @@ from samplegen.cli.main import main
 from samplegen.generate import sounds as S
 from samplegen.generate.latent import GenerationError, load_space
 
+if TYPE_CHECKING:
+    from samplegen.models.code_distribution import CodeDistribution
+    from tests.generate.conftest import TrainedModels
+
 GL = ["--griffin-lim-iters", "4"]
 
 
-def _run(*argv: str) -> int:
+def _run(*argv: object) -> int:
     return main([str(a) for a in argv])
 
 
-def _manifest(folder: Path) -> dict:
+def _manifest(folder: Path) -> dict[str, Any]:
     return json.loads((folder / "manifest.json").read_text())
 
 
-def _check_outputs(folder: Path, count: int) -> dict:
+def _check_outputs(folder: Path, count: int) -> dict[str, Any]:
     man = _manifest(folder)
     assert len(man["sounds"]) == count
     for item in man["sounds"]:
@@ -35,7 +40,9 @@ def _check_outputs(folder: Path, count: int) -> dict:
     return man
 
 
-def test_every_command_writes_wavs_pngs_and_manifest(trained_models, tmp_path):
+def test_every_command_writes_wavs_pngs_and_manifest(
+    trained_models: TrainedModels, tmp_path: Path
+) -> None:
     m, w = trained_models.combined, trained_models.wavs
     out = tmp_path / "sounds"
     assert (
@@ -108,7 +115,9 @@ def test_every_command_writes_wavs_pngs_and_manifest(trained_models, tmp_path):
     )
 
 
-def test_same_seed_gives_identical_files_and_another_seed_differs(trained_models, tmp_path):
+def test_same_seed_gives_identical_files_and_another_seed_differs(
+    trained_models: TrainedModels, tmp_path: Path
+) -> None:
     m, w = trained_models.combined, trained_models.wavs
     for name, seed in (("a", 7), ("b", 7), ("c", 8)):
         assert (
@@ -153,7 +162,7 @@ def test_same_seed_gives_identical_files_and_another_seed_differs(trained_models
     ).read_bytes()
 
 
-def test_end_points_are_the_inputs_latent_means_exactly(trained_models):
+def test_end_points_are_the_inputs_latent_means_exactly(trained_models: TrainedModels) -> None:
     space = load_space(trained_models.combined)
     a, b, c, d = S.load_inputs(trained_models.wavs[:4], space.codec)
     # Same batch as the plan encodes (float results can differ in the last bit between batchings).
@@ -168,6 +177,7 @@ def test_end_points_are_the_inputs_latent_means_exactly(trained_models):
     assert plan.sounds[0].gain == pytest.approx(a.peak) and plan.sounds[-1].gain == pytest.approx(
         b.peak
     )
+    assert a.peak is not None and b.peak is not None  # loaded from files, so measured
     assert plan.sounds[2].gain == pytest.approx(np.sqrt(a.peak * b.peak))
 
     grid = S.plan_grid(space, [a, b, c, d], size=3)
@@ -184,7 +194,9 @@ def test_end_points_are_the_inputs_latent_means_exactly(trained_models):
     np.testing.assert_array_equal(rec.sounds[0].latent, alone)
 
 
-def test_perturbation_noise_is_zero_mean_with_the_requested_std(trained_models):
+def test_perturbation_noise_is_zero_mean_with_the_requested_std(
+    trained_models: TrainedModels,
+) -> None:
     space = load_space(trained_models.combined)
     (a,) = S.load_inputs(trained_models.wavs[:1], space.codec)
     plan = S.plan_perturb(space, a, levels=[0.5], per_level=4000, seed=3)
@@ -195,7 +207,9 @@ def test_perturbation_noise_is_zero_mean_with_the_requested_std(trained_models):
     np.testing.assert_allclose(noise.std(axis=0), 0.5, rtol=0.05)
 
 
-def test_level_is_restored_for_reconstructions(trained_models, tmp_path):
+def test_level_is_restored_for_reconstructions(
+    trained_models: TrainedModels, tmp_path: Path
+) -> None:
     m, w = trained_models.combined, trained_models.wavs
     assert _run("generate", "reconstruct", m, w[4], "--out", tmp_path, *GL) == 0
     peak_in = np.abs(sf.read(w[4])[0]).max()
@@ -203,7 +217,9 @@ def test_level_is_restored_for_reconstructions(trained_models, tmp_path):
     assert peak_out == pytest.approx(peak_in, abs=2e-3)
 
 
-def test_plain_outer_autoencoder(trained_models, tmp_path, capsys):
+def test_plain_outer_autoencoder(
+    trained_models: TrainedModels, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     m, w = trained_models.outer, trained_models.wavs
     space = load_space(m)
     assert space.dim == 128 and not space.has_prior and not space.is_variational
@@ -255,7 +271,9 @@ def test_plain_outer_autoencoder(trained_models, tmp_path, capsys):
     assert len(man["settings"]["dims"]) == 16 and len(man["sounds"]) == 32
 
 
-def test_user_errors_are_one_line_messages(trained_models, tmp_path, capsys):
+def test_user_errors_are_one_line_messages(
+    trained_models: TrainedModels, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     m, w = trained_models.combined, trained_models.wavs
     assert (
         _run("generate", "interpolate", m, w[0], w[1], "--steps", "1", "--out", tmp_path, *GL) == 2
@@ -265,7 +283,9 @@ def test_user_errors_are_one_line_messages(trained_models, tmp_path, capsys):
     assert "nope" in capsys.readouterr().err
 
 
-def test_examples_for_a_run_folder_with_a_non_variational_model(trained_models, tmp_path):
+def test_examples_for_a_run_folder_with_a_non_variational_model(
+    trained_models: TrainedModels, tmp_path: Path
+) -> None:
     m, w = trained_models.outer, trained_models.wavs
     out = tmp_path / "sounds"
     argv = [
@@ -287,8 +307,11 @@ def test_examples_for_a_run_folder_with_a_non_variational_model(trained_models, 
 
 
 def test_random_draws_from_the_fitted_codes_when_the_model_has_them(
-    trained_models, fitted_model, tmp_path, capsys
-):
+    trained_models: TrainedModels,
+    fitted_model: tuple[Path, CodeDistribution],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     m, fitted = fitted_model
     space = load_space(m)
     assert space.fitted is not None and space.fitted.source == "the 12 test notes"
@@ -326,8 +349,8 @@ def test_random_draws_from_the_fitted_codes_when_the_model_has_them(
 
 
 def test_a_stored_distribution_that_does_not_fit_the_model_is_refused(
-    trained_models, tmp_path, capsys
-):
+    trained_models: TrainedModels, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from samplegen.models.artifact import load_model, save_model
     from samplegen.models.code_distribution import CODE_DISTRIBUTION_KEY, fit_codes
 
@@ -345,8 +368,8 @@ def test_a_stored_distribution_that_does_not_fit_the_model_is_refused(
 
 
 def test_a_plain_auto_encoder_with_fitted_codes_samples_them_without_references(
-    trained_models, tmp_path
-):
+    trained_models: TrainedModels, tmp_path: Path
+) -> None:
     from samplegen.models.artifact import load_model, save_model
     from samplegen.models.code_distribution import CODE_DISTRIBUTION_KEY, fit_model_codes
 

@@ -12,6 +12,7 @@ import torch
 from samplegen.dsp.config import CodecConfig
 from samplegen.models.artifact import load_model, save_model
 from samplegen.models.base import InnerModel
+from samplegen.models.combined import CombinedModel
 from samplegen.models.registry import build_model, model_names
 
 STFT = (65, 12)
@@ -167,23 +168,26 @@ def test_model_trains_and_round_trips(
         after = loaded.model(x).recon
     assert torch.equal(before, after)
 
-    inner = model.inner if name == "combined" else model
+    assert isinstance(model, CombinedModel) == (name == "combined")
+    inner = model.inner if isinstance(model, CombinedModel) else model
     if isinstance(inner, InnerModel):
         g = torch.Generator().manual_seed(3)
         prior = inner.sample_prior(5, temperature=0.5, generator=g)
         assert tuple(prior.shape) == (5, *inner.latent_shape)
         stats = inner.latent_stats(
-            _input(inner.input_shape, 6, 2)
-            if name != "combined"
-            else model.outer.encode(x).flatten(1).detach()
+            model.outer.encode(x).flatten(1).detach()
+            if isinstance(model, CombinedModel)
+            else _input(inner.input_shape, 6, 2)
         )
         assert 0 <= stats.active_units <= math.prod(inner.latent_shape)
     if name == "combined":
+        combined = loaded.model
+        assert isinstance(combined, CombinedModel)
         with torch.no_grad():
-            sounds = loaded.model.sample(3, generator=torch.Generator().manual_seed(4))
+            sounds = combined.sample(3, generator=torch.Generator().manual_seed(4))
         assert sounds.shape == (3, *shape)
-        assert loaded.model.compression == pytest.approx(
-            loaded.model.outer.compression * loaded.model.inner.compression
+        assert combined.compression == pytest.approx(
+            combined.outer.compression * combined.inner.compression
         )
 
 

@@ -110,5 +110,7 @@ def test_combined_from_trained_parts_round_trips(tmp_path: Path) -> None:
     z = torch.randn(2, 3)
     with torch.no_grad():
         assert torch.equal(combined.decode(z), loaded.model.decode(z))
+    too_small = build_model("vae", HP, (7,))
+    assert isinstance(too_small, InnerModel)
     with pytest.raises(SamplegenError, match="inner input"):
-        CombinedModel.from_parts(outer, build_model("vae", HP, (7,)))
+        CombinedModel.from_parts(outer, too_small)

@@ -19,6 +19,7 @@ from samplegen.models.code_distribution import (
     stored_distribution,
 )
 from samplegen.models.registry import build_model
+from samplegen.models.vae import VAE
 
 
 def _correlated(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -147,6 +148,7 @@ def test_bad_codes_and_bad_stored_distributions_are_refused_with_the_reason() ->
 def test_a_vae_is_fitted_on_its_encoder_means_and_a_vq_vae_is_not_fitted() -> None:
     torch.manual_seed(0)
     vae = build_model("vae", {"latent": 3, "depth": 2, "refine_steps": 5}, (12,))
+    assert isinstance(vae, VAE)
     x = np.random.default_rng(0).normal(size=(30, 12)).astype(np.float32)
     vae.train()
     fitted = fit_model_codes(vae, x, "thirty")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from samplegen.models.base import InnerModel
 from samplegen.models.combined import CombinedModel, TrainsOnEncodings
 from samplegen.models.registry import build_model
 
@@ -15,6 +16,7 @@ def _combined(refine_steps: int = 0) -> CombinedModel:
     torch.manual_seed(0)
     outer = build_model("frame_ae", {"frame_latent": 4, "hidden": 16}, (24, 6))
     inner = build_model("vae", {**VAE, "refine_steps": refine_steps}, (24,))
+    assert isinstance(inner, InnerModel)
     return CombinedModel.from_parts(outer, inner)
 
 

@@ -4,12 +4,13 @@ learns a note's spectrum whatever the note's phase."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import torch
 
 from samplegen.dsp.metrics import multi_resolution_stft_distance
-from samplegen.models.harmonic_ae import HarmonicAEHParams, harmonic_synth
+from samplegen.models.harmonic_ae import HarmonicAE, HarmonicAEHParams, harmonic_synth
 from samplegen.models.registry import build_model
 
 RATE = 44100
@@ -18,8 +19,11 @@ RATE = 44100
 def _sines(f0: float, amps: list[float], n: int, phase: float = 0.0) -> torch.Tensor:
     t = torch.arange(n, dtype=torch.float64)
     y = sum(
-        a * torch.sin(2 * math.pi * f0 / RATE * (k + 1) * t + phase * (k + 1))
-        for k, a in enumerate(amps)
+        (
+            a * torch.sin(2 * math.pi * f0 / RATE * (k + 1) * t + phase * (k + 1))
+            for k, a in enumerate(amps)
+        ),
+        torch.zeros(n, dtype=torch.float64),
     )
     return y.float()
 
@@ -63,6 +67,7 @@ SMALL = {
 def test_the_code_carries_the_measured_pitch_and_decoding_is_deterministic() -> None:
     model = build_model("harmonic_ae", SMALL, (8192,))
     other = build_model("harmonic_ae", {**SMALL, "hidden": 16}, (8192,))
+    assert isinstance(model, HarmonicAE) and isinstance(other, HarmonicAE)
     x = torch.stack([_sines(261.63, [1, 0.5, 0.3], 8192), _sines(130.81, [1, 0.7], 8192)])
     with torch.no_grad():
         z = model.encode(x)
@@ -100,6 +105,7 @@ def test_it_learns_a_note_in_any_phase() -> None:
         opt.zero_grad()
         loss.total.backward()
         opt.step()
+    assert first is not None
     x = batch()
     with torch.no_grad():
         recon = model(x).recon
@@ -119,7 +125,8 @@ def test_it_learns_a_note_in_any_phase() -> None:
         ("harmonics", 0, "harmonics"),
     ],
 )
-def test_bad_settings_are_named(key: str, value: object, match: str) -> None:
+def test_bad_settings_are_named(key: str, value: Any, match: str) -> None:
+    # Any: each setting takes a value of its own field's type.
     with pytest.raises(ValueError, match=match):
         HarmonicAEHParams(**{key: value})
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
+from samplegen.models.audio_conv_ae import AudioConvAE
 from samplegen.models.registry import build_model, count_params
+from samplegen.models.vq_vae import VQVAE
 
 
 def test_conv2d_ae_original_best_parameter_count() -> None:
@@ -45,14 +48,16 @@ def test_reference_parameter_counts() -> None:
 
 def test_audio_conv_ae_survives_silence() -> None:
     model = build_model("audio_conv_ae", {"channels": 4, "kernel_size": 16}, (2048,))
+    assert isinstance(model, AudioConvAE)
     with torch.no_grad():
         for conv in model.encoder:
+            assert isinstance(conv, nn.Conv1d) and conv.bias is not None
             conv.bias.zero_()
     x = torch.zeros(2, 2048, requires_grad=True)
     out = model(x)
     assert torch.isfinite(out.latent).all() and torch.isfinite(out.recon).all()
     model.loss(x, out).total.backward()
-    assert torch.isfinite(x.grad).all()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
 
 
 def test_mlp_ae_decode_is_autoregressive() -> None:
@@ -71,6 +76,7 @@ def test_vq_vae_revives_dead_codes() -> None:
     model = build_model(
         "vq_vae", {"n_latents": 1, "code_dim": 2, "n_codes": 6, "depth": 1, "dead_after": 2}, (4,)
     )
+    assert isinstance(model, VQVAE)
     model.train()
     x = torch.randn(16, 4)
     before = model.codebook.detach().clone()

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import pytest
 import torch
 from torch import nn
 
 from samplegen.models.combined import CombinedModel
-from samplegen.models.frame_decoder import TIME_FREQUENCIES
+from samplegen.models.frame_decoder import TIME_FREQUENCIES, FrameDecoder
 from samplegen.models.layers import interpolate_layer_sizes
 from samplegen.models.registry import HParamError, ModelRejected, build_model, count_params
-from samplegen.models.vae import kl_weight
+from samplegen.models.vae import VAE, kl_weight
 
 
 def test_interpolate_layer_sizes_reference_example() -> None:
@@ -23,9 +25,21 @@ def test_original_best_vae_parameter_count() -> None:
     assert count_params("vae", {"latent": 7, "depth": 4, "ratio": 0.25}, (6300,)) == 27_954_907
 
 
-def _constructed_vae(**hparams: float | int | str) -> torch.nn.Module:
+def _vae(hparams: Mapping[str, Any], input_shape: tuple[int, ...]) -> VAE:
+    # build_model promises only a SampleModel; these tests reach into the VAE's own layers.
+    model = build_model("vae", hparams, input_shape)
+    assert isinstance(model, VAE)
+    return model
+
+
+def _frame_decoder(vae: VAE) -> FrameDecoder:
+    assert isinstance(vae.decoder, FrameDecoder)
+    return vae.decoder
+
+
+def _constructed_vae(**hparams: float | int | str) -> VAE:
     # depth 1: sizes [4, 2]; the encoder is just fc_mu / fc_logvar on the input.
-    vae = build_model("vae", {"latent": 2, "depth": 1, **hparams}, (4,))
+    vae = _vae({"latent": 2, "depth": 1, **hparams}, (4,))
     with torch.no_grad():
         vae.fc_mu.weight.zero_()
         vae.fc_mu.weight[0, 0] = 1.0  # mu_0 = x_0: varies across samples
@@ -84,7 +98,7 @@ def test_refined_codes_fit_better_and_do_not_depend_on_the_batch() -> None:
     torch.manual_seed(0)
     hp = {"latent": 3, "depth": 2, "ratio": 0.5, "beta": 0.1}
     x = torch.rand(12, 40)
-    plain = build_model("vae", hp, (40,))
+    plain = _vae(hp, (40,))
     opt = torch.optim.Adam(plain.parameters(), lr=1e-2)
     for _ in range(30):  # a little training, so the decoder means something
         out = plain(x)
@@ -93,12 +107,12 @@ def test_refined_codes_fit_better_and_do_not_depend_on_the_batch() -> None:
         loss.backward()
         opt.step()
     plain.eval()
-    refined = build_model("vae", {**hp, "refine_steps": 60}, (40,)).eval()
+    refined = _vae({**hp, "refine_steps": 60}, (40,)).eval()
     refined.load_state_dict(plain.state_dict())
     for p in refined.parameters():
         p.grad = None
 
-    def objective(model, z):
+    def objective(model: VAE, z: torch.Tensor) -> torch.Tensor:
         return ((model.decode(z) - x).pow(2).sum(1) + 0.05 * z.pow(2).sum(1)).detach()
 
     with torch.no_grad():
@@ -122,7 +136,7 @@ def test_a_combined_model_refines_its_codes_against_its_own_input() -> None:
     x = torch.rand(10, 24, 6)
     outer = build_model("frame_ae", {"frame_latent": 4, "hidden": 16}, (24, 6))
     hp = {"latent": 3, "depth": 2, "ratio": 0.5, "beta": 0.1}
-    plain = CombinedModel.from_parts(outer, build_model("vae", hp, (24,)))
+    plain = CombinedModel.from_parts(outer, _vae(hp, (24,)))
     opt = torch.optim.Adam(plain.inner.parameters(), lr=1e-2)
     for _ in range(30):
         loss = plain.loss(x, plain(x)).total
@@ -130,7 +144,7 @@ def test_a_combined_model_refines_its_codes_against_its_own_input() -> None:
         loss.backward()
         opt.step()
     plain.eval()
-    inner = build_model("vae", {**hp, "refine_steps": 60}, (24,))
+    inner = _vae({**hp, "refine_steps": 60}, (24,))
     inner.load_state_dict(plain.inner.state_dict())
     refined = CombinedModel.from_parts(plain.outer, inner).eval()
     for p in refined.parameters():
@@ -161,19 +175,21 @@ def test_the_frame_decoder_writes_each_frame_into_the_outer_codes_layout() -> No
     torch.manual_seed(0)
     values, frames = 4, 6
     hp = {"latent": 3, "depth": 2, "ratio": 0.5, "decoder": "frames", "frames": frames}
-    vae = build_model("vae", {**hp, "frame_hidden": 8}, (values * frames,)).eval()
+    vae = _vae({**hp, "frame_hidden": 8}, (values * frames,)).eval()
+    decoder = _frame_decoder(vae)
     z = torch.randn(2, 3)
     out = vae.decode(z).view(2, values, frames)
-    per_frame = vae.decoder.net(
-        torch.cat([z[:, None, :].expand(2, frames, 3), vae.decoder.time[None].expand(2, -1, -1)], 2)
+    per_frame = decoder.net(
+        torch.cat([z[:, None, :].expand(2, frames, 3), decoder.time[None].expand(2, -1, -1)], 2)
     )
     torch.testing.assert_close(out, per_frame.transpose(1, 2))
     # The position features make frames of one code differ.
     assert not torch.allclose(out[..., 0], out[..., 1])
     # One frame's weights serve all frames: fewer weights than a plain decoder of the same depth.
-    plain = build_model("vae", {**hp, "decoder": "mlp"}, (values * 50,))
-    framed = build_model("vae", {**hp, "frames": 50, "frame_hidden": 8}, (values * 50,))
-    assert framed.decoder.net[-1].out_features == values
+    plain = _vae({**hp, "decoder": "mlp"}, (values * 50,))
+    framed = _vae({**hp, "frames": 50, "frame_hidden": 8}, (values * 50,))
+    last = _frame_decoder(framed).net[-1]
+    assert isinstance(last, nn.Linear) and last.out_features == values
     assert sum(p.numel() for p in framed.decoder.parameters()) < sum(
         p.numel() for p in plain.decoder.parameters()
     )
@@ -182,18 +198,18 @@ def test_the_frame_decoder_writes_each_frame_into_the_outer_codes_layout() -> No
 def test_the_frame_decoders_activation_and_time_features_are_settings() -> None:
     values, frames = 4, 6
     hp = {"latent": 3, "depth": 2, "decoder": "frames", "frames": frames, "frame_hidden": 8}
-    plain = build_model("vae", hp, (values * frames,))
-    assert plain.decoder.time.shape == (frames, 2 * TIME_FREQUENCIES)
-    assert [type(m) for m in plain.decoder.net if not isinstance(m, nn.Linear)] == [nn.ReLU] * 2
-    smooth = build_model(
-        "vae", {**hp, "frame_activation": "silu", "time_frequencies": 3}, (values * frames,)
-    )
-    assert [type(m) for m in smooth.decoder.net if not isinstance(m, nn.Linear)] == [nn.SiLU] * 2
+    plain = _frame_decoder(_vae(hp, (values * frames,)))
+    assert plain.time.shape == (frames, 2 * TIME_FREQUENCIES)
+    assert [type(m) for m in plain.net if not isinstance(m, nn.Linear)] == [nn.ReLU] * 2
+    smooth = _vae({**hp, "frame_activation": "silu", "time_frequencies": 3}, (values * frames,))
+    smooth_decoder = _frame_decoder(smooth)
+    assert [type(m) for m in smooth_decoder.net if not isinstance(m, nn.Linear)] == [nn.SiLU] * 2
     # Three sine/cosine pairs: the first layer reads the 3 latents and 6 position features.
-    assert smooth.decoder.time.shape == (frames, 6)
-    assert smooth.decoder.net[0].in_features == 3 + 6
+    assert smooth_decoder.time.shape == (frames, 6)
+    first = smooth_decoder.net[0]
+    assert isinstance(first, nn.Linear) and first.in_features == 3 + 6
     # The k-th pair is sin and cos of k half-turns across the note: k = 1 ends at (0, -1).
-    torch.testing.assert_close(smooth.decoder.time[-1, [0, 3]], torch.tensor([0.0, -1.0]))
+    torch.testing.assert_close(smooth_decoder.time[-1, [0, 3]], torch.tensor([0.0, -1.0]))
     assert smooth.decode(torch.randn(2, 3)).shape == (2, values * frames)
 
 
@@ -216,7 +232,7 @@ def test_the_anchor_targets_are_the_rows_principal_components_at_unit_variance()
     x = (torch.randn(40, 3, generator=g) * torch.tensor([5.0, 2.0, 0.5])) @ torch.randn(
         3, 12, generator=g
     ) + 3.0
-    vae = build_model("vae", {"latent": 3, "depth": 1, "anchor_epochs": 2}, (12,))
+    vae = _vae({"latent": 3, "depth": 1, "anchor_epochs": 2}, (12,))
     assert vae.anchor_epochs() == 2
     t = vae.anchor_targets(x)
     assert t.shape == (40, 3)
@@ -228,7 +244,7 @@ def test_the_anchor_targets_are_the_rows_principal_components_at_unit_variance()
     assert torch.allclose(fit, centred, atol=1e-3)
 
     # More latents than the rows span: the extra targets are zero, not amplified rounding noise.
-    wide = build_model("vae", {"latent": 5, "depth": 1, "anchor_epochs": 1}, (12,))
+    wide = _vae({"latent": 5, "depth": 1, "anchor_epochs": 1}, (12,))
     t5 = wide.anchor_targets(x)
     assert torch.allclose(t5[:, :3].abs(), t.abs(), atol=1e-4)
     assert torch.equal(t5[:, 3:], torch.zeros(40, 2))
@@ -236,6 +252,6 @@ def test_the_anchor_targets_are_the_rows_principal_components_at_unit_variance()
 
 
 def test_a_vae_starts_at_random_unless_asked_and_names_a_bad_anchor_setting() -> None:
-    assert build_model("vae", {"latent": 2, "depth": 1}, (4,)).anchor_epochs() == 0
+    assert _vae({"latent": 2, "depth": 1}, (4,)).anchor_epochs() == 0
     with pytest.raises(HParamError, match="anchor_epochs"):
         build_model("vae", {"latent": 2, "depth": 1, "anchor_epochs": -1}, (4,))

@@ -14,12 +14,22 @@ from tune_helpers import TINY_OUTER_SPACE, TINY_VAE_SPACE
 
 from samplegen.cli.main import main
 from samplegen.models.artifact import load_model
+from samplegen.models.base import SampleModel
 from samplegen.models.code_distribution import stored_distribution
+from samplegen.models.combined import CombinedModel
+from samplegen.models.frame_decoder import FrameDecoder
+from samplegen.models.vae import VAE
 from samplegen.platform.chain import ChainError, resolve_outer
 from samplegen.platform.datasets import load_dataset, prepare_dataset
 from samplegen.platform.encoded import load_encoded
 
 FAST = ["--stall-window", "0", "--overfit-limit", "0", "--quiet"]
+
+
+def _chain(model: SampleModel) -> tuple[CombinedModel, VAE]:
+    """A combined model `tune vae` exported, and its inner VAE."""
+    assert isinstance(model, CombinedModel) and isinstance(model.inner, VAE)
+    return model, model.inner
 
 
 @pytest.fixture(scope="module")
@@ -65,13 +75,14 @@ def test_tune_vae_selects_on_the_end_to_end_loss_and_exports_a_combined_model(
     best = min(rows, key=lambda r: r["best_val_loss"])
     combined = load_model(root / "vae" / "best_combined")
     assert combined.meta.name == "combined" and combined.codec == SMALL
+    model, vae = _chain(combined.model)
     val = load_dataset(ds, splits=("validation",)).splits["validation"].x
     with torch.no_grad():
-        recon = combined.model.reconstruct(torch.from_numpy(val)).numpy()
+        recon = model.reconstruct(torch.from_numpy(val)).numpy()
     e2e = float(((recon - val) ** 2).reshape(len(val), -1).sum(1).mean())
     # The study selects without refinement; the export refines each code (--refine-steps 20).
-    assert combined.model.inner.hparams.refine_steps == 20
-    amortized = combined.model.decode(combined.model.encode_amortized(torch.from_numpy(val)))
+    assert vae.hparams.refine_steps == 20
+    amortized = model.decode(model.encode_amortized(torch.from_numpy(val)))
     plain = float(((amortized.detach().numpy() - val) ** 2).reshape(len(val), -1).sum(1).mean())
     assert plain == pytest.approx(best["best_val_loss"], rel=1e-3)
     assert e2e != plain
@@ -88,7 +99,7 @@ def test_tune_vae_selects_on_the_end_to_end_loss_and_exports_a_combined_model(
     assert 0 < len(notes) < len(train.z)
     assert fitted is not None and fitted.count == len(notes)
     with torch.no_grad():
-        means = combined.model.inner.encode_amortized(torch.from_numpy(notes))
+        means = vae.encode_amortized(torch.from_numpy(notes))
     np.testing.assert_allclose(fitted.mean, means.numpy().mean(0), rtol=1e-4, atol=1e-5)
 
 
@@ -145,7 +156,7 @@ def test_rescore_keeps_the_trial_whose_refined_codes_fit_validation_best(
     assert json.loads((study / "best_config.json").read_text())["trial_id"] == runner_up["trial_id"]
     best_inner = load_model(study / "best_model")
     assert best_inner.meta.extra["trial_id"] == runner_up["trial_id"]
-    exported = load_model(combined).model.inner.state_dict()
+    exported = _chain(load_model(combined).model)[1].state_dict()
     for key, value in best_inner.model.state_dict().items():
         torch.testing.assert_close(exported[key], value)
 
@@ -183,11 +194,13 @@ def test_a_frame_decoder_gets_its_frame_count_from_the_outer_model(
     args = ["tune", "vae", "--outer", str(root / "outer"), "--name", "vae_frames"]
     args += ["--storage", str(root), "--space", str(root / "vae_frames.yaml"), "--trials", "1"]
     assert main([*args, "--epochs", "2", *FAST]) == 0
-    combined = load_model(root / "vae_frames" / "best_combined").model
+    combined, vae = _chain(load_model(root / "vae_frames" / "best_combined").model)
     values, frames = combined.outer.latent_shape
-    hp = combined.inner.hparams
+    hp = vae.hparams
     assert (hp.decoder, hp.frames) == ("frames", frames)
-    assert combined.inner.decoder.net[-1].out_features == values
+    assert isinstance(vae.decoder, FrameDecoder)
+    last = vae.decoder.net[-1]
+    assert isinstance(last, torch.nn.Linear) and last.out_features == values
 
 
 def test_outer_resolution_errors(tmp_path: Path) -> None:

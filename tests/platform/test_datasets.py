@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -15,6 +16,7 @@ from dataset_helpers import SMALL, instrument_folder, write_tone
 from samplegen.cli.main import main
 from samplegen.dsp.audio import load_wave
 from samplegen.dsp.codec import encode_batch
+from samplegen.dsp.config import CodecConfig
 from samplegen.errors import SamplegenError
 from samplegen.platform.augment import mix_waves
 from samplegen.platform.datasets import load_dataset, object_store_splits, prepare_dataset
@@ -23,13 +25,16 @@ from samplegen.platform.splits import SplitFractions, split_for_group
 pytestmark = pytest.mark.usefixtures("ray_session")
 
 
-def _prepare(src: Path, out: Path, **kw: object) -> tuple[Path, list[str]]:
+def _prepare(
+    src: str | Path, out: Path, config: CodecConfig = SMALL, **kw: Any
+) -> tuple[Path, list[str]]:
+    # Any: the keywords pass straight on to prepare_dataset, each with its own type.
     said: list[str] = []
-    path = prepare_dataset(src, out, kw.pop("config", SMALL), echo=said.append, **kw)  # type: ignore[arg-type]
+    path = prepare_dataset(src, out, config, echo=said.append, **kw)
     return path, said
 
 
-def _report(ds: Path) -> dict:
+def _report(ds: Path) -> dict[str, Any]:
     return json.loads((ds / "report.json").read_text())
 
 

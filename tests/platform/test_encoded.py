@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TypeAlias
 
 import numpy as np
 import pytest
@@ -13,15 +14,21 @@ from dataset_helpers import SMALL, instrument_folder
 
 from samplegen.dsp.equalise import eq_curve_db, eq_seed, equalise
 from samplegen.models.artifact import save_model
+from samplegen.models.base import SampleModel
 from samplegen.models.registry import build_model
 from samplegen.platform.datasets import load_dataset, prepare_dataset
 from samplegen.platform.encoded import EncodedError, EqAugment, encode_dataset, load_encoded
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
+# (root folder, dataset, saved outer model, that model in memory)
+OuterAndDataset: TypeAlias = tuple[Path, Path, Path, SampleModel]
+
 
 @pytest.fixture(scope="module")
-def outer_and_dataset(tmp_path_factory: pytest.TempPathFactory, ray_session: None):
+def outer_and_dataset(
+    tmp_path_factory: pytest.TempPathFactory, ray_session: None
+) -> OuterAndDataset:
     root = tmp_path_factory.mktemp("enc")
     instrument_folder(root / "src", 10)
     ds = prepare_dataset(root / "src", root / "ds", SMALL, augment_mixes=3, echo=None)
@@ -31,7 +38,9 @@ def outer_and_dataset(tmp_path_factory: pytest.TempPathFactory, ray_session: Non
     return root, ds, outer, model
 
 
-def test_every_split_is_encoded_once_and_lines_up_with_the_dataset(outer_and_dataset) -> None:
+def test_every_split_is_encoded_once_and_lines_up_with_the_dataset(
+    outer_and_dataset: OuterAndDataset,
+) -> None:
     root, ds, outer, model = outer_and_dataset
     said: list[str] = []
     enc_path = encode_dataset(outer, ds, root / "enc", batch_size=8, echo=said.append)
@@ -59,7 +68,9 @@ def test_every_split_is_encoded_once_and_lines_up_with_the_dataset(outer_and_dat
     assert "reusing" in said[-1]
 
 
-def test_eq_copies_of_the_training_notes_join_the_train_split_only(outer_and_dataset) -> None:
+def test_eq_copies_of_the_training_notes_join_the_train_split_only(
+    outer_and_dataset: OuterAndDataset,
+) -> None:
     root, ds, outer, model = outer_and_dataset
     plain = load_encoded(encode_dataset(outer, ds, root / "enc", batch_size=8, echo=None))
     said: list[str] = []
@@ -98,7 +109,7 @@ def test_eq_copies_of_the_training_notes_join_the_train_split_only(outer_and_dat
     assert "reusing" not in said[-1]
 
 
-def test_eq_copies_are_drawn_per_training_note_and_copy(outer_and_dataset) -> None:
+def test_eq_copies_are_drawn_per_training_note_and_copy(outer_and_dataset: OuterAndDataset) -> None:
     _root, ds, _outer, _model = outer_and_dataset
     data = load_dataset(ds)
     train, val = data.splits["train"], data.splits["validation"]
@@ -129,7 +140,9 @@ def test_eq_settings_are_checked() -> None:
         EqAugment(variants=1, db=30.0)
 
 
-def test_refuses_a_non_outer_model_and_a_missing_dataset(outer_and_dataset, tmp_path: Path) -> None:
+def test_refuses_a_non_outer_model_and_a_missing_dataset(
+    outer_and_dataset: OuterAndDataset, tmp_path: Path
+) -> None:
     root, ds, outer, _ = outer_and_dataset
     inner = build_model("vae", {"latent": 2, "depth": 2}, (16,))
     inner_dir = save_model(tmp_path / "inner", inner, codec=SMALL)
@@ -184,7 +197,7 @@ def test_encoding_finishes_on_a_one_cpu_cluster(tmp_path: Path) -> None:
 
 
 def test_a_codes_bits_do_not_depend_on_which_notes_share_its_batch(
-    outer_and_dataset, tmp_path: Path
+    outer_and_dataset: OuterAndDataset, tmp_path: Path
 ) -> None:
     # Batched CPU kernels are chosen by batch size, and Ray Data's batches differ between runs: a
     # refit would not repeat its study's training exactly if a code's last bits followed them.

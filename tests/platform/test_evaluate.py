@@ -16,7 +16,7 @@ from dataset_helpers import SMALL, instrument_folder
 from samplegen.cli.main import main
 from samplegen.errors import SamplegenError
 from samplegen.models.artifact import load_model, save_model
-from samplegen.models.base import SampleModel
+from samplegen.models.base import InnerModel, SampleModel
 from samplegen.models.combined import CombinedModel
 from samplegen.models.registry import build_model
 from samplegen.platform.datasets import load_dataset, prepare_dataset
@@ -77,6 +77,7 @@ def world(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     )
 
     inner = build_model("vae", {"latent": 3, "depth": 2}, (math.prod(outer.latent_shape),))
+    assert isinstance(inner, InnerModel)
     combined = CombinedModel.from_parts(outer, inner)
     for p in combined.outer.parameters():
         p.requires_grad_(False)
@@ -204,6 +205,7 @@ def test_combined_model_reports_vae_statistics_beside_same_size_pca(world: dict[
     enc = ref["pca"]["encoded"]["train"]["mean_loss"]
     train_x = load_dataset(world["stft_data"], splits=["train"]).splits["train"].x
     model = load_model(world["combined"]).model
+    assert isinstance(model, CombinedModel)
     with torch.no_grad():
         h = model.outer.encode(torch.from_numpy(train_x)).flatten(1).numpy()
     assert enc == pytest.approx(pca_reference(h, h, 3)["train"]["mean_loss"], rel=1e-6)
@@ -227,6 +229,7 @@ def test_a_refit_models_pca_reference_fits_on_the_notes_it_trained_on(
     data = load_dataset(world["stft_data"], splits=["train", "validation"])
     x = np.concatenate([data.splits[s].x for s in ("train", "validation")])
     model = load_model(refit).model
+    assert isinstance(model, CombinedModel)
     with torch.no_grad():
         h = model.outer.encode(torch.from_numpy(x)).flatten(1).numpy()
     enc = ref["pca"]["encoded"]["train"]["mean_loss"]

@@ -14,9 +14,11 @@ from dataset_helpers import SMALL, instrument_folder
 from samplegen.cli.main import main
 from samplegen.errors import SamplegenError
 from samplegen.models.artifact import load_model, save_model
+from samplegen.models.base import SampleModel
 from samplegen.models.code_distribution import stored_distribution
 from samplegen.models.combined import CombinedModel
 from samplegen.models.registry import build_model
+from samplegen.models.vae import VAE
 from samplegen.platform.datasets import load_dataset, prepare_dataset
 from samplegen.platform.encoded import EqAugment
 from samplegen.platform.evaluation import evaluate_model
@@ -25,7 +27,13 @@ from samplegen.platform.finetune import FinetuneSettings, _warmed_up, finetune_c
 SETTINGS = FinetuneSettings(epochs=4, lr=3e-3, batch_size=8)
 
 
-def _fit(model: torch.nn.Module, x: np.ndarray, steps: int) -> None:
+def _chain(model: SampleModel) -> tuple[CombinedModel, VAE]:
+    """The combined model the `chained` fixture saved, and its inner VAE."""
+    assert isinstance(model, CombinedModel) and isinstance(model.inner, VAE)
+    return model, model.inner
+
+
+def _fit(model: SampleModel, x: np.ndarray, steps: int) -> None:
     torch.manual_seed(0)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     xt = torch.from_numpy(np.ascontiguousarray(x))
@@ -55,6 +63,7 @@ def chained(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> dict
         {"latent": 3, "depth": 2, "beta": 0.1, "refine_steps": 10, "warmup": "linear"},
         (codes.shape[1],),
     )
+    assert isinstance(inner, VAE)
     _fit(inner, codes, 60)  # the chain: the inner model learns the encodings, not the input
     combined = CombinedModel.from_parts(outer, inner)
     model = save_model(root / "combined", combined, codec=SMALL, metrics={"best_epoch": 7})
@@ -62,11 +71,11 @@ def chained(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> dict
 
 
 def _train_loss(path: Path, data: Path) -> float:
-    model = load_model(path).model
+    model, vae = _chain(load_model(path).model)
     x = torch.from_numpy(load_dataset(data, splits=["train"]).splits["train"].x)
     with torch.no_grad():
         model.train()  # the encoder's mean would be refined in eval mode; compare the nets
-        mu = model.inner.posterior(model.outer.encode(x).flatten(1))[0]
+        mu = vae.posterior(model.outer.encode(x).flatten(1))[0]
         recon = model.decode(mu)
     return float((recon - x).pow(2).flatten(1).sum(1).mean())
 
@@ -112,10 +121,11 @@ def test_finetuning_fits_the_input_domain_and_leaves_the_outer_model_alone(
 
 
 def _loss_on(path: Path, x: np.ndarray) -> float:
-    model = load_model(path).model.train()  # the encoder's mean, not refined: compare the nets
+    model, vae = _chain(load_model(path).model)
+    model.train()  # the encoder's mean, not refined: compare the nets
     xt = torch.from_numpy(np.ascontiguousarray(x))
     with torch.no_grad():
-        recon = model.decode(model.inner.posterior(model.outer.encode(xt).flatten(1))[0])
+        recon = model.decode(vae.posterior(model.outer.encode(xt).flatten(1))[0])
     return float((recon - xt).pow(2).flatten(1).sum(1).mean())
 
 
@@ -244,7 +254,7 @@ def test_finetune_cli_and_its_errors(
         "seed": 4,  # drawn as `tune vae --seed 4` drew them, unless --eq-seed says otherwise
     }
 
-    outer = load_model(chained["model"]).model.outer
+    outer = _chain(load_model(chained["model"]).model)[0].outer
     save_model(chained["root"] / "outer", outer, codec=SMALL)
     bad = [
         (["--model", str(chained["root"] / "outer")], "needs a combined model"),
@@ -294,6 +304,7 @@ def test_fit_codes_adds_the_training_codes_to_an_existing_model(
     assert main([*argv, "--out", str(out)]) == 0
     assert "fitted the codes of" in capsys.readouterr().out
     before, after = load_model(chained["model"]), load_model(out)
+    before_model, _ = _chain(before.model)
     assert stored_distribution(before.meta.extra, 3) is None
     fitted = stored_distribution(after.meta.extra, 3)
     train = load_dataset(chained["data"], splits=["train"]).splits["train"].x
@@ -308,13 +319,13 @@ def test_fit_codes_adds_the_training_codes_to_an_existing_model(
     assert after.meta.metrics == before.meta.metrics
 
     # In place by default, and a plain outer auto-encoder with a small code can be fitted too.
-    outer_dir = save_model(chained["root"] / "outer-fit", before.model.outer, codec=SMALL)
+    outer_dir = save_model(chained["root"] / "outer-fit", before_model.outer, codec=SMALL)
     assert main(["fit-codes", "--model", str(outer_dir), "--data", str(chained["data"])]) == 0
-    dim = int(np.prod(before.model.outer.latent_shape))
+    dim = int(np.prod(before_model.outer.latent_shape))
     assert stored_distribution(load_model(outer_dir).meta.extra, dim) is not None
     capsys.readouterr()
 
-    inner_dir = save_model(chained["root"] / "inner", before.model.inner, codec=SMALL)
+    inner_dir = save_model(chained["root"] / "inner", before_model.inner, codec=SMALL)
     bad = [
         (["--model", str(inner_dir), "--data", str(chained["data"])], "inner model alone"),
         (["--model", str(out), "--data", str(chained["root"])], "not a samplegen dataset"),

@@ -52,13 +52,13 @@ def private_head() -> Iterator[str]:
     finally:
         # `ray stop` would stop every Ray on the machine; stop only this head's processes.
         session = Path(temp_dir) / "session_latest"
-        pids = []
+        pids: list[int] = []
         for line in subprocess.run(
             ["ps", "-eww", "-o", "pid,args"], capture_output=True, text=True
         ).stdout.splitlines()[1:]:
-            pid, _, args = line.strip().partition(" ")
+            pid_text, _, args = line.strip().partition(" ")
             if temp_dir in args or str(session) in args:
-                pids.append(int(pid))
+                pids.append(int(pid_text))
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, 15)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
+from typing import Any
 
 import pytest
 
@@ -17,7 +17,7 @@ from samplegen.platform.training import split_config
 STAGES = [(name, stage) for name in PRESETS for stage in ("outer", "inner")]
 
 
-def _corners(param: Param) -> list[object]:
+def _corners(param: Param) -> list[Any]:
     if param.type in ("choice", "const"):
         return list(param.values)
     assert param.low is not None and param.high is not None
@@ -49,7 +49,7 @@ def test_preset_spaces_build_at_every_corner(preset: str, stage: str) -> None:
     shape = codec.shape if stage == "outer" else (int(frame_latent) * codec.shape[1],)
     # The chained study fixes a frame decoder's frame count from the outer code, as here.
     space = bind_code_frames(space, None if stage == "outer" else codec.shape[1])
-    cap = next(f.default for f in dataclasses.fields(StudyConfig) if f.name == "max_params")
+    cap = StudyConfig.max_params  # the field's default: the cap a study applies unless told
     # Every end of every range and every choice, one parameter at a time, plus all-low and
     # all-high together (the corners bound model size).
     low = {p.name: _corners(p)[0] for p in space.params}
@@ -62,11 +62,17 @@ def test_preset_spaces_build_at_every_corner(preset: str, stage: str) -> None:
         assert model.num_params() > 0, config
 
 
+def _packaged(space: str | None) -> str:
+    path = space_path(space)
+    assert path is not None
+    return path
+
+
 def test_only_a_space_that_picks_a_decoder_gets_the_outer_codes_frame_count() -> None:
-    quick = load_space(space_path(PRESETS["quick"].inner.space))
+    quick = load_space(_packaged(PRESETS["quick"].inner.space))
     bound = bind_code_frames(quick, 87)
     assert bound.constants["frames"] == 87 and bound.names[:-1] == quick.names
     assert bind_code_frames(quick, None) == quick  # an outer code that is not frames x values
     assert bind_code_frames(bound, 12).constants["frames"] == 87  # a space's own value stays
-    outer = load_space(space_path(PRESETS["quick"].outer.space))
+    outer = load_space(_packaged(PRESETS["quick"].outer.space))
     assert bind_code_frames(outer, 87) == outer

@@ -6,7 +6,9 @@ The whole refit, inside the main job, is tested end to end in test_pipeline.py.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -96,11 +98,19 @@ def _config(tmp_path: Path) -> Path:
     return path
 
 
+class _Quiet(TypedDict):
+    """train_config keywords that keep the retraced runs quiet and free of the stop rules."""
+
+    echo: Callable[[str], None] | None
+    stall_window: int | None
+    overfit_limit: float | None
+
+
 def test_a_retraced_run_stops_at_its_epoch_and_keeps_the_last(
     dataset: Path, tmp_path: Path
 ) -> None:
     config = _config(tmp_path)
-    common = {"echo": None, "stall_window": 0, "overfit_limit": 0}
+    common: _Quiet = {"echo": None, "stall_window": 0, "overfit_limit": 0}
     out = train_config(
         config, dataset, tmp_path / "cut", epochs=4, stop_at=2, keep="last", **common
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,9 @@ from samplegen.platform.study import run_study
 STOP, CONTINUE = TrialScheduler.STOP, TrialScheduler.CONTINUE
 
 
-def _feed(s: CutoffScheduler, curves: dict[str, list[float]], order: list[tuple[str, int]]) -> dict:
+def _feed(
+    s: CutoffScheduler, curves: Mapping[str, Sequence[float]], order: list[tuple[str, int]]
+) -> dict[str, int]:
     """Feed (trial, epoch) results in `order`; returns the first epoch each trial was stopped at."""
     stopped: dict[str, int] = {}
     for trial, epoch in order:
@@ -94,6 +97,7 @@ def test_combined_scheduler_stops_when_either_says_so() -> None:
     combined = CombinedScheduler(asha, cut)
     assert combined.set_search_properties("val_loss", "min")
     trials = [_trial(i) for i in range(3)]
+    # None stands in for Tune's TuneController, which these schedulers never use.
     for t in trials:
         combined.on_trial_add(None, t)  # type: ignore[arg-type]
 

@@ -4,6 +4,7 @@ searcher in a real study."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -101,7 +102,13 @@ def _gp(seed: int = 0) -> SkoptSearcher:
     return SkoptSearcher(parse_space(TINY_SPACE), "val_loss", "min", seed=seed, n_initial_points=3)
 
 
-def _loss(config: dict) -> float:
+def _suggest(gp: SkoptSearcher, trial_id: str) -> dict[str, Any]:
+    config = gp.suggest(trial_id)
+    assert config is not None
+    return config
+
+
+def _loss(config: dict[str, Any]) -> float:
     return (config["lr_exp"] + 3.5) ** 2 + config["layers"] + 0.1 * config["kernels"]
 
 
@@ -120,9 +127,9 @@ def test_gp_suggests_plain_python_values_and_learns() -> None:
 def test_gp_constant_liar_spreads_parallel_suggestions() -> None:
     gp = _gp()
     for i in range(4):
-        c = gp.suggest(f"t{i}")
+        c = _suggest(gp, f"t{i}")
         gp.on_trial_complete(f"t{i}", {"val_loss": _loss(c), "status": "completed"})
-    in_flight = [gp.suggest(f"p{i}") for i in range(3)]
+    in_flight = [_suggest(gp, f"p{i}") for i in range(3)]
     points = {tuple(sorted(c.items())) for c in in_flight}
     assert len(points) == 3  # three trials in flight, three different points
     assert len(gp.pending) == 3
@@ -145,7 +152,7 @@ def test_gp_failed_trials_get_the_worst_value_not_a_huge_penalty() -> None:
 def test_gp_save_restore_continues_from_told_points(tmp_path: Path) -> None:
     gp = _gp(seed=3)
     for i in range(5):
-        c = gp.suggest(f"t{i}")
+        c = _suggest(gp, f"t{i}")
         gp.on_trial_complete(f"t{i}", {"val_loss": _loss(c), "status": "completed"})
     gp.suggest("running")
     path = tmp_path / "searcher-state.json"

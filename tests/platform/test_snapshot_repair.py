@@ -11,10 +11,10 @@ import pyarrow.fs as pafs
 from tune_helpers import tiny_config, tiny_data, write_space
 
 from samplegen.platform.snapshot_repair import repair_pruned_checkpoints
-from samplegen.platform.study import run_study
+from samplegen.platform.study import StudyConfig, run_study
 
 
-def _errored_study(tmp_path: Path) -> tuple[object, Path]:
+def _errored_study(tmp_path: Path) -> tuple[StudyConfig, Path]:
     """A one-trial study that fails at epoch 4 of 6 (no retries): an ERROR trial with checkpoints."""
     space = write_space(
         tmp_path / "space.yaml",

@@ -1,4 +1,6 @@
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -9,8 +11,8 @@ from samplegen.platform.stages import StageRunner
 def test_finished_stages_are_not_run_again(tmp_path: Path) -> None:
     calls: list[str] = []
 
-    def stage(name: str, fail: bool = False):
-        def fn():
+    def stage(name: str, fail: bool = False) -> Callable[[], dict[str, Any]]:
+        def fn() -> dict[str, Any]:
             calls.append(name)
             if fail:
                 raise RuntimeError("killed")

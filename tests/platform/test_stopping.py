@@ -19,7 +19,9 @@ def test_stall_needs_both_losses_flat_and_2w_epochs() -> None:
     flat = [10.0] * 6
     falling = [10.0, 9.0, 8.0, 7.0, 6.0, 5.0]
     assert rule.check(flat[:5], flat[:5]) is None  # 5 < 2w epochs
-    status, reason = rule.check(flat, flat)  # type: ignore[misc]
+    stopped = rule.check(flat, flat)
+    assert stopped is not None
+    status, reason = stopped
     assert status == "stalled" and "over 3 epochs" in reason
     assert rule.check(flat, falling) is None  # validation still moves
     assert rule.check(falling, flat) is None  # training still moves
@@ -30,7 +32,9 @@ def test_stall_needs_both_losses_flat_and_2w_epochs() -> None:
 def test_overfit_limit_and_off_switches() -> None:
     rule = StallRule(window=2, min_change=0.005, overfit_limit=1.4)
     train, val = [10.0, 8.0, 6.0, 4.0], [10.0, 9.0, 8.0, 6.0]  # val/train = 1.5
-    status, reason = rule.check(train, val)  # type: ignore[misc]
+    stopped = rule.check(train, val)
+    assert stopped is not None
+    status, reason = stopped
     assert status == "overfit" and "1.500 > limit 1.4" in reason
     assert StallRule(window=2, overfit_limit=None).check(train, val) is None
     assert StallRule(window=None, overfit_limit=None).check([1.0] * 50, [1.0] * 50) is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import torch
 
 from samplegen.errors import SamplegenError
 from samplegen.models.registry import build_model
+from samplegen.models.vae import VAE
 from samplegen.platform.resources import ResourceError, TrialResources, check_cluster, trial_device
 from samplegen.platform.training import (
     NonFiniteLoss,
@@ -23,6 +25,9 @@ from samplegen.platform.training import (
     save_checkpoint,
     split_config,
 )
+
+if TYPE_CHECKING:
+    from samplegen.platform.study import StudyData
 
 SHAPE = (32, 16)
 HP = {"layers": 1, "kernels": 4, "kernel_size": 3}
@@ -227,10 +232,12 @@ def _vae_trainer(anchor_epochs: int, seed: int = 0) -> Trainer:
 
 def _explained(trainer: Trainer) -> float:
     """How much of the anchor targets the encoder's mean explains (R^2 of a linear fit)."""
+    model = trainer.model
+    assert isinstance(model, VAE)
     x = torch.as_tensor(trainer.train_x)
     with torch.no_grad():
-        mu = trainer.model.posterior(x)[0].float().cpu()
-        targets = trainer.model.anchor_targets(x).cpu()
+        mu = model.posterior(x)[0].float().cpu()
+        targets = model.anchor_targets(x).cpu()
     design = torch.cat([mu, torch.ones(len(mu), 1)], 1)
     fit = design @ torch.linalg.lstsq(design, targets).solution
     return float(1 - (fit - targets).pow(2).sum() / (targets - targets.mean(0)).pow(2).sum())
@@ -241,9 +248,11 @@ def test_the_deliberate_start_teaches_the_vae_its_rows_principal_components() ->
     before = _explained(trainer)
     assert trainer.anchor() == 40
     assert before < 0.9 < _explained(trainer)
+    model = trainer.model
+    assert isinstance(model, VAE)
     with torch.no_grad():
         x = torch.as_tensor(trainer.train_x)
-        decoded = trainer.model.decode(trainer.model.anchor_targets(x))
+        decoded = model.decode(model.anchor_targets(x))
     # The decoder learned to decode them: most of the rows' variance comes back.
     assert float((decoded - x).pow(2).mean()) < 0.1 * float(x.var(0).mean())
     # Training goes on from there as usual.
@@ -264,6 +273,15 @@ def test_the_start_is_the_same_for_a_seed_and_absent_unless_asked() -> None:
     assert _trainer().anchor() == 0
 
 
+class _RunSettings(TypedDict):
+    """The train_config keywords every run of the resumption test shares."""
+
+    epochs: int
+    study_data: StudyData
+    stall_window: int | None
+    overfit_limit: float | None
+
+
 def test_a_resumed_anchored_run_does_not_start_again(tmp_path: Path) -> None:
     from samplegen.dsp.config import CodecConfig
     from samplegen.models.artifact import load_model
@@ -274,7 +292,7 @@ def test_a_resumed_anchored_run_does_not_start_again(tmp_path: Path) -> None:
     hp = {"latent": 2, "depth": 2, "ratio": 0.5, "anchor_epochs": 3, "lr": 3e-3, "batch_size": 8}
     config = tmp_path / "best_config.json"
     config.write_text(json.dumps({"model": "vae", "config": hp, "seed": 0}))
-    common = {"epochs": 4, "study_data": data, "stall_window": 0, "overfit_limit": 0}
+    common: _RunSettings = {"epochs": 4, "study_data": data, "stall_window": 0, "overfit_limit": 0}
 
     said: list[str] = []
     straight = load_model(

@@ -27,8 +27,8 @@ TINY_SPACE: dict[str, Any] = {
 
 def write_space(path: Path, space: dict[str, Any] | None = None, **params: Any) -> Path:
     """Write TINY_SPACE (with `params` replacing entries) as YAML; returns the path."""
-    data = {"model": "conv2d_ae", "params": dict((space or TINY_SPACE)["params"])}
-    data["params"].update(params)
+    entries: dict[str, Any] = {**(space or TINY_SPACE)["params"], **params}
+    data = {"model": "conv2d_ae", "params": entries}
     path.write_text(yaml.safe_dump(data))
     return path
 

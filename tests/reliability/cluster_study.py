@@ -166,7 +166,9 @@ def main(argv: list[str] | None = None) -> int:
             state = json.loads(ckpts[-1].read_text()) if ckpts else None
         except (OSError, ValueError):
             return False
-        return bool(state) and state["epoch"] >= args.remove_at and not state.get("final_metrics")
+        if not state:
+            return False
+        return state["epoch"] >= args.remove_at and not state.get("final_metrics")
 
     def remove_a_busy_node() -> None:
         # Workers write checkpoints straight to the shared storage and run in their trial's

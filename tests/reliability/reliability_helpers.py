@@ -142,7 +142,7 @@ def kill_when(
 def result_lines(trial_dir: Path) -> list[dict[str, Any]]:
     """A trial's reported results (result.json), skipping a line a kill cut short."""
     path = trial_dir / "result.json"
-    rows = []
+    rows: list[dict[str, Any]] = []
     if not path.is_file():
         return rows
     for line in path.read_text().splitlines():

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +41,8 @@ def _broken_model(world: dict[str, Path], name: str) -> Path:
     return target
 
 
-def _one_error_line(result: object, *needles: str) -> str:
-    rc, err = result.returncode, result.stderr  # type: ignore[attr-defined]
+def _one_error_line(result: subprocess.CompletedProcess[str], *needles: str) -> str:
+    rc, err = result.returncode, result.stderr
     assert rc != 0, result
     assert "Traceback" not in err, err
     lines = [line for line in err.strip().splitlines() if line.strip()]
