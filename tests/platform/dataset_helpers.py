@@ -36,18 +36,9 @@ def tone(
     return (amplitude * x / np.max(np.abs(x))).astype(np.float32)
 
 
-def write_tone(
-    path: Path,
-    midi: int,
-    seed: int = 0,
-    sr: int = 16000,
-    channels: int = 1,
-    seconds: float = 0.4,
-    harmonics: int = 4,
-    amplitude: float = 0.5,
-) -> Path:
+def write_tone(path: Path, midi: int, seed: int = 0, sr: int = 16000, channels: int = 1) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    x = tone(midi, seconds, sr, harmonics, seed, amplitude)
+    x = tone(midi, sr=sr, seed=seed)
     if channels > 1:
         x = np.stack([x] * channels, axis=1)
     sf.write(path, x, sr, subtype="PCM_16")
