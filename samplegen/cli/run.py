@@ -50,6 +50,20 @@ def register(subparsers: Any) -> None:
         help="score the VAE study's best N trials again with refined codes, as the final model "
         "encodes, and keep the best (default: the preset's; 1 keeps the study's own choice)",
     )
+    p.add_argument(
+        "--outer-space",
+        default=None,
+        metavar="FILE",
+        help="search space (YAML) of the outer study instead of the preset's; its `model` is the "
+        "outer model searched",
+    )
+    p.add_argument(
+        "--vae-space",
+        default=None,
+        metavar="FILE",
+        help="search space (YAML) of the VAE study instead of the preset's; its `model` is the "
+        "inner model searched (vae, bounded_ae or vq_vae)",
+    )
     p.add_argument("--address", default=None, help="Ray cluster address (default: start locally)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs for a local Ray")
     p.add_argument(
@@ -63,9 +77,9 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Handler of `samplegen run`."""
     from samplegen.platform.pipeline import run_pipeline
-    from samplegen.platform.presets import get_preset
+    from samplegen.platform.presets import get_preset, with_spaces
 
-    preset = get_preset(args.preset)
+    preset = with_spaces(get_preset(args.preset), outer=args.outer_space, inner=args.vae_space)
     if args.variations:
         preset = dataclasses.replace(preset, variations=True)
     if args.refit is not None:

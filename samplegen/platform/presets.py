@@ -175,6 +175,44 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+def with_spaces(preset: Preset, *, outer: str | None = None, inner: str | None = None) -> Preset:
+    """`preset` with its outer and/or VAE study searching the given spaces (YAML files, or the
+    names of packaged preset spaces) instead of its own. Each space's `model` becomes its study's
+    model: an outer model for the outer study, an inner one for the VAE study. Checked here, so a
+    bad file fails before the run starts; the path is kept absolute, so a resumed run finds it."""
+    from samplegen.models.registry import model_class
+    from samplegen.platform.chain import INNER_MODELS
+    from samplegen.platform.spaces import load_space
+    from samplegen.platform.study import check_space_names
+
+    def override(budget: StageBudget, value: str, flag: str, outer_stage: bool) -> StageBudget:
+        path = space_path(value)
+        assert path is not None
+        space = load_space(path)
+        kind = model_class(space.model).kind
+        if outer_stage and not kind.startswith("outer"):
+            raise SamplegenError(
+                f"{flag} {value}: model {space.model!r} is not an outer model (its kind is {kind})"
+            )
+        if not outer_stage and space.model not in INNER_MODELS:
+            raise SamplegenError(
+                f"{flag} {value}: model {space.model!r} is not an inner model "
+                f"({', '.join(INNER_MODELS)})"
+            )
+        check_space_names(space.model, space.names, f"{flag} {value}")
+        return dataclasses.replace(budget, model=space.model, space=str(Path(path).absolute()))
+
+    if outer is not None:
+        preset = dataclasses.replace(
+            preset, outer=override(preset.outer, outer, "--outer-space", True)
+        )
+    if inner is not None:
+        preset = dataclasses.replace(
+            preset, inner=override(preset.inner, inner, "--vae-space", False)
+        )
+    return preset
+
+
 def space_path(space: str | None) -> str | None:
     """The YAML file of a StageBudget's space: packaged preset spaces by name, else the path."""
     if space is None:

@@ -334,3 +334,20 @@ def test_a_preset_whose_trials_the_cluster_cannot_place_is_refused_before_the_da
     assert len(err) == 1 and "--gpus-per-trial 0.25: the Ray cluster has no GPU" in err[0]
     assert "--autoscaling" in err[0]
     assert not (out / "dataset").exists()
+
+
+def test_run_space_flags_are_checked_before_anything_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from samplegen.cli.main import main
+
+    space = tmp_path / "outer.yaml"
+    space.write_text("model: vae\nparams:\n  latent: {type: const, value: 8}\n")
+    out = tmp_path / "run"
+    assert main(["run", "--outer-space", str(space), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--outer-space {space}: model 'vae' is not an outer model" in err[0]
+    assert main(["run", "--vae-space", str(tmp_path / "missing.yaml"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "missing.yaml: cannot read search space" in err[0]
+    assert not out.exists()

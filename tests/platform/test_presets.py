@@ -1,14 +1,17 @@
-"""Every preset's search spaces load, respect the issue's limits and build a model at each corner."""
+"""Every preset's search spaces load, respect the issue's limits and build a model at each corner;
+a run's own spaces replace a preset's."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from samplegen.dsp.config import CodecConfig
+from samplegen.errors import SamplegenError
 from samplegen.models.registry import build_model
-from samplegen.platform.presets import PRESETS, space_path
+from samplegen.platform.presets import PRESETS, get_preset, space_path, with_spaces
 from samplegen.platform.schedulers import check_asha_grace
 from samplegen.platform.spaces import Param, bind_code_frames, load_space, resolve_space
 from samplegen.platform.study import StudyConfig
@@ -76,3 +79,51 @@ def test_only_a_space_that_picks_a_decoder_gets_the_outer_codes_frame_count() ->
     assert bind_code_frames(bound, 12).constants["frames"] == 87  # a space's own value stays
     outer = load_space(_packaged(PRESETS["quick"].outer.space))
     assert bind_code_frames(outer, 87) == outer
+
+
+def _write(path: Path, text: str) -> str:
+    path.write_text(text)
+    return str(path)
+
+
+def test_a_runs_own_spaces_replace_the_presets_and_pick_its_models(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    quick = get_preset("quick")
+    monkeypatch.chdir(tmp_path)
+    outer = _write(
+        tmp_path / "outer.yaml",
+        "model: conv2d_ae\nparams:\n  layers: {type: const, value: 2}\n"
+        "  lr_exp: {type: float, low: -4, high: -3}\n",
+    )
+    mine = with_spaces(quick, outer="outer.yaml")
+    assert (mine.outer.model, mine.outer.space) == ("conv2d_ae", outer)
+    assert (mine.outer.trials, mine.outer.epochs, mine.inner) == (
+        quick.outer.trials,
+        quick.outer.epochs,
+        quick.inner,
+    )
+    # A packaged preset space by name: the full preset's VAE space under the quick budget.
+    mine = with_spaces(quick, inner="full_vae")
+    packaged = space_path("full_vae")
+    assert packaged is not None and Path(packaged).is_absolute()
+    assert (mine.inner.model, mine.inner.space, mine.outer) == ("vae", packaged, quick.outer)
+    assert with_spaces(quick) == quick
+
+
+@pytest.mark.parametrize(
+    ("flag", "text", "message"),
+    [
+        ("outer", "model: vae\nparams:\n  latent: {type: const, value: 8}\n", "is not an outer"),
+        ("inner", "model: frame_ae\nparams:\n  hidden: {type: const, value: 8}\n", "not an inner"),
+        ("inner", "model: vae\nparams:\n  latnet: {type: const, value: 8}\n", "latnet"),
+        ("inner", "model: vae\nparams: [1, 2]\n", "expected a mapping"),
+    ],
+)
+def test_a_bad_space_for_a_run_names_its_flag_and_file(
+    tmp_path: Path, flag: str, text: str, message: str
+) -> None:
+    path = _write(tmp_path / "space.yaml", text)
+    with pytest.raises(SamplegenError, match=message) as err:
+        with_spaces(get_preset("quick"), **{flag: path})
+    assert path in str(err.value)
