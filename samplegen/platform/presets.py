@@ -182,6 +182,7 @@ def with_spaces(preset: Preset, *, outer: str | None = None, inner: str | None =
     bad file fails before the run starts; the path is kept absolute, so a resumed run finds it."""
     from samplegen.models.registry import model_class
     from samplegen.platform.chain import INNER_MODELS
+    from samplegen.platform.schedulers import check_asha_grace
     from samplegen.platform.spaces import load_space
     from samplegen.platform.study import check_space_names
 
@@ -200,6 +201,14 @@ def with_spaces(preset: Preset, *, outer: str | None = None, inner: str | None =
                 f"({', '.join(INNER_MODELS)})"
             )
         check_space_names(space.model, space.names, f"{flag} {value}")
+        # Here, not when the study starts, which for the VAE study is after the outer stages.
+        check_asha_grace(
+            budget.scheduler,
+            space,
+            asha_grace=budget.asha_grace,
+            max_epochs=budget.epochs,
+            fixed_by=f"{flag} {value} under preset {preset.name!r}",
+        )
         return dataclasses.replace(budget, model=space.model, space=str(Path(path).absolute()))
 
     if outer is not None:

@@ -217,13 +217,19 @@ def warmup_end(space: SearchSpace, epochs: int) -> int:
 
 
 def check_asha_grace(
-    scheduler: str, space: SearchSpace, *, asha_grace: int, max_epochs: int
+    scheduler: str,
+    space: SearchSpace,
+    *,
+    asha_grace: int,
+    max_epochs: int,
+    fixed_by: str | None = None,
 ) -> None:
     """SamplegenError when ASHA's first rung would fall inside a KL warm-up the space can draw.
 
     In its warm-up a VAE's loss is not yet the one it ends with (less KL pressure, so a better
     reconstruction), and trials that drew different warm-up lengths are at different points of
-    it: a rung there judges them by their schedules, not their settings.
+    it: a rung there judges them by their schedules, not their settings. `fixed_by`: what fixed
+    `asha_grace` when it is not the `--asha-grace` flag (a preset), so only the space can change.
     """
     if "asha" not in scheduler:
         return
@@ -231,9 +237,15 @@ def check_asha_grace(
     first_rung = max(1, min(asha_grace, max_epochs))
     if first_rung < end:
         where = f" ({space.source})" if space.source else ""
+        remedy = (
+            f"Set --asha-grace to at least {end}, narrow warmup_epochs (a cyclical warm-up never "
+            "settles), or use another scheduler"
+            if fixed_by is None
+            else f"Keep warmup_epochs at most {first_rung} (a cyclical warm-up never settles)"
+        )
         raise SamplegenError(
-            f"--asha-grace: ASHA's first rung is epoch {first_rung}, but the search space{where} "
+            f"{fixed_by or '--asha-grace'}: ASHA's first rung is epoch {first_rung}, but the "
+            f"search space{where} "
             f"draws KL warm-ups (warmup, warmup_epochs) that last until epoch {end}; ASHA would "
-            f"compare trials before their losses settle. Set --asha-grace to at least {end}, "
-            "narrow warmup_epochs (a cyclical warm-up never settles), or use another scheduler"
+            f"compare trials before their losses settle. {remedy}"
         )

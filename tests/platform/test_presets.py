@@ -127,3 +127,19 @@ def test_a_bad_space_for_a_run_names_its_flag_and_file(
     with pytest.raises(SamplegenError, match=message) as err:
         with_spaces(get_preset("quick"), **{flag: path})
     assert path in str(err.value)
+
+
+def test_a_runs_vae_space_must_settle_before_the_presets_first_asha_rung(tmp_path: Path) -> None:
+    text = (
+        "model: vae\nparams:\n  latent: {type: const, value: 8}\n"
+        "  warmup: {type: const, value: linear}\n  warmup_epochs: {type: const, value: WARM}\n"
+    )
+    full = get_preset("full")  # ASHA, first rung at epoch 50
+    late = _write(tmp_path / "late.yaml", text.replace("WARM", "80"))
+    with pytest.raises(SamplegenError, match="until epoch 80") as err:
+        with_spaces(full, inner=late)
+    assert f"--vae-space {late} under preset 'full'" in str(err.value)
+    assert "Keep warmup_epochs at most 50" in str(err.value)
+    assert with_spaces(full, inner=_write(tmp_path / "ok.yaml", text.replace("WARM", "50")))
+    # The quick preset's studies are fifo: no rung to fall inside a warm-up.
+    assert with_spaces(get_preset("quick"), inner=late).inner.space == late
