@@ -8,6 +8,7 @@ different speeds are compared epoch by epoch, not by arrival order.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -200,16 +201,25 @@ def warmup_end(space: SearchSpace, epochs: int) -> int:
     """The epoch after which no KL warm-up `space` can draw still changes the loss, within a study
     of `epochs` epochs (0: the space draws none).
 
-    Reads the VAE's `warmup` and `warmup_epochs` parameters (samplegen.models.vae). A cyclical
-    warm-up never settles: its weight falls back to 0 at the start of every period, to the end.
+    Reads the model's `warmup` and `warmup_epochs` hyper-parameters (samplegen.models.vae), from
+    the space or, where it leaves one out, the model's default. A cyclical warm-up never settles:
+    its weight falls back to 0 at the start of every period, to the end.
     """
+    from samplegen.models.registry import hparams_class
+
+    defaults: dict[str, Any] = {
+        f.name: f.default for f in dataclasses.fields(hparams_class(space.model)) if f.init
+    }
     params = {p.name: p for p in space.params}
     kind, length = params.get("warmup"), params.get("warmup_epochs")
-    if kind is None or length is None or set(kind.values) <= {"none"}:
+    kinds = set(kind.values) if kind is not None else {defaults.get("warmup", "none")}
+    if kinds <= {"none"}:
         return 0
-    if "cyclical" in kind.values:
+    if "cyclical" in kinds:
         return epochs
-    if length.type in ("choice", "const"):
+    if length is None:
+        longest = int(defaults["warmup_epochs"])
+    elif length.type in ("choice", "const"):
         longest = max(int(v) for v in length.values)
     else:
         longest = int(length.bounds()[1])

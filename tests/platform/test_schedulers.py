@@ -146,8 +146,16 @@ def test_warmup_end_is_the_longest_warmup_the_space_draws() -> None:
     cyclical = {"type": "choice", "values": ["none", "cyclical"]}
     assert warmup_end(parse_space(_vae_space(warmup=cyclical)), 400) == 400
     assert warmup_end(parse_space(_vae_space(warmup={"type": "const", "value": "none"})), 400) == 0
+    # Left out of the space, each takes the VAE's default: no warm-up, or 10 epochs of one.
     latent_only = {"model": "vae", "params": {"latent": {"type": "const", "value": 3}}}
     assert warmup_end(parse_space(latent_only), 400) == 0
+    linear = {
+        "latent": {"type": "const", "value": 3},
+        "warmup": {"type": "const", "value": "linear"},
+    }
+    assert warmup_end(parse_space({"model": "vae", "params": linear}), 400) == 10
+    outer = {"model": "frame_ae", "params": {"hidden": {"type": "const", "value": 8}}}
+    assert warmup_end(parse_space(outer), 400) == 0
 
 
 def test_asha_grace_must_reach_past_every_warmup() -> None:
