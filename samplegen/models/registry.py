@@ -83,6 +83,12 @@ def model_class(name: str) -> type[SampleModel]:
     return _MODELS[name]
 
 
+def takes_representation(name: str) -> str | None:
+    """The sample representation (`stft` or `wave`) outer model `name` takes; None for the
+    others, which take what the model before them gives."""
+    return {"outer_stft": "stft", "outer_wave": "wave"}.get(model_class(name).kind)
+
+
 def hparams_class(name: str) -> type:
     """The frozen hyper-parameter dataclass of model `name`."""
     model_class(name)

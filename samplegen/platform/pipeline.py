@@ -121,7 +121,17 @@ def run_pipeline(
     `autoscaling`: the studies may ask for GPUs that the cluster's autoscaler has yet to launch.
     """
     from samplegen.dsp.config import CodecConfig
+    from samplegen.errors import SamplegenError
+    from samplegen.models.registry import takes_representation
 
+    # Before anything runs: the outer study would find out only after the dataset stage.
+    wants = takes_representation(preset.outer.model)
+    if wants is not None and wants != representation:
+        raise SamplegenError(
+            f"--repr {representation}: the outer model {preset.outer.model} (preset "
+            f"{preset.name!r}) takes {wants} samples; run with --repr {wants}, or search a "
+            f"{representation} model with --outer-space"
+        )
     run_dir = Path(out).expanduser().absolute()
     settings = {
         "preset": preset.to_dict(),

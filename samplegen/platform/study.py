@@ -379,9 +379,9 @@ def check_space_names(model: str, names: list[str], where: str) -> None:
 def check_model_data(model: str, data: StudyData) -> None:
     """Fail before any trial runs when an outer model cannot take the dataset's representation
     (otherwise every trial would only be rejected, one by one)."""
-    from samplegen.models.registry import model_class
+    from samplegen.models.registry import takes_representation
 
-    wants = {"outer_stft": "stft", "outer_wave": "wave"}.get(model_class(model).kind)
+    wants = takes_representation(model)
     if wants is None or data.codec is None or "outer_model" in data.extra:
         return
     have = data.codec.representation

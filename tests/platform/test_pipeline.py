@@ -350,4 +350,14 @@ def test_run_space_flags_are_checked_before_anything_runs(
     assert main(["run", "--vae-space", str(tmp_path / "missing.yaml"), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "missing.yaml: cannot read search space" in err[0]
+    # The preset's outer model (frame_ae) takes STFT samples: a waveform run is refused at once,
+    # as is a waveform outer model on an STFT run.
+    assert main(["run", "--repr", "wave", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--repr wave: the outer model frame_ae" in err[0]
+    space.write_text("model: harmonic_ae\nparams:\n  hidden: {type: const, value: 8}\n")
+    assert main(["run", "--outer-space", str(space), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--repr stft: the outer model harmonic_ae" in err[0]
+    assert "run with --repr wave" in err[0]
     assert not out.exists()

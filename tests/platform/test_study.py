@@ -169,3 +169,18 @@ def test_a_resume_may_change_only_how_the_study_runs_not_what_it_runs(tmp_path: 
             match=f"cannot resume with different settings \\({next(iter(change))} differ",
         ):
             _check_resume(recorded, other, "here")
+
+
+def test_an_outer_model_that_cannot_take_the_datasets_samples_is_refused() -> None:
+    from samplegen.models.registry import takes_representation
+    from samplegen.platform.study import check_model_data
+
+    assert takes_representation("frame_ae") == "stft"
+    assert takes_representation("harmonic_ae") == "wave"
+    assert takes_representation("vae") is None
+    data = tiny_data()  # STFT samples
+    check_model_data("conv2d_ae", data)
+    check_model_data("vae", data)
+    with pytest.raises(StudyError, match="--model harmonic_ae: takes wave samples") as err:
+        check_model_data("harmonic_ae", data)
+    assert "holds stft samples" in str(err.value) and "--repr wave" in str(err.value)
