@@ -219,10 +219,7 @@ def run_chain(
     from samplegen.platform.spaces import resolve_space
     from samplegen.platform.study import StudyFiles, run_study
 
-    if config.model not in INNER_MODELS:
-        raise ChainError(
-            f"--model: {config.model!r} is not an inner model ({', '.join(INNER_MODELS)})"
-        )
+    check_inner_model(config.model, "--model: ")
     check_rescore(rescore, config.model, refine_steps)
     if not resume:
         # Before the encoding pass, which the study would otherwise refuse only afterwards.
@@ -269,6 +266,13 @@ def run_chain(
         )
         echo(f"[{config.name}] best combined model: {combined}")
     return ChainResult(result, enc_path, outer_dir, combined)
+
+
+def check_inner_model(model: str, where: str) -> None:
+    """ChainError unless `model` is one the chained study can train on outer encodings; `where`
+    starts the message (the setting that named it)."""
+    if model not in INNER_MODELS:
+        raise ChainError(f"{where}{model!r} is not an inner model ({', '.join(INNER_MODELS)})")
 
 
 def check_rescore(rescore: int, model: str, refine_steps: int | None) -> None:

@@ -181,7 +181,7 @@ def with_spaces(preset: Preset, *, outer: str | None = None, inner: str | None =
     model: an outer model for the outer study, an inner one for the VAE study. Checked here, so a
     bad file fails before the run starts; the path is kept absolute, so a resumed run finds it."""
     from samplegen.models.registry import model_class
-    from samplegen.platform.chain import INNER_MODELS
+    from samplegen.platform.chain import check_inner_model
     from samplegen.platform.schedulers import check_asha_grace
     from samplegen.platform.spaces import load_space
     from samplegen.platform.study import check_space_names
@@ -195,11 +195,8 @@ def with_spaces(preset: Preset, *, outer: str | None = None, inner: str | None =
             raise SamplegenError(
                 f"{flag} {value}: model {space.model!r} is not an outer model (its kind is {kind})"
             )
-        if not outer_stage and space.model not in INNER_MODELS:
-            raise SamplegenError(
-                f"{flag} {value}: model {space.model!r} is not an inner model "
-                f"({', '.join(INNER_MODELS)})"
-            )
+        if not outer_stage:
+            check_inner_model(space.model, f"{flag} {value}: model ")
         check_space_names(space.model, space.names, f"{flag} {value}")
         # Here, not when the study starts, which for the VAE study is after the outer stages.
         check_asha_grace(
