@@ -163,9 +163,12 @@ def train_config(
             r = trainer.run_epoch(epoch)
             history["train_loss"].append(r.train_loss)
             history["val_loss"].append(r.val_loss)
-            if r.val_loss < best_val or keep == "last":
-                best_val, best_epoch, best_weights = r.val_loss, epoch, model_tensors(model)
-            say(f"epoch {epoch}: train {r.train_loss:.4g} val {r.val_loss:.4g} ({r.seconds:.2f} s)")
+            # The settled loss: a KL warm-up's epochs would otherwise look best.
+            if r.val_settled < best_val or keep == "last":
+                best_val, best_epoch, best_weights = r.val_settled, epoch, model_tensors(model)
+            say(
+                f"epoch {epoch}: train {r.train_loss:.4g} val {r.val_settled:.4g} ({r.seconds:.2f} s)"
+            )
             stop = rule.check(history["train_loss"], history["val_loss"])
             if epoch % checkpoint_every == 0 or stop or epoch == last:
                 checkpoint(epoch)

@@ -1,7 +1,8 @@
 """The Tune function trainable: one trial = one model trained epoch by epoch on object-store splits.
 
 Every epoch it reports train_loss, val_loss (the objective; the original optimised the train loss,
-a bug), overfit (val / train), rate (relative change of the validation loss's moving average over
+a bug; weighed as once the model's schedules are over, so a VAE's KL counts at its full weight even
+within its warm-up), overfit (val / train, each weighed as this epoch's training), rate (relative change of the validation loss's moving average over
 the stall window, or of the last epoch before that), params, compression, epoch_seconds, and a
 status. Checkpoints are safetensors + JSON; when Ray restarts a trial it continues at the epoch
 after its last checkpoint. A NaN/infinite loss or a rejected configuration ends only that trial:
@@ -216,7 +217,9 @@ def train_trial(config: dict[str, Any], *, data: dict[str, Any], settings: Trial
             return
         history["train_loss"].append(result.train_loss)
         history["val_loss"].append(result.val_loss)
-        objective = result.val_loss
+        # Weighed as after the model's schedules: a KL warm-up's epochs look better than the
+        # model they leave, and would otherwise win the best epoch and the trial's rank.
+        objective = result.val_settled
         if end_to_end is not None:
             objective = end_to_end.loss(model, val_x, settings.eval_batch_size)
             history.setdefault("e2e_val_loss", []).append(objective)
@@ -246,7 +249,7 @@ def train_trial(config: dict[str, Any], *, data: dict[str, Any], settings: Trial
             "epoch": epoch,
             "train_loss": result.train_loss,
             OBJECTIVE: objective,
-            "latent_val_loss": result.val_loss,
+            "latent_val_loss": result.val_settled,
             "val_recon": result.val_recon,
             "overfit": overfit_ratio(result.train_loss, result.val_loss),
             "rate": rate,

@@ -146,12 +146,20 @@ def flushed_denormals() -> Iterator[None]:
 
 @dataclass
 class EpochResult:
-    """One epoch's numbers."""
+    """One epoch's numbers.
+
+    `val_loss` weighs the loss's terms as this epoch's training did, so it is the figure to set
+    against `train_loss`. `val_settled` weighs them as they are weighed once the model's schedules
+    are over (a VAE's KL at its full weight), so it is comparable from epoch to epoch: within a KL
+    warm-up, `val_loss` is lower than the model is worth. They differ only for a model whose loss
+    depends on the epoch.
+    """
 
     epoch: int
     train_loss: float
     val_loss: float
     val_recon: float
+    val_settled: float
     seconds: float
     metrics: dict[str, float] = field(default_factory=dict)
 
@@ -249,24 +257,31 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, x: Any, epoch: int | None = None) -> tuple[float, float]:
-        """Mean per-sample (total, reconstruction) loss over `x`, in eval mode."""
+        """Mean per-sample (total, reconstruction) loss over `x`, in eval mode, weighed as at
+        `epoch` (None: as once the model's schedules are over)."""
         with flushed_denormals():
-            return self._evaluate(x, epoch)
+            total, recon, _ = self._evaluate(x, epoch)
+            return total, recon
 
-    def _evaluate(self, x: Any, epoch: int | None) -> tuple[float, float]:
+    def _evaluate(self, x: Any, epoch: int | None) -> tuple[float, float, float]:
+        """Mean per-sample total at `epoch`, reconstruction, and total with the schedules over."""
         self.model.eval()
-        total, recon, count = 0.0, 0.0, 0
+        total, recon, settled, count = 0.0, 0.0, 0.0, 0
         for start in range(0, len(x), self.eval_batch_size):
             idx = np.arange(start, min(start + self.eval_batch_size, len(x)))
             xb = self._batch(x, idx)
             with self._autocast():
                 out = self.model(xb)
                 loss = self.model.loss(xb, out, epoch=epoch)
+                # A second loss on the same forward pass: cheap, and only a model with a
+                # schedule gives another figure.
+                over = loss if epoch is None else self.model.loss(xb, out, epoch=None)
             n = len(idx)
             total += float(loss.total) * n
             recon += float(loss.recon) * n
+            settled += float(over.total) * n
             count += n
-        return total / count, recon / count
+        return total / count, recon / count, settled / count
 
     def anchor(self) -> int:
         """The model's deliberate start, for a run's first epoch only (a resumed run restores its
@@ -300,11 +315,19 @@ class Trainer:
         """Train one epoch, then evaluate on the validation split; raises NonFiniteLoss."""
         t0 = time.perf_counter()
         train_loss, metrics = self.train_epoch(epoch)
-        val_loss, val_recon = self.evaluate(self.val_x, epoch=epoch)
-        if not (math.isfinite(val_loss) and math.isfinite(val_recon)):
-            raise NonFiniteLoss(f"non-finite validation loss ({val_loss}) at epoch {epoch}")
+        with torch.no_grad(), flushed_denormals():
+            val_loss, val_recon, val_settled = self._evaluate(self.val_x, epoch)
+        for value in (val_loss, val_recon, val_settled):
+            if not math.isfinite(value):
+                raise NonFiniteLoss(f"non-finite validation loss ({value}) at epoch {epoch}")
         return EpochResult(
-            epoch, train_loss, val_loss, val_recon, time.perf_counter() - t0, metrics
+            epoch,
+            train_loss,
+            val_loss,
+            val_recon,
+            val_settled,
+            time.perf_counter() - t0,
+            metrics,
         )
 
     def state_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -273,6 +273,55 @@ def test_the_start_is_the_same_for_a_seed_and_absent_unless_asked() -> None:
     assert _trainer().anchor() == 0
 
 
+def test_a_kl_warmup_is_judged_at_its_full_weight() -> None:
+    torch.manual_seed(0)
+    hp = {"latent": 2, "depth": 2, "ratio": 0.5, "beta": 1.0, "warmup": "linear"}
+    model = build_model("vae", {**hp, "warmup_epochs": 4}, (16,))
+    trainer = Trainer(model, OptimHparams(8, 3e-3, 0.0), _flat_data(64, 1), _flat_data(16, 2))
+    result = trainer.run_epoch(1)
+    now, _ = trainer.evaluate(trainer.val_x, epoch=1)
+    settled, recon = trainer.evaluate(trainer.val_x)
+    # val_loss is weighed like the epoch's training (KL at a quarter), val_settled like the end.
+    assert result.val_loss == pytest.approx(now, rel=1e-5) and recon < now
+    assert result.val_settled == pytest.approx(settled, rel=1e-5) and settled > now
+    # A model without schedules gives one figure.
+    plain = _trainer().run_epoch(1)
+    assert plain.val_settled == pytest.approx(plain.val_loss, rel=1e-6)
+
+
+def test_a_long_run_keeps_its_best_epoch_at_the_kls_full_weight(tmp_path: Path) -> None:
+    # Within a linear warm-up the KL's weight grows every epoch, so the validation loss weighed as
+    # in training looks best early and rises; the epoch kept must be judged at the full weight.
+    from samplegen.dsp.config import CodecConfig
+    from samplegen.models.artifact import load_model
+    from samplegen.platform.longrun import train_config
+    from samplegen.platform.study import StudyData
+
+    data = StudyData(_flat_data(64, 1), _flat_data(16, 2), CodecConfig(), "flat", "test")
+    # From the deliberate start the rows are soon reconstructed well, and a strong KL's growing
+    # weight then raises the loss weighed as in training at every epoch (epoch 1 looks best).
+    hp = {"latent": 2, "depth": 2, "ratio": 0.5, "beta": 4.0, "warmup": "linear"}
+    hp |= {"anchor_epochs": 20}
+    config = tmp_path / "best_config.json"
+    config.write_text(
+        json.dumps({"model": "vae", "config": {**hp, "warmup_epochs": 6, "lr": 3e-3}, "seed": 0})
+    )
+    out = train_config(
+        config,
+        "",
+        tmp_path / "vae",
+        epochs=6,
+        study_data=data,
+        stall_window=0,
+        overfit_limit=0,
+        echo=None,
+    )
+    saved = load_model(out)
+    trainer = Trainer(saved.model, OptimHparams(8, 3e-3, 0.0), data.train, data.validation)
+    best = float(saved.meta.metrics["best_val_loss"])
+    assert best == pytest.approx(trainer.evaluate(trainer.val_x)[0], rel=1e-4)
+
+
 class _RunSettings(TypedDict):
     """The train_config keywords every run of the resumption test shares."""
 
