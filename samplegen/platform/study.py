@@ -7,7 +7,9 @@ experiment state and trial folders, plus
 - `results.parquet`, `results.csv`: one row per trial (config, final and best validation loss,
   epochs, status, reason stopped);
 - `best_config.json`: the best trial's configuration (input to `samplegen train --config`);
-- `best_model/`: the best trial's best-epoch weights as a model directory (artifact.save_model).
+- `best_model/`: the best trial's best-epoch weights as a model directory (artifact.save_model);
+- `epochs/<trial_id>.jsonl`: every epoch each trial reported, kept across resumes (epoch_log.py),
+  which `plot_study` draws.
 
 `run_study(config, data)` is generic in the model kind: `data` is any StudyData (the outer study
 reads a prepared dataset; an inner study passes encoded latents).
@@ -505,7 +507,9 @@ def run_study(
     if config.progress:
         echo(f"[{config.name}] {plan.note}; {max_concurrent} at a time; study at {files.uri}")
 
-    callbacks: list[Any] = []
+    from samplegen.platform.epoch_log import epoch_log_callback_class
+
+    callbacks: list[Any] = [epoch_log_callback_class()()]
     if config.progress:
         callbacks.append(_progress_callback_class()(config.name, echo))
     if interrupt_after:
@@ -844,9 +848,17 @@ def summary_line(
 # ---------------------------------------------------------------- plot
 
 
-def _trial_histories(study_dir: Path) -> dict[str, list[dict[str, Any]]]:
-    histories: dict[str, list[dict[str, Any]]] = {}
+def trial_histories(study_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    """Each trial's results: the study's own epoch log, or for a trial without one (a study
+    from before the log) Tune's result.json."""
+    import pyarrow.fs as pafs
+
+    from samplegen.platform.epoch_log import read_epoch_logs
+
+    histories = read_epoch_logs(pafs.LocalFileSystem(), str(study_dir.resolve()))
     for result_file in sorted(study_dir.glob("trial_*/result.json")):
+        if result_file.parent.name.removeprefix("trial_") in histories:
+            continue
         rows = []
         for line in result_file.read_text().splitlines():
             line = line.strip()
@@ -857,7 +869,7 @@ def _trial_histories(study_dir: Path) -> dict[str, list[dict[str, Any]]]:
                     continue  # a line cut short by a crash
         if rows:
             histories[result_file.parent.name.removeprefix("trial_")] = rows
-    return histories
+    return dict(sorted(histories.items()))
 
 
 def plot_study(
@@ -870,7 +882,7 @@ def plot_study(
     import matplotlib.pyplot as plt
 
     study_dir = Path(study_dir)
-    histories = _trial_histories(study_dir)
+    histories = trial_histories(study_dir)
     if not histories:
         raise StudyError(f"{study_dir}: no trial results found (is this a study folder?)")
     start = min(

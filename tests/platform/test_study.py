@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 from dataset_helpers import SMALL, instrument_folder
@@ -14,8 +15,9 @@ from tune_helpers import tiny_config, tiny_data, write_space
 from samplegen.cli.main import main
 from samplegen.models.artifact import load_model
 from samplegen.platform.datasets import prepare_dataset
+from samplegen.platform.epoch_log import read_epoch_logs
 from samplegen.platform.resources import ResourceError
-from samplegen.platform.study import StudyError, run_study
+from samplegen.platform.study import StudyError, plot_study, run_study, trial_histories
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +26,10 @@ def dataset(tmp_path_factory: pytest.TempPathFactory, ray_session: None) -> Path
     root = tmp_path_factory.mktemp("tune-data")
     instrument_folder(root / "src", 8)
     return prepare_dataset(root / "src", root / "ds", SMALL, echo=None)
+
+
+def _result_lines(trial_path: str) -> list[str]:
+    return (Path(trial_path) / "result.json").read_text().splitlines()
 
 
 def test_cli_tune_outer_then_train_then_plot(
@@ -84,6 +90,22 @@ def test_interrupted_study_resumes_without_rerunning_finished_trials(
         assert rows[trial_id]["time_total_s"] == row["time_total_s"]
         lines = (Path(row["path"]) / "result.json").read_text().splitlines()
         assert [json.loads(x)["epoch"] for x in lines] == [1, 2, 3]
+    # The study's own epoch log holds every trial's epochs, those from before the interruption
+    # as they were reported.
+    logs = read_epoch_logs(pafs.LocalFileSystem(), second.path)
+    assert set(logs) == set(rows)
+    for trial_id, logged in logs.items():
+        assert [r["epoch"] for r in logged] == [1, 2, 3]
+        reported = [json.loads(x) for x in _result_lines(rows[trial_id]["path"])]
+        assert [r["val_loss"] for r in logged] == [r["val_loss"] for r in reported]
+        assert [r["timestamp"] for r in logged] == [r["timestamp"] for r in reported]
+    # The plot draws from it, so a result.json that Tune wrote afresh on a resume (what a resumed
+    # driver sometimes does) loses no epoch from the plot.
+    cut = Path(rows[next(iter(done_first))]["path"]) / "result.json"
+    cut.write_text(cut.read_text().splitlines()[-1] + "\n")
+    histories = trial_histories(Path(second.path))
+    assert all([r["epoch"] for r in h] == [1, 2, 3] for h in histories.values())
+    assert plot_study(second.path).is_file()
     # The GP searcher kept its state: it was told every trial, across both runs. (Tune names the
     # file .pkl; our searcher writes JSON into it.)
     state_files = sorted(Path(second.path).glob("searcher-state-*.pkl"))
@@ -109,6 +131,8 @@ def test_a_trial_that_fails_once_resumes_from_its_checkpoint(
     assert row["restored_from"] == 2  # restarted from the epoch-2 checkpoint, not from 0
     lines = (Path(row["path"]) / "result.json").read_text().splitlines()
     assert [json.loads(x)["epoch"] for x in lines] == [1, 2, 3, 4]
+    (logged,) = read_epoch_logs(pafs.LocalFileSystem(), result.path).values()
+    assert [(r["epoch"], r["restored_from"]) for r in logged] == [(1, 0), (2, 0), (3, 2), (4, 2)]
     assert any("injected fault" in p.read_text() for p in Path(row["path"]).glob("error*.txt"))
 
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 from reliability_helpers import (
@@ -30,6 +31,7 @@ from reliability_helpers import (
 )
 from tune_helpers import TINY_OUTER_SPACE, TINY_VAE_SPACE, tiny_config, tiny_data, write_space
 
+from samplegen.platform.epoch_log import read_epoch_logs
 from samplegen.platform.spaces import resolve_space
 from samplegen.platform.study import run_study
 
@@ -205,6 +207,8 @@ def test_pipeline_killed_in_its_vae_study_continues_from_the_last_finished_stage
     dataset_info = (run / "dataset" / "dataset.json").read_text()
     outer_weights = (run / "models" / "outer" / "weights.safetensors").read_bytes()
     vae_before = {t.name: result_lines(t) for t in vae.glob("trial_*")}
+    logs_before = read_epoch_logs(pafs.LocalFileSystem(), str(vae))
+    assert logs_before
 
     with ray_temp_root() as ray_tmp:
         again = run_cli_python(cmd, private_env(ray_tmp), tmp_path)
@@ -237,6 +241,19 @@ def test_pipeline_killed_in_its_vae_study_continues_from_the_last_finished_stage
                 if r["epoch"] in by_epoch and r["restored_from"] == 0:
                     assert r == by_epoch[r["epoch"]], name
         assert_resumed_not_restarted(after, name)
+    # The study's own epoch log, which the plot draws, kept every epoch up to the checkpoint each
+    # trial resumed from, as it was, whatever Tune did to result.json.
+    logs = read_epoch_logs(pafs.LocalFileSystem(), str(vae))
+    for trial_id, before in logs_before.items():
+        logged = logs[trial_id]
+        resumed_at = [r["restored_from"] for r in logged if r["restored_from"]]
+        kept_to = min(resumed_at) if resumed_at else max(r["epoch"] for r in logged)
+        assert [r for r in logged if r["epoch"] < kept_to] == [
+            r for r in before if r["epoch"] < kept_to
+        ], trial_id
+        # The checkpoint's own epoch may be a finished trial's result reported again.
+        last = [r["val_loss"] for r in before if r["epoch"] == kept_to]
+        assert last == [r["val_loss"] for r in logged if r["epoch"] == kept_to][: len(last)]
     results = pq.read_table(vae / "results.parquet").to_pylist()
     assert len(results) == 2 and not {r["status"] for r in results} & {"nan", "rejected", "error"}
     assert (run / "models" / "combined" / "weights.safetensors").is_file()
