@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 OUTER_KINDS: tuple[str, ...] = ("outer_stft", "outer_wave")
@@ -22,7 +23,10 @@ def _opt_float(text: str) -> float | None:
 def add_study_arguments(p: argparse.ArgumentParser, *, default_model: str) -> None:
     """Every option of a study (`StudyConfig` fields), except where the data comes from."""
     p.add_argument("--name", required=True, help="study name: its folder under --storage")
-    p.add_argument("--model", default=default_model, help=f"model (default {default_model})")
+    p.add_argument(
+        "--model", default=None, help=f"model (default: the --space file's, else {default_model})"
+    )
+    p.set_defaults(default_model=default_model)
     p.add_argument(
         "--search", default="random", metavar="grid|random|gp|tpe", help="searcher (default random)"
     )
@@ -47,7 +51,13 @@ def add_study_arguments(p: argparse.ArgumentParser, *, default_model: str) -> No
         default="studies",
         help="folder or s3:// / gs:// URI holding studies (default ./studies)",
     )
-    p.add_argument("--space", default=None, metavar="FILE", help="search space YAML to use")
+    p.add_argument(
+        "--space",
+        default=None,
+        metavar="FILE",
+        help="search space YAML to use, or a preset's packaged space by name (quick_frame_ae, "
+        "full_frame_ae, quick_vae, full_vae)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     p.add_argument(
         "--max-params",
@@ -94,8 +104,28 @@ def add_study_arguments(p: argparse.ArgumentParser, *, default_model: str) -> No
     p.add_argument("--resume", action="store_true", help="continue an interrupted study")
 
 
+def space_arg(value: str | None) -> str | None:
+    """--space: a file that exists, else a preset's packaged space of that name, else the value
+    as given (reading it then fails, naming it)."""
+    from samplegen.platform.presets import space_path
+
+    if value is None or Path(value).exists():
+        return value
+    return space_path(value)
+
+
+def resolve_space_and_model(args: argparse.Namespace) -> None:
+    """Settle --space (a file, or a packaged preset space's name) and --model (when not given,
+    the space's model, else the command's default) in `args`."""
+    from samplegen.platform.spaces import load_space
+
+    args.space = space_arg(args.space)
+    if args.model is None:
+        args.model = load_space(args.space).model if args.space else args.default_model
+
+
 def study_config_from_args(args: argparse.Namespace, data: str = "") -> Any:
-    """The StudyConfig the options describe."""
+    """The StudyConfig the options describe (after `resolve_space_and_model`)."""
     from samplegen.platform.study import StudyConfig
 
     return StudyConfig(
@@ -165,6 +195,7 @@ def run_outer(args: argparse.Namespace) -> int:
     """Handler of `samplegen tune outer`."""
     from samplegen.platform.study import ensure_ray, run_study
 
+    resolve_space_and_model(args)
     _check_outer_model(args.model)
     _check_dataset("--data", args.data)
     config = study_config_from_args(args, data=args.data)
@@ -186,6 +217,7 @@ def run_vae(args: argparse.Namespace) -> int:
     from samplegen.platform.encoded import EqAugment
     from samplegen.platform.study import ensure_ray
 
+    resolve_space_and_model(args)
     if args.refine_steps is not None and args.refine_steps < 0:
         raise SamplegenError(f"--refine-steps: must be >= 0, got {args.refine_steps}")
     check_rescore(args.rescore, args.model, args.refine_steps)

@@ -208,3 +208,31 @@ def test_an_outer_model_that_cannot_take_the_datasets_samples_is_refused() -> No
     with pytest.raises(StudyError, match="--model harmonic_ae: takes wave samples") as err:
         check_model_data("harmonic_ae", data)
     assert "holds stft samples" in str(err.value) and "--repr wave" in str(err.value)
+
+
+def test_space_may_name_a_presets_packaged_space_and_then_gives_the_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import argparse
+
+    from samplegen.cli.tune import add_study_arguments, resolve_space_and_model
+    from samplegen.platform.spaces import SpaceError
+
+    parser = argparse.ArgumentParser()
+    add_study_arguments(parser, default_model="conv2d_ae")
+
+    def settled(*argv: str) -> tuple[str, str | None]:
+        args = parser.parse_args(["--name", "s", *argv])
+        resolve_space_and_model(args)
+        return args.model, args.space
+
+    assert settled() == ("conv2d_ae", None)
+    model, space = settled("--space", "full_frame_ae")
+    assert model == "frame_ae" and space is not None and space.endswith("full_frame_ae.yaml")
+    # A file of that name wins over the package's.
+    monkeypatch.chdir(tmp_path)
+    write_space(tmp_path / "full_frame_ae")
+    assert settled("--space", "full_frame_ae") == ("conv2d_ae", "full_frame_ae")
+    assert settled("--space", "quick_vae", "--model", "bounded_ae")[0] == "bounded_ae"
+    with pytest.raises(SpaceError, match="no_such_space: cannot read"):
+        settled("--space", "no_such_space")
