@@ -228,6 +228,8 @@ class StudyFiles:
         """Copy a local folder into the study (used for the best model on remote storage)."""
         import pyarrow.fs as pafs
 
+        # A file system with real folders (a local or mounted one) needs the target made first.
+        self.fs.create_dir(f"{self.root}/{rel}", recursive=True)
         pafs.copy_files(str(local), f"{self.root}/{rel}", destination_filesystem=self.fs)
 
 

@@ -3,6 +3,7 @@ retried from its checkpoint, NaN / rejected trials recorded, GPU requests on a C
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -236,3 +237,22 @@ def test_space_may_name_a_presets_packaged_space_and_then_gives_the_model(
     assert settled("--space", "quick_vae", "--model", "bounded_ae")[0] == "bounded_ae"
     with pytest.raises(SpaceError, match="no_such_space: cannot read"):
         settled("--space", "no_such_space")
+
+
+def test_a_study_on_a_storage_uri_writes_the_same_files(tmp_path: Path, ray_session: None) -> None:
+    # file:// goes through the URI code paths (pyarrow streams, the best model uploaded) that
+    # s3:// and gs:// take, on a file system with real folders.
+    space = write_space(tmp_path / "space.yaml")
+    config = dataclasses.replace(
+        tiny_config(tmp_path, space, "remote", trials=2), storage=f"file://{tmp_path}/store"
+    )
+    result = run_study(config, tiny_data())
+    study = tmp_path / "store" / "remote"
+    assert result.path == f"file://{study}" and result.best_model == f"file://{study}/best_model"
+    assert load_model(study / "best_model").meta.metrics["best_val_loss"] == pytest.approx(
+        result.best["best_val_loss"] if result.best else None
+    )
+    assert len(pq.read_table(study / "results.parquet")) == 2
+    logs = read_epoch_logs(pafs.LocalFileSystem(), str(study))
+    assert sorted(logs) == sorted(r["trial_id"] for r in result.rows)
+    assert all([r["epoch"] for r in rows] == [1, 2, 3] for rows in logs.values())
