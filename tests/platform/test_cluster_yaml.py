@@ -28,6 +28,10 @@ def test_cluster_yaml_validates_against_rays_schema() -> None:
     assert any(t["node_config"]["InstanceType"].startswith(("g5", "g4dn", "p3", "p4")) for t in gpu)
     assert all(t["max_workers"] > t.get("min_workers", 0) for t in gpu)  # autoscaling
     assert any("pip install" in c and "samplegen" in c for c in config["setup_commands"])
+    # Trials checkpoint where they run: every node mounts the shared folder the jobs are given.
+    assert any("mount -t nfs4" in c and "/mnt/shared" in c for c in config["setup_commands"])
+    header = CLUSTER_YAML.read_text().split("cluster_name:")[0]
+    assert "--out /mnt/shared/" in header and "--storage /mnt/shared/" in header
 
 
 def test_no_ingress_rule_opens_private_ports_to_the_world() -> None:
