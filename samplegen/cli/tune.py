@@ -119,9 +119,13 @@ def resolve_space_and_model(args: argparse.Namespace) -> None:
     the space's model, else the command's default) in `args`."""
     from samplegen.platform.spaces import load_space
 
+    given = args.space
     args.space = space_arg(args.space)
+    args.model_option = "--model"
     if args.model is None:
         args.model = load_space(args.space).model if args.space else args.default_model
+        if args.space:
+            args.model_option = f"--space {given} (its model)"
 
 
 def study_config_from_args(args: argparse.Namespace, data: str = "") -> Any:
@@ -172,7 +176,7 @@ def study_config_from_args(args: argparse.Namespace, data: str = "") -> Any:
     )
 
 
-def _check_outer_model(model: str) -> None:
+def _check_outer_model(model: str, option: str = "--model") -> None:
     from samplegen.errors import SamplegenError
     from samplegen.models.registry import model_class, model_names
 
@@ -180,7 +184,8 @@ def _check_outer_model(model: str) -> None:
     if model not in outer:
         model_class(model)  # unknown names get the registry's message
         raise SamplegenError(
-            f"--model {model}: not an outer auto-encoder (outer models: {', '.join(sorted(outer))})"
+            f"{option}: {model!r} is not an outer auto-encoder (outer models: "
+            f"{', '.join(sorted(outer))})"
         )
 
 
@@ -196,7 +201,7 @@ def run_outer(args: argparse.Namespace) -> int:
     from samplegen.platform.study import ensure_ray, run_study
 
     resolve_space_and_model(args)
-    _check_outer_model(args.model)
+    _check_outer_model(args.model, args.model_option)
     _check_dataset("--data", args.data)
     config = study_config_from_args(args, data=args.data)
     ensure_ray(config.address, config.num_cpus)
@@ -213,11 +218,17 @@ def run_outer(args: argparse.Namespace) -> int:
 def run_vae(args: argparse.Namespace) -> int:
     """Handler of `samplegen tune vae`: encode once with the frozen outer model, study inner models."""
     from samplegen.errors import SamplegenError
-    from samplegen.platform.chain import check_rescore, resolve_outer, run_chain
+    from samplegen.platform.chain import (
+        check_inner_model,
+        check_rescore,
+        resolve_outer,
+        run_chain,
+    )
     from samplegen.platform.encoded import EqAugment
     from samplegen.platform.study import ensure_ray
 
     resolve_space_and_model(args)
+    check_inner_model(args.model, f"{args.model_option}: ")
     if args.refine_steps is not None and args.refine_steps < 0:
         raise SamplegenError(f"--refine-steps: must be >= 0, got {args.refine_steps}")
     check_rescore(args.rescore, args.model, args.refine_steps)

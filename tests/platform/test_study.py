@@ -212,7 +212,7 @@ def test_an_outer_model_that_cannot_take_the_datasets_samples_is_refused() -> No
 
 
 def test_space_may_name_a_presets_packaged_space_and_then_gives_the_model(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import argparse
 
@@ -237,6 +237,17 @@ def test_space_may_name_a_presets_packaged_space_and_then_gives_the_model(
     assert settled("--space", "quick_vae", "--model", "bounded_ae")[0] == "bounded_ae"
     with pytest.raises(SpaceError, match="no_such_space: cannot read"):
         settled("--space", "no_such_space")
+    # A space of the wrong kind is named in the refusal, before Ray starts.
+    assert (
+        main(["tune", "outer", "--data", str(tmp_path), "--space", "quick_vae", "--name", "x"]) == 2
+    )
+    err = capsys.readouterr().err
+    assert "--space quick_vae (its model): 'vae' is not an outer auto-encoder" in err
+    args = ["tune", "vae", "--outer", str(tmp_path), "--space", "quick_frame_ae", "--name", "x"]
+    assert main(args) == 2
+    assert "--space quick_frame_ae (its model): 'frame_ae' is not an inner model" in (
+        capsys.readouterr().err
+    )
 
 
 def test_a_study_on_a_storage_uri_writes_the_same_files(tmp_path: Path, ray_session: None) -> None:
