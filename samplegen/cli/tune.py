@@ -351,8 +351,10 @@ def register(subparsers: Any) -> None:
     study = subparsers.add_parser("study", help="inspect studies")
     ssub = study.add_subparsers(dest="study_command", metavar="SUBCOMMAND")
     plot = ssub.add_parser("plot", help="draw a study's search progress as PNG")
-    plot.add_argument("study", metavar="STUDY_DIR", help="the study folder (STORAGE/NAME)")
-    plot.add_argument("--out", default=None, help="PNG path (default STUDY_DIR/progress.png)")
+    plot.add_argument(
+        "study", metavar="STUDY", help="the study folder (STORAGE/NAME), or its s3:// / gs:// URI"
+    )
+    plot.add_argument("--out", default=None, help="PNG path (default STUDY/progress.png)")
     plot.set_defaults(func=run_plot)
 
 

@@ -43,6 +43,7 @@ RESULTS_PARQUET = "results.parquet"
 RESULTS_CSV = "results.csv"
 BEST_CONFIG = "best_config.json"
 BEST_MODEL = "best_model"
+PROGRESS_PNG = "progress.png"
 INTERRUPT_MARKER = ".interrupted-once"
 # Settings that may differ between a study and its --resume (they change nothing already run).
 RESUME_FREE = frozenset(
@@ -850,43 +851,56 @@ def summary_line(
 # ---------------------------------------------------------------- plot
 
 
-def trial_histories(study_dir: Path) -> dict[str, list[dict[str, Any]]]:
-    """Each trial's results: the study's own epoch log, or for a trial without one (a study
-    from before the log) Tune's result.json."""
+def _study_location(study: str | os.PathLike[str]) -> tuple[Any, str]:
+    """(pyarrow file system, path on it) of a study folder or URI."""
     import pyarrow.fs as pafs
 
-    from samplegen.platform.epoch_log import read_epoch_logs
+    if "://" in str(study):
+        fs, root = pafs.FileSystem.from_uri(str(study))
+        return fs, root.rstrip("/")
+    return pafs.LocalFileSystem(), str(Path(study).expanduser().resolve())
 
-    histories = read_epoch_logs(pafs.LocalFileSystem(), str(study_dir.resolve()))
-    for result_file in sorted(study_dir.glob("trial_*/result.json")):
-        if result_file.parent.name.removeprefix("trial_") in histories:
+
+def trial_histories(study: str | os.PathLike[str]) -> dict[str, list[dict[str, Any]]]:
+    """Each trial's results in a study (a folder or a URI): the study's own epoch log, or for a
+    trial without one (a study from before the log) Tune's result.json."""
+    import pyarrow.fs as pafs
+
+    from samplegen.platform.epoch_log import parse_log, read_epoch_logs
+
+    fs, root = _study_location(study)
+    histories = read_epoch_logs(fs, root)
+    if fs.get_file_info(root).type != pafs.FileType.Directory:
+        return histories
+    for info in fs.get_file_info(pafs.FileSelector(root)):
+        trial_id = info.base_name.removeprefix("trial_")
+        if info.type != pafs.FileType.Directory or trial_id == info.base_name:
             continue
-        rows = []
-        for line in result_file.read_text().splitlines():
-            line = line.strip()
-            if line:
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue  # a line cut short by a crash
+        result_file = f"{info.path}/result.json"
+        if trial_id in histories or fs.get_file_info(result_file).type != pafs.FileType.File:
+            continue
+        with fs.open_input_stream(result_file) as fh:
+            # A line cut short by a crash is skipped.
+            rows = parse_log(fh.read().decode())
         if rows:
-            histories[result_file.parent.name.removeprefix("trial_")] = rows
+            histories[trial_id] = rows
     return dict(sorted(histories.items()))
 
 
-def plot_study(
-    study_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None
-) -> Path:
-    """Draw the search progress: validation loss per trial over wall time, and best so far."""
+def plot_study(study: str | os.PathLike[str], out: str | os.PathLike[str] | None = None) -> str:
+    """Draw the search progress: validation loss per trial over wall time, and best so far.
+
+    `study`: a folder or a URI; `out` defaults to the study's progress.png. Returns where the
+    PNG went."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    study_dir = Path(study_dir)
-    histories = trial_histories(study_dir)
+    histories = trial_histories(study)
     if not histories:
-        raise StudyError(f"{study_dir}: no trial results found (is this a study folder?)")
+        raise StudyError(f"{study}: no trial results found (is this a study folder?)")
+    name = str(study).rstrip("/").rsplit("/", 1)[-1]
     start = min(
         r.get("timestamp", 0) - r.get("time_total_s", 0) for h in histories.values() for r in h[:1]
     )
@@ -907,7 +921,7 @@ def plot_study(
     ax1.set_yscale("log")
     ax1.set_xlabel("wall time since study start (s)")
     ax1.set_ylabel(OBJECTIVE)
-    ax1.set_title(f"{study_dir.name}: {OBJECTIVE} per trial")
+    ax1.set_title(f"{name}: {OBJECTIVE} per trial")
     if len(histories) <= 12:
         ax1.legend(fontsize=6)
     points.sort()
@@ -923,9 +937,14 @@ def plot_study(
     ax2.set_ylabel(f"best {OBJECTIVE} so far")
     ax2.set_title("best so far")
     fig.tight_layout()
-    target = Path(out) if out else study_dir / "progress.png"
-    tmp = target.with_name(f".{target.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
     plt.close(fig)
-    os.replace(tmp, target)
-    return target
+    if out is None and "://" in str(study):
+        fs, root = _study_location(study)
+        with fs.open_output_stream(f"{root}/{PROGRESS_PNG}") as fh:
+            fh.write(png.getvalue())
+        return f"{str(study).rstrip('/')}/{PROGRESS_PNG}"
+    target = Path(out) if out else Path(study) / PROGRESS_PNG
+    write_bytes_atomic(target, png.getvalue())
+    return str(target)

@@ -106,7 +106,7 @@ def test_interrupted_study_resumes_without_rerunning_finished_trials(
     cut.write_text(cut.read_text().splitlines()[-1] + "\n")
     histories = trial_histories(Path(second.path))
     assert all([r["epoch"] for r in h] == [1, 2, 3] for h in histories.values())
-    assert plot_study(second.path).is_file()
+    assert Path(plot_study(second.path)).is_file()
     # The GP searcher kept its state: it was told every trial, across both runs. (Tune names the
     # file .pkl; our searcher writes JSON into it.)
     state_files = sorted(Path(second.path).glob("searcher-state-*.pkl"))
@@ -267,3 +267,6 @@ def test_a_study_on_a_storage_uri_writes_the_same_files(tmp_path: Path, ray_sess
     logs = read_epoch_logs(pafs.LocalFileSystem(), str(study))
     assert sorted(logs) == sorted(r["trial_id"] for r in result.rows)
     assert all([r["epoch"] for r in rows] == [1, 2, 3] for rows in logs.values())
+    assert trial_histories(result.path) == logs
+    assert plot_study(result.path) == f"{result.path}/progress.png"
+    assert (study / "progress.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
