@@ -3,9 +3,10 @@
 Tune keeps a trial's results in the trial folder's result.json, but a resumed driver sometimes
 writes that file afresh from its staging copy, and the epochs from before the interruption are
 gone from it. This log is the study's own: it sits outside Tune's trial folders, a driver reads it
-back before adding to it, and each write replaces the whole file (atomically on a local folder;
-object stores replace whole objects), so an interrupted and resumed study keeps every epoch. An
-epoch trained again after a restore replaces the row it had.
+back before adding to it, so an interrupted and resumed study keeps every epoch. A driver's first
+write to a trial's log replaces the whole file (atomically on a local folder; object stores
+replace whole objects), as does an epoch trained again after a restore, which replaces the row
+it had; a new epoch on a local folder is appended.
 """
 
 from __future__ import annotations
@@ -101,17 +102,36 @@ def epoch_log_callback_class() -> type:
             folder = f"{trial.storage.experiment_fs_path}/{EPOCH_LOG_DIR}"
             path = f"{folder}/{trial.trial_id}.jsonl"
             rows = self.rows.get(trial.trial_id)
+            # The first write of a driver rewrites the file whole (dropping a line that a killed
+            # driver left cut short), as does an epoch trained again; a new epoch on a local or
+            # mounted folder is appended, so a long trial does not rewrite its log every epoch.
+            append = (
+                rows is not None
+                and bool(rows)
+                and row["epoch"] > rows[-1]["epoch"]
+                and _appendable(fs)
+            )
             if rows is None:
                 rows = _read(fs, path)
             rows = merge_row(rows, row)
             self.rows[trial.trial_id] = rows
-            _write(fs, folder, path, format_log(rows))
+            if append:
+                with open(path, "a", encoding="utf-8") as fh:
+                    fh.write(format_log([row]))
+            else:
+                _write(fs, folder, path, format_log(rows))
 
         def __getstate__(self) -> dict[str, Any]:
             # Tune pickles callbacks with the study; a resumed driver reads the files instead.
             return {"rows": {}}
 
     return EpochLog
+
+
+def _appendable(fs: Any) -> bool:
+    import pyarrow.fs as pafs
+
+    return isinstance(fs, pafs.LocalFileSystem)
 
 
 def _read(fs: Any, path: str) -> list[dict[str, Any]]:
