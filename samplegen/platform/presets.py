@@ -145,7 +145,16 @@ PRESETS: dict[str, Preset] = {
         augment_mixes=3000,
         variations=True,  # measured at the quick preset's budget only
         outer=StageBudget(
-            "frame_ae", "gp", "asha+cutoff", trials=60, epochs=200, space="full_frame_ae"
+            "frame_ae",
+            "gp",
+            "asha+cutoff",
+            trials=60,
+            epochs=200,
+            space="full_frame_ae",
+            # Epoch 1 ranked its trials less well than epoch 2 did: a halving rung there would
+            # stop the second best of six (RESULTS.md, "What an ASHA rung at each epoch would
+            # decide").
+            asha_grace=2,
         ),
         outer_final_epochs=1000,
         inner=StageBudget(

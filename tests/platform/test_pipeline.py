@@ -217,7 +217,7 @@ def test_each_stage_budget_reaches_its_study(tmp_path: Path) -> None:
     inner = _study_config(full, "inner", tmp_path, "data", 0, None)
     outer = _study_config(full, "outer", tmp_path, "data", 0, None)
     assert inner.asha_grace == full.inner.asha_grace == 50
-    assert outer.asha_grace == full.outer.asha_grace == 1
+    assert outer.asha_grace == full.outer.asha_grace == 2
     assert not inner.autoscaling and not outer.autoscaling
     assert _study_config(full, "inner", tmp_path, "data", 0, None, autoscaling=True).autoscaling
     assert inner.overfit_limit is None and outer.overfit_limit is not None
