@@ -235,6 +235,11 @@ def run_vae(args: argparse.Namespace) -> int:
     # Path and setting mistakes fail before Ray starts.
     eq = EqAugment(args.eq_variants, args.eq_db, args.seed)
     resolve_outer(args.outer)
+    if "://" in str(args.storage) and not args.encoded:
+        raise SamplegenError(
+            f"--storage {args.storage}: the encodings are kept in a local folder; "
+            "pass --encoded DIR"
+        )
     if args.data:
         _check_dataset("--data", args.data)
     config = study_config_from_args(args)
@@ -311,7 +316,8 @@ def register(subparsers: Any) -> None:
         "--encoded",
         default=None,
         metavar="DIR",
-        help="encodings folder (default STORAGE/NAME-encoded)",
+        help="encodings folder (default STORAGE/NAME-encoded; required when --storage is a URI: "
+        "the encodings are kept locally)",
     )
     vae.add_argument(
         "--refine-steps",

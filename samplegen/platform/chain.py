@@ -41,26 +41,36 @@ class ChainResult:
     study: Any  # StudyResult
     encoded: Path
     outer_model: Path
-    combined_model: Path | None
+    combined_model: str | None  # a folder, or a URI for a study on one
 
 
-def resolve_outer(outer: str | os.PathLike[str]) -> tuple[Path, str | None]:
-    """The outer model directory and, when `outer` is a study folder, the dataset it ran on."""
-    path = Path(outer).expanduser()
-    if (path / "config.json").is_file():
-        return path, None
-    study_json = path / "study.json"
-    if study_json.is_file():
-        best = path / "best_model"
-        if not (best / "config.json").is_file():
+def resolve_outer(outer: str | os.PathLike[str]) -> tuple[str, str | None]:
+    """Where the outer model directory is (a folder or a storage URI) and, when `outer` is a
+    study, the dataset it ran on."""
+    import pyarrow.fs as pafs
+
+    from samplegen.platform.downloads import is_uri, location_fs
+
+    fs, root = location_fs(outer)
+    base = str(outer).rstrip("/") if is_uri(outer) else str(Path(outer).expanduser())
+
+    def is_file(rel: str) -> bool:
+        return bool(fs.get_file_info(f"{root}/{rel}").type == pafs.FileType.File)
+
+    if is_file("config.json"):
+        return base, None
+    if is_file("study.json"):
+        if not is_file("best_model/config.json"):
             raise ChainError(
-                f"{path}: this study has no exported best model (best_model/); "
+                f"{base}: this study has no exported best model (best_model/); "
                 "did it finish? resume it first"
             )
-        source = json.loads(study_json.read_text()).get("data", {}).get("source") or None
-        return best, source
+        with fs.open_input_stream(f"{root}/study.json") as fh:
+            study = json.loads(fh.read().decode())
+        source = study.get("data", {}).get("source") or None
+        return f"{base}/best_model", source
     raise ChainError(
-        f"{path}: neither a model directory (config.json) nor a study folder (study.json)"
+        f"{base}: neither a model directory (config.json) nor a study folder (study.json)"
     )
 
 
@@ -214,6 +224,7 @@ def run_chain(
     training rows (never to validation, nor to the codes stored for random sounds).
     Ray must be initialised.
     """
+    from samplegen.platform.downloads import local_copy
     from samplegen.platform.encoded import encode_dataset
     from samplegen.platform.schedulers import check_asha_grace
     from samplegen.platform.spaces import resolve_space
@@ -229,29 +240,50 @@ def run_chain(
             asha_grace=config.asha_grace,
             max_epochs=config.epochs,
         )
-    outer_dir, study_data = resolve_outer(outer)
+    outer_at, study_data = resolve_outer(outer)
     dataset = data or study_data
     if not dataset:
         raise ChainError(f"{outer}: a model directory needs --data DATASET (the dataset to encode)")
     files = StudyFiles(config.storage, config.name)
-    if not files.local:
-        raise ChainError("--storage: the chained study keeps its encodings locally; use a folder")
-    enc_dir = Path(encoded) if encoded else Path(files.root).parent / f"{config.name}-{ENCODED_DIR}"
+    if encoded:
+        enc_dir = Path(encoded)
+    elif files.local:
+        enc_dir = Path(files.root).parent / f"{config.name}-{ENCODED_DIR}"
+    else:
+        raise ChainError(
+            f"--storage {config.storage}: the encodings are kept in a local folder; "
+            "pass --encoded DIR"
+        )
+    # Local copies of what a study on a URI holds (the outer model, trial checkpoints).
+    downloads = enc_dir.with_name(f"{enc_dir.name}-downloads")
+    outer_dir = local_copy(outer_at, downloads / "outer")
     enc_path = encode_dataset(outer_dir, dataset, enc_dir, eq=eq, echo=echo)
     study_data = chain_study_data(enc_path, dataset)
     result = run_study(config, study_data, resume=resume, echo=echo)
-    combined = None
+    combined: str | None = None
     if result.best_model and not result.interrupted:
         choice = None
         if rescore > 1:
             choice = _choose_refined(
-                config, files, result, outer_dir, study_data, rescore, int(refine_steps or 0), echo
+                config,
+                files,
+                result,
+                outer_dir,
+                study_data,
+                rescore,
+                int(refine_steps or 0),
+                echo,
+                downloads / "study",
             )
         best = result.best or {}
-        combined = export_combined(
+        upload = combined_out is None and not files.local
+        target = combined_out or (
+            downloads / BEST_COMBINED if upload else Path(files.root) / BEST_COMBINED
+        )
+        exported = export_combined(
             outer_dir,
-            result.best_model,
-            combined_out or Path(files.root) / BEST_COMBINED,
+            local_copy(result.best_model, downloads / "best_model"),
+            target,
             metrics={
                 "end_to_end_val_loss": best.get("best_val_loss"),
                 "best_epoch": best.get("best_epoch"),
@@ -264,6 +296,10 @@ def run_chain(
             refine_steps=refine_steps,
             train_encodings=study_data.train[study_data.extra["train_notes"]],
         )
+        combined = str(exported)
+        if upload:
+            files.upload_dir(exported, BEST_COMBINED)
+            combined = f"{files.uri}/{BEST_COMBINED}"
         echo(f"[{config.name}] best combined model: {combined}")
     return ChainResult(result, enc_path, outer_dir, combined)
 
@@ -299,16 +335,25 @@ def _choose_refined(
     top: int,
     refine_steps: int,
     echo: Callable[[str], None],
+    mirror: Path,
 ) -> dict[str, Any]:
     """Score the study's best trials with refined codes; point the study's best model and best
-    configuration, and `result.best` / `result.best_model`, at the winner."""
+    configuration, and `result.best` / `result.best_model`, at the winner. A study on a URI is
+    read from copies of those trials' checkpoints under `mirror`."""
     from samplegen.models.artifact import load_model
+    from samplegen.platform.downloads import copy_latest_checkpoint
     from samplegen.platform.resources import trial_device
     from samplegen.platform.selection import choose_refined, latest_checkpoint
     from samplegen.platform.study import BEST_CONFIG, best_config, save_trial_model
     from samplegen.platform.training import load_best_weights
 
     study_dir = Path(files.root)
+    if not files.local:
+        from samplegen.platform.study import ranked_rows
+
+        study_dir = mirror
+        for row in ranked_rows(result.rows)[:top]:
+            copy_latest_checkpoint(files.uri, str(row["trial_id"]), mirror)
     echo(
         f"[{config.name}] scoring the best {top} trials again with codes refined by "
         f"{refine_steps} steps, as the combined model encodes"

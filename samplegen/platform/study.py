@@ -851,24 +851,15 @@ def summary_line(
 # ---------------------------------------------------------------- plot
 
 
-def _study_location(study: str | os.PathLike[str]) -> tuple[Any, str]:
-    """(pyarrow file system, path on it) of a study folder or URI."""
-    import pyarrow.fs as pafs
-
-    if "://" in str(study):
-        fs, root = pafs.FileSystem.from_uri(str(study))
-        return fs, root.rstrip("/")
-    return pafs.LocalFileSystem(), str(Path(study).expanduser().resolve())
-
-
 def trial_histories(study: str | os.PathLike[str]) -> dict[str, list[dict[str, Any]]]:
     """Each trial's results in a study (a folder or a URI): the study's own epoch log, or for a
     trial without one (a study from before the log) Tune's result.json."""
     import pyarrow.fs as pafs
 
+    from samplegen.platform.downloads import location_fs
     from samplegen.platform.epoch_log import parse_log, read_epoch_logs
 
-    fs, root = _study_location(study)
+    fs, root = location_fs(study)
     histories = read_epoch_logs(fs, root)
     if fs.get_file_info(root).type != pafs.FileType.Directory:
         return histories
@@ -941,7 +932,9 @@ def plot_study(study: str | os.PathLike[str], out: str | os.PathLike[str] | None
     fig.savefig(png, format="png", dpi=100)
     plt.close(fig)
     if out is None and "://" in str(study):
-        fs, root = _study_location(study)
+        from samplegen.platform.downloads import location_fs
+
+        fs, root = location_fs(study)
         with fs.open_output_stream(f"{root}/{PROGRESS_PNG}") as fh:
             fh.write(png.getvalue())
         return f"{str(study).rstrip('/')}/{PROGRESS_PNG}"

@@ -203,6 +203,34 @@ def test_a_frame_decoder_gets_its_frame_count_from_the_outer_model(
     assert isinstance(last, torch.nn.Linear) and last.out_features == values
 
 
+def test_a_chained_study_on_a_storage_uri_over_an_outer_study_on_one(
+    outer_study: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # file:// takes the code paths of s3:// and gs://: the outer study's best model, the trials'
+    # checkpoints for rescoring and the exported best model are copied, not opened in place.
+    root, _ = outer_study
+    (root / "vae.yaml").write_text(TINY_VAE_SPACE)
+    store = f"file://{root}/remote"
+    args = ["tune", "vae", "--outer", f"file://{root}/outer", "--name", "uri"]
+    args += ["--storage", store, "--space", str(root / "vae.yaml"), "--trials", "2"]
+    assert main([*args, "--epochs", "2", *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "pass --encoded DIR" in err and not (root / "remote").exists()
+
+    args += ["--encoded", str(root / "uri-enc"), "--refine-steps", "5", "--rescore", "2"]
+    assert main([*args, "--epochs", "2", *FAST]) == 0
+    assert f"best combined model: {store}/uri/best_combined" in capsys.readouterr().out
+    combined, vae = _chain(load_model(root / "remote" / "uri" / "best_combined").model)
+    assert vae.hparams.refine_steps == 5
+    choice = json.loads((root / "remote" / "uri" / "best_config.json").read_text())
+    assert len(choice["refined_choice"]["trials"]) == 2
+    # The outer part is the outer study's best model.
+    outer = load_model(root / "outer" / "best_model").model.state_dict()
+    for name, value in combined.outer.state_dict().items():
+        assert torch.equal(value, outer[name]), name
+    assert (root / "uri-enc-downloads" / "outer" / "config.json").is_file()
+
+
 def test_outer_resolution_errors(tmp_path: Path) -> None:
     with pytest.raises(ChainError, match="neither a model directory"):
         resolve_outer(tmp_path)

@@ -1,0 +1,65 @@
+"""Local copies of what a study on a storage URI (s3://, gs://, file://) holds.
+
+Models load from folders, and the chained study reads trial checkpoints, an outer study's best
+model and its own best model from them; a study kept on a URI has them copied into a local folder
+first. Ray Tune itself reads and writes the URI directly.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+
+def is_uri(location: str | os.PathLike[str]) -> bool:
+    """Whether `location` names a storage URI rather than a local path."""
+    return "://" in str(location)
+
+
+def location_fs(location: str | os.PathLike[str]) -> tuple[Any, str]:
+    """(pyarrow file system, path on it) of a folder or URI."""
+    import pyarrow.fs as pafs
+
+    if is_uri(location):
+        fs, path = pafs.FileSystem.from_uri(str(location))
+        return fs, path.rstrip("/")
+    return pafs.LocalFileSystem(), str(Path(location).expanduser().resolve())
+
+
+def local_copy(location: str | os.PathLike[str], dest: str | os.PathLike[str]) -> Path:
+    """A folder as a local path: `location` itself when it is local, else its copy at `dest`
+    (made afresh: what was there is replaced)."""
+    import pyarrow.fs as pafs
+
+    if not is_uri(location):
+        return Path(location).expanduser()
+    fs, path = location_fs(location)
+    target = Path(dest)
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    pafs.copy_files(path, str(target), source_filesystem=fs)
+    return target
+
+
+def copy_latest_checkpoint(
+    study: str | os.PathLike[str], trial_id: str, dest_study: str | os.PathLike[str]
+) -> Path:
+    """The newest checkpoint of trial `trial_id` in the study at URI `study`, copied to
+    `dest_study/trial_ID/` under its own name (the layout `selection.latest_checkpoint` reads)."""
+    import pyarrow.fs as pafs
+
+    fs, root = location_fs(study)
+    trial = f"trial_{trial_id}"
+    found = sorted(
+        info.base_name
+        for info in fs.get_file_info(pafs.FileSelector(f"{root}/{trial}", allow_not_found=True))
+        if info.type == pafs.FileType.Directory and info.base_name.startswith("checkpoint_")
+    )
+    target = Path(dest_study) / trial
+    if not found:
+        target.mkdir(parents=True, exist_ok=True)
+        return target  # the reader names the trial that kept no checkpoint
+    return local_copy(f"{str(study).rstrip('/')}/{trial}/{found[-1]}", target / found[-1]).parent
