@@ -1,8 +1,9 @@
 """Entry point for `ray job submit ... -- python jobs/pipeline.py --preset full --out DIR ...`.
 
 Same options as `samplegen run`; inside a Ray job RAY_ADDRESS points at the cluster. On a cluster
-of several nodes --out must be a folder every node sees (cluster.yaml mounts /mnt/shared on each):
-the run's studies live in it, and Ray Tune writes a trial's checkpoints on the node that runs it.
+of several nodes the run's studies need storage every node reaches, since Ray Tune writes a
+trial's checkpoints on the node that runs it: --out on a shared folder (cluster.yaml mounts
+/mnt/shared on each node), or --storage s3://... for the studies alone.
 """
 
 import sys

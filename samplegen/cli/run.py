@@ -71,6 +71,12 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="allow GPU requests on a cluster whose GPU workers are not up yet",
     )
+    p.add_argument(
+        "--storage",
+        default=None,
+        help="where the two studies live: a folder or an s3:// / gs:// URI (default: the run "
+        "folder); on a cluster of several nodes, one every node reaches",
+    )
     p.set_defaults(func=run)
 
 
@@ -95,5 +101,6 @@ def run(args: argparse.Namespace) -> int:
         address=args.address,
         num_cpus=args.num_cpus,
         autoscaling=args.autoscaling,
+        storage=args.storage,
     )
     return 0

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from samplegen.atomic import write_bytes_atomic
 from samplegen.platform.presets import Preset, space_path
 from samplegen.platform.stages import StageRunner
 
@@ -41,6 +42,7 @@ def _study_config(
     seed: int,
     address: str | None,
     autoscaling: bool = False,
+    storage: str | None = None,
 ) -> Any:
     from samplegen.platform.study import StudyConfig
 
@@ -56,7 +58,7 @@ def _study_config(
         epochs=budget.epochs,
         cpus_per_trial=preset.cpus_per_trial,
         gpus_per_trial=preset.gpus_per_trial,
-        storage=str(run_dir),
+        storage=storage or str(run_dir),
         space=space_path(budget.space),
         seed=seed,
         cutoff_grace=budget.cutoff_grace,
@@ -66,6 +68,26 @@ def _study_config(
         autoscaling=autoscaling,
         **rules,
     )
+
+
+# A study's files the run folder keeps a copy of when the study lives elsewhere (--storage): the
+# audition page and the outer model's stage read them from the run folder.
+STUDY_SUMMARY = ("study.json", "best_config.json", "results.csv", "results.parquet", "progress.png")
+
+
+def _copy_summary(config: Any, run_dir: Path) -> Path:
+    """The study's summary files, copied into RUN/NAME (nothing to do when the study is there)."""
+    from samplegen.platform.study import StudyFiles
+
+    files = StudyFiles(config.storage, config.name)
+    local = run_dir / config.name
+    if files.local and Path(files.root) == local:
+        return local
+    for name in STUDY_SUMMARY:
+        if files.exists(name):
+            with files.fs.open_input_stream(f"{files.root}/{name}") as fh:
+                write_bytes_atomic(local / name, fh.read())
+    return local
 
 
 def _started(config: Any) -> bool:
@@ -114,11 +136,15 @@ def run_pipeline(
     address: str | None = None,
     num_cpus: int | None = None,
     autoscaling: bool = False,
+    storage: str | None = None,
     echo: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run (or continue) the whole chain into `out`; returns the paths of what it made.
 
     `autoscaling`: the studies may ask for GPUs that the cluster's autoscaler has yet to launch.
+    `storage`: where the two studies live (a folder or a storage URI; default `out`): on a
+    cluster of several nodes, one that every node reaches. The run folder keeps a copy of each
+    study's summary (configuration, results, progress plot).
     """
     from samplegen.dsp.config import CodecConfig
     from samplegen.errors import SamplegenError
@@ -132,12 +158,20 @@ def run_pipeline(
             f"{preset.name!r}) takes {wants} samples; run with --repr {wants}, or search a "
             f"{representation} model with --outer-space"
         )
+    if storage is not None and "://" in storage and preset.refit:
+        raise SamplegenError(
+            f"--storage {storage}: the refit stage reads the VAE study's trials from a folder; "
+            "keep the studies in a folder, or run without --refit"
+        )
     run_dir = Path(out).expanduser().absolute()
+    if storage is not None and "://" not in storage:
+        storage = str(Path(storage).expanduser().absolute())
     settings = {
         "preset": preset.to_dict(),
         "source": source,
         "representation": representation,
         "seed": seed,
+        **({"storage": storage} if storage else {}),
     }
     stages = StageRunner(run_dir, settings, log=echo)
     ray_session = RaySession(address, num_cpus, echo=echo)
@@ -173,11 +207,14 @@ def run_pipeline(
         from samplegen.platform.study import plot_study, run_study
 
         ray_session.up()
-        config = _study_config(preset, "outer", run_dir, str(dataset), seed, address, autoscaling)
+        config = _study_config(
+            preset, "outer", run_dir, str(dataset), seed, address, autoscaling, storage
+        )
         result = run_study(config, resume=_started(config), echo=echo)
         _finished(result, "outer study")
         plot_study(result.path)
-        return {"study": result.path, "best_config": str(Path(result.path) / "best_config.json")}
+        summary = _copy_summary(config, run_dir)
+        return {"study": result.path, "best_config": str(summary / "best_config.json")}
 
     outer_study = stages.run("outer_study", outer_study_stage)
 
@@ -201,11 +238,12 @@ def run_pipeline(
         from samplegen.platform.study import plot_study
 
         ray_session.up()
-        config = _study_config(preset, "vae", run_dir, "", seed, address, autoscaling)
+        config = _study_config(preset, "vae", run_dir, "", seed, address, autoscaling, storage)
         result = run_chain(
             config,
             outer_model,
             data=str(dataset),
+            encoded=str(run_dir / f"{config.name}-encoded"),
             combined_out=run_dir / "models" / ("selected" if preset.refit else "combined"),
             resume=_started(config),
             refine_steps=preset.refine_steps,
@@ -215,6 +253,7 @@ def run_pipeline(
         )
         _finished(result.study, "VAE study")
         plot_study(result.study.path)
+        _copy_summary(config, run_dir)
         return {"study": result.study.path, "combined": str(result.combined_model)}
 
     vae_study = stages.run("vae_study", vae_study_stage)

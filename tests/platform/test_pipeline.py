@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -21,26 +23,38 @@ from samplegen.platform.pipeline import RaySession, run_pipeline
 from samplegen.platform.presets import PRESETS, Preset, StageBudget, get_preset
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory, ray_session: None) -> tuple[Path, list[str]]:
-    root = tmp_path_factory.mktemp("pipeline")
+def _library_slice(root: Path) -> Path:
+    """Programs 0-39 of the built-in library at velocity 100 (120 notes) in ROOT/slice, and the
+    tiny search spaces in ROOT/outer.yaml and ROOT/vae.yaml."""
     library = ensure_library()
     src = root / "slice"
     src.mkdir()
-    for f in sorted(library.glob("p0[0-3]?_*_v100.wav")):  # programs 0-39, velocity 100
+    for f in sorted(library.glob("p0[0-3]?_*_v100.wav")):
         (src / f.name).symlink_to(f)
     (root / "outer.yaml").write_text(TINY_OUTER_SPACE)
     (root / "vae.yaml").write_text(TINY_VAE_SPACE)
-    preset = Preset(
+    return src
+
+
+def _tiny_preset(root: Path, inner_epochs: int, **changes: Any) -> Preset:
+    """Two 2-epoch outer trials, two VAE trials, over the spaces `_library_slice` wrote."""
+    return Preset(
         name="test",
         outer=StageBudget("frame_ae", "random", "fifo", 2, 2, space=str(root / "outer.yaml")),
         outer_final_epochs=2,
-        inner=StageBudget("vae", "random", "fifo", 2, 3, space=str(root / "vae.yaml")),
-        inner_eq=EqAugment(variants=1, db=4.0),
-        finetune_epochs=2,
-        refit=True,
+        inner=StageBudget("vae", "random", "fifo", 2, inner_epochs, space=str(root / "vae.yaml")),
         griffin_lim_iters=2,
         examples=4,
+        **changes,
+    )
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory, ray_session: None) -> tuple[Path, list[str]]:
+    root = tmp_path_factory.mktemp("pipeline")
+    src = _library_slice(root)
+    preset = _tiny_preset(
+        root, 3, inner_eq=EqAugment(variants=1, db=4.0), finetune_epochs=2, refit=True
     )
     log: list[str] = []
     run_pipeline(preset, root / "run", source=str(src), echo=log.append)
@@ -361,3 +375,34 @@ def test_run_space_flags_are_checked_before_anything_runs(
     assert len(err) == 1 and "--repr stft: the outer model harmonic_ae" in err[0]
     assert "run with --repr wave" in err[0]
     assert not out.exists()
+
+
+def test_a_run_keeps_its_studies_where_storage_says(tmp_path: Path, ray_session: None) -> None:
+    # file:// takes the code paths of s3:// and gs:// (the cluster's studies need storage that
+    # every node reaches); the run folder keeps the rest, and a copy of each study's summary.
+    src = _library_slice(tmp_path)
+    # Rescoring copies the best trials' checkpoints from the URI.
+    preset = _tiny_preset(
+        tmp_path, 2, inner_eq=EqAugment(variants=0), refine_steps=3, rescore_trials=2
+    )
+    storage = f"file://{tmp_path}/studies"
+    with pytest.raises(SamplegenError, match="the refit stage reads the VAE study's trials"):
+        run_pipeline(dataclasses.replace(preset, refit=True), tmp_path / "no", storage=storage)
+    assert not (tmp_path / "no").exists()
+
+    done = run_pipeline(
+        preset, tmp_path / "run", source=str(src), storage=storage, echo=lambda _: None
+    )
+    run = tmp_path / "run"
+    for study in ("outer_study", "vae_study"):
+        assert (tmp_path / "studies" / study / "tuner.pkl").is_file()
+        assert not (run / study / "tuner.pkl").exists()
+        for name in ("best_config.json", "results.csv", "progress.png"):
+            assert (run / study / name).read_bytes() == (
+                tmp_path / "studies" / study / name
+            ).read_bytes()
+    assert (run / "vae_study-encoded").is_dir()
+    chosen = json.loads((run / "vae_study" / "best_config.json").read_text())["refined_choice"]
+    assert len(chosen["trials"]) == 2
+    assert load_model(done["combined_model"]).meta.name == "combined"
+    assert "vae_study progress" in (run / "index.html").read_text()
