@@ -144,7 +144,8 @@ def run_pipeline(
     `autoscaling`: the studies may ask for GPUs that the cluster's autoscaler has yet to launch.
     `storage`: where the two studies live (a folder or a storage URI; default `out`): on a
     cluster of several nodes, one that every node reaches. The run folder keeps a copy of each
-    study's summary (configuration, results, progress plot).
+    study's summary (configuration, results, progress plot), which the outer model's stage, the
+    refit and the audition page read.
     """
     from samplegen.dsp.config import CodecConfig
     from samplegen.errors import SamplegenError
@@ -157,11 +158,6 @@ def run_pipeline(
             f"--repr {representation}: the outer model {preset.outer.model} (preset "
             f"{preset.name!r}) takes {wants} samples; run with --repr {wants}, or search a "
             f"{representation} model with --outer-space"
-        )
-    if storage is not None and "://" in storage and preset.refit:
-        raise SamplegenError(
-            f"--storage {storage}: the refit stage reads the VAE study's trials from a folder; "
-            "keep the studies in a folder, or run without --refit"
         )
     run_dir = Path(out).expanduser().absolute()
     if storage is not None and "://" not in storage:
@@ -294,7 +290,8 @@ def run_pipeline(
             else None
         )
         path = refit_chain(
-            vae_study["study"],
+            # The study's summary in the run folder: the refit reads its best_config.json.
+            run_dir / "vae_study",
             outer_model,
             dataset,
             run_dir / "models" / "combined",

@@ -253,7 +253,6 @@ def test_the_full_preset_runs_end_to_end_at_a_tiny_budget(
     """The full preset as a GPU run uses it (its spaces, gp outer search, tpe inner search over
     both decoders, audio-domain mixes, EQ copies, refinement), with only its sizes cut to fit a
     CPU test."""
-    import dataclasses
 
     full = get_preset("full")
     library = ensure_library()
@@ -382,14 +381,11 @@ def test_a_run_keeps_its_studies_where_storage_says(tmp_path: Path, ray_session:
     # every node reaches); the run folder keeps the rest, and a copy of each study's summary.
     src = _library_slice(tmp_path)
     # Rescoring copies the best trials' checkpoints from the URI.
+    # The refit reads the study's configuration from the run folder's copy.
     preset = _tiny_preset(
-        tmp_path, 2, inner_eq=EqAugment(variants=0), refine_steps=3, rescore_trials=2
+        tmp_path, 2, inner_eq=EqAugment(variants=0), refine_steps=3, rescore_trials=2, refit=True
     )
     storage = f"file://{tmp_path}/studies"
-    with pytest.raises(SamplegenError, match="the refit stage reads the VAE study's trials"):
-        run_pipeline(dataclasses.replace(preset, refit=True), tmp_path / "no", storage=storage)
-    assert not (tmp_path / "no").exists()
-
     done = run_pipeline(
         preset, tmp_path / "run", source=str(src), storage=storage, echo=lambda _: None
     )
@@ -404,5 +400,13 @@ def test_a_run_keeps_its_studies_where_storage_says(tmp_path: Path, ray_session:
     assert (run / "vae_study-encoded").is_dir()
     chosen = json.loads((run / "vae_study" / "best_config.json").read_text())["refined_choice"]
     assert len(chosen["trials"]) == 2
-    assert load_model(done["combined_model"]).meta.name == "combined"
+    combined = load_model(done["combined_model"])
+    assert combined.meta.name == "combined"
+    refit = combined.meta.extra["refit"]
+    assert (
+        refit["selected"]["trial_id"]
+        == json.loads((tmp_path / "studies" / "vae_study" / "best_config.json").read_text())[
+            "trial_id"
+        ]
+    )
     assert "vae_study progress" in (run / "index.html").read_text()
