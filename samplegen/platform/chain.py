@@ -343,7 +343,7 @@ def _choose_refined(
     from samplegen.models.artifact import load_model
     from samplegen.platform.downloads import copy_latest_checkpoint
     from samplegen.platform.resources import trial_device
-    from samplegen.platform.selection import choose_refined, latest_checkpoint
+    from samplegen.platform.selection import REFINED_CHOICE, choose_refined, latest_checkpoint
     from samplegen.platform.study import BEST_CONFIG, best_config, save_trial_model
     from samplegen.platform.training import load_best_weights
 
@@ -369,6 +369,8 @@ def _choose_refined(
         device=trial_device(1.0),
         echo=echo,
     )
+    if not files.local:
+        files.write_json(REFINED_CHOICE, choice)  # the record a local study keeps beside it
     row = next(r for r in result.rows if r["trial_id"] == choice["chosen"])
     if row["trial_id"] != (result.best or {}).get("trial_id"):
         weights = load_best_weights(latest_checkpoint(study_dir / f"trial_{row['trial_id']}"))

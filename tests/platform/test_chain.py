@@ -224,6 +224,8 @@ def test_a_chained_study_on_a_storage_uri_over_an_outer_study_on_one(
     assert vae.hparams.refine_steps == 5
     choice = json.loads((root / "remote" / "uri" / "best_config.json").read_text())
     assert len(choice["refined_choice"]["trials"]) == 2
+    record = json.loads((root / "remote" / "uri" / "refined_choice.json").read_text())
+    assert record == choice["refined_choice"]
     # The outer part is the outer study's best model.
     outer = load_model(root / "outer" / "best_model").model.state_dict()
     for name, value in combined.outer.state_dict().items():
