@@ -185,17 +185,11 @@ class StudyFiles:
     """Reads and writes the study's own files under a local folder or a pyarrow-filesystem URI."""
 
     def __init__(self, storage: str, name: str) -> None:
-        import pyarrow.fs as pafs
+        from samplegen.platform.downloads import is_uri, location_fs
 
-        if "://" in storage:
-            self.fs, root = pafs.FileSystem.from_uri(storage)
-            self.storage_path = storage
-            self.local = False
-        else:
-            root = str(Path(storage).expanduser().resolve())
-            self.fs = pafs.LocalFileSystem()
-            self.storage_path = root
-            self.local = True
+        self.fs, root = location_fs(storage)
+        self.local = not is_uri(storage)
+        self.storage_path = root if self.local else storage
         self.root = f"{root.rstrip('/')}/{name}"
         self.uri = f"{storage.rstrip('/')}/{name}" if not self.local else self.root
 
