@@ -130,7 +130,10 @@ def resolve_space_and_model(args: argparse.Namespace) -> None:
 
 def study_config_from_args(args: argparse.Namespace, data: str = "") -> Any:
     """The StudyConfig the options describe (after `resolve_space_and_model`)."""
+    from samplegen.platform.downloads import location_fs
     from samplegen.platform.study import StudyConfig
+
+    location_fs(args.storage)  # a storage URI pyarrow cannot open fails before Ray starts
 
     return StudyConfig(
         name=args.name,

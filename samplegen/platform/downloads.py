@@ -12,6 +12,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from samplegen.errors import SamplegenError
+
 
 def is_uri(location: str | os.PathLike[str]) -> bool:
     """Whether `location` names a storage URI rather than a local path."""
@@ -19,11 +21,16 @@ def is_uri(location: str | os.PathLike[str]) -> bool:
 
 
 def location_fs(location: str | os.PathLike[str]) -> tuple[Any, str]:
-    """(pyarrow file system, path on it) of a folder or URI."""
+    """(pyarrow file system, path on it) of a folder or URI; SamplegenError naming a URI that
+    pyarrow cannot open (an unknown scheme, a malformed address)."""
+    import pyarrow as pa
     import pyarrow.fs as pafs
 
     if is_uri(location):
-        fs, path = pafs.FileSystem.from_uri(str(location))
+        try:
+            fs, path = pafs.FileSystem.from_uri(str(location))
+        except (pa.ArrowException, ValueError) as exc:
+            raise SamplegenError(f"{location}: cannot open this storage URI ({exc})") from None
         return fs, path.rstrip("/")
     return pafs.LocalFileSystem(), str(Path(location).expanduser().resolve())
 

@@ -160,8 +160,12 @@ def run_pipeline(
             f"{representation} model with --outer-space"
         )
     run_dir = Path(out).expanduser().absolute()
-    if storage is not None and "://" not in storage:
-        storage = str(Path(storage).expanduser().absolute())
+    if storage is not None:
+        from samplegen.platform.downloads import is_uri, location_fs
+
+        location_fs(storage)  # a URI pyarrow cannot open fails before anything runs
+        if not is_uri(storage):
+            storage = str(Path(storage).expanduser().absolute())
     settings = {
         "preset": preset.to_dict(),
         "source": source,

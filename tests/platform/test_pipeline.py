@@ -410,3 +410,22 @@ def test_a_run_keeps_its_studies_where_storage_says(tmp_path: Path, ray_session:
         ]
     )
     assert "vae_study progress" in (run / "index.html").read_text()
+
+
+def test_a_storage_uri_that_cannot_be_opened_is_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from samplegen.cli.main import main
+
+    out = tmp_path / "run"
+    commands = [
+        ["run", "--storage", "nosuch://bucket/studies", "--out", str(out)],
+        ["tune", "vae", "--outer", "nosuch://b/s/outer", "--name", "x"],
+        ["study", "plot", "nosuch://b/s/outer"],
+    ]
+    for argv in commands:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "cannot open this storage URI" in err[0], (argv, err)
+        assert "nosuch://b" in err[0]
+    assert not out.exists()
