@@ -224,11 +224,12 @@ def run_vae(args: argparse.Namespace) -> int:
     from samplegen.platform.chain import (
         check_inner_model,
         check_rescore,
+        encodings_dir,
         resolve_outer,
         run_chain,
     )
     from samplegen.platform.encoded import EqAugment
-    from samplegen.platform.study import ensure_ray
+    from samplegen.platform.study import StudyFiles, ensure_ray
 
     resolve_space_and_model(args)
     check_inner_model(args.model, f"{args.model_option}: ")
@@ -238,14 +239,10 @@ def run_vae(args: argparse.Namespace) -> int:
     # Path and setting mistakes fail before Ray starts.
     eq = EqAugment(args.eq_variants, args.eq_db, args.seed)
     resolve_outer(args.outer)
-    if "://" in str(args.storage) and not args.encoded:
-        raise SamplegenError(
-            f"--storage {args.storage}: the encodings are kept in a local folder; "
-            "pass --encoded DIR"
-        )
     if args.data:
         _check_dataset("--data", args.data)
     config = study_config_from_args(args)
+    encodings_dir(StudyFiles(config.storage, config.name), args.encoded)
     ensure_ray(config.address, config.num_cpus)
     result = run_chain(
         config,

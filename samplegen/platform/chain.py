@@ -245,15 +245,7 @@ def run_chain(
     if not dataset:
         raise ChainError(f"{outer}: a model directory needs --data DATASET (the dataset to encode)")
     files = StudyFiles(config.storage, config.name)
-    if encoded:
-        enc_dir = Path(encoded)
-    elif files.local:
-        enc_dir = Path(files.root).parent / f"{config.name}-{ENCODED_DIR}"
-    else:
-        raise ChainError(
-            f"--storage {config.storage}: the encodings are kept in a local folder; "
-            "pass --encoded DIR"
-        )
+    enc_dir = encodings_dir(files, encoded)
     # Local copies of what a study on a URI holds (the outer model, trial checkpoints).
     downloads = enc_dir.with_name(f"{enc_dir.name}-downloads")
     outer_dir = local_copy(outer_at, downloads / "outer")
@@ -302,6 +294,19 @@ def run_chain(
             combined = f"{files.uri}/{BEST_COMBINED}"
         echo(f"[{config.name}] best combined model: {combined}")
     return ChainResult(result, enc_path, outer_dir, combined)
+
+
+def encodings_dir(files: Any, encoded: str | os.PathLike[str] | None) -> Path:
+    """The local folder of a chained study's encodings: `encoded`, else beside the study
+    (`STORAGE/NAME-encoded`); a study on a URI must be given one (`files`: its StudyFiles)."""
+    if encoded:
+        return Path(encoded)
+    if not files.local:
+        raise ChainError(
+            f"--storage {files.storage_path}: the encodings are kept in a local folder; "
+            "pass --encoded DIR"
+        )
+    return Path(files.root).with_name(f"{Path(files.root).name}-{ENCODED_DIR}")
 
 
 def check_inner_model(model: str, where: str) -> None:

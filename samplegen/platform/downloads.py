@@ -35,6 +35,21 @@ def location_fs(location: str | os.PathLike[str]) -> tuple[Any, str]:
     return pafs.LocalFileSystem(), str(Path(location).expanduser().resolve())
 
 
+def write_file(fs: Any, path: str, data: bytes) -> None:
+    """Write `data` at `path` on `fs`: atomically on a local (or mounted) folder, whose parent is
+    made; an object store replaces the whole object."""
+    import pyarrow.fs as pafs
+
+    if isinstance(fs, pafs.LocalFileSystem):
+        from samplegen.atomic import write_bytes_atomic
+
+        write_bytes_atomic(path, data)
+        return
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(path) as fh:
+        fh.write(data)
+
+
 def local_copy(location: str | os.PathLike[str], dest: str | os.PathLike[str]) -> Path:
     """A folder as a local path: `location` itself when it is local, else its copy at `dest`
     (made afresh: what was there is replaced)."""

@@ -84,6 +84,8 @@ def epoch_log_callback_class() -> type:
     """The Tune callback that writes the log (built on demand: Ray is imported only here)."""
     from ray.tune import Callback
 
+    from samplegen.platform.downloads import write_file
+
     class EpochLog(Callback):
         """Adds each result to its trial's log in the study folder."""
 
@@ -99,8 +101,7 @@ def epoch_log_callback_class() -> type:
             # The experiment folder as this driver sees it: a moved or resumed study writes to
             # where it is now.
             fs = trial.storage.storage_filesystem
-            folder = f"{trial.storage.experiment_fs_path}/{EPOCH_LOG_DIR}"
-            path = f"{folder}/{trial.trial_id}.jsonl"
+            path = f"{trial.storage.experiment_fs_path}/{EPOCH_LOG_DIR}/{trial.trial_id}.jsonl"
             rows = self.rows.get(trial.trial_id)
             # The first write of a driver rewrites the file whole (dropping a line that a killed
             # driver left cut short), as does an epoch trained again; a new epoch on a local or
@@ -119,7 +120,7 @@ def epoch_log_callback_class() -> type:
                 with open(path, "a", encoding="utf-8") as fh:
                     fh.write(format_log([row]))
             else:
-                _write(fs, folder, path, format_log(rows))
+                write_file(fs, path, format_log(rows).encode())
 
         def __getstate__(self) -> dict[str, Any]:
             # Tune pickles callbacks with the study; a resumed driver reads the files instead.
@@ -141,16 +142,3 @@ def _read(fs: Any, path: str) -> list[dict[str, Any]]:
         return []
     with fs.open_input_stream(path) as fh:
         return parse_log(fh.read().decode())
-
-
-def _write(fs: Any, folder: str, path: str, text: str) -> None:
-    import pyarrow.fs as pafs
-
-    if isinstance(fs, pafs.LocalFileSystem):
-        from samplegen.atomic import write_bytes_atomic
-
-        write_bytes_atomic(path, text.encode())
-        return
-    fs.create_dir(folder, recursive=True)
-    with fs.open_output_stream(path) as fh:
-        fh.write(text.encode())

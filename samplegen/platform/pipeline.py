@@ -85,8 +85,7 @@ def _copy_summary(config: Any, run_dir: Path) -> Path:
         return local
     for name in STUDY_SUMMARY:
         if files.exists(name):
-            with files.fs.open_input_stream(f"{files.root}/{name}") as fh:
-                write_bytes_atomic(local / name, fh.read())
+            write_bytes_atomic(local / name, files.read_bytes(name))
     return local
 
 

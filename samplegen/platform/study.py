@@ -200,20 +200,20 @@ class StudyFiles:
         path = f"{self.root}/{rel}" if rel else self.root
         return self.fs.get_file_info(path).type != pafs.FileType.NotFound
 
+    def read_bytes(self, rel: str) -> bytes:
+        """A file of the study."""
+        with self.fs.open_input_stream(f"{self.root}/{rel}") as fh:
+            return bytes(fh.read())
+
     def read_text(self, rel: str) -> str:
         """A text file of the study."""
-        with self.fs.open_input_stream(f"{self.root}/{rel}") as fh:
-            return fh.read().decode()
+        return self.read_bytes(rel).decode()
 
     def write_bytes(self, rel: str, data: bytes) -> None:
         """Write a file (atomically on a local folder; object stores replace whole objects)."""
-        path = f"{self.root}/{rel}"
-        if self.local:
-            write_bytes_atomic(path, data)
-            return
-        self.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-        with self.fs.open_output_stream(path) as fh:
-            fh.write(data)
+        from samplegen.platform.downloads import write_file
+
+        write_file(self.fs, f"{self.root}/{rel}", data)
 
     def write_json(self, rel: str, data: Any) -> None:
         """Write JSON (plain values only)."""
@@ -882,6 +882,9 @@ def plot_study(study: str | os.PathLike[str], out: str | os.PathLike[str] | None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from samplegen.platform.downloads import is_uri, location_fs
+
+    fs, root = location_fs(study)
     histories = trial_histories(study)
     if not histories:
         raise StudyError(f"{study}: no trial results found (is this a study folder?)")
@@ -925,13 +928,12 @@ def plot_study(study: str | os.PathLike[str], out: str | os.PathLike[str] | None
     png = io.BytesIO()
     fig.savefig(png, format="png", dpi=100)
     plt.close(fig)
-    if out is None and "://" in str(study):
-        from samplegen.platform.downloads import location_fs
+    if out is not None:
+        write_bytes_atomic(out, png.getvalue())
+        return str(out)
+    from samplegen.platform.downloads import write_file
 
-        fs, root = location_fs(study)
-        with fs.open_output_stream(f"{root}/{PROGRESS_PNG}") as fh:
-            fh.write(png.getvalue())
+    write_file(fs, f"{root}/{PROGRESS_PNG}", png.getvalue())
+    if is_uri(study):
         return f"{str(study).rstrip('/')}/{PROGRESS_PNG}"
-    target = Path(out) if out else Path(study) / PROGRESS_PNG
-    write_bytes_atomic(target, png.getvalue())
-    return str(target)
+    return str(Path(study) / PROGRESS_PNG)
