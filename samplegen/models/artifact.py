@@ -162,7 +162,11 @@ def read_meta(directory: str | os.PathLike[str]) -> tuple[ModelMeta, CodecConfig
 def load_model(
     directory: str | os.PathLike[str], device: str | torch.device = "cpu"
 ) -> LoadedModel:
-    """Load a model directory onto `device`, in eval mode; ArtifactError if anything is off."""
+    """Load a model directory onto `device`, in eval mode; ArtifactError if anything is off
+    (DeviceError for a device this machine lacks)."""
+    from samplegen.models.device import torch_device
+
+    torch_device(device)
     meta, codec = read_meta(directory)
     cfg_path = meta.directory / CONFIG_NAME
     weights_path = meta.directory / WEIGHTS_NAME
@@ -200,6 +204,30 @@ def load_model(
     model.load_state_dict(tensors)
     model.eval()
     return LoadedModel(model=model, codec=codec, meta=meta)
+
+
+def model_files(directory: str | os.PathLike[str]) -> dict[str, bytes]:
+    """A model directory's two files as bytes, to send by value to a process on another machine
+    (a Ray worker), where the folder's path may not exist; `load_model_files` loads them there."""
+    meta, _ = read_meta(directory)
+    files = {}
+    for name in (CONFIG_NAME, WEIGHTS_NAME):
+        path = meta.directory / name
+        try:
+            files[name] = path.read_bytes()
+        except OSError as exc:
+            raise ArtifactError(f"{path}: unreadable: {exc}") from exc
+    return files
+
+
+def load_model_files(files: dict[str, bytes], device: str | torch.device = "cpu") -> LoadedModel:
+    """`load_model` of the files `model_files` read, through a temporary folder."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="sg-model-") as tmp:
+        for name, data in files.items():
+            (Path(tmp) / name).write_bytes(data)
+        return load_model(tmp, device=device)
 
 
 def _short(keys: list[str]) -> str:

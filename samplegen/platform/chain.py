@@ -49,10 +49,10 @@ def resolve_outer(outer: str | os.PathLike[str]) -> tuple[str, str | None]:
     study, the dataset it ran on."""
     import pyarrow.fs as pafs
 
-    from samplegen.platform.downloads import is_uri, location_fs
+    from samplegen.platform.downloads import is_uri, join_location, location_fs
 
     fs, root = location_fs(outer)
-    base = str(outer).rstrip("/") if is_uri(outer) else str(Path(outer).expanduser())
+    base = str(outer) if is_uri(outer) else str(Path(outer).expanduser())
 
     def is_file(rel: str) -> bool:
         return bool(fs.get_file_info(f"{root}/{rel}").type == pafs.FileType.File)
@@ -68,7 +68,7 @@ def resolve_outer(outer: str | os.PathLike[str]) -> tuple[str, str | None]:
         with fs.open_input_stream(f"{root}/study.json") as fh:
             study = json.loads(fh.read().decode())
         source = study.get("data", {}).get("source") or None
-        return f"{base}/best_model", source
+        return join_location(base, "best_model"), source
     raise ChainError(
         f"{base}: neither a model directory (config.json) nor a study folder (study.json)"
     )
@@ -80,7 +80,7 @@ def chain_study_data(
     """StudyData over the encodings, carrying what trials need for the end-to-end loss."""
     import numpy as np
 
-    from samplegen.models.artifact import read_meta
+    from samplegen.models.artifact import model_files, read_meta
     from samplegen.platform.datasets import load_dataset
     from samplegen.platform.encoded import load_encoded
     from samplegen.platform.study import StudyData
@@ -98,6 +98,8 @@ def chain_study_data(
             f"{encoded_dir}: the encodings no longer match the dataset {dataset_dir}; re-encode"
         )
     _, codec = read_meta(enc.info["outer_model"])
+    # Read here, on the driver: a trial on another node may not see the folder.
+    outer_files = model_files(enc.info["outer_model"])
     return StudyData(
         train=np.ascontiguousarray(train.z),
         validation=np.ascontiguousarray(val.z),
@@ -106,6 +108,7 @@ def chain_study_data(
         source=str(encoded_dir),
         extra={
             "outer_model": enc.info["outer_model"],
+            "outer_files": outer_files,
             "validation_target": target.x,
             "dataset": str(dataset_dir),
             "dataset_fingerprint": enc.info["dataset_fingerprint"],
@@ -244,6 +247,14 @@ def run_chain(
     dataset = data or study_data
     if not dataset:
         raise ChainError(f"{outer}: a model directory needs --data DATASET (the dataset to encode)")
+    if not data:
+        from samplegen.platform.datasets import read_dataset_info
+
+        if read_dataset_info(dataset) is None:
+            raise ChainError(
+                f"{outer}: the dataset its study ran on, {dataset} (its study.json), is not a "
+                "samplegen dataset from here; pass --data DATASET"
+            )
     files = StudyFiles(config.storage, config.name)
     enc_dir = encodings_dir(files, encoded)
     # Local copies of what a study on a URI holds (the outer model, trial checkpoints).
@@ -291,7 +302,7 @@ def run_chain(
         combined = str(exported)
         if upload:
             files.upload_dir(exported, BEST_COMBINED)
-            combined = f"{files.uri}/{BEST_COMBINED}"
+            combined = files.location(BEST_COMBINED)
         echo(f"[{config.name}] best combined model: {combined}")
     return ChainResult(result, enc_path, outer_dir, combined)
 

@@ -20,6 +20,29 @@ def is_uri(location: str | os.PathLike[str]) -> bool:
     return "://" in str(location)
 
 
+def join_location(location: str | os.PathLike[str], *parts: str) -> str:
+    """`location` (a folder or URI) with `parts` appended to its path. A URI keeps its options
+    after the path (s3://bucket/studies?endpoint_override=host:9000), where a plain string join
+    would have put the parts inside them."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    text = str(location)
+    if not is_uri(text):
+        return str(Path(text, *parts))
+    split = urlsplit(text)
+    path = "/".join([split.path.rstrip("/"), *parts])
+    return urlunsplit(split._replace(path=path))
+
+
+def location_name(location: str | os.PathLike[str]) -> str:
+    """The last name in the path of a folder or URI (a study's name)."""
+    from urllib.parse import urlsplit
+
+    text = str(location)
+    path = urlsplit(text).path if is_uri(text) else text
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
 def location_fs(location: str | os.PathLike[str]) -> tuple[Any, str]:
     """(pyarrow file system, path on it) of a folder or URI; SamplegenError naming a URI that
     pyarrow cannot open (an unknown scheme, a malformed address)."""
@@ -84,4 +107,4 @@ def copy_latest_checkpoint(
     if not found:
         target.mkdir(parents=True, exist_ok=True)
         return target  # the reader names the trial that kept no checkpoint
-    return local_copy(f"{str(study).rstrip('/')}/{trial}/{found[-1]}", target / found[-1]).parent
+    return local_copy(join_location(study, trial, found[-1]), target / found[-1]).parent

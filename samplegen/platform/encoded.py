@@ -10,7 +10,8 @@ Folder layout::
     ENCODED/
       data/train.parquet, data/validation.parquet, data/test.parquet   columns: meta + `z`
       encoded.json   outer model (path, weights hash), dataset (path, fingerprint), latent shape,
-                     counts and the fingerprint of all of it (a later call reuses a matching folder)
+                     counts, and the fingerprint of what was encoded (weights hash, dataset
+                     fingerprint, EQ copies; not paths): a later call reuses a matching folder
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from samplegen.atomic import recover_folder, replace_folder, write_json_atomic
 from samplegen.errors import SamplegenError
 
 ENCODED_JSON = "encoded.json"
@@ -155,14 +157,17 @@ def file_sha256(path: Path) -> str:
 class _Encoder:
     """Ray Data actor: loads the frozen outer model once and encodes batches of `x`."""
 
-    def __init__(self, model_dir: str, device: str, eq: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, model_files: dict[str, bytes], device: str, eq: dict[str, Any] | None = None
+    ) -> None:
         import torch
 
-        from samplegen.models.artifact import load_model
+        from samplegen.models.artifact import load_model_files
 
         torch.set_num_threads(1)
         self.device = device
-        loaded = load_model(model_dir, device=device)
+        # By value: the actor may run on a node where the driver's model folder does not exist.
+        loaded = load_model_files(model_files, device=device)
         self.model = loaded.model.eval()
         self.codec = loaded.codec
         self.eq = EqAugment(**eq) if eq else EqAugment()
@@ -229,7 +234,7 @@ def encode_dataset(
     import pyarrow.parquet as pq
     import ray
 
-    from samplegen.models.artifact import WEIGHTS_NAME, check_codec, read_meta
+    from samplegen.models.artifact import WEIGHTS_NAME, check_codec, model_files, read_meta
     from samplegen.platform.datasets import read_dataset_info
     from samplegen.platform.raydata import quiet_ray_data
 
@@ -252,20 +257,30 @@ def encode_dataset(
     weights = model_path / WEIGHTS_NAME
     if not weights.is_file():
         raise EncodedError(f"{weights}: the model's weights file is missing")
-    source = {
-        "outer_model": str(model_path.absolute()),
+    content: dict[str, Any] = {
         "outer_weights_sha256": file_sha256(weights),
         "outer_name": meta.name,
-        "dataset": str(data_path.absolute()),
         "dataset_fingerprint": info["fingerprint"],
     }
-    if eq.variants:  # left out when off, so encodings made before EQ existed stay valid
-        source["eq"] = eq.to_dict()
-    fingerprint = hashlib.sha256(json.dumps(source, sort_keys=True).encode()).hexdigest()[:32]
+    if eq.variants:
+        content["eq"] = eq.to_dict()
+    # What was encoded, not where it lay: a run folder moved elsewhere keeps its encodings, and a
+    # study over them still resumes (a study refuses to resume on other data by this fingerprint).
+    fingerprint = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:32]
+    source = {
+        "outer_model": str(model_path.absolute()),
+        "dataset": str(data_path.absolute()),
+        **content,
+    }
+    recover_folder(out_path, ENCODED_JSON)
     existing = out_path / ENCODED_JSON
     if existing.is_file() and not force:
         previous = json.loads(existing.read_text())
         if previous.get("fingerprint") == fingerprint:
+            if any(previous.get(k) != v for k, v in source.items()):
+                # The same encodings, with their model or dataset found elsewhere (a moved run
+                # folder): readers take the outer model's path from here.
+                write_json_atomic(existing, {**previous, **source}, sort_keys=True)
             say(f"encodings at {out_path} are up to date, reusing them")
             return out_path
 
@@ -277,7 +292,7 @@ def encode_dataset(
     encoded = ds.map_batches(
         _Encoder,
         fn_constructor_kwargs={
-            "model_dir": str(model_path),
+            "model_files": model_files(model_path),
             "device": device,
             "eq": eq.to_dict(),
         },
@@ -325,9 +340,7 @@ def encode_dataset(
             "device": device,
         }
         (build / ENCODED_JSON).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
-        if out_path.exists():
-            shutil.rmtree(out_path)
-        os.replace(build, out_path)
+        replace_folder(build, out_path)
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise
@@ -368,6 +381,7 @@ def load_encoded(path: str | os.PathLike[str], splits: Sequence[str] = SPLITS) -
     import pyarrow.parquet as pq
 
     root = Path(path)
+    recover_folder(root, ENCODED_JSON)
     doc_path = root / ENCODED_JSON
     if not doc_path.is_file():
         raise EncodedError(f"{root}: not an encoded dataset (no {ENCODED_JSON})")

@@ -91,9 +91,9 @@ def _copy_summary(config: Any, run_dir: Path) -> Path:
 
 def _started(config: Any) -> bool:
     """Whether an earlier run of this stage already started the study (so it must be resumed)."""
-    from samplegen.platform.study import STUDY_JSON, StudyFiles
+    from samplegen.platform.study import TUNER_STATE, StudyFiles
 
-    return StudyFiles(config.storage, config.name).exists(STUDY_JSON)
+    return StudyFiles(config.storage, config.name).exists(TUNER_STATE)
 
 
 def _example_inputs(dataset: Path, count: int) -> list[Any]:
@@ -251,6 +251,12 @@ def run_pipeline(
             echo=echo,
         )
         _finished(result.study, "VAE study")
+        if result.combined_model is None:
+            # Recorded as done, the stage would hand every later stage the path "None".
+            raise SamplegenError(
+                f"VAE study: its best trial kept no checkpoint, so no combined model was "
+                f"exported (see {result.study.path}/results.csv)"
+            )
         plot_study(result.study.path)
         _copy_summary(config, run_dir)
         return {"study": result.study.path, "combined": str(result.combined_model)}

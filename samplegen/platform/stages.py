@@ -33,7 +33,7 @@ class StageRunner:
     def __init__(
         self, run_dir: str | Path, settings: dict[str, Any], log: Callable[[str], None] = print
     ):
-        self.run_dir = Path(run_dir)
+        self.run_dir = Path(run_dir).absolute()
         self.log = log
         self.run_dir.mkdir(parents=True, exist_ok=True)
         settings_path = self.run_dir / "run.json"
@@ -59,8 +59,25 @@ class StageRunner:
         return self._marker(name).exists()
 
     def outputs(self, name: str) -> dict[str, Any]:
-        """The outputs a finished stage recorded."""
-        return json.loads(self._marker(name).read_text())["outputs"]
+        """The outputs a finished stage recorded (paths inside the run folder as they are now)."""
+        marker = json.loads(self._marker(name).read_text())
+        outputs = dict(marker["outputs"])
+        for key in marker.get("in_run", []):
+            outputs[key] = str(self.run_dir / outputs[key])
+        return outputs
+
+    def _recorded(self, outputs: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        """`outputs` as a marker keeps them: a path inside the run folder relative to it (and its
+        key listed), so a run folder moved or copied elsewhere resumes from its own files."""
+        kept, in_run = dict(outputs), []
+        for key, value in outputs.items():
+            if isinstance(value, str) and Path(value).is_absolute():
+                try:
+                    kept[key] = Path(value).relative_to(self.run_dir).as_posix()
+                except ValueError:
+                    continue
+                in_run.append(key)
+        return kept, in_run
 
     def run(self, name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         """Run stage `name` unless it already finished; returns its outputs either way."""
@@ -71,6 +88,8 @@ class StageRunner:
         start = time.monotonic()
         outputs = fn() or {}
         seconds = time.monotonic() - start
-        write_json_atomic(self._marker(name), {"outputs": outputs, "seconds": round(seconds, 2)})
+        kept, in_run = self._recorded(outputs)
+        marker = {"outputs": kept, "in_run": in_run, "seconds": round(seconds, 2)}
+        write_json_atomic(self._marker(name), marker)
         self.log(f"[{name}] done in {seconds:.1f} s")
         return outputs

@@ -39,6 +39,7 @@ from samplegen.platform.stopping import StallRule
 from samplegen.platform.trainable import MODE, OBJECTIVE, TrialSettings
 
 STUDY_JSON = "study.json"
+TUNER_STATE = "tuner.pkl"  # Tune's own state (Tune names it .pkl); there once a study started
 RESULTS_PARQUET = "results.parquet"
 RESULTS_CSV = "results.csv"
 BEST_CONFIG = "best_config.json"
@@ -46,13 +47,14 @@ BEST_MODEL = "best_model"
 PROGRESS_PNG = "progress.png"
 INTERRUPT_MARKER = ".interrupted-once"
 # Settings that may differ between a study and its --resume (they change nothing already run).
+# Not W&B's: Tune restores a study with the callbacks it started with, so a changed --wandb would
+# be silently ignored. (Nor does a changed `progress` take effect, but it only prints.)
 RESUME_FREE = frozenset(
     {
         "address",
         "autoscaling",
-        "wandb",
-        "wandb_project",
-        "wandb_group",
+        # Where the study folder is: found there by name, it is the same study (a moved run).
+        "storage",
         "progress",
         "export_best",
         "num_cpus",
@@ -163,7 +165,8 @@ def load_study_data(path: str | os.PathLike[str], train_subset: int | None = Non
             f"{path}: the dataset needs samples in both train and validation splits "
             f"(has {len(train)} train, {len(val)} validation)"
         )
-    return StudyData(train, val, ds.codec, ds.fingerprint, str(path))
+    # Absolute: a chained study reads it from study.json, maybe from another working folder.
+    return StudyData(train, val, ds.codec, ds.fingerprint, os.path.abspath(path))
 
 
 @dataclass
@@ -185,13 +188,13 @@ class StudyFiles:
     """Reads and writes the study's own files under a local folder or a pyarrow-filesystem URI."""
 
     def __init__(self, storage: str, name: str) -> None:
-        from samplegen.platform.downloads import is_uri, location_fs
+        from samplegen.platform.downloads import is_uri, join_location, location_fs
 
         self.fs, root = location_fs(storage)
         self.local = not is_uri(storage)
         self.storage_path = root if self.local else storage
         self.root = f"{root.rstrip('/')}/{name}"
-        self.uri = f"{storage.rstrip('/')}/{name}" if not self.local else self.root
+        self.uri = join_location(storage, name) if not self.local else self.root
 
     def exists(self, rel: str = "") -> bool:
         """Whether a file or folder exists under the study."""
@@ -218,6 +221,13 @@ class StudyFiles:
     def write_json(self, rel: str, data: Any) -> None:
         """Write JSON (plain values only)."""
         self.write_bytes(rel, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+
+    def location(self, rel: str) -> str:
+        """Where a file or folder of the study is, as the user named the study's storage (a
+        folder, or a URI with its options kept)."""
+        from samplegen.platform.downloads import join_location
+
+        return join_location(self.uri, rel)
 
     def upload_dir(self, local: Path, rel: str) -> None:
         """Copy a local folder into the study (used for the best model on remote storage)."""
@@ -425,6 +435,8 @@ def build_trainable(config: StudyConfig, data: StudyData) -> Any:
     refs = {"train": ray.put(data.train), "validation": ray.put(data.validation)}
     if "validation_target" in data.extra:  # chained studies: the outer-domain validation split
         refs["validation_target"] = ray.put(data.extra["validation_target"])
+    if "outer_files" in data.extra:  # chained studies: the outer model itself, for every node
+        refs["outer_model"] = ray.put(data.extra["outer_files"])
     fn = tune.with_parameters(train_trial, data=refs, settings=_settings(config, data))
     resources = TrialResources(config.cpus_per_trial, config.gpus_per_trial)
     return tune.with_resources(fn, resources.as_dict())
@@ -464,16 +476,21 @@ def run_study(
     cluster = check_cluster(resources, autoscaling=config.autoscaling)
 
     files = StudyFiles(config.storage, config.name)
-    has_state = files.exists("tuner.pkl")
+    # A study has started once Tune wrote its state; study.json comes first, so a study stopped
+    # between the two has run nothing and is started afresh.
+    has_state = files.exists(TUNER_STATE)
     if resume and not has_state:
         raise StudyError(f"{files.uri}: no study to resume there (run it without --resume first)")
-    if not resume and files.exists(STUDY_JSON):
+    if not resume and has_state:
         raise StudyError(
             f"{files.uri}: a study named {config.name!r} already exists; "
             "pass --resume to continue it, or choose another --name"
         )
-    if resume and files.exists(STUDY_JSON):
-        _check_resume(json.loads(files.read_text(STUDY_JSON))["config"], config, files.uri)
+    recorded = (
+        json.loads(files.read_text(STUDY_JSON)) if resume and files.exists(STUDY_JSON) else None
+    )
+    if recorded is not None:
+        _check_resume(recorded["config"], config, files.uri)
     if not resume:
         # A study already under way keeps the rungs it started with.
         check_asha_grace(
@@ -486,6 +503,8 @@ def run_study(
         data = load_study_data(config.data, config.train_subset)
     elif callable(data):
         data = data()
+    if recorded is not None:
+        _check_resume_data(recorded.get("data") or {}, data, files.uri)
     check_model_data(config.model, data)
     space = bind_code_frames(space, data.extra.get("code_frames"))
     trainable = build_trainable(config, data)
@@ -610,6 +629,18 @@ def _check_resume(previous: dict[str, Any], config: StudyConfig, where: str) -> 
         raise StudyError(
             f"{where}: cannot resume with different settings ({', '.join(changed)} differ from "
             "the study's); resume with the original settings or start a new --name"
+        )
+
+
+def _check_resume_data(previous: dict[str, Any], data: StudyData, where: str) -> None:
+    """Refuse to resume a study on other data than it ran on: its finished trials would be
+    ranked beside trials of another dataset (or, in a chain, of another outer model)."""
+    before, now = previous.get("fingerprint"), data.fingerprint
+    if before and now and before != now:
+        raise StudyError(
+            f"{where}: cannot resume on other data: the study ran on {previous.get('source')} "
+            f"(fingerprint {before}), this is {data.source or '(given)'} (fingerprint {now}); "
+            "resume with the study's data, or start a new --name"
         )
 
 
@@ -822,7 +853,7 @@ def save_trial_model(
             extra=extra,
         )
         files.upload_dir(Path(tmp) / BEST_MODEL, BEST_MODEL)
-    return f"{files.uri}/{BEST_MODEL}"
+    return files.location(BEST_MODEL)
 
 
 def summary_line(
@@ -882,13 +913,13 @@ def plot_study(study: str | os.PathLike[str], out: str | os.PathLike[str] | None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from samplegen.platform.downloads import is_uri, location_fs
+    from samplegen.platform.downloads import join_location, location_fs, location_name
 
     fs, root = location_fs(study)
     histories = trial_histories(study)
     if not histories:
         raise StudyError(f"{study}: no trial results found (is this a study folder?)")
-    name = str(study).rstrip("/").rsplit("/", 1)[-1]
+    name = location_name(study)
     start = min(
         r.get("timestamp", 0) - r.get("time_total_s", 0) for h in histories.values() for r in h[:1]
     )
@@ -934,6 +965,4 @@ def plot_study(study: str | os.PathLike[str], out: str | os.PathLike[str] | None
     from samplegen.platform.downloads import write_file
 
     write_file(fs, f"{root}/{PROGRESS_PNG}", png.getvalue())
-    if is_uri(study):
-        return f"{str(study).rstrip('/')}/{PROGRESS_PNG}"
-    return str(Path(study) / PROGRESS_PNG)
+    return join_location(study, PROGRESS_PNG)

@@ -153,8 +153,10 @@ def train_trial(config: dict[str, Any], *, data: dict[str, Any], settings: Trial
     val_x = _array(ray.get(data["validation"]))
     end_to_end = None
     if settings.end_to_end:
+        # The outer model comes by value: on a cluster, the folder the driver named may not exist
+        # on the node that runs this trial.
         end_to_end = EndToEnd(
-            settings.end_to_end, _array(ray.get(data["validation_target"])), device
+            ray.get(data["outer_model"]), _array(ray.get(data["validation_target"])), device
         )
     trainer = Trainer(
         model,
@@ -185,9 +187,13 @@ def train_trial(config: dict[str, Any], *, data: dict[str, Any], settings: Trial
                 raise
             best_weights = None
             continue  # a newer checkpoint cut short by the crash: fall back to an older one
-        if candidate is not checkpoint and meta.get("final_metrics"):
-            # The trial had finished, but the driver died before its snapshot recorded that:
-            # report its final result again instead of training it further.
+        if meta.get("final_metrics"):
+            # The trial had finished, but the driver died (or the trial crashed) before Tune
+            # recorded that: never train it further. Tune has the final result when it restores
+            # from this very checkpoint, which it registered with that result; a newer one, Tune
+            # never saw, is reported again.
+            if candidate is checkpoint:
+                return
             with tempfile.TemporaryDirectory(prefix="sg-ckpt-") as tmp:
                 candidate.to_directory(tmp)
                 report = {**meta["final_metrics"], "restored_from": int(meta["epoch"])}
@@ -332,10 +338,16 @@ def checkpoint_index(path: str) -> int:
 class EndToEnd:
     """The end-to-end validation loss of an inner model through a frozen outer decoder."""
 
-    def __init__(self, outer_dir: str, target: np.ndarray, device: str) -> None:
-        from samplegen.models.artifact import load_model
+    def __init__(self, outer: str | dict[str, bytes], target: np.ndarray, device: str) -> None:
+        """`outer`: the outer model's folder, or its files (`model_files`) as a trial gets them."""
+        from samplegen.models.artifact import load_model, load_model_files
 
-        self.outer = load_model(outer_dir, device=device).model.eval()
+        loaded = (
+            load_model_files(outer, device)
+            if isinstance(outer, dict)
+            else load_model(outer, device)
+        )
+        self.outer = loaded.model.eval()
         for p in self.outer.parameters():
             p.requires_grad_(False)
         self.target = target

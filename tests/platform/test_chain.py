@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +21,10 @@ from samplegen.models.code_distribution import stored_distribution
 from samplegen.models.combined import CombinedModel
 from samplegen.models.frame_decoder import FrameDecoder
 from samplegen.models.vae import VAE
-from samplegen.platform.chain import ChainError, resolve_outer
+from samplegen.platform.chain import ChainError, chain_study_data, resolve_outer
 from samplegen.platform.datasets import load_dataset, prepare_dataset
-from samplegen.platform.encoded import load_encoded
+from samplegen.platform.encoded import encode_dataset, load_encoded
+from samplegen.platform.study import StudyConfig, load_study_data, run_study
 
 FAST = ["--stall-window", "0", "--overfit-limit", "0", "--quiet"]
 
@@ -210,8 +213,11 @@ def test_a_chained_study_on_a_storage_uri_over_an_outer_study_on_one(
     # checkpoints for rescoring and the exported best model are copied, not opened in place.
     root, _ = outer_study
     (root / "vae.yaml").write_text(TINY_VAE_SPACE)
-    store = f"file://{root}/remote"
-    args = ["tune", "vae", "--outer", f"file://{root}/outer", "--name", "uri"]
+    # With an option after the path, as an s3:// URI of a custom endpoint has them: study names
+    # and file names join the path, not the options.
+    option = "?use_mmap=false"
+    store = f"file://{root}/remote{option}"
+    args = ["tune", "vae", "--outer", f"file://{root}/outer{option}", "--name", "uri"]
     args += ["--storage", store, "--space", str(root / "vae.yaml"), "--trials", "2"]
     assert main([*args, "--epochs", "2", *FAST]) == 2
     err = capsys.readouterr().err
@@ -219,7 +225,9 @@ def test_a_chained_study_on_a_storage_uri_over_an_outer_study_on_one(
 
     args += ["--encoded", str(root / "uri-enc"), "--refine-steps", "5", "--rescore", "2"]
     assert main([*args, "--epochs", "2", *FAST]) == 0
-    assert f"best combined model: {store}/uri/best_combined" in capsys.readouterr().out
+    assert f"best combined model: file://{root}/remote/uri/best_combined{option}" in (
+        capsys.readouterr().out
+    )
     combined, vae = _chain(load_model(root / "remote" / "uri" / "best_combined").model)
     assert vae.hparams.refine_steps == 5
     choice = json.loads((root / "remote" / "uri" / "best_config.json").read_text())
@@ -231,6 +239,33 @@ def test_a_chained_study_on_a_storage_uri_over_an_outer_study_on_one(
     for name, value in combined.outer.state_dict().items():
         assert torch.equal(value, outer[name]), name
     assert (root / "uri-enc-downloads" / "outer" / "config.json").is_file()
+
+
+def test_trials_get_the_outer_model_by_value_not_by_its_path(
+    outer_study: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # On a cluster, the outer model's folder on the driver may not exist on the node that runs a
+    # trial: the trials and the encoder must get the model itself, not its path.
+    root, ds = outer_study
+    outer = shutil.copytree(root / "outer" / "best_model", tmp_path / "outer")
+    data = chain_study_data(encode_dataset(outer, ds, tmp_path / "enc", echo=None), ds)
+    shutil.rmtree(outer)
+    (tmp_path / "vae.yaml").write_text(TINY_VAE_SPACE)
+    config = StudyConfig(
+        name="byvalue",
+        model="vae",
+        trials=1,
+        epochs=2,
+        storage=str(tmp_path / "studies"),
+        space=str(tmp_path / "vae.yaml"),
+        stall_window=None,
+        overfit_limit=None,
+        export_best=False,
+        progress=False,
+    )
+    result = run_study(config, data)
+    assert [r["status"] for r in result.rows] == ["completed"]
+    assert np.isfinite(result.rows[0]["best_val_loss"])
 
 
 def test_outer_resolution_errors(tmp_path: Path) -> None:
@@ -266,6 +301,20 @@ def test_tune_vae_cli_errors_are_one_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--asha-grace" in err[0] and "until epoch 10" in err[0]
     assert not (root / "bad-encoded").exists() and not (root / "bad").exists()
+    # The dataset an outer study ran on is recorded absolute; one recorded relative (as before)
+    # that is not there from here is named as the study's, with what to do.
+    recorded = json.loads((root / "outer" / "study.json").read_text())
+    assert load_study_data(os.path.relpath(recorded["data"]["source"])).source == str(
+        recorded["data"]["source"]
+    )
+    relative = root / "relative"
+    shutil.copytree(root / "outer", relative)
+    recorded["data"]["source"] = "data/stft"
+    (relative / "study.json").write_text(json.dumps(recorded))
+    assert main([*args[:3], str(relative), *args[4:], "--trials", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "data/stft (its study.json), is not a samplegen dataset" in err[0]
+    assert "pass --data DATASET" in err[0]
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import TypeAlias
 
@@ -66,6 +67,17 @@ def test_every_split_is_encoded_once_and_lines_up_with_the_dataset(
     encode_dataset(outer, ds, root / "enc", echo=said.append)
     assert (enc_path / "encoded.json").stat().st_mtime_ns == mtime
     assert "reusing" in said[-1]
+
+    # The same weights found elsewhere (a moved run folder): still reused, and encoded.json names
+    # where the model is now, since readers load the outer model from there.
+    moved = shutil.copytree(outer, root / "outer-moved")
+    parquet = (enc_path / "data" / "train.parquet").stat().st_mtime_ns
+    encode_dataset(moved, ds, root / "enc", echo=said.append)
+    assert "reusing" in said[-1]
+    assert (enc_path / "data" / "train.parquet").stat().st_mtime_ns == parquet
+    moved_info = json.loads((enc_path / "encoded.json").read_text())
+    assert moved_info["outer_model"] == str(moved.absolute())
+    assert moved_info["fingerprint"] == info["fingerprint"]
 
 
 def test_eq_copies_of_the_training_notes_join_the_train_split_only(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -198,11 +199,24 @@ def test_a_restarted_run_continues_where_it_stopped(run: tuple[Path, list[str]])
         examples=4,
     )
     log: list[str] = []
-    run_pipeline(preset, out, source=settings["source"], echo=log.append)
+    # ...in a copy of the run folder elsewhere, the original out of reach: the finished stages'
+    # outputs are found in the copy.
+    moved = root / "moved"
+    shutil.copytree(out, moved)
+    hidden = root / "hidden"
+    out.rename(hidden)
+    try:
+        run_pipeline(preset, moved, source=settings["source"], echo=log.append)
+    finally:
+        hidden.rename(out)
     stages = ("dataset", "outer_study", "outer_model", "vae_study", "finetune", "refit")
     for stage in (*stages, "evaluation"):
         assert f"[{stage}] already done, reusing it" in log
     assert "[sounds] running" in log and "[report] running" in log
+    assert (moved / "index.html").is_file() and (moved / ".stages" / "report.json").is_file()
+    sounds = json.loads((moved / ".stages" / "sounds.json").read_text())
+    assert sounds["outputs"]
+    assert not (out / ".stages" / "sounds.json").exists()
 
     # Other settings in the same folder are refused.
     with pytest.raises(SamplegenError, match="other settings"):

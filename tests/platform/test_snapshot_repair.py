@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pyarrow.fs as pafs
-from tune_helpers import tiny_config, tiny_data, write_space
+from tune_helpers import one_trial_config, tiny_data
 
 from samplegen.platform.snapshot_repair import repair_pruned_checkpoints
 from samplegen.platform.study import StudyConfig, run_study
@@ -16,20 +16,7 @@ from samplegen.platform.study import StudyConfig, run_study
 
 def _errored_study(tmp_path: Path) -> tuple[StudyConfig, Path]:
     """A one-trial study that fails at epoch 4 of 6 (no retries): an ERROR trial with checkpoints."""
-    space = write_space(
-        tmp_path / "space.yaml",
-        layers={"type": "const", "value": 1},
-        kernels={"type": "const", "value": 2},
-    )
-    config = tiny_config(
-        tmp_path / "studies",
-        space,
-        "pruned",
-        search="grid",
-        epochs=6,
-        fail_at_epoch=4,
-        max_failures=0,
-    )
+    config = one_trial_config(tmp_path, "pruned", epochs=6, fail_at_epoch=4, max_failures=0)
     first = run_study(config, tiny_data())
     (row,) = first.rows
     assert row["status"] == "error"

@@ -11,7 +11,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 from dataset_helpers import SMALL, instrument_folder
-from tune_helpers import tiny_config, tiny_data, write_space
+from tune_helpers import one_trial_config, tiny_config, tiny_data, write_space
 
 from samplegen.cli.main import main
 from samplegen.models.artifact import load_model
@@ -82,6 +82,11 @@ def test_interrupted_study_resumes_without_rerunning_finished_trials(
     done_first = {r["trial_id"]: r for r in first.rows if r["status"] == "completed"}
     assert len(done_first) >= 2
 
+    # Not on other data: its finished trials would be ranked beside trials of another dataset.
+    other = dataclasses.replace(tiny_data(), fingerprint="other-data", source="elsewhere")
+    with pytest.raises(StudyError, match="cannot resume on other data: the study ran on random"):
+        run_study(config, other, resume=True)
+
     second = run_study(config, tiny_data(), resume=True)
     assert not second.interrupted
     rows = {r["trial_id"]: r for r in second.rows}
@@ -118,14 +123,7 @@ def test_interrupted_study_resumes_without_rerunning_finished_trials(
 def test_a_trial_that_fails_once_resumes_from_its_checkpoint(
     tmp_path: Path, ray_session: None
 ) -> None:
-    space = write_space(
-        tmp_path / "space.yaml",
-        layers={"type": "const", "value": 1},
-        kernels={"type": "const", "value": 2},
-    )
-    config = tiny_config(
-        tmp_path / "studies", space, "fault", search="grid", epochs=4, fail_at_epoch=2
-    )
+    config = one_trial_config(tmp_path, "fault", epochs=4, fail_at_epoch=2)
     result = run_study(config, tiny_data())
     (row,) = result.rows
     assert row["status"] == "completed" and row["epochs"] == 4
@@ -134,6 +132,21 @@ def test_a_trial_that_fails_once_resumes_from_its_checkpoint(
     assert [json.loads(x)["epoch"] for x in lines] == [1, 2, 3, 4]
     (logged,) = read_epoch_logs(pafs.LocalFileSystem(), result.path).values()
     assert [(r["epoch"], r["restored_from"]) for r in logged] == [(1, 0), (2, 0), (3, 2), (4, 2)]
+    assert any("injected fault" in p.read_text() for p in Path(row["path"]).glob("error*.txt"))
+
+
+def test_a_trial_that_crashes_after_it_stopped_is_not_trained_further(
+    tmp_path: Path, ray_session: None
+) -> None:
+    # Its final checkpoint is the one Tune restores: the trial had ended (stalled at epoch 2 of
+    # 5), so the retry must end it again, not train epochs 3 to 5.
+    config = one_trial_config(
+        tmp_path, "stopped", epochs=5, fail_at_epoch=2, stall_window=1, stall_min_change=0.99
+    )
+    result = run_study(config, tiny_data())
+    (row,) = result.rows
+    assert (row["status"], row["epochs"]) == ("stalled", 2), row
+    assert [json.loads(x)["epoch"] for x in _result_lines(row["path"])] == [1, 2]
     assert any("injected fault" in p.read_text() for p in Path(row["path"]).glob("error*.txt"))
 
 
@@ -170,6 +183,23 @@ def test_gpu_request_on_a_cpu_only_cluster_fails_at_once(tmp_path: Path, ray_ses
         run_study(tiny_config(tmp_path / "studies", space, "none"), tiny_data(), resume=True)
 
 
+def test_a_study_stopped_before_tune_started_it_starts_afresh(
+    tmp_path: Path, ray_session: None
+) -> None:
+    # study.json is written just before Tune's own state: a study stopped in between ran nothing,
+    # and neither "already exists" nor "no study to resume" would be true of it.
+    space = write_space(tmp_path / "space.yaml")
+    config = tiny_config(tmp_path / "studies", space, "early", trials=1, epochs=1)
+    (tmp_path / "studies" / "early").mkdir(parents=True)
+    (tmp_path / "studies" / "early" / "study.json").write_text('{"config": {}}')
+    with pytest.raises(StudyError, match="no study to resume"):
+        run_study(config, tiny_data(), resume=True)
+    result = run_study(config, tiny_data())
+    assert [r["status"] for r in result.rows] == ["completed"]
+    recorded = json.loads((tmp_path / "studies" / "early" / "study.json").read_text())
+    assert recorded["config"]["name"] == "early"
+
+
 def test_a_resume_may_change_only_how_the_study_runs_not_what_it_runs(tmp_path: Path) -> None:
     from samplegen.platform.study import _check_resume
 
@@ -187,7 +217,8 @@ def test_a_resume_may_change_only_how_the_study_runs_not_what_it_runs(tmp_path: 
         progress=True,
     )
     _check_resume(recorded, where, "here")
-    for change in ({"epochs": 5}, {"seed": 1}, {"scheduler": "asha"}):
+    # W&B logging too: Tune resumes a study with the callbacks it started with.
+    for change in ({"epochs": 5}, {"seed": 1}, {"scheduler": "asha"}, {"wandb": True}):
         other = tiny_config(tmp_path / "studies", space, "resume-settings", **change)
         with pytest.raises(
             StudyError,

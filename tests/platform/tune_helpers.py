@@ -33,6 +33,17 @@ def write_space(path: Path, space: dict[str, Any] | None = None, **params: Any) 
     return path
 
 
+def one_trial_config(tmp_path: Path, name: str, **kw: Any) -> StudyConfig:
+    """A grid study of one configuration (the smallest model of TINY_SPACE) under
+    tmp_path/studies, for tests of what happens to one trial (faults, retries, restores)."""
+    space = write_space(
+        tmp_path / "space.yaml",
+        layers={"type": "const", "value": 1},
+        kernels={"type": "const", "value": 2},
+    )
+    return tiny_config(tmp_path / "studies", space, name, search="grid", **kw)
+
+
 def tiny_data(seed: int = 0, shape: tuple[int, ...] = SHAPE) -> StudyData:
     """Random [0, 1] samples with some structure (a smooth ramp), 48 train / 16 validation."""
     rng = np.random.default_rng(seed)

@@ -89,12 +89,9 @@ def _check_paths(model_dir: Path, dataset_dir: Path) -> None:
 
 
 def _check_device(device: str) -> None:
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise EvaluationError(f"device: {device!r} is not a torch device ({exc})") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise EvaluationError(f"device: {device!r} asked for, but torch sees no CUDA device")
+    from samplegen.models.device import torch_device
+
+    torch_device(device)
 
 
 def _load(model_dir: Path, dataset_dir: Path, settings: EvaluationSettings) -> tuple[Any, Any]:
