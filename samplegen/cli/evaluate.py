@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
 
 def _run(args: argparse.Namespace) -> int:
     from samplegen.platform.evaluation import evaluate_model
-    from samplegen.platform.evaluation.summary import interval_text
+    from samplegen.platform.evaluation.summary import interval_text, other_dataset_warning
 
     metrics = evaluate_model(
         args.model,
@@ -33,6 +34,9 @@ def _run(args: argparse.Namespace) -> int:
         if rms is not None and loss.get("mean") is not None
         else f"{metrics['model']['name']} on {args.split}: loss not available"
     )
+    warning = other_dataset_warning(metrics)
+    if warning:
+        print(f"note: {warning}", file=sys.stderr)
     print(f"metrics: {metrics['files']['metrics']}")
     print(f"summary: {metrics['files']['summary']}")
     return 0

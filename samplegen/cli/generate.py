@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,17 +30,39 @@ def _ints(text: str) -> list[int]:
         ) from exc
 
 
-def _expand(paths: list[str], limit: int) -> list[Path]:
-    """Files as given; folders become their audio files (sorted), at most `limit` in all."""
-    out: list[Path] = []
+def _expand(paths: list[str]) -> list[tuple[Path, bool]]:
+    """Files as given; folders become their audio files (sorted). Each with whether it came from
+    a folder (a bad one is then skipped, not fatal)."""
+    out: list[tuple[Path, bool]] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out.extend(sorted(f for f in p.rglob("*") if f.suffix.lower() in AUDIO_SUFFIXES))
+            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in AUDIO_SUFFIXES)
+            out.extend((f, True) for f in found)
         elif p.exists():
-            out.append(p)
+            out.append((p, False))
         else:
             raise SamplegenError(f"{p}: no such file or folder")
-    return out[:limit]
+    return out
+
+
+def _load(paths: list[str], limit: int, codec: Any, skipped: list[dict[str, str]]) -> list[Any]:
+    """At most `limit` readable sounds of `paths`. A file named on the command line must read; one
+    found in a folder that does not (unreadable, silent, ...) is skipped, said on stderr and
+    added to `skipped`, as `data prepare` does: one bad file does not throw away the folder."""
+    from samplegen.generate import sounds as S
+
+    out: list[Any] = []
+    for path, in_folder in _expand(paths):
+        if len(out) >= limit:
+            break
+        try:
+            out.extend(S.load_inputs([path], codec))
+        except SamplegenError as exc:
+            if not in_folder:
+                raise
+            skipped.append({"file": str(path), "reason": str(exc)})
+            print(f"skipped: {exc}", file=sys.stderr)
+    return out
 
 
 def _accept_negative_lists(p: argparse.ArgumentParser) -> None:
@@ -87,27 +111,42 @@ def register(subparsers: Any) -> None:
     p = sub.add_parser("reconstruct", help="sounds through encode/decode (style transfer)")
     _common(p)
     p.add_argument("inputs", nargs="+", help="input sounds (files or folders)")
-    p.add_argument("--variations", type=int, default=0, help="posterior samples per input")
+    p.add_argument(
+        "--variations",
+        type=int,
+        default=0,
+        help="also this many posterior samples per input (variational models; default 0)",
+    )
 
     p = sub.add_parser("interpolate", help="between two sounds' latent means")
     _common(p)
-    p.add_argument("a")
-    p.add_argument("b")
-    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("a", help="the first sound (a file)")
+    p.add_argument("b", help="the last sound (a file)")
+    p.add_argument(
+        "--steps", type=int, default=5, help="sounds from a to b, both ends included (default 5)"
+    )
 
     p = sub.add_parser("grid", help="bilinear 2-D grid between four corner sounds")
     _common(p)
     p.add_argument(
         "corners", nargs=4, metavar="CORNER", help="top-left top-right bottom-left bottom-right"
     )
-    p.add_argument("--size", type=int, default=9)
+    p.add_argument(
+        "--size", type=int, default=9, help="sounds per side: SIZE x SIZE in all (default 9: 81)"
+    )
 
     p = sub.add_parser(
         "random", help="samples from the training codes' distribution, the prior or references"
     )
     _common(p, reference=True)
-    p.add_argument("--count", type=int, default=8)
-    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--count", type=int, default=8, help="how many sounds (default 8)")
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=1.0,
+        help="spread of the draws around the distribution's centre: below 1 closer to typical "
+        "sounds, above 1 stranger ones (default 1)",
+    )
     p.add_argument(
         "--distribution",
         choices=("auto", "fitted", "prior"),
@@ -119,14 +158,26 @@ def register(subparsers: Any) -> None:
 
     p = sub.add_parser("perturb", help="growing noise around one sound's latent")
     _common(p, reference=True)
-    p.add_argument("a")
-    p.add_argument("--levels", type=_floats, default=[0.0, 0.1, 0.2, 0.3, 0.4, 0.5])
-    p.add_argument("--per-level", type=int, default=1, help="noise draws per level")
+    p.add_argument("a", help="the sound to perturb (a file)")
+    p.add_argument(
+        "--levels",
+        type=_floats,
+        default=[0.0, 0.1, 0.2, 0.3, 0.4, 0.5],
+        help="noise levels, a comma-separated list (not a count): each is the noise's std in "
+        "units of each latent's spread (default 0,0.1,0.2,0.3,0.4,0.5)",
+    )
+    p.add_argument("--per-level", type=int, default=1, help="noise draws per level (default 1)")
 
     p = sub.add_parser("sweep", help="each latent dimension alone")
     _accept_negative_lists(p)
     _common(p, reference=True)
-    p.add_argument("--values", type=_floats, default=[-2.0, -1.0, 0.0, 1.0, 2.0])
+    p.add_argument(
+        "--values",
+        type=_floats,
+        default=[-2.0, -1.0, 0.0, 1.0, 2.0],
+        help="where each swept latent goes, a comma-separated list (not a count), in units of "
+        "its spread around its mean (default -2,-1,0,1,2)",
+    )
     p.add_argument(
         "--dims", type=_ints, default=None, help="dimensions to sweep (default all, up to 16)"
     )
@@ -135,7 +186,9 @@ def register(subparsers: Any) -> None:
     _common(p)
     p.add_argument("inputs", nargs="+", help="at least 4 input sounds (files or folders)")
     p.add_argument("--limit", type=int, default=8, help="use at most this many inputs")
-    p.add_argument("--grid-size", type=int, default=5)
+    p.add_argument(
+        "--grid-size", type=int, default=5, help="the grid's sounds per side (default 5)"
+    )
 
     gen.set_defaults(func=_run)
 
@@ -147,12 +200,13 @@ def _run(args: argparse.Namespace) -> int:
 
     space = load_space(args.model, device=args.device)
     codec = space.codec
+    skipped: list[dict[str, str]] = []
 
     def inputs(paths: list[str]) -> list[S.SoundInput]:
-        return S.load_inputs(_expand(paths, 10_000), codec)
+        return _load(paths, 10_000, codec, skipped)
 
     reference = (
-        S.load_inputs(_expand(args.reference, args.reference_limit), codec)
+        _load(args.reference, args.reference_limit, codec, skipped)
         if getattr(args, "reference", None)
         else []
     )
@@ -169,7 +223,7 @@ def _run(args: argparse.Namespace) -> int:
         out = args.out if args.out is not None else Path("sounds")
         written = generate_examples(
             space,
-            S.load_inputs(_expand(args.inputs, args.limit), codec),
+            _load(args.inputs, args.limit, codec, skipped),
             out,
             settings=ExampleSettings(grid_size=args.grid_size),
             render=settings,
@@ -207,6 +261,8 @@ def _run(args: argparse.Namespace) -> int:
         )
     else:
         plan = S.plan_sweep(space, values=args.values, dims=args.dims, reference=reference)
+    if skipped:  # in the manifest too: a skipped file never silently disappears
+        plan = dataclasses.replace(plan, settings={**plan.settings, "skipped_inputs": skipped})
     out = args.out if args.out is not None else Path("sounds") / kind
     manifest = render_plan(space, plan, out, settings, model_path=args.model)
     print(f"{len(plan.sounds)} {kind} sound(s) written to {out} (manifest: {manifest})")

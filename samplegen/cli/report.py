@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,15 @@ def _run(args: argparse.Namespace) -> int:
 
     if not args.run_dir.is_dir():
         raise SamplegenError(f"{args.run_dir}: no such run folder")
-    path = build_page(args.run_dir, args.out)
+    missing: list[str] = []
+    path = build_page(args.run_dir, args.out, missing=missing)
     print(f"audition page written: {path}")
+    if missing:
+        # A folder that is not a `samplegen run` folder gives a page of gaps: say so here too.
+        print(
+            f"note: {len(missing)} part(s) of a run folder missing (listed on the page): "
+            + ", ".join(missing[:8])
+            + (" ..." if len(missing) > 8 else ""),
+            file=sys.stderr,
+        )
     return 0

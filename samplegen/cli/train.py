@@ -189,9 +189,12 @@ def run_finetune(args: argparse.Namespace) -> int:
         device=args.device,
         echo=None if args.quiet else (lambda m: print(m, flush=True)),
     )
+    if record.get("skipped"):
+        print(f"{args.out}: the model as it was fine-tuned before ({record['kept']} weights kept)")
+        return 0
+    before, after = record["val_recon_before"], record["val_recon_after"]
     print(
-        f"validation loss {record['val_recon_before']:.4g} -> {record['val_recon_after']:.4g}; "
-        f"kept the {record['kept']} weights in {args.out}"
+        f"validation loss {before:.4g} -> {after:.4g}; kept the {record['kept']} weights in {args.out}"
     )
     return 0
 

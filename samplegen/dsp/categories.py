@@ -7,17 +7,21 @@ lists them as 1-128).
 from __future__ import annotations
 
 import re
+import unicodedata
 
 NO_CATEGORY = "No Category"
 DRUM_KIT = "Drum Kit"
 
 # The original keyword table, in its matching order: the first category with a matching keyword
-# wins. (The original also listed a few singer names under Vocal; they are not recorded.)
+# wins. (The original also listed a few singer names under Vocal; they are not recorded.) Added
+# here: "music box" and "xylophone" as the General MIDI names spell them (the original's
+# "musicbox" and "xylo" never matched those), and "electric piano" / "electric grand" before
+# Guitar, whose "electric" filed every electric piano under Guitar.
 CATEGORY_KEYWORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("Bell", ("bell", "musicbox", "glock", "celesta", "vibraphone", "chime", "tubular", "glockenspiel")),
+    ("Bell", ("bell", "musicbox", "music box", "glock", "celesta", "vibraphone", "chime", "tubular", "glockenspiel")),
     ("Wind", ("flute", "clarinet", "bassoon", "blown", "bottle", "breath", "calliope")),
     ("Bass", ("bass", "pickbass", "ebass")),
-    ("E-Piano", ("epiano", "e-piano", "rhod", "road", "keys")),
+    ("E-Piano", ("epiano", "e-piano", "electric piano", "electric grand", "rhod", "road", "keys")),
     (
         "Guitar",
         ("guitar", "eguitar", "banjo", "steel", "bandura", "hawaii", "electric", "fretless", "classicguitar"),
@@ -26,7 +30,7 @@ CATEGORY_KEYWORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "Plucked",
         ("pluck", "harpsichord", "harp", "bandura", "sitar", "dulcimer", "dulcimar", "charang", "harpsicord", "zither"),
     ),
-    ("Percussion", ("marimba", "xylo", "kalimba", "drum")),
+    ("Percussion", ("marimba", "xylo", "xylophone", "kalimba", "drum")),
     ("Strings", ("string", "strng", "strings", "violin", "viola")),
     ("Brass", ("brass", "trumpet", "sax", "flugel", "horn", "trombone")),
     ("Organ", ("organ", "tonewheel", "hammond", "wurlitzer", "farfisa")),
@@ -54,14 +58,17 @@ _NON_LETTERS = re.compile(r"[^a-z]+")
 
 
 def _words(text: str) -> list[str]:
-    return [w for w in _NON_LETTERS.split(text.lower()) if w]
+    # Accents folded first: "Flûte" is "flute", not "fl" and "te".
+    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return [w for w in _NON_LETTERS.split(folded.lower()) if w]
 
 
 def category_from_name(name: str) -> str:
     """The original's category for a file name (or any text), or "No Category".
 
     The name is lower-cased and split on non-letters; a keyword matches a whole word. A keyword
-    that itself contains non-letters (only "e-piano") matches the same run of words ("e", "piano").
+    that itself contains non-letters or spaces ("e-piano", "music box") matches the same run of
+    words ("e", "piano").
     """
     words = _words(name)
     if not words:

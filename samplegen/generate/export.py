@@ -159,6 +159,14 @@ def export_model(
     if fmt not in FORMATS:
         raise ExportError(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
     space = load_space(model_dir, device=device)
+    if fmt == "onnx":
+        for part in (space.model, getattr(space.model, "outer", None)):
+            obstacle = getattr(part, "onnx_obstacle", None)
+            if part is not None and obstacle:
+                raise ExportError(
+                    f"{model_dir}: no ONNX export of {part.name}: {obstacle}; "
+                    "export it with --format torchscript"
+                )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     out_name = "magnitude" if space.codec.representation == "stft" else "waveform"

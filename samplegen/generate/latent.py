@@ -216,10 +216,18 @@ class LatentSpace:
     def sample_prior(self, n: int, temperature: float, seed: int) -> np.ndarray:
         """`n` latent vectors from the model's own prior, scaled by `temperature`."""
         if not self.has_prior:
+            from samplegen.models.code_distribution import MAX_FITTED_DIM
+
+            # fit-codes refuses a code too large to fit (an outer model's): suggest it only
+            # where it works.
+            fits = math.prod(self.latent_shape) <= MAX_FITTED_DIM and not getattr(
+                getattr(self.model, "inner", self.model), "discrete_latent", False
+            )
             raise GenerationError(
                 f"model {self.describe()['name']!r} is not variational and has no prior: "
                 "give reference sounds (--reference) to sample their empirical latent "
-                "distribution, or store its training codes with `samplegen fit-codes`"
+                "distribution"
+                + (", or store its training codes with `samplegen fit-codes`" if fits else "")
             )
         gen = torch.Generator(device="cpu").manual_seed(int(seed))
         z = self._prior_fn()(int(n), temperature=float(temperature), generator=gen)

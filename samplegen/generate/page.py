@@ -388,10 +388,16 @@ def _sounds(page: Page, run: Path) -> Iterable[tuple[str, str, Callable[[], str]
             yield f"sounds-{folder.name}", title, functools.partial(_missing, page, folder, run)
 
 
-def build_page(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | None = None) -> Path:
+def build_page(
+    run_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    missing: list[str] | None = None,
+) -> Path:
     """Write the audition page for `run_dir` (default `RUN_DIR/index.html`); returns its path.
 
     The page must stay inside (or next to) the run folder: media are linked by relative path.
+    `missing`, when given, receives the parts of a run folder that are not there (the page lists
+    them too).
     """
     run = Path(run_dir).resolve()
     target = Path(out).resolve() if out is not None else run / PAGE_NAME
@@ -403,13 +409,17 @@ def build_page(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | No
     _section(page, "evaluation", "Evaluation", lambda: _evaluation(page, run))
     for anchor, title, body in _sounds(page, run):
         _section(page, anchor, title, body)
-    missing = (
+    missing_html = (
         "<ul>" + "".join(f"<li>{_e(m)}</li>" for m in page.missing) + "</ul>"
         if page.missing
         else "<p>nothing: every part of the run folder is present.</p>"
     )
+    if missing is not None:
+        missing.extend(page.missing)
     page.toc.append(("missing", "Missing"))
-    page.add(f'<section id="missing"><h2>Missing parts of the run folder</h2>{missing}</section>')
+    page.add(
+        f'<section id="missing"><h2>Missing parts of the run folder</h2>{missing_html}</section>'
+    )
     nav = "".join(f'<a href="#{a}">{_e(t)}</a>' for a, t in page.toc)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     doc = (

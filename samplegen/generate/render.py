@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,6 +133,36 @@ def write_analysis(
     }
 
 
+def remove_previous_files(out: Path) -> list[str]:
+    """Delete the files an earlier generation listed in `out`'s manifest.json (sounds, inputs,
+    figures, the manifest), so a folder used again holds only the new command's files; anything
+    else in the folder stays. Returns the names removed."""
+    path = out / MANIFEST
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(previous, dict):
+        return []
+    names: list[str] = []
+    for entry in [*(previous.get("sounds") or []), *(previous.get("inputs") or [])]:
+        if isinstance(entry, dict):
+            names += [entry[k] for k in ("wav", "png", "pair_png") if isinstance(entry.get(k), str)]
+    analysis = previous.get("analysis") or {}
+    if isinstance(analysis, dict):
+        names += [analysis[k] for k in ("latents", "losses") if isinstance(analysis.get(k), str)]
+    removed = []
+    for name in [*names, MANIFEST]:
+        # Only plain names inside the folder: a manifest is not trusted to point elsewhere.
+        if Path(name).name != name:
+            continue
+        target = out / name
+        if target.is_file():
+            target.unlink()
+            removed.append(name)
+    return removed
+
+
 def render_plan(
     space: LatentSpace,
     plan: Plan,
@@ -150,6 +181,7 @@ def render_plan(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    remove_previous_files(out)
     z = np.stack([s.latent for s in plan.sounds]).astype(np.float32)
     encoded, waves = decode_waves(space, z, settings)
     items: list[dict[str, Any]] = []

@@ -70,6 +70,8 @@ class SampleModel(nn.Module):
 
     name: ClassVar[str] = ""
     kind: ClassVar[str] = ""
+    # Why the model's graphs cannot be written as ONNX, when they cannot (None: they can).
+    onnx_obstacle: ClassVar[str | None] = None
 
     def __init__(self, hparams: Any, input_shape: tuple[int, ...]) -> None:
         super().__init__()

@@ -130,6 +130,10 @@ class HarmonicAE(SampleModel):
 
     name = "harmonic_ae"
     kind = "outer_wave"
+    onnx_obstacle = (
+        "its decoder filters noise through an inverse STFT, and its encoder takes a complex "
+        "STFT: ONNX has no operator for either"
+    )
     # Buffers (registered in __init__), declared for the type checker.
     window: torch.Tensor
     noise_spec: torch.Tensor

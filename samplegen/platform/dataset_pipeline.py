@@ -121,6 +121,8 @@ def _scan_one(
             found = f"loudest peak {result.loudest_hz:.1f} Hz"
             if result.fundamental_hz is not None:
                 found += f", first strong peak {result.fundamental_hz:.1f} Hz"
+            if result.f0_hz is not None:
+                found += f", fundamental {result.f0_hz:.1f} Hz"
             wanted = ", ".join(f"{t:.1f}" for t in targets)
             return {
                 **out,

@@ -15,6 +15,7 @@ otherwise the chained model is written unchanged, and the record says why.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Callable
@@ -70,12 +71,15 @@ def finetune_combined(
     on the fine-tuned model instead of `data`'s (a refit dataset names the dataset it came from).
 
     `out` may be `combined` itself: it is replaced atomically at the end. A checkpoint beside `out`
-    (`OUT.finetune-checkpoint/`) lets an interrupted call continue; a model that already carries a
-    fine-tuning record is not tuned again. Returns the record saved under the model's
-    `extra.finetune`: the settings, the validation losses before and after, and which was kept.
+    (`OUT.finetune-checkpoint/`) lets an interrupted call continue. A model whose fine-tuning
+    record holds the same settings and dataset is not tuned again (the record comes back with
+    `skipped: True`, and the model is copied to `out`); one fine-tuned otherwise is tuned again
+    from its weights. Returns the record saved under the model's `extra.finetune`: the settings,
+    the dataset, the validation losses before and after, and which was kept.
     """
     import shutil
 
+    from samplegen.dsp.config import CodecConfig
     from samplegen.models.artifact import check_dataset, load_model, save_model
     from samplegen.models.code_distribution import fitted_extra
     from samplegen.models.combined import CombinedModel, TrainsOnEncodings
@@ -100,10 +104,15 @@ def finetune_combined(
         )
     settings.eq.check_model(combined, loaded.codec)
     # Checked even when there is nothing to do: a wrong --data is a mistake worth hearing about.
-    require_dataset_info(data, label=f"--data {data}")
+    info = require_dataset_info(data, label=f"--data {data}")
+    check_dataset(loaded, _Codec(CodecConfig.from_dict(info["codec"])))
+    data_fingerprint = str(info["fingerprint"])
     done = loaded.meta.extra.get(FINETUNE_KEY)
-    if done:
-        say(f"{combined}: already fine-tuned ({done.get('kept')} kept); nothing to do")
+    if done and _same_request(done, settings, select, data_fingerprint):
+        say(
+            f"{combined}: already fine-tuned with these settings on this dataset "
+            f"({done.get('kept')} weights kept); nothing to do"
+        )
         if Path(out).absolute() != loaded.meta.directory.absolute():
             save_model(
                 out,
@@ -113,7 +122,9 @@ def finetune_combined(
                 metrics=loaded.meta.metrics,
                 extra=loaded.meta.extra,
             )
-        return dict(done)
+        return {**done, "skipped": True}
+    if done:
+        say(f"{combined} was fine-tuned before ({done.get('kept')} weights kept); tuning it again")
     study_data = load_study_data(data)
     check_dataset(loaded, study_data)
     device = trial_device(1.0 if device != "cpu" else 0.0, device)
@@ -141,6 +152,7 @@ def finetune_combined(
         "settings": asdict(settings),
         "source": str(loaded.meta.directory),
         "selected_on_validation": select,
+        "data_fingerprint": data_fingerprint,
     }
     start, history = 1, []
     if ckdir.exists():
@@ -215,6 +227,26 @@ def finetune_combined(
     shutil.rmtree(ckdir, ignore_errors=True)
     say(f"saved {out_path}")
     return record
+
+
+@dataclass(frozen=True)
+class _Codec:
+    """What `check_dataset` reads of a dataset, from its dataset.json alone."""
+
+    codec: Any
+
+
+def _same_request(
+    done: dict[str, Any], settings: FinetuneSettings, select: bool, data_fingerprint: str
+) -> bool:
+    """Whether a model's fine-tuning record is of this very fine-tuning (a repeated call, such as
+    a pipeline resumed after the stage saved its model). Records from before the dataset was
+    recorded match any dataset."""
+    return (
+        done.get("settings") == json.loads(json.dumps(asdict(settings)))
+        and done.get("selected_on_validation", True) == select
+        and done.get("data_fingerprint", data_fingerprint) == data_fingerprint
+    )
 
 
 def _with_eq_copies(

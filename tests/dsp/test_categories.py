@@ -44,6 +44,12 @@ def test_table_order_and_size() -> None:
         ("Saw Lead C4.wav", "Synth"),
         ("Korg M1 C4.wav", "Synth Makes"),
         ("Steel Drums C4.wav", "Guitar"),  # "steel" is a Guitar keyword, listed first
+        ("electric_piano_1_C4.wav", "E-Piano"),  # not Guitar's "electric"
+        ("Electric Grand Piano C3.wav", "E-Piano"),
+        ("Electric Guitar (clean) C4.wav", "Guitar"),
+        ("music_box_C5.wav", "Bell"),
+        ("Xylophone C5.wav", "Percussion"),
+        ("Flûte douce C4.wav", "Wind"),  # accents folded
         ("120bpm sequence.wav", "Pulsing"),
         ("GRAND PIANO.WAV", "Piano"),
         ("untitled 3.wav", "No Category"),

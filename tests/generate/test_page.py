@@ -68,6 +68,20 @@ def run_dir(trained_models: TrainedModels, tmp_path_factory: pytest.TempPathFact
     return run
 
 
+def test_the_console_names_the_missing_parts(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # On a folder laid out otherwise (the README's data/, studies/, models/), the page is gaps.
+    other = tmp_path / "not_a_run"
+    (other / "models").mkdir(parents=True)
+    assert main(["report", str(other)]) == 0
+    err = capsys.readouterr().err
+    assert "part(s) of a run folder missing" in err and "dataset" in err and "vae_study" in err
+    assert main(["report", str(run_dir), "--out", str(tmp_path / "page.html")]) == 0
+    err = capsys.readouterr().err
+    assert "part(s) of a run folder missing (listed on the page): vae_study" in err
+
+
 def test_page_lists_every_part_and_what_is_missing(run_dir: Path) -> None:
     html = (run_dir / "index.html").read_text()
     for text in (

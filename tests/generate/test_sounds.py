@@ -15,6 +15,7 @@ from samplegen.generate import sounds as S
 from samplegen.generate.latent import GenerationError, load_space
 
 if TYPE_CHECKING:
+    from samplegen.dsp.config import CodecConfig
     from samplegen.models.code_distribution import CodeDistribution
     from tests.generate.conftest import TrainedModels
 
@@ -269,6 +270,63 @@ def test_plain_outer_autoencoder(
     )
     man = _manifest(tmp_path / "s")
     assert len(man["settings"]["dims"]) == 16 and len(man["sounds"]) == 32
+
+
+def test_random_from_a_code_too_large_to_fit_does_not_suggest_fit_codes(
+    tmp_path: Path, small_codec: CodecConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # fit-codes refuses such a code (more than MAX_FITTED_DIM values): the error names only the
+    # way that works, reference sounds.
+    from samplegen.models.artifact import save_model
+    from samplegen.models.code_distribution import MAX_FITTED_DIM
+    from samplegen.models.registry import build_model
+
+    model = build_model("frame_ae", {"frame_latent": 32, "hidden": 16}, small_codec.shape)
+    assert np.prod(model.latent_shape) > MAX_FITTED_DIM
+    saved = save_model(tmp_path / "outer", model, codec=small_codec)
+    assert _run("generate", "random", saved, "--out", tmp_path / "r", *GL) == 2
+    err = capsys.readouterr().err
+    assert "--reference" in err and "fit-codes" not in err
+
+
+def test_a_folder_used_again_holds_only_the_new_commands_files(
+    trained_models: TrainedModels, tmp_path: Path
+) -> None:
+    m, w = trained_models.combined, trained_models.wavs
+    out = tmp_path / "sounds"
+    assert _run("generate", "interpolate", m, w[0], w[1], "--steps", "4", "--out", out, *GL) == 0
+    (out / "my_notes.txt").write_text("not ours")
+    assert _run("generate", "random", m, "--count", "2", "--out", out, *GL) == 0
+    man = _manifest(out)
+    listed = {"manifest.json", "my_notes.txt"}
+    for item in [*man["sounds"], *man["inputs"]]:
+        listed |= {item[k] for k in ("wav", "png") if k in item}
+    assert {p.name for p in out.iterdir()} == listed
+    assert len(man["sounds"]) == 2
+
+
+def test_a_bad_file_in_a_folder_is_skipped_and_listed_one_named_is_refused(
+    trained_models: TrainedModels, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    m, w = trained_models.combined, trained_models.wavs
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for wav in w[:2]:
+        shutil.copy(wav, folder / wav.name)
+    (folder / "corrupt.wav").write_bytes(b"RIFF not really audio")
+    out = tmp_path / "r"
+    assert _run("generate", "reconstruct", m, folder, "--out", out, *GL) == 0
+    err = capsys.readouterr().err
+    assert "skipped: " in err and "corrupt.wav" in err
+    man = _manifest(out)
+    assert len(man["inputs"]) == 2
+    (skipped,) = man["settings"]["skipped_inputs"]
+    assert skipped["file"] == str(folder / "corrupt.wav") and skipped["reason"]
+    # Named on the command line, the same file is an error.
+    assert _run("generate", "reconstruct", m, folder / "corrupt.wav", "--out", out, *GL) == 2
+    assert "corrupt.wav" in capsys.readouterr().err
 
 
 def test_user_errors_are_one_line_messages(

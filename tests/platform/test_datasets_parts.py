@@ -104,6 +104,23 @@ def test_pitch_check_finds_a_fundamental_weaker_than_its_harmonic() -> None:
     assert result.fundamental_hz == pytest.approx(f0, rel=0.02)
 
 
+def test_pitch_check_hears_a_fundamental_the_two_peaks_miss() -> None:
+    # A dulcimer-like note: the second harmonic loudest, the fundamental well below an eighth of
+    # it, the third partial between: the loudest and first strong peaks both say the octave
+    # above, the subharmonic summation the note's own pitch.
+    sr = 16000
+    t = np.arange(sr // 2) / sr
+    f0 = midi_hz(60)
+    partials = ((1, 0.1), (2, 1.0), (3, 0.5), (4, 0.3))
+    wave = np.sum([a * np.sin(2 * np.pi * k * f0 * t) for k, a in partials], axis=0)
+    result = check_pitch(wave, sr, [f0], 0.1)
+    assert result.loudest_hz == pytest.approx(2 * f0, rel=0.02)
+    assert result.fundamental_hz == pytest.approx(2 * f0, rel=0.02)
+    assert result.ok and result.f0_hz == pytest.approx(f0, rel=0.02)
+    # A note an octave off is still refused.
+    assert not check_pitch(wave, sr, [f0 / 2], 0.1).ok
+
+
 def test_diverse_subset_on_a_constructed_case() -> None:
     # Nine points near the origin (the mean) and two far apart on opposite sides.
     x = np.zeros((11, 2), dtype=np.float32)

@@ -304,6 +304,21 @@ def test_cli_writes_metrics(world: dict[str, Path], capsys: pytest.CaptureFixtur
     assert "RMS" in printed and str(out / "metrics.json") in printed
     assert "interval" in printed and "instruments)" in printed
     assert json.loads((out / "metrics.json").read_text())["settings"]["batch_size"] == 3
+    assert "another dataset" not in capsys.readouterr().err
+
+    # A model trained on another dataset: its "test" notes may be ones it trained on. Said on the
+    # console and in the summary.
+    elsewhere = save_model(
+        world["root"] / "outer_elsewhere",
+        load_model(world["outer"]).model,
+        codec=SMALL,
+        dataset_fingerprint="elsewhere",
+    )
+    argv = ["evaluate", str(elsewhere), "--data", str(world["stft_data"]), "--out", str(out)]
+    assert main([*argv, "--griffin-lim-iters", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "note: the model was trained on another dataset (fingerprint elsewhere" in err
+    assert "trained on another dataset" in (out / "summary.md").read_text()
 
 
 # ---- the pieces, on hand-made values -----------------------------------------------------------

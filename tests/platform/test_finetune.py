@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from dataset_helpers import SMALL, instrument_folder
 
 from samplegen.cli.main import main
 from samplegen.errors import SamplegenError
-from samplegen.models.artifact import load_model, save_model
+from samplegen.models.artifact import CodecMismatch, load_model, save_model
 from samplegen.models.base import SampleModel
 from samplegen.models.code_distribution import stored_distribution
 from samplegen.models.combined import CombinedModel
@@ -114,10 +116,25 @@ def test_finetuning_fits_the_input_domain_and_leaves_the_outer_model_alone(
     assert report["loss"]["mean"] == pytest.approx(record["val_recon_after"], rel=1e-4)
     assert not (chained["root"] / "tuned.finetune-checkpoint").exists()
 
-    # A second call finds the work done and changes nothing.
+    # A second call with the same settings and dataset finds the work done and changes nothing.
     again = finetune_combined(out, chained["data"], out, settings=SETTINGS, echo=None)
-    assert again == record
+    assert again == {**record, "skipped": True}
     assert all(torch.equal(v, load_model(out).model.state_dict()[k]) for k, v in a.items())
+    # Other settings ask for another fine-tuning: the fine-tuned model is tuned again.
+    more = replace(SETTINGS, epochs=1, lr=SETTINGS.lr / 2)
+    third = finetune_combined(
+        out, chained["data"], chained["root"] / "more", settings=more, echo=None
+    )
+    assert "skipped" not in third and third["settings"]["epochs"] == 1
+    assert third["val_recon_before"] == pytest.approx(record["val_recon_after"], rel=1e-4)
+    # A dataset of other codec settings is refused, fine-tuned before or not.
+    other = chained["root"] / "ds-1s"
+    shutil.copytree(chained["data"], other)
+    info = json.loads((other / "dataset.json").read_text())
+    info["codec"]["duration"] = 1.0
+    (other / "dataset.json").write_text(json.dumps(info))
+    with pytest.raises(CodecMismatch, match="duration"):
+        finetune_combined(out, other, out, settings=SETTINGS, echo=None)
 
 
 def _loss_on(path: Path, x: np.ndarray) -> float:

@@ -65,6 +65,20 @@ def test_preset_spaces_build_at_every_corner(preset: str, stage: str) -> None:
         assert model.num_params() > 0, config
 
 
+def test_every_packaged_space_names_its_models_hyper_parameters() -> None:
+    # Also those no preset uses (harmonic_vae, the waveform path's VAE in the README).
+    from samplegen.platform.study import check_space_names
+
+    folder = Path(_packaged("quick_vae")).parent
+    names = sorted(p.stem for p in folder.glob("*.yaml"))
+    assert "harmonic_vae" in names
+    for name in names:
+        space = load_space(_packaged(name))
+        check_space_names(space.model, space.names, space.source)
+        low = {p.name: _corners(p)[0] for p in space.params}
+        split_config(low)
+
+
 def _packaged(space: str | None) -> str:
     path = space_path(space)
     assert path is not None

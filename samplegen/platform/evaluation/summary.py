@@ -188,6 +188,20 @@ def _reference_lines(m: dict[str, Any]) -> list[str]:
     ]
 
 
+def other_dataset_warning(metrics: dict[str, Any]) -> str | None:
+    """What a reader must know when the model was trained on another dataset than the one
+    evaluated (None when it was trained on this one, or does not say)."""
+    model, data = metrics["model"], metrics["dataset"]
+    if model.get("trained_on_this_dataset") is not False:
+        return None
+    return (
+        f"the model was trained on another dataset (fingerprint {model.get('dataset_fingerprint')}"
+        f", this one {data.get('fingerprint')}): its {data['split']} split may hold notes the "
+        "model trained on, and the overfit ratio and the PCA reference use this dataset's train "
+        "split, not the notes the model trained on"
+    )
+
+
 def render_summary(metrics: dict[str, Any]) -> str:
     """Markdown summary of a metrics.json dict (as written, nulls included)."""
     model, data, settings = metrics["model"], metrics["dataset"], metrics["settings"]
@@ -202,6 +216,9 @@ def render_summary(metrics: dict[str, Any]) -> str:
         f"device {settings['device']}",
         "",
     ]
+    warning = other_dataset_warning(metrics)
+    if warning:
+        lines += [f"**Note:** {warning}", ""]
     for part in (_loss_lines, _spectral_lines, _category_lines, _latent_lines, _overfit_lines):
         lines += part(metrics)
     lines += _reference_lines(metrics)
