@@ -230,12 +230,23 @@ class StudyFiles:
         return join_location(self.uri, rel)
 
     def upload_dir(self, local: Path, rel: str) -> None:
-        """Copy a local folder into the study (used for the best model on remote storage)."""
+        """Copy a local model folder into the study (the best model on remote storage), replacing
+        the one there. An object store cannot swap a folder in one step, so its config.json goes
+        first and comes back last: a copy cut short leaves a folder that reads as no model, never
+        one model's configuration over another's weights."""
         import pyarrow.fs as pafs
 
+        from samplegen.models.artifact import CONFIG_NAME
+
+        target = f"{self.root}/{rel}"
         # A file system with real folders (a local or mounted one) needs the target made first.
-        self.fs.create_dir(f"{self.root}/{rel}", recursive=True)
-        pafs.copy_files(str(local), f"{self.root}/{rel}", destination_filesystem=self.fs)
+        self.fs.create_dir(target, recursive=True)
+        if self.exists(f"{rel}/{CONFIG_NAME}"):
+            self.fs.delete_file(f"{target}/{CONFIG_NAME}")
+        files = sorted(p for p in Path(local).iterdir() if p.is_file())
+        for path in [*(p for p in files if p.name != CONFIG_NAME), local / CONFIG_NAME]:
+            if path.is_file():
+                pafs.copy_files(str(path), f"{target}/{path.name}", destination_filesystem=self.fs)
 
 
 # ---------------------------------------------------------------- callbacks

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from samplegen.platform.downloads import join_location, location_name
 from samplegen.platform.study import StudyFiles
 
@@ -26,3 +28,40 @@ def test_a_study_on_a_uri_with_options_is_found_under_its_name() -> None:
     assert files.root == "bucket/studies/a"
     assert files.uri == "s3://bucket/studies/a?region=eu-west-1&endpoint_override=localhost:9000"
     assert files.location("best_model").startswith("s3://bucket/studies/a/best_model?")
+
+
+def test_a_model_replaced_on_a_uri_is_never_half_one_half_the_other(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pyarrow.fs as pafs
+    import torch
+
+    from samplegen.dsp.config import CodecConfig
+    from samplegen.models.artifact import ArtifactError, load_model, save_model
+    from samplegen.models.registry import build_model
+
+    files = StudyFiles(f"file://{tmp_path}/remote", "s")
+    models = {}
+    for name, latent in (("a", 3), ("b", 4)):
+        torch.manual_seed(len(name) + latent)
+        model = build_model("vae", {"latent": latent}, (32,))
+        models[name] = save_model(tmp_path / name, model, codec=CodecConfig())
+    files.upload_dir(models["a"], "best_model")
+    files.upload_dir(models["b"], "best_model")
+    landed = load_model(tmp_path / "remote" / "s" / "best_model")
+    assert landed.meta.hparams["latent"] == 4
+
+    # Cut short while copying the weights (as a killed process would be): no configuration is
+    # left to pair with the other model's weights, so the folder reads as no model at all.
+    real = pafs.copy_files
+
+    def cut(source: str, destination: str, **kw: object) -> None:
+        if destination.endswith(".safetensors"):
+            raise OSError("killed")
+        real(source, destination, **kw)
+
+    monkeypatch.setattr(pafs, "copy_files", cut)
+    with pytest.raises(OSError, match="killed"):
+        files.upload_dir(models["a"], "best_model")
+    with pytest.raises(ArtifactError, match="config.json: missing"):
+        load_model(tmp_path / "remote" / "s" / "best_model")
