@@ -32,7 +32,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--stall-window", type=int, default=None, help="stall window (0 = off)")
     p.add_argument("--overfit-limit", type=float, default=None, help="val/train limit (0 = off)")
     p.add_argument("--train-subset", type=int, default=None, help="train on k diverse samples")
-    p.add_argument("--checkpoint-every", type=int, default=10, help="epochs between checkpoints")
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=1,
+        help="epochs between checkpoints (default 1: an interrupted run loses no finished epoch)",
+    )
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     p.set_defaults(func=run_train)

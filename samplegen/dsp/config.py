@@ -57,16 +57,22 @@ class CodecConfig:
             raise ConfigError(f"n_fft: must be a power of two >= 16, got {self.n_fft}")
         if not 0 < self.hop <= self.n_fft:
             raise ConfigError(f"hop: must be in (0, n_fft], got {self.hop}")
-        if self.mu <= 0:
+        if not self.mu > 0:
             raise ConfigError(f"mu: must be positive, got {self.mu}")
-        if self.floor_db >= 0:
+        # `not x < 0`: NaN would pass `x >= 0` unnoticed.
+        if not self.floor_db < 0:
             raise ConfigError(f"floor_db: must be negative, got {self.floor_db}")
         if not 0 <= self.fade_s < self.duration:
             raise ConfigError(f"fade_s: must be in [0, duration), got {self.fade_s}")
         if not 0 <= self.min_duration <= self.duration:
             raise ConfigError(f"min_duration: must be in [0, duration], got {self.min_duration}")
-        if self.silence_db >= 0:
+        if not self.silence_db < 0:
             raise ConfigError(f"silence_db: must be negative, got {self.silence_db}")
+        if not self.center and self.num_samples < self.n_fft:
+            raise ConfigError(
+                f"n_fft: {self.n_fft} is longer than a note ({self.num_samples} samples) and "
+                "center is off, so no STFT frame fits"
+            )
 
     @property
     def num_samples(self) -> int:

@@ -489,6 +489,11 @@ def render_library(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "library.json").unlink(missing_ok=True)  # an interrupted re-render must not look done
+    # Notes of an earlier render here, with other settings, would be in the folder but not in
+    # metadata.csv: a dataset would take them for files of their own, grouped by name, apart
+    # from their program's notes (and maybe in another split).
+    for old in (*out.glob("p[0-9][0-9][0-9]_*.wav"), *out.glob("drums_standard_kit_*.wav")):
+        old.unlink()
     threshold = 10.0 ** (settings.silence_dbfs / 20.0)
     keys = [note_to_midi(n) for n in settings.notes]
     kept: list[RenderedNote] = []

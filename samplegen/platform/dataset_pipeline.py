@@ -112,8 +112,12 @@ def _scan_one(
     except Exception as exc:  # noqa: BLE001 - a file that breaks the decoder must not stop the run
         return {**out, "reason": "decoder_error", "detail": f"{type(exc).__name__}: {exc}"}
     out["peak"] = float(peak)
-    if pitch_targets is not None:
-        targets = [midi_to_hz(note)] if note is not None else list(pitch_targets)
+    targets = [] if pitch_targets is None else list(pitch_targets)
+    if pitch_targets is not None and note is not None:
+        targets = [midi_to_hz(note)]
+    # No target when every note is wanted (--notes all) and the name names none: such a file has
+    # no pitch to be held to (it used to be refused as "wrong_pitch", expected " Hz").
+    if targets:
         result = check_pitch(wave, config.sample_rate, targets, pitch_tolerance)
         out["loudest_hz"] = result.loudest_hz
         out["fundamental_hz"] = result.fundamental_hz
@@ -164,7 +168,10 @@ def _prepared(
 ) -> np.ndarray | None:
     from samplegen.dsp.audio import decode_audio, prepare_wave
 
-    data = _read_bytes(fs, path)
+    try:
+        data = _read_bytes(fs, path)
+    except OSError:
+        return None  # gone (or unreadable) since the scan: a changed file, as the driver says
     if hashlib.sha256(data).hexdigest() != expected_sha:
         return None
     mono, sr = decode_audio(data, path)

@@ -282,6 +282,18 @@ def _describe_file(source: Any, f: Any, settings: DatasetSettings) -> dict[str, 
     return entry
 
 
+def _name_grouping(source: Any) -> dict[str, int]:
+    """The name-grouping rules' version, when a file grouped by its name (no program in a
+    library's metadata) is grouped otherwise than the first rules did: such a dataset is prepared
+    again, and every other one (the built-in library's) keeps its fingerprint."""
+    from samplegen.platform.names import NAME_GROUPING_VERSION, regrouped
+
+    changed = any(
+        regrouped(f.name) for f in source.files if f.library is None or f.library.program is None
+    )
+    return {"grouping": NAME_GROUPING_VERSION} if changed else {}
+
+
 def _listing_key(source: Any, settings: DatasetSettings, config: CodecConfig) -> str:
     return _digest(
         {
@@ -290,6 +302,7 @@ def _listing_key(source: Any, settings: DatasetSettings, config: CodecConfig) ->
             "settings": settings.to_dict(),
             "metadata": source.metadata_digest,
             "files": [(f.rel, f.size, f.mtime_ns) for f in source.files],
+            **_name_grouping(source),
         }
     )
 
@@ -304,6 +317,7 @@ def _content_fingerprint(
             "settings": settings.to_dict(),
             "metadata": source.metadata_digest,
             "files": [(f["path"], f["size"], f["sha256"]) for f in files],
+            **_name_grouping(source),
         }
     )
 

@@ -34,6 +34,21 @@ def read_best_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
+def _other_run(meta: dict[str, Any], best: dict[str, Any], schedule: dict[str, Any]) -> list[str]:
+    """What differs between a checkpoint's run and the one asked for (empty: the same run).
+    A setting the checkpoint does not record (one from before it was recorded) is not compared."""
+    differ = []
+    if meta.get("config") != best["config"] or meta.get("model") != best["model"]:
+        differ.append("the configuration")
+    recorded = meta.get("schedule") or {}
+    differ += [
+        f"{k} {recorded[k]!r} (now {v!r})"
+        for k, v in schedule.items()
+        if k in recorded and recorded[k] != v
+    ]
+    return differ
+
+
 def train_config(
     config_path: str | os.PathLike[str],
     data: str | os.PathLike[str],
@@ -46,11 +61,12 @@ def train_config(
     stall_window: int | None = None,
     overfit_limit: float | None = None,
     train_subset: int | None = None,
-    checkpoint_every: int = 10,
+    checkpoint_every: int = 1,
     resume: bool = False,
     study_data: Any = None,
     stop_at: int | None = None,
     keep: str = "best",
+    restart_other: bool = False,
     echo: Callable[[str], None] | None = print,
 ) -> Path:
     """Train the configuration in `config_path` on dataset `data`; save the best epoch to `out`.
@@ -88,6 +104,8 @@ def train_config(
         raise SamplegenError(f"stop_at: must be in 1..{epochs} (the epochs), got {stop_at}")
     if keep not in ("best", "last"):
         raise SamplegenError(f"keep: 'best' or 'last', got {keep!r}")
+    if checkpoint_every < 1:
+        raise SamplegenError(f"--checkpoint-every: must be >= 1, got {checkpoint_every}")
     if study_data is None:
         study_data = load_study_data(data, train_subset)
     stall = best.get("stall") or {}
@@ -115,32 +133,47 @@ def train_config(
     best_val, best_epoch, best_weights = math.inf, 0, None
     start = 1
     # What shapes the run besides the configuration: resuming under other values would splice
-    # two different runs into one model.
-    schedule = {"epochs": epochs, "stop_at": stop_at, "keep": keep, "seed": seed}
+    # two different runs into one model. The data too: a checkpoint trained on another dataset
+    # (or, for a refit, other encodings) is another run, even at the same epoch.
+    schedule = {
+        "epochs": epochs,
+        "stop_at": stop_at,
+        "keep": keep,
+        "seed": seed,
+        "data": study_data.fingerprint,
+        "train_subset": train_subset,
+    }
+    stopped: list[str] | None = None
+    resumed = None
     if resume and ckdir.exists():
         tensors, meta = load_checkpoint(ckdir)
-        if meta.get("config") != best["config"] or meta.get("model") != best["model"]:
-            raise SamplegenError(f"{ckdir}: checkpoint is for another configuration")
-        differ = [
-            f"{k} {meta['schedule'][k]!r} (now {v!r})"
-            for k, v in schedule.items()
-            if "schedule" in meta and meta["schedule"].get(k) != v
-        ]
-        if differ:
+        differ = _other_run(meta, best, schedule)
+        if not differ:
+            resumed = tensors, meta
+        elif restart_other:
+            say(f"{ckdir}: a checkpoint of another run ({', '.join(differ)}); starting afresh")
+        else:
             raise SamplegenError(
                 f"{ckdir}: checkpoint is for another run: {', '.join(differ)}; remove it to "
                 "start again"
             )
+    if resumed is not None:
+        tensors, meta = resumed
         trainer.load_state_tensors(tensors, meta["optimizer"])
         history = meta["history"]
         best_val, best_epoch = float(meta["best_val_loss"]), int(meta["best_epoch"])
         best_weights = load_best_weights(ckdir)
         start = int(meta["epoch"]) + 1
-        say(f"resuming at epoch {start}")
+        stopped = meta.get("stopped")
+        if stopped:  # the run had stopped on its own rule: it is done, not to be trained on
+            say(f"{ckdir}: the run had stopped at epoch {start - 1} ({stopped[1]})")
+        else:
+            say(f"resuming at epoch {start}")
     status, reason = "completed", f"reached the epoch limit ({epochs})"
 
-    def checkpoint(epoch: int) -> None:
+    def checkpoint(epoch: int, stop: tuple[str, str] | None = None) -> None:
         meta = {
+            "stopped": list(stop) if stop else None,
             "epoch": epoch,
             "history": history,
             "best_val_loss": best_val,
@@ -152,33 +185,44 @@ def train_config(
         }
         save_checkpoint(ckdir, trainer, meta, best_weights)
 
-    epoch = start - 1
+    last = epochs if stop_at is None else stop_at
+    if stop_at is not None:
+        reason = f"stopped at epoch {stop_at} of a {epochs}-epoch schedule"
+    if stopped:
+        status, reason = stopped
+        last = start - 1
+    done = saved = start - 1  # the last epoch trained to its end; the last one checkpointed
+    in_epoch = False
     try:
         if start == 1 and (passes := trainer.anchor()):
             say(f"started from {passes} epochs of the model's deliberate start")
-        last = epochs if stop_at is None else stop_at
-        if stop_at is not None:
-            reason = f"stopped at epoch {stop_at} of a {epochs}-epoch schedule"
         for epoch in range(start, last + 1):
+            in_epoch = True
             r = trainer.run_epoch(epoch)
+            in_epoch = False
             history["train_loss"].append(r.train_loss)
             history["val_loss"].append(r.val_loss)
             # The settled loss: a KL warm-up's epochs would otherwise look best.
             if r.val_settled < best_val or keep == "last":
                 best_val, best_epoch, best_weights = r.val_settled, epoch, model_tensors(model)
+            done = epoch
             say(
                 f"epoch {epoch}: train {r.train_loss:.4g} val {r.val_settled:.4g} ({r.seconds:.2f} s)"
             )
             stop = rule.check(history["train_loss"], history["val_loss"])
             if epoch % checkpoint_every == 0 or stop or epoch == last:
-                checkpoint(epoch)
+                checkpoint(epoch, stop)
+                saved = epoch
             if stop:
                 status, reason = stop
                 break
     except NonFiniteLoss as exc:
         status, reason = "nan", str(exc)
     except KeyboardInterrupt:
-        checkpoint(epoch)
+        # Only a whole epoch: the weights of one cut short inside would be saved as done, half
+        # trained. The last checkpoint (every epoch by default) then stands.
+        if not in_epoch and done > saved:
+            checkpoint(done)
         raise
     if best_weights is None:
         raise SamplegenError(f"training produced no usable epoch: {reason}")

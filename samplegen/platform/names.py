@@ -24,6 +24,18 @@ _VELOCITY_RE = re.compile(
     r"(?<![A-Za-z0-9])(?:velocity|vel|v)[_-]?(?P<value>[0-9]{1,3})(?![0-9])", re.I
 )
 _SEPARATORS_RE = re.compile(r"[^a-z0-9]+")
+# Tokens that name how one instrument's note was played or recorded, not the instrument: sample
+# libraries name its dynamics (Violin.arco.ff.C4 beside Violin.arco.pp.C4), round robins
+# (Piano_C4_rr2), microphone positions (Piano_C4_close, Piano_C4_room) and MIDI note or velocity
+# numbers (Piano_060). Left in the group, each would be an instrument of its own, and one
+# instrument's notes could land in train and in test.
+_PLAYING_TOKENS = frozenset(
+    {"pppp", "ppp", "pp", "p", "mp", "mf", "f", "ff", "fff", "ffff", "sfz", "fp"}
+    | {"close", "room", "far", "near", "mid", "ambient", "amb", "overhead", "oh", "mono", "stereo"}
+)
+_PLAYING_RE = re.compile(r"^(?:rr\d*|\d{2,3})$")
+# Bumped when group_from_name changes: datasets it now groups otherwise are prepared again.
+NAME_GROUPING_VERSION = 2
 
 
 def note_to_midi(note: str) -> int:
@@ -67,13 +79,27 @@ def velocity_from_name(name: str) -> int | None:
 
 
 def group_from_name(stem: str) -> str:
-    """Instrument group of a file name: note and velocity tokens removed, lower case, ``_``-joined.
+    """Instrument group of a file name: note, velocity and playing tokens (dynamics, round robins,
+    microphone positions, 2-3 digit numbers) removed, lower case, ``_``-joined.
 
-    ``Grand Piano_C#4_v100`` and ``grand-piano-C3`` both give ``grand_piano``.
+    ``Grand Piano_C#4_v100``, ``grand-piano-C3`` and ``Grand_Piano_ff_rr2_C4`` all give
+    ``grand_piano``; ``Electric Piano 1`` and ``Electric Piano 2`` stay apart.
     """
     without = _VELOCITY_RE.sub(" ", _NOTE_RE.sub(" ", stem))
-    group = _SEPARATORS_RE.sub("_", without.lower()).strip("_")
-    return group or "unnamed"
+    tokens = [
+        t
+        for t in _SEPARATORS_RE.split(without.lower())
+        if t and t not in _PLAYING_TOKENS and not _PLAYING_RE.match(t)
+    ]
+    return "_".join(tokens) or "unnamed"
+
+
+def regrouped(stem: str) -> bool:
+    """Whether group_from_name groups `stem` otherwise than its first version did (note and
+    velocity tokens removed only): such a dataset's fingerprint names the grouping version."""
+    without = _VELOCITY_RE.sub(" ", _NOTE_RE.sub(" ", stem))
+    first = _SEPARATORS_RE.sub("_", without.lower()).strip("_") or "unnamed"
+    return first != group_from_name(stem)
 
 
 def parse_notes(spec: str | None) -> tuple[int, ...] | None:

@@ -173,6 +173,9 @@ def refit_chain(
         overfit_limit=0,
         study_data=study_data,
         resume=True,
+        # A checkpoint left by a refit of other data (the source dataset rebuilt, another outer
+        # model) is no part of this one.
+        restart_other=True,
         echo=echo,
     )
     source_info = json.loads((Path(data) / "dataset.json").read_text())["refit_of"]

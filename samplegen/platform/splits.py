@@ -7,6 +7,7 @@ renders of one instrument never straddle splits and adding files never moves exi
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -29,7 +30,8 @@ class SplitFractions:
 
     def __post_init__(self) -> None:
         values = (self.train, self.validation, self.test)
-        if any(v < 0 for v in values) or self.train <= 0:
+        # `not v >= 0`, not `v < 0`: NaN passes every comparison, and sent every group to test.
+        if any(not v >= 0 or math.isinf(v) for v in values) or not self.train > 0:
             raise SplitError(f"splits: fractions must be >= 0 with train > 0, got {values}")
         if abs(sum(values) - 1.0) > 1e-6:
             raise SplitError(f"splits: fractions must sum to 1, got {values} (sum {sum(values):g})")

@@ -384,14 +384,29 @@ def save_checkpoint(
     meta: Mapping[str, Any],
     best_weights: Mapping[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write state.safetensors (+ best.safetensors) and state.json (meta + optimiser settings)."""
+    """Write state.safetensors (+ best.safetensors) and state.json (meta + optimiser settings).
+
+    The folder is replaced whole (built beside it, then renamed): a process killed while saving
+    leaves the previous checkpoint, never new weights beside old metadata."""
+    import shutil
+    import uuid
+
+    from samplegen.atomic import replace_folder
+
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    tensors, optim_meta = trainer.state_tensors()
-    _save_tensors(directory / STATE_TENSORS, tensors)
-    if best_weights is not None:
-        _save_tensors(directory / BEST_TENSORS, best_weights)
-    write_json(directory / STATE_JSON, {**meta, "optimizer": optim_meta})
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    build = directory.parent / f".{directory.name}.build-{uuid.uuid4().hex[:8]}"
+    build.mkdir()
+    try:
+        tensors, optim_meta = trainer.state_tensors()
+        _save_tensors(build / STATE_TENSORS, tensors)
+        if best_weights is not None:
+            _save_tensors(build / BEST_TENSORS, best_weights)
+        write_json(build / STATE_JSON, {**meta, "optimizer": optim_meta})
+        replace_folder(build, directory)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
     return directory
 
 
@@ -399,7 +414,10 @@ def load_checkpoint(directory: str | Path) -> tuple[dict[str, torch.Tensor], dic
     """(state tensors, meta) from a checkpoint folder; raises SamplegenError if unreadable."""
     from safetensors.torch import load_file
 
+    from samplegen.atomic import recover_folder
+
     directory = Path(directory)
+    recover_folder(directory, STATE_JSON)  # a save killed between its two renames
     try:
         meta = json.loads((directory / STATE_JSON).read_text())
         tensors = load_file(str(directory / STATE_TENSORS))

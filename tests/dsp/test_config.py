@@ -23,7 +23,16 @@ def test_round_trip_and_fingerprint() -> None:
 
 @pytest.mark.parametrize(
     ("setting", "value"),
-    [("representation", "mel"), ("n_fft", 1000), ("hop", 0), ("mu", 0), ("duration", 0)],
+    [
+        ("representation", "mel"),
+        ("n_fft", 1000),
+        ("hop", 0),
+        ("mu", 0),
+        ("duration", 0),
+        ("mu", float("nan")),
+        ("floor_db", float("nan")),
+        ("silence_db", float("nan")),
+    ],
 )
 def test_bad_settings_name_themselves(setting: str, value: Any) -> None:
     # Any: each setting takes a value of its own field's type.
@@ -36,3 +45,9 @@ def test_unknown_keys_and_mismatches_are_named() -> None:
         CodecConfig.from_dict({"hop_size": 512})
     with pytest.raises(ConfigError, match="mu: model 8.0 != dataset 16.0"):
         CodecConfig().check_compatible(CodecConfig(mu=16.0))
+
+
+def test_an_stft_without_centring_needs_a_note_as_long_as_its_frame() -> None:
+    with pytest.raises(ConfigError, match="n_fft: 4096 is longer than a note"):
+        CodecConfig(center=False, duration=0.05, n_fft=4096, fade_s=0.01)
+    assert CodecConfig(center=False).shape == (1025, 1 + (88_200 - 2048) // 1024)

@@ -136,6 +136,13 @@ def test_render_is_deterministic_and_history_free(tmp_path: Path) -> None:
     piano = "p000_acoustic_grand_piano_C4_v100.wav"
     assert (tmp_path / "a" / piano).read_bytes() == (tmp_path / "c" / piano).read_bytes()
 
+    # Rendered again into "c" with other settings: only this render's notes are left (the earlier
+    # ones would be files metadata.csv does not list); a file of the user's own stays.
+    (tmp_path / "c" / "my_note_C4.wav").write_bytes(b"mine")
+    again = render_library(tmp_path / "c", programs=(0,), notes=("C4",), velocities=(100,))
+    notes = {p.name for p in (tmp_path / "c").glob("*.wav")}
+    assert notes == {s.file for s in again.samples} | {"my_note_C4.wav"}
+
 
 def test_categories_from_gm_families(tmp_path: Path) -> None:
     # One program of each of the 16 GM families, plus the ones the keyword table moves elsewhere.

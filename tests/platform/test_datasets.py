@@ -195,6 +195,20 @@ def test_broken_files_are_each_reported_and_the_rest_is_kept(tmp_path: Path) -> 
     assert sum(len(s) for s in load_dataset(ds).splits.values()) == 9
 
 
+def test_with_every_note_wanted_a_file_naming_none_has_no_pitch_to_fail(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for seed, (name, midi) in enumerate(
+        (("Tone A_C4.wav", 60), ("Tone B.wav", 60), ("Liar_C4.wav", 69))
+    ):
+        write_tone(src / name, midi, seed=seed)
+    ds, _ = _prepare(src, tmp_path / "ds", notes="all", pitch_check=True)
+    status = {f["path"]: (f["status"], f["reason"]) for f in _report(ds)["files"]}
+    assert status["Tone A_C4.wav"] == ("kept", None)
+    assert status["Tone B.wav"] == ("kept", None)  # was refused: "expected  Hz"
+    assert status["Liar_C4.wav"] == ("rejected", "wrong_pitch")
+
+
 def test_library_slice_uses_its_metadata(tmp_path: Path) -> None:
     from samplegen.dsp.library import ensure_library
 

@@ -14,6 +14,7 @@ from samplegen.platform.names import (
     note_from_name,
     note_to_midi,
     parse_notes,
+    regrouped,
     velocity_from_name,
 )
 from samplegen.platform.pitch import check_pitch
@@ -57,6 +58,30 @@ def test_velocity_and_group_from_name() -> None:
     }
     assert groups == {"grand_piano"}
     assert group_from_name("Grand Piano_C4") != group_from_name("Upright Piano_C4")
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        ("Violin.arco.ff.sulA.C4", "Violin.arco.pp.sulA.C5", "Violin.arco.mf.sulA.C3"),
+        ("Piano_C4_rr1", "Piano_C4_rr2", "Piano_C5_rr3"),
+        ("Piano_C4_close", "Piano_C4_room", "Piano_C4_ambient"),
+        ("Piano_060", "Piano_072"),
+    ],
+)
+def test_one_instruments_dynamics_round_robins_and_mics_are_one_group(
+    names: tuple[str, ...],
+) -> None:
+    # Each would otherwise be an instrument of its own, and could land in another split.
+    assert len({group_from_name(n) for n in names}) == 1
+    assert all(regrouped(n) for n in names)
+
+
+def test_numbered_instruments_stay_apart_and_old_groups_keep_their_fingerprints() -> None:
+    assert group_from_name("Electric Piano 1_C4") == "electric_piano_1"
+    assert group_from_name("Electric Piano 2_C4") == "electric_piano_2"
+    # Grouped as before: a dataset of such names keeps its fingerprint (no re-preparation).
+    assert not any(regrouped(n) for n in ("Grand Piano_C4_v100", "drums_standard_kit_C3_v100"))
 
 
 def test_split_is_deterministic_and_roughly_proportional() -> None:
@@ -158,3 +183,10 @@ def test_mix_waves_renormalises() -> None:
     mixed = mix_waves(a, b, 0.5)
     assert np.max(np.abs(mixed)) == pytest.approx(1.0)
     np.testing.assert_allclose(mixed, [0.5 / 0.75, 0.5 / 0.75, -1.0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("spec", ["nan,0.5,0.5", "0.8,nan,0.2", "inf,0,0"])
+def test_split_fractions_that_are_not_numbers_are_refused(spec: str) -> None:
+    # NaN passes every comparison: such fractions sent every group to test.
+    with pytest.raises(SamplegenError, match="splits: fractions must"):
+        SplitFractions.parse(spec)

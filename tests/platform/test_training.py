@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 import pytest
@@ -375,3 +375,64 @@ def test_the_deliberate_start_runs_on_cuda(amp: bool) -> None:
     assert trainer.anchor() == 40
     assert _explained(trainer) > 0.9
     assert np.isfinite(trainer.run_epoch(1).val_loss)
+
+
+def test_a_long_run_resumes_only_what_it_was_and_where_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from samplegen.dsp.config import CodecConfig
+    from samplegen.models.artifact import load_model
+    from samplegen.platform.longrun import train_config
+    from samplegen.platform.study import StudyData
+
+    data = StudyData(_flat_data(64, 1), _flat_data(16, 2), CodecConfig(), "flat", "test")
+    hp = {"latent": 2, "depth": 2, "ratio": 0.5, "lr": 3e-3, "batch_size": 8}
+    config = tmp_path / "best_config.json"
+    config.write_text(json.dumps({"model": "vae", "config": hp, "seed": 0}))
+    common: _RunSettings = {"epochs": 4, "study_data": data, "stall_window": 0, "overfit_limit": 0}
+    straight = load_model(train_config(config, "", tmp_path / "straight", echo=None, **common))
+
+    # Ctrl-C inside epoch 3: its half-trained weights are not saved as epoch 3 done.
+    real = Trainer.run_epoch
+
+    def cut_in_epoch_3(self: Trainer, epoch: int) -> Any:
+        if epoch == 3:
+            raise KeyboardInterrupt
+        return real(self, epoch)
+
+    monkeypatch.setattr(Trainer, "run_epoch", cut_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        train_config(config, "", tmp_path / "cut", echo=None, **common)
+    monkeypatch.setattr(Trainer, "run_epoch", real)
+    said: list[str] = []
+    resumed = train_config(config, "", tmp_path / "cut", echo=said.append, resume=True, **common)
+    assert said[0] == "resuming at epoch 3"
+    a, b = straight.model.state_dict(), load_model(resumed).model.state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+    # Its checkpoint is of this data: a resume on other data is another run.
+    other = StudyData(_flat_data(64, 3), _flat_data(16, 2), CodecConfig(), "other", "test")
+    moved: _RunSettings = {**common, "study_data": other}
+    with pytest.raises(SamplegenError, match=r"another run: data 'flat' \(now 'other'\)"):
+        train_config(config, "", tmp_path / "cut", echo=None, resume=True, **moved)
+    said.clear()
+    train_config(
+        config, "", tmp_path / "cut", echo=said.append, resume=True, restart_other=True, **moved
+    )
+    assert "starting afresh" in said[0] and not any("resuming" in line for line in said)
+
+    # A run that stopped on its own rule is done: resumed, it trains no further epoch.
+    stalling = tmp_path / "stalling.json"
+    stall = {"window": 1, "min_change": 0.9, "overfit_limit": None}
+    stalling.write_text(json.dumps({"model": "vae", "config": hp, "seed": 0, "stall": stall}))
+    stalls: _RunSettings = {**common, "epochs": 30, "stall_window": None}
+    stopped = load_model(train_config(stalling, "", tmp_path / "stall", echo=None, **stalls))
+    assert stopped.meta.metrics["status"] == "stalled"
+    epochs = stopped.meta.metrics["epochs"]
+    assert epochs < 30
+    said.clear()
+    again = load_model(
+        train_config(stalling, "", tmp_path / "stall", echo=said.append, resume=True, **stalls)
+    )
+    assert not any(line.startswith("epoch ") for line in said)
+    assert again.meta.metrics["epochs"] == epochs and again.meta.metrics["status"] == "stalled"
