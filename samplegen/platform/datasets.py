@@ -410,7 +410,7 @@ def _variation_rows(
     from samplegen.dsp.library import DEFAULT_NOTES, LibraryError
     from samplegen.dsp.variations import ensure_variations, read_variations, variation_settings
     from samplegen.platform.dataset_pipeline import KEPT, _scan_one
-    from samplegen.platform.names import midi_to_note, note_to_midi
+    from samplegen.platform.names import midi_to_hz, midi_to_note, note_to_midi
 
     programs = sorted(
         {r["program"] for r in rows if r["split"] == "train" and r["program"] is not None}
@@ -429,7 +429,9 @@ def _variation_rows(
         path = str((folder / v.file).resolve())
         name = Path(v.file).stem
         note = note_to_midi(v.note)
-        scan = _scan_one(fs, path, name, note, config, None, settings.pitch_tolerance)
+        # Held to --pitch-check as the library's own notes are.
+        targets = [midi_to_hz(note)] if settings.pitch_check else None
+        scan = _scan_one(fs, path, name, note, config, targets, settings.pitch_tolerance)
         if scan["status"] != KEPT:
             warnings.append(f"variation {path} left out: {scan['reason']} ({scan.get('detail')})")
             continue

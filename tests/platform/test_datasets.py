@@ -330,6 +330,14 @@ def test_variations_are_training_only_rows_of_training_programs(tmp_path: Path) 
     assert not any(m["augmented"] for s in ("validation", "test") for m in data.splits[s].meta)
     settings = json.loads((ds / "dataset.json").read_text())["settings"]
     assert settings["variations"] is True
+    # With --pitch-check the variations are held to it as the library's notes are: those whose
+    # sound is not at C4 (drum kits, sound effects, a 16' organ) are left out, each named.
+    checked, said = _prepare(
+        "builtin", tmp_path / "checked", notes="C4", variations=True, pitch_check=True
+    )
+    kept = [m for m in load_dataset(checked).splits["train"].meta if m["augmented"]]
+    dropped = [s for s in said if s.startswith("warning: variation") and "wrong_pitch" in s]
+    assert dropped and len(kept) + len(dropped) <= len(extra)
     # Without the option the same source gives the real rows alone, and no `variations` key.
     plain, _ = _prepare("builtin", tmp_path / "plain", notes="C4")
     assert "variations" not in json.loads((plain / "dataset.json").read_text())["settings"]
