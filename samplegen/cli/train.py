@@ -6,7 +6,7 @@ trained again with the validation notes among its training notes (samplegen.plat
 
 Plain training (no Tune): the study's best configuration (`best_config.json`), or any JSON with
 `model` and a flat `config`, trained with the same epoch loop and stopping rule as the trials.
-A checkpoint is kept in OUT/checkpoint; `--resume` continues from it after an interruption.
+A checkpoint is kept beside OUT, in OUT.checkpoint; `--resume` continues from it after an interruption.
 """
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ def register(subparsers: Any) -> None:
         default=1,
         help="epochs between checkpoints (default 1: an interrupted run loses no finished epoch)",
     )
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    p.add_argument(
+        "--resume", action="store_true", help="continue from OUT.checkpoint (the folder beside OUT)"
+    )
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     p.set_defaults(func=run_train)
 

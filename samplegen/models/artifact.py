@@ -84,9 +84,11 @@ def save_model(
 ) -> Path:
     """Write `model` to `directory` atomically (built in a temporary sibling, then renamed).
 
-    An existing directory is replaced. Returns the directory's path.
+    An existing model directory is replaced; anything else there (a file, a folder of other
+    things) is refused with ArtifactError, never replaced. Returns the directory's path.
     """
     target = Path(directory)
+    check_model_target(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     config = {
         "format_version": FORMAT_VERSION,
@@ -117,6 +119,25 @@ def save_model(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def check_model_target(target: Path) -> None:
+    """Refuse a target that is not a model directory, an empty folder or absent: a mistyped --out
+    must not delete a user's files. (Called before training too, so the mistake costs no run.)"""
+    recover_folder(target, CONFIG_NAME)
+    for parent in target.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ArtifactError(f"{parent}: is a file, so {target} cannot be a model folder")
+            break
+    if not target.exists() and not target.is_symlink():
+        return
+    if target.is_dir() and ((target / CONFIG_NAME).is_file() or not any(target.iterdir())):
+        return
+    raise ArtifactError(
+        f"{target}: exists and is not a samplegen model directory (no {CONFIG_NAME}); refusing "
+        "to replace it: choose another --out, or remove it first"
+    )
 
 
 def read_meta(directory: str | os.PathLike[str]) -> tuple[ModelMeta, CodecConfig]:

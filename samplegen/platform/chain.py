@@ -260,6 +260,8 @@ def run_chain(
     # Local copies of what a study on a URI holds (the outer model, trial checkpoints).
     downloads = enc_dir.with_name(f"{enc_dir.name}-downloads")
     outer_dir = local_copy(outer_at, downloads / "outer")
+    if resume:
+        _check_resumable(files, outer_dir, dataset, eq)
     enc_path = encode_dataset(outer_dir, dataset, enc_dir, eq=eq, echo=echo)
     study_data = chain_study_data(enc_path, dataset)
     result = run_study(config, study_data, resume=resume, echo=echo)
@@ -305,6 +307,28 @@ def run_chain(
             combined = files.location(BEST_COMBINED)
         echo(f"[{config.name}] best combined model: {combined}")
     return ChainResult(result, enc_path, outer_dir, combined)
+
+
+def _check_resumable(files: Any, outer_dir: Path, dataset: str, eq: EqAugment | None) -> None:
+    """Before the encoding pass, which would overwrite the study's own encodings: a study to
+    resume must exist, and must have run on the encodings these settings make."""
+    import json
+
+    from samplegen.platform.encoded import encodings_fingerprint
+    from samplegen.platform.study import STUDY_JSON, TUNER_STATE, StudyError
+
+    if not files.exists(TUNER_STATE):
+        raise StudyError(f"{files.uri}: no study to resume there (run it without --resume first)")
+    if not files.exists(STUDY_JSON):
+        return
+    recorded = (json.loads(files.read_bytes(STUDY_JSON)).get("data") or {}).get("fingerprint")
+    now = encodings_fingerprint(outer_dir, dataset, eq)
+    if recorded and recorded != now:
+        raise StudyError(
+            f"{files.uri}: cannot resume on other data: the study ran on the encodings of another "
+            f"outer model, dataset or EQ copies (fingerprint {recorded}; these would be {now}); "
+            "resume with the study's --outer, --data and --eq-* settings, or start a new --name"
+        )
 
 
 def encodings_dir(files: Any, encoded: str | os.PathLike[str] | None) -> Path:

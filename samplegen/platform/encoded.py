@@ -213,6 +213,41 @@ def _choose_device(device: str) -> str:
     return device
 
 
+def _content(
+    weights: Path, outer_name: str, dataset_fingerprint: str, eq: EqAugment
+) -> dict[str, Any]:
+    content: dict[str, Any] = {
+        "outer_weights_sha256": file_sha256(weights),
+        "outer_name": outer_name,
+        "dataset_fingerprint": dataset_fingerprint,
+    }
+    if eq.variants:
+        content["eq"] = eq.to_dict()
+    return content
+
+
+def _fingerprint(content: dict[str, Any]) -> str:
+    # What was encoded, not where it lay: a run folder moved elsewhere keeps its encodings, and a
+    # study over them still resumes (a study refuses to resume on other data by this fingerprint).
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def encodings_fingerprint(
+    model_dir: str | os.PathLike[str], dataset_dir: str | os.PathLike[str], eq: EqAugment | None
+) -> str:
+    """The fingerprint `encode_dataset` would give these encodings, without encoding anything
+    (a resumed chain checks it against its study's before it overwrites the encodings)."""
+    from samplegen.models.artifact import WEIGHTS_NAME, read_meta
+    from samplegen.platform.datasets import require_dataset_info
+
+    meta, _ = read_meta(model_dir)
+    info = require_dataset_info(dataset_dir)
+    content = _content(
+        Path(model_dir) / WEIGHTS_NAME, meta.name, info["fingerprint"], eq or EqAugment()
+    )
+    return _fingerprint(content)
+
+
 def encode_dataset(
     model_dir: str | os.PathLike[str],
     dataset_dir: str | os.PathLike[str],
@@ -257,16 +292,8 @@ def encode_dataset(
     weights = model_path / WEIGHTS_NAME
     if not weights.is_file():
         raise EncodedError(f"{weights}: the model's weights file is missing")
-    content: dict[str, Any] = {
-        "outer_weights_sha256": file_sha256(weights),
-        "outer_name": meta.name,
-        "dataset_fingerprint": info["fingerprint"],
-    }
-    if eq.variants:
-        content["eq"] = eq.to_dict()
-    # What was encoded, not where it lay: a run folder moved elsewhere keeps its encodings, and a
-    # study over them still resumes (a study refuses to resume on other data by this fingerprint).
-    fingerprint = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:32]
+    content = _content(weights, meta.name, info["fingerprint"], eq)
+    fingerprint = _fingerprint(content)
     source = {
         "outer_model": str(model_path.absolute()),
         "dataset": str(data_path.absolute()),

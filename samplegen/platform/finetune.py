@@ -59,7 +59,7 @@ def finetune_combined(
     *,
     settings: FinetuneSettings | None = None,
     device: str = "auto",
-    checkpoint_every: int = 5,
+    checkpoint_every: int = 1,
     select: bool = True,
     dataset_fingerprint: str | None = None,
     echo: Callable[[str], None] | None = print,
@@ -103,6 +103,9 @@ def finetune_combined(
             f"not {loaded.meta.name!r}"
         )
     settings.eq.check_model(combined, loaded.codec)
+    from samplegen.models.artifact import check_model_target
+
+    check_model_target(Path(out))
     # Checked even when there is nothing to do: a wrong --data is a mistake worth hearing about.
     info = require_dataset_info(data, label=f"--data {data}")
     check_dataset(loaded, _Codec(CodecConfig.from_dict(info["codec"])))

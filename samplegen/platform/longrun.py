@@ -106,6 +106,9 @@ def train_config(
         raise SamplegenError(f"keep: 'best' or 'last', got {keep!r}")
     if checkpoint_every < 1:
         raise SamplegenError(f"--checkpoint-every: must be >= 1, got {checkpoint_every}")
+    from samplegen.models.artifact import check_model_target
+
+    check_model_target(Path(out))
     if study_data is None:
         study_data = load_study_data(data, train_subset)
     stall = best.get("stall") or {}
@@ -145,6 +148,8 @@ def train_config(
     }
     stopped: list[str] | None = None
     resumed = None
+    if resume and not ckdir.exists():
+        say(f"no checkpoint at {ckdir}: starting at epoch 1")
     if resume and ckdir.exists():
         tensors, meta = load_checkpoint(ckdir)
         differ = _other_run(meta, best, schedule)

@@ -24,6 +24,7 @@ import math
 import os
 import signal
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,8 @@ RESUME_FREE = frozenset(
         "autoscaling",
         # Where the study folder is: found there by name, it is the same study (a moved run).
         "storage",
+        # Where the dataset is: the data itself is checked, by fingerprint (_check_resume_data).
+        "data",
         "progress",
         "export_best",
         "num_cpus",
@@ -192,6 +195,12 @@ class StudyFiles:
 
         self.fs, root = location_fs(storage)
         self.local = not is_uri(storage)
+        if self.local:
+            for folder in (Path(root), *Path(root).parents):
+                if folder.exists():
+                    if not folder.is_dir():
+                        raise StudyError(f"--storage {storage}: {folder} is a file, not a folder")
+                    break
         self.storage_path = root if self.local else storage
         self.root = f"{root.rstrip('/')}/{name}"
         self.uri = join_location(storage, name) if not self.local else self.root
@@ -613,9 +622,11 @@ def run_study(
                 verbose=0,
             ),
         )
-    grid = tuner.fit()
+    grid, signalled = _fit_noting_ctrl_c(tuner)
     trials = _trials_of(grid)
-    interrupted = any(t.status not in ("TERMINATED", "ERROR") for t in trials)
+    # Tune ends a Ctrl-C'd study with its running trials TERMINATED, as if done: the statuses
+    # alone called such a study finished (and exported its best model).
+    interrupted = signalled or any(t.status not in ("TERMINATED", "ERROR") for t in trials)
     if plan.num_samples > 1 and len(trials) < plan.num_samples and config.time_budget_s is None:
         interrupted = True
     rows = results_rows(grid, space.names)
@@ -631,6 +642,27 @@ def run_study(
     if config.progress:
         echo(summary_line(config.name, rows, best, interrupted))
     return result
+
+
+def _fit_noting_ctrl_c(tuner: Any) -> tuple[Any, bool]:
+    """`tuner.fit()`, and whether Ctrl-C (SIGINT) stopped it.
+
+    Tune's own SIGINT handler ends the study and puts back the handler that was there before it;
+    a sentinel handler installed first is therefore the one in place afterwards exactly when a
+    SIGINT arrived. (A second Ctrl-C reaches the sentinel, which interrupts as Python would.)
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return tuner.fit(), False  # signals reach only the main thread; Tune installs none
+
+    def sentinel(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, sentinel)
+    try:
+        grid = tuner.fit()
+        return grid, signal.getsignal(signal.SIGINT) is sentinel
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _check_resume(previous: dict[str, Any], config: StudyConfig, where: str) -> None:

@@ -114,3 +114,23 @@ def test_combined_from_trained_parts_round_trips(tmp_path: Path) -> None:
     assert isinstance(too_small, InnerModel)
     with pytest.raises(SamplegenError, match="inner input"):
         CombinedModel.from_parts(outer, too_small)
+
+
+def test_a_path_that_is_not_a_model_is_never_replaced(tmp_path: Path) -> None:
+    # A mistyped --out (train, finetune) used to turn a file into a model folder, or delete the
+    # contents of a folder of other things.
+    model = build_model("vae", HP, (32,))
+    notes = tmp_path / "notes.txt"
+    notes.write_text("important")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "a.wav").write_bytes(b"mine")
+    for target in (notes, mine, notes / "model"):
+        with pytest.raises(ArtifactError, match="refusing to replace it|is a file"):
+            save_model(target, model, codec=CodecConfig())
+    assert notes.read_text() == "important" and (mine / "a.wav").read_bytes() == b"mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "notes.txt"]
+    # An empty folder, or a model directory, is fine.
+    (tmp_path / "empty").mkdir()
+    assert (save_model(tmp_path / "empty", model, codec=CodecConfig()) / "config.json").is_file()
+    save_model(tmp_path / "empty", model, codec=CodecConfig())

@@ -276,6 +276,27 @@ def test_outer_resolution_errors(tmp_path: Path) -> None:
         resolve_outer(tmp_path)
 
 
+def test_a_resume_on_other_encodings_is_refused_before_it_encodes(
+    outer_study: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, _ = outer_study
+    args = [*vae_args(root, "again", trials=1), "--epochs", "1", *FAST]
+    assert main([*args, "--resume"]) == 2
+    assert "no study to resume" in capsys.readouterr().err
+    assert not (root / "again-encoded").exists()  # nothing encoded for a study that is not there
+    assert main(args) == 0
+    capsys.readouterr()
+    encodings = root / "again-encoded" / "encoded.json"
+    before = encodings.read_bytes(), encodings.stat().st_mtime_ns
+    # Other EQ copies make other encodings: refused by name, and the study's own are untouched.
+    assert main([*args, "--resume", "--eq-variants", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot resume on other data" in err[0] and "--eq-*" in err[0]
+    assert (encodings.read_bytes(), encodings.stat().st_mtime_ns) == before
+    assert main([*args, "--resume"]) == 0
+    assert "up to date, reusing them" in capsys.readouterr().out
+
+
 def test_tune_vae_cli_errors_are_one_line(
     outer_study: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -58,6 +58,20 @@ def test_cli_tune_outer_then_train_then_plot(
     assert main(args) == 2
     assert "already exists" in capsys.readouterr().err
 
+    # A file where a folder must be: one line, before anything runs.
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    storage_at = args.index("--storage") + 1
+    assert main([*args[:storage_at], str(afile), *args[storage_at + 1 :]]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is a file, not a folder" in err[0], err
+    train = ["train", "--config", str(study / "best_config.json"), "--epochs", "1"]
+    for out_at in (afile, afile / "m"):
+        assert main([*train, "--data", str(dataset), "--out", str(out_at), "--quiet"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and str(afile) in err[0], err
+    assert afile.read_text() == "mine"
+
     # Train the best configuration longer, without Tune.
     model_dir = tmp_path / "longer"
     train = ["train", "--config", str(study / "best_config.json"), "--epochs", "3"]
@@ -118,6 +132,21 @@ def test_interrupted_study_resumes_without_rerunning_finished_trials(
     assert state_files
     state = json.loads(state_files[-1].read_text())
     assert len(state["xs"]) == 5 and state["pending"] == {}
+
+
+def test_ctrl_c_with_every_trial_started_is_an_interruption(
+    tmp_path: Path, ray_session: None
+) -> None:
+    # Both trials run at once; Ctrl-C when the first ends leaves the other TERMINATED by Tune, as
+    # if done: the study must still say it was interrupted, and export nothing.
+    space = write_space(tmp_path / "space.yaml")
+    config = tiny_config(tmp_path / "studies", space, "ctrl-c", trials=2, epochs=6)
+    first = run_study(config, tiny_data(), interrupt_after=1)
+    assert first.interrupted and "--resume" in first.note
+    assert first.best_model is None
+    second = run_study(config, tiny_data(), resume=True)
+    assert not second.interrupted and second.best_model is not None
+    assert len(second.rows) == 2 and all(r["status"] == "completed" for r in second.rows)
 
 
 def test_a_trial_that_fails_once_resumes_from_its_checkpoint(
@@ -215,6 +244,7 @@ def test_a_resume_may_change_only_how_the_study_runs_not_what_it_runs(tmp_path: 
         autoscaling=True,
         num_cpus=8,
         progress=True,
+        data="/the/same/dataset/elsewhere",  # its content is checked by fingerprint instead
     )
     _check_resume(recorded, where, "here")
     # W&B logging too: Tune resumes a study with the callbacks it started with.
