@@ -83,6 +83,12 @@ def wandb_callback(
     if mode == "online" and not os.environ.get("WANDB_API_KEY"):
         echo("warning: WANDB_MODE=online but no WANDB_API_KEY: logging offline instead")
         mode = "offline"
+    elif mode == "offline" and not os.environ.get("WANDB_MODE"):
+        # Chosen for the user (no key): say so, or they wait for a dashboard that never fills.
+        where = f" under {directory}" if directory else ""
+        echo(
+            f"W&B: no WANDB_API_KEY, so runs are logged offline{where} (`wandb sync` uploads them)"
+        )
     kwargs: dict[str, Any] = {"mode": mode}
     if directory:
         Path(directory).mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ from samplegen.platform.tracking import wandb_callback, wandb_mode
 FAKE_KEY = "sgfake0123456789abcdef0123456789abcdef01"
 
 
-def test_mode_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mode_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     assert wandb_mode() == "offline"
@@ -27,6 +27,18 @@ def test_mode_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     said: list[str] = []
     assert wandb_callback("p", "g", echo=said.append) is not None
     assert "offline instead" in said[0]
+    # Offline because there is no key at all: said too, with where the runs go.
+    monkeypatch.delenv("WANDB_MODE")
+    said.clear()
+    assert wandb_callback("p", "g", directory=str(tmp_path / "w"), echo=said.append) is not None
+    assert said == [
+        f"W&B: no WANDB_API_KEY, so runs are logged offline under {tmp_path / 'w'} "
+        "(`wandb sync` uploads them)"
+    ]
+    # Asked for (WANDB_MODE=offline): nothing to say.
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    said.clear()
+    assert wandb_callback("p", "g", echo=said.append) is not None and said == []
 
 
 def test_offline_study_logs_runs_and_examples_without_storing_the_key(
