@@ -26,14 +26,15 @@ _VELOCITY_RE = re.compile(
 _SEPARATORS_RE = re.compile(r"[^a-z0-9]+")
 # Tokens that name how one instrument's note was played or recorded, not the instrument: sample
 # libraries name its dynamics (Violin.arco.ff.C4 beside Violin.arco.pp.C4), round robins
-# (Piano_C4_rr2), microphone positions (Piano_C4_close, Piano_C4_room) and MIDI note or velocity
+# (Piano_C4_rr2), microphone positions (Piano_C4_close, Piano_C4_room) and zero-padded MIDI note
 # numbers (Piano_060). Left in the group, each would be an instrument of its own, and one
-# instrument's notes could land in train and in test.
+# instrument's notes could land in train and in test. Other numbers stay: "Electric Piano 2" and
+# "Flute 10" name instruments.
 _PLAYING_TOKENS = frozenset(
     {"pppp", "ppp", "pp", "p", "mp", "mf", "f", "ff", "fff", "ffff", "sfz", "fp"}
     | {"close", "room", "far", "near", "mid", "ambient", "amb", "overhead", "oh", "mono", "stereo"}
 )
-_PLAYING_RE = re.compile(r"^(?:rr\d*|\d{2,3})$")
+_PLAYING_RE = re.compile(r"^(?:rr\d*|0\d\d)$")
 # Bumped when group_from_name changes: datasets it now groups otherwise are prepared again.
 NAME_GROUPING_VERSION = 2
 
@@ -80,7 +81,7 @@ def velocity_from_name(name: str) -> int | None:
 
 def group_from_name(stem: str) -> str:
     """Instrument group of a file name: note, velocity and playing tokens (dynamics, round robins,
-    microphone positions, 2-3 digit numbers) removed, lower case, ``_``-joined.
+    microphone positions, zero-padded 3-digit numbers) removed, lower case, ``_``-joined.
 
     ``Grand Piano_C#4_v100``, ``grand-piano-C3`` and ``Grand_Piano_ff_rr2_C4`` all give
     ``grand_piano``; ``Electric Piano 1`` and ``Electric Piano 2`` stay apart.

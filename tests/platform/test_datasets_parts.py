@@ -80,6 +80,7 @@ def test_one_instruments_dynamics_round_robins_and_mics_are_one_group(
 def test_numbered_instruments_stay_apart_and_old_groups_keep_their_fingerprints() -> None:
     assert group_from_name("Electric Piano 1_C4") == "electric_piano_1"
     assert group_from_name("Electric Piano 2_C4") == "electric_piano_2"
+    assert group_from_name("Flute 10_C4_v100") == "flute_10"
     # Grouped as before: a dataset of such names keeps its fingerprint (no re-preparation).
     assert not any(regrouped(n) for n in ("Grand Piano_C4_v100", "drums_standard_kit_C3_v100"))
 
