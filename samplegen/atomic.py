@@ -97,3 +97,12 @@ def recover_folder(target: Path, marker: str) -> None:
     # Another process may have recovered it first, or the folder is read-only: read as it is.
     with contextlib.suppress(OSError):
         os.replace(newest, target)
+
+
+def file_in_the_way(path: Path) -> Path | None:
+    """The file that keeps `path` from being a folder: `path` itself or its nearest existing
+    ancestor, when that is not a folder (None when the folder can be made or is there)."""
+    for folder in (path, *path.parents):
+        if folder.exists():
+            return None if folder.is_dir() else folder
+    return None

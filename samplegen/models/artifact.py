@@ -20,7 +20,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from samplegen.atomic import recover_folder, replace_folder
+from samplegen.atomic import file_in_the_way, recover_folder, replace_folder
 from samplegen.dsp.config import CodecConfig, ConfigError
 from samplegen.errors import SamplegenError
 from samplegen.models.base import SampleModel
@@ -104,7 +104,6 @@ def save_model(
         "compression": model.compression,
     }
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    recover_folder(target, CONFIG_NAME)
     tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
@@ -125,11 +124,9 @@ def check_model_target(target: Path) -> None:
     """Refuse a target that is not a model directory, an empty folder or absent: a mistyped --out
     must not delete a user's files. (Called before training too, so the mistake costs no run.)"""
     recover_folder(target, CONFIG_NAME)
-    for parent in target.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ArtifactError(f"{parent}: is a file, so {target} cannot be a model folder")
-            break
+    blocked = file_in_the_way(target.parent)
+    if blocked is not None:
+        raise ArtifactError(f"{blocked}: is a file, so {target} cannot be a model folder")
     if not target.exists() and not target.is_symlink():
         return
     if target.is_dir() and ((target / CONFIG_NAME).is_file() or not any(target.iterdir())):

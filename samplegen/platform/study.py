@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from samplegen.atomic import write_bytes_atomic
+from samplegen.atomic import file_in_the_way, write_bytes_atomic
 from samplegen.errors import SamplegenError
 from samplegen.platform.schedulers import SCHEDULERS
 from samplegen.platform.searchers import FAILED_STATUSES, SEARCHERS
@@ -195,12 +195,9 @@ class StudyFiles:
 
         self.fs, root = location_fs(storage)
         self.local = not is_uri(storage)
-        if self.local:
-            for folder in (Path(root), *Path(root).parents):
-                if folder.exists():
-                    if not folder.is_dir():
-                        raise StudyError(f"--storage {storage}: {folder} is a file, not a folder")
-                    break
+        blocked = file_in_the_way(Path(root)) if self.local else None
+        if blocked is not None:
+            raise StudyError(f"--storage {storage}: {blocked} is a file, not a folder")
         self.storage_path = root if self.local else storage
         self.root = f"{root.rstrip('/')}/{name}"
         self.uri = join_location(storage, name) if not self.local else self.root
