@@ -5,9 +5,11 @@ file or the new one, never half of one."""
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
+import socket
 import tempfile
 import uuid
 from collections.abc import Callable
@@ -65,6 +67,53 @@ def write_json_atomic(
     return write_text_atomic(path, text)
 
 
+def new_build_folder(target: Path) -> Path:
+    """A new empty folder beside `target` in which to build its next version for `replace_folder`.
+
+    Its name holds this host and process, so that a later call can tell the half-built folders
+    of processes that died on this host and remove them, with the copies a killed
+    `replace_folder` left aside: a process killed mid-save would otherwise leave them for
+    good (a dataset's or a checkpoint's worth of disk each time)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(target)
+    build = Path(
+        tempfile.mkdtemp(prefix=f"{_build_prefix(target)}{os.getpid()}-", dir=target.parent)
+    )
+    umask = os.umask(0)
+    os.umask(umask)
+    build.chmod(0o777 & ~umask)  # mkdtemp makes it private; what is built here is ordinary data
+    return build
+
+
+def _build_prefix(target: Path) -> str:
+    return f".{target.name}.build-{socket.gethostname()}-"
+
+
+def remove_leftovers(target: Path) -> None:
+    """Remove what killed builds of `target` left beside it: build folders of this host's dead
+    processes and, once `target` itself is there again, the copies set aside while replacing it
+    (with no `target`, `recover_folder` still needs them)."""
+    prefix = _build_prefix(target)
+    for path in target.parent.glob(f".{glob.escape(target.name)}.*"):
+        name = path.name
+        if name.startswith(prefix):
+            pid = name[len(prefix) :].split("-", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(path, ignore_errors=True)
+        elif name.startswith(f".{target.name}.old-") and target.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def replace_folder(build: Path, target: Path) -> None:
     """Move the finished folder `build` to `target`, replacing any folder there.
 
@@ -90,7 +139,11 @@ def recover_folder(target: Path, marker: str) -> None:
     newest `.NAME.old-*` sibling that holds `marker` (the file every whole folder has)."""
     if target.exists() or not target.parent.is_dir():
         return
-    olds = [p for p in target.parent.glob(f".{target.name}.old-*") if (p / marker).is_file()]
+    olds = [
+        p
+        for p in target.parent.glob(f".{glob.escape(target.name)}.old-*")
+        if (p / marker).is_file()
+    ]
     if not olds:
         return
     newest = max(olds, key=lambda p: p.stat().st_mtime_ns)

@@ -80,3 +80,44 @@ def test_replace_folder_and_recovery_after_a_kill_between_its_renames(tmp_path: 
     assert (target / "dataset.json").read_text() == "2"
     recover_folder(tmp_path / "absent", "dataset.json")  # nor when nothing was moved aside
     assert not (tmp_path / "absent").exists()
+
+
+def test_a_new_build_clears_what_killed_builds_left(tmp_path: Path) -> None:
+    import socket
+
+    from samplegen.atomic import new_build_folder
+
+    target = tmp_path / "ds"
+    host = socket.gethostname()
+    dead = _dead_pid()
+    dead_build = tmp_path / f".ds.build-{host}-{dead}-abc"
+    live_build = tmp_path / f".ds.build-{host}-{os.getpid()}-def"  # a save under way here
+    other_host = tmp_path / f".ds.build-elsewhere.example-{dead}-ghi"  # cannot be checked here
+    aside = tmp_path / ".ds.old-1234"  # set aside by a replace killed between its renames
+    unrelated = tmp_path / ".dsx.build-x"
+    for path in (dead_build, live_build, other_host, aside, unrelated):
+        path.mkdir()
+    (aside / "dataset.json").write_text("1")
+    # With no target, the copy set aside is all there is: recover_folder still needs it.
+    build = new_build_folder(target)
+    assert not dead_build.exists() and aside.exists()
+    assert live_build.exists() and other_host.exists() and unrelated.exists()
+    assert build.name.startswith(f".ds.build-{host}-{os.getpid()}-")
+    assert build.stat().st_mode & 0o777 == 0o777 & ~_umask()
+    replace_folder(build, target)
+    new_build_folder(target).rmdir()
+    assert not aside.exists() and live_build.exists()
+
+
+def _dead_pid() -> int:
+    import subprocess
+
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

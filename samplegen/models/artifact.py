@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from samplegen.atomic import file_in_the_way, recover_folder, replace_folder
+from samplegen.atomic import file_in_the_way, new_build_folder, recover_folder, replace_folder
 from samplegen.dsp.config import CodecConfig, ConfigError
 from samplegen.errors import SamplegenError
 from samplegen.models.base import SampleModel
@@ -104,8 +103,7 @@ def save_model(
         "compression": model.compression,
     }
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    tmp = new_build_folder(target)
     try:
         save_file(
             tensors, str(tmp / WEIGHTS_NAME), metadata={"format_version": str(FORMAT_VERSION)}

@@ -23,7 +23,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -34,7 +33,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from samplegen.atomic import recover_folder, replace_folder, write_json_atomic, write_text_atomic
+from samplegen.atomic import (
+    new_build_folder,
+    recover_folder,
+    replace_folder,
+    write_json_atomic,
+    write_text_atomic,
+)
 from samplegen.dsp.config import CodecConfig
 from samplegen.errors import SamplegenError
 from samplegen.platform.augment import AugmentError, parse_mix_range
@@ -637,7 +642,7 @@ def prepare_dataset(
         say(f"warning: {w}")
 
     try:
-        build = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.building-", dir=out_path.parent))
+        build = new_build_folder(out_path)
     except OSError as exc:
         raise DatasetError(
             f"output {out_path}: cannot write there ({exc.strerror or exc})"

@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import shutil
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from samplegen.atomic import recover_folder, replace_folder, write_json_atomic
+from samplegen.atomic import new_build_folder, recover_folder, replace_folder, write_json_atomic
 from samplegen.errors import SamplegenError
 
 ENCODED_JSON = "encoded.json"
@@ -345,7 +344,7 @@ def encode_dataset(
     if latent_dim is None:
         raise EncodedError(f"{data_path}: the dataset has no rows to encode")
 
-    build = out_path.parent / f".{out_path.name}.build-{uuid.uuid4().hex[:8]}"
+    build = new_build_folder(out_path)
     (build / "data").mkdir(parents=True)
     try:
         counts = {}

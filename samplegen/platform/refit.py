@@ -33,12 +33,11 @@ import hashlib
 import json
 import os
 import shutil
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from samplegen.atomic import replace_folder
+from samplegen.atomic import new_build_folder, replace_folder
 from samplegen.errors import SamplegenError
 
 REFIT_KEY = "refit"
@@ -91,7 +90,7 @@ def refit_dataset(
         pc.cast(pa.array(["train"] * len(validation)), validation.schema.field("split").type),
     )
     merged = pa.concat_tables([train, moved.cast(train.schema)])
-    build = out_path.parent / f".{out_path.name}.build-{uuid.uuid4().hex[:8]}"
+    build = new_build_folder(out_path)
     (build / "data").mkdir(parents=True)
     try:
         pq.write_table(merged, build / "data" / "train.parquet")

@@ -389,14 +389,11 @@ def save_checkpoint(
     The folder is replaced whole (built beside it, then renamed): a process killed while saving
     leaves the previous checkpoint, never new weights beside old metadata."""
     import shutil
-    import uuid
 
-    from samplegen.atomic import replace_folder
+    from samplegen.atomic import new_build_folder, replace_folder
 
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    build = directory.parent / f".{directory.name}.build-{uuid.uuid4().hex[:8]}"
-    build.mkdir()
+    build = new_build_folder(directory)
     try:
         tensors, optim_meta = trainer.state_tensors()
         _save_tensors(build / STATE_TENSORS, tensors)

@@ -21,7 +21,9 @@ from reliability_helpers import (
     run_cli,
 )
 
-from samplegen.models.artifact import load_model
+from samplegen.dsp.config import CodecConfig
+from samplegen.models.artifact import load_model, save_model
+from samplegen.models.registry import build_model
 from samplegen.platform.datasets import load_dataset
 
 PACKAGE = REPO / "samplegen"
@@ -138,7 +140,7 @@ def test_a_model_save_killed_half_way_leaves_the_previous_model(tmp_path: Path) 
         def mid_write() -> bool:
             # A save is under way: its temporary folder exists beside the target.
             return target.is_dir() and any(
-                p.name.startswith(".m.tmp-") for p in target.parent.iterdir()
+                p.name.startswith(".m.build-") for p in target.parent.iterdir()
             )
 
         kill_when(
@@ -158,6 +160,10 @@ def test_a_model_save_killed_half_way_leaves_the_previous_model(tmp_path: Path) 
     leftovers = [p.name for p in target.parent.iterdir() if p.name != "m"]
     assert all(name.startswith(".m.") for name in leftovers), leftovers  # hidden, never loaded
     assert last >= 1
+    # The next save clears what the killed ones left: they would otherwise pile up for good.
+    codec = CodecConfig(sample_rate=8000, duration=0.25, n_fft=256, hop=128, fade_s=0.01)
+    save_model(target, build_model("mlp_ae", {}, codec.shape), codec=codec)
+    assert sorted(p.name for p in target.parent.iterdir()) == ["m"]
 
 
 def test_a_dataset_build_killed_half_way_leaves_the_previous_dataset(
@@ -169,7 +175,7 @@ def test_a_dataset_build_killed_half_way_leaves_the_previous_dataset(
     argv += ["--duration", "0.25", "--sample-rate", "8000", "--num-cpus", "1"]
 
     def building() -> bool:
-        return any(p.name.startswith(".ds.building-") for p in tmp_path.iterdir())
+        return any(p.name.startswith(".ds.build-") for p in tmp_path.iterdir())
 
     with ray_temp_root() as ray_tmp:
         kill_when(
@@ -183,7 +189,12 @@ def test_a_dataset_build_killed_half_way_leaves_the_previous_dataset(
     assert json.loads((ds / "dataset.json").read_text()) == before
     assert sum(len(s) for s in data.splits.values()) == before["counts"]["rows"]
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".ds.")]
-    assert all(".building-" in n for n in leftovers)
+    assert leftovers and all(".build-" in n for n in leftovers), leftovers
+    # The next build of the dataset clears the killed one's half-built folder.
+    with ray_temp_root() as ray_tmp:
+        result = run_cli(argv, private_env(ray_tmp), tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".ds.")]
 
 
 FAKE_KEY = "sgplanted9f8e7d6c5b4a39281706f5e4d3c2b1a0"
