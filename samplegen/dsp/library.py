@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import ctypes
 import fcntl
+import glob
 import hashlib
 import io
 import json
@@ -649,6 +650,12 @@ def render_cached(
         fcntl.flock(lock, fcntl.LOCK_EX)
         if complete(target):  # another process finished it meanwhile
             return target
+        # Under the lock no other render is under way: these are what killed renders left.
+        for stale in (
+            *root.glob(f".{glob.escape(target.name)}.*.tmp"),
+            *root.glob(f".{glob.escape(target.name)}.*.old"),
+        ):
+            shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=root))
         try:
             render(tmp)

@@ -205,11 +205,15 @@ def test_ensure_library_reuses_and_repairs_the_cache(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == sorted(
         [folder.name, other.name]
     )
-    # An incomplete library is rendered again.
+    # An incomplete library is rendered again, and what killed renders left beside it goes.
+    killed = [tmp_path / f".{folder.name}.x1.tmp", tmp_path / f".{folder.name}.x2.old"]
+    for path in killed:
+        (path / "library").mkdir(parents=True)
     victim = next(folder.glob("p000_*.wav"))
     victim.unlink()
     assert ensure_library("timgm6mb", cache_dir=tmp_path, **kw) == folder
     assert victim.is_file()
+    assert not any(path.exists() for path in killed)
     assert (folder / "library.json").stat().st_mtime_ns != mtimes["library.json"]
 
 
