@@ -4,13 +4,18 @@ The cut-off rule (from the original project, made asynchronous): a trial whose m
 more than `factor` times the best value any trial has reported at epoch e is stopped, from epoch
 `grace` on. The best-at-epoch table grows as results arrive, so trials running in parallel at
 different speeds are compared epoch by epoch, not by arrival order.
+
+Tune does not save a scheduler with the study: a resumed driver gets the one pickled when the
+study began, empty. So the cut-off and ASHA here read, on their first event, the epochs earlier
+drivers received (the study's epoch log) and take them in as if they had seen them; without
+that, a resumed study compared trials only with results that arrived after the resume.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
@@ -26,7 +31,70 @@ SCHEDULERS: tuple[str, ...] = ("fifo", "asha", "cutoff", "asha+cutoff")
 TIME_ATTR = "epoch"
 
 
-class CutoffScheduler(FIFOScheduler):
+class _RecallsEpochLogs:
+    """Takes in the study's epoch log on a driver's first trial event (see the module's text)."""
+
+    _recalled = False
+
+    def _recall(self, trial: Trial) -> None:
+        if self._recalled:
+            return
+        self._recalled = True
+        storage = getattr(trial, "storage", None)
+        if storage is None:  # a trial built outside a Tune run
+            return
+        from samplegen.platform.epoch_log import read_epoch_logs
+
+        metric = self._recalled_metric()
+        if metric is None:
+            return
+        logs = read_epoch_logs(storage.storage_filesystem, storage.experiment_fs_path)
+        for trial_id, rows in sorted(logs.items()):
+            for row in rows:
+                epoch, value = row.get(TIME_ATTR), row.get(metric)
+                if isinstance(epoch, int) and isinstance(value, int | float):
+                    self._take_in(trial_id, epoch, float(value))
+
+    def _recalled_metric(self) -> str | None:
+        raise NotImplementedError
+
+    def _take_in(self, trial_id: str, epoch: int, value: float) -> None:
+        raise NotImplementedError
+
+
+class RecallingASHA(_RecallsEpochLogs, ASHAScheduler):
+    """Ray's ASHA, which after a resume still knows the rung values reported before it."""
+
+    def _recalled_metric(self) -> str | None:
+        return self._metric
+
+    def _take_in(self, trial_id: str, epoch: int, value: float) -> None:
+        if len(self._brackets) != 1 or not math.isfinite(value) or self._metric_op is None:
+            return  # with several brackets, which one a trial was in is not recorded
+        # A trial's value at a rung is its first result at or past the rung's epoch; the
+        # bracket reads only the id of the trial.
+        trial = cast(Trial, _TrialId(trial_id))
+        self._brackets[0].on_result(trial, epoch, self._metric_op * value)
+
+    def on_trial_add(self, tune_controller: TuneController, trial: Trial) -> None:
+        """Recall the study's epochs first, then add as ASHA does."""
+        self._recall(trial)
+        super().on_trial_add(tune_controller, trial)
+
+    def on_trial_result(
+        self, tune_controller: TuneController, trial: Trial, result: dict[str, Any]
+    ) -> str:
+        """Recall the study's epochs first, then decide as ASHA does."""
+        self._recall(trial)
+        return super().on_trial_result(tune_controller, trial, result)
+
+
+@dataclasses.dataclass(frozen=True)
+class _TrialId:
+    trial_id: str
+
+
+class CutoffScheduler(_RecallsEpochLogs, FIFOScheduler):
     """Stops a trial whose metric at an epoch is more than `factor` x the best at that epoch.
 
     `mode="min"` compares value > factor * best; `mode="max"` compares value < best / factor
@@ -66,14 +134,24 @@ class CutoffScheduler(FIFOScheduler):
     def _better(self, a: float, b: float) -> bool:
         return a > b if self._mode == "max" else a < b
 
+    def _recalled_metric(self) -> str | None:
+        return self._metric
+
+    def _take_in(self, trial_id: str, epoch: int, value: float) -> None:
+        self.record(epoch, value)
+
+    def record(self, epoch: int, value: float) -> float:
+        """Take `value` at `epoch` into the best-at-epoch table; the best there now."""
+        best = self.best_at.get(epoch)
+        if math.isfinite(value) and (best is None or self._better(value, best)):
+            self.best_at[epoch] = best = value
+        return value if best is None else best
+
     def decide(self, trial_id: str, epoch: int, value: float) -> str:
         """Record `value` at `epoch` and return CONTINUE or STOP (usable without Ray objects)."""
         if not math.isfinite(value):
             return TrialScheduler.CONTINUE
-        best = self.best_at.get(epoch)
-        if best is None or self._better(value, best):
-            self.best_at[epoch] = value
-            best = value
+        best = self.record(epoch, value)
         if epoch < self.grace:
             return TrialScheduler.CONTINUE
         cut = value * self.factor < best if self._mode == "max" else value > self.factor * best
@@ -91,9 +169,15 @@ class CutoffScheduler(FIFOScheduler):
         """Stop the trial if it is more than `factor` x worse than the best at this epoch."""
         if self._metric is None:
             raise SamplegenError("cutoff scheduler: no metric set (pass metric= or a TuneConfig)")
+        self._recall(trial)
         if self.time_attr not in result or self._metric not in result:
             return TrialScheduler.CONTINUE
         return self.decide(trial.trial_id, int(result[self.time_attr]), float(result[self._metric]))
+
+    def on_trial_add(self, tune_controller: TuneController, trial: Trial) -> None:
+        """Recall the study's epochs on a driver's first trial."""
+        self._recall(trial)
+        super().on_trial_add(tune_controller, trial)
 
     def debug_string(self) -> str:
         """One line for Tune's status output."""
@@ -179,7 +263,7 @@ def build_scheduler(
 
     def asha() -> ASHAScheduler:
         grace = max(1, min(asha_grace, max_epochs))
-        return ASHAScheduler(
+        return RecallingASHA(
             time_attr=TIME_ATTR,
             max_t=max_epochs,
             grace_period=grace,

@@ -228,3 +228,36 @@ def test_each_scheduler_runs_a_real_study(
     else:  # ASHA's first rung is at epoch 2; later slow trials fall below the rung's median
         assert any(r["status"] == "stopped" and r["epochs"] == 2 for r in slow)
     assert Path(result.path, "results.parquet").exists()
+
+
+@pytest.mark.parametrize("scheduler", ["cutoff", "asha"])
+def test_a_resumed_study_still_compares_with_the_epochs_before_the_resume(
+    scheduler: str, tmp_path: Path, ray_session: None
+) -> None:
+    """Tune restores a scheduler as it was when the study began, empty. Interrupted after the fast
+    trial, the two slow ones run after the resume: each must still be judged against the fast
+    trial's epochs (without them, the first slow trial sets the bar for the second, and both run
+    to the end)."""
+    space = write_space(
+        tmp_path / "space.yaml",
+        layers={"type": "const", "value": 1},
+        kernels={"type": "const", "value": 4},
+        lr_exp={"type": "float", "low": -12.0, "high": -2.0, "grid": [-2.5, -12.0, -12.0]},
+    )
+    config = tiny_config(
+        tmp_path / "studies",
+        space,
+        f"resumed-{scheduler}",
+        search="grid",
+        scheduler=scheduler,
+        epochs=4,
+        max_concurrent=1,
+        asha_grace=2,
+    )
+    first = run_study(config, tiny_data(), interrupt_after=1)
+    assert first.interrupted
+    assert [r["config.lr_exp"] for r in first.rows if r["status"] == "completed"] == [-2.5]
+    result = run_study(config, tiny_data(), resume=True)
+    assert not result.interrupted and len(result.rows) == 3
+    slow = [r for r in result.rows if r["config.lr_exp"] == -12.0]
+    assert [(r["status"], r["epochs"]) for r in slow] == [("stopped", 2)] * 2
