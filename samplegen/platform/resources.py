@@ -7,8 +7,13 @@ one, so a study checks `ray.cluster_resources()` up front and fails at once with
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from samplegen.errors import SamplegenError
+
+# Where `ray up` leaves the cluster's config on the head, for the autoscaler.
+BOOTSTRAP_CONFIG = "~/ray_bootstrap_config.yaml"
 
 
 class ResourceError(SamplegenError):
@@ -42,6 +47,51 @@ class TrialResources:
         if self.gpus:
             n = min(n, int(cluster.get("GPU", 0) // self.gpus))
         return n
+
+
+def largest_cluster(path: str | Path = BOOTSTRAP_CONFIG) -> dict[str, float] | None:
+    """The resources of the largest cluster the autoscaler may launch: the head's plus each worker
+    type's times its max_workers (capped by the cluster's), from the config `ray up` leaves on
+    the head. None when there is no such file or a worker type does not state its CPUs."""
+    import yaml
+
+    file = Path(path).expanduser()
+    try:
+        doc = yaml.safe_load(file.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    if not isinstance(doc, dict) or not isinstance(doc.get("available_node_types"), dict):
+        return None
+    cap = _number(doc.get("max_workers"), default=float("inf"))
+    totals: dict[str, float] = {}
+    for name, node in doc["available_node_types"].items():
+        node = node if isinstance(node, dict) else {}
+        given = node.get("resources")
+        given = given if isinstance(given, dict) else {}
+        count = (
+            1.0 if name == doc.get("head_node_type") else min(cap, _number(node.get("max_workers")))
+        )
+        if count and "CPU" not in given:
+            return None  # Ray would detect them when the node starts; unknown here
+        for key, value in given.items():
+            totals[key] = totals.get(key, 0.0) + count * _number(value)
+    return totals
+
+
+def _number(value: Any, default: float = 0.0) -> float:
+    return (
+        float(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
+    )
+
+
+def trials_at_once(
+    resources: TrialResources, cluster: dict[str, float], largest: dict[str, float] | None = None
+) -> int:
+    """How many trials a study runs at once by default: as many as fit the cluster, or, when the
+    autoscaler may grow it, the largest cluster it may grow to (`largest`); at least one."""
+    if largest is not None:
+        cluster = {k: max(cluster.get(k, 0.0), largest.get(k, 0.0)) for k in {*cluster, *largest}}
+    return max(1, resources.per_node_limit(cluster))
 
 
 def check_cluster(

@@ -184,6 +184,13 @@ def _tpe_class() -> type:
     class FailureAwareHyperOpt(HyperOptSearch):
         """HyperOptSearch that records NaN/rejected trials as hyperopt errors, not as losses."""
 
+        def set_search_properties(
+            self, metric: str | None, mode: str | None, config: dict[str, Any], **spec: Any
+        ) -> bool:
+            # Tune passes the schedulers' per-epoch metric; the searcher keeps the one it was
+            # built with (what the study ranks trials by).
+            return bool(super().set_search_properties(self._metric or metric, mode, config, **spec))
+
         def on_trial_complete(
             self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
         ) -> None:
@@ -245,7 +252,9 @@ def build_search(
             {}, searcher, trials, f"gp search: {trials} trials, {n_initial} random first"
         )
     if name == "tpe":
-        searcher = _tpe_class()(random_state_seed=seed, n_initial_points=n_initial)
+        searcher = _tpe_class()(
+            metric=metric, mode=mode, random_state_seed=seed, n_initial_points=n_initial
+        )
         if max_concurrent:
             searcher = ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
         return SearchPlan(

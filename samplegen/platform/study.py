@@ -28,7 +28,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -37,7 +37,11 @@ from samplegen.errors import SamplegenError
 from samplegen.platform.schedulers import SCHEDULERS
 from samplegen.platform.searchers import FAILED_STATUSES, SEARCHERS
 from samplegen.platform.stopping import StallRule
-from samplegen.platform.trainable import MODE, OBJECTIVE, TrialSettings
+from samplegen.platform.trainable import MODE, OBJECTIVE, SEARCH_OBJECTIVE, TrialSettings
+
+if TYPE_CHECKING:
+    from samplegen.platform.searchers import SearchPlan
+    from samplegen.platform.spaces import SearchSpace
 
 STUDY_JSON = "study.json"
 TUNER_STATE = "tuner.pkl"  # Tune's own state (Tune names it .pkl); there once a study started
@@ -476,9 +480,14 @@ def run_study(
     import ray
     from ray import tune
 
-    from samplegen.platform.resources import TrialResources, check_cluster
+    from samplegen.platform.resources import (
+        BOOTSTRAP_CONFIG,
+        TrialResources,
+        check_cluster,
+        largest_cluster,
+        trials_at_once,
+    )
     from samplegen.platform.schedulers import build_scheduler, check_asha_grace
-    from samplegen.platform.searchers import build_search
     from samplegen.platform.snapshot_repair import repair_pruned_checkpoints
     from samplegen.platform.spaces import bind_code_frames, resolve_space
 
@@ -526,17 +535,20 @@ def run_study(
     space = bind_code_frames(space, data.extra.get("code_frames"))
     trainable = build_trainable(config, data)
 
-    slots = max(1, resources.per_node_limit(cluster))
+    largest = largest_cluster() if config.autoscaling else None
+    slots = trials_at_once(resources, cluster, largest)
+    if (
+        config.autoscaling
+        and not config.max_concurrent
+        and (largest is None or resources.per_node_limit(largest) < 1)
+    ):
+        echo(
+            f"[{config.name}] note: --autoscaling, but {BOOTSTRAP_CONFIG} does not tell how far "
+            f"the cluster may grow for these trials: {slots} at a time, as it is now; "
+            "pass --max-concurrent to run more"
+        )
     max_concurrent = config.max_concurrent or slots
-    plan = build_search(
-        config.search,
-        space,
-        trials=config.trials,
-        metric=OBJECTIVE,
-        mode=MODE,
-        seed=config.seed,
-        max_concurrent=max_concurrent if config.search in ("gp", "tpe") else None,
-    )
+    plan = search_plan(config, space, max_concurrent)
     if config.progress:
         echo(f"[{config.name}] {plan.note}; {max_concurrent} at a time; study at {files.uri}")
 
@@ -639,6 +651,22 @@ def run_study(
     if config.progress:
         echo(summary_line(config.name, rows, best, interrupted))
     return result
+
+
+def search_plan(config: StudyConfig, space: SearchSpace, max_concurrent: int) -> SearchPlan:
+    """The study's searcher, learning from each trial's best validation loss, with at most
+    `max_concurrent` trials at once (grid takes its cap from the Tuner instead)."""
+    from samplegen.platform.searchers import build_search
+
+    return build_search(
+        config.search,
+        space,
+        trials=config.trials,
+        metric=SEARCH_OBJECTIVE,
+        mode=MODE,
+        seed=config.seed,
+        max_concurrent=max_concurrent if config.search != "grid" else None,
+    )
 
 
 def _fit_noting_ctrl_c(tuner: Any) -> tuple[Any, bool]:

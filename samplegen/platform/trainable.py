@@ -28,6 +28,9 @@ from samplegen.errors import SamplegenError
 from samplegen.platform.stopping import StallRule, overfit_ratio, relative_change
 
 OBJECTIVE = "val_loss"
+# What the searchers learn from and the study ranks by: a trial's best epoch, not its last (a
+# trial stopped for overfitting or a stall ends worse than its best, which is what is kept).
+SEARCH_OBJECTIVE = "best_val_loss"
 MODE = "min"
 EXAMPLE_PNG = "example.png"
 EXAMPLE_WAV = "example.wav"

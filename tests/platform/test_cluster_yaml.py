@@ -53,3 +53,27 @@ def test_no_ingress_rule_opens_private_ports_to_the_world() -> None:
     start = " ".join(config["head_start_ray_commands"])
     assert "--dashboard-host=127.0.0.1" in start
     assert "0.0.0.0" not in CLUSTER_YAML.read_text().split("cluster_name:")[1]
+
+
+def test_a_study_on_the_cluster_before_its_workers_are_up_runs_as_many_trials_as_it_will_hold(
+    tmp_path: Path,
+) -> None:
+    from samplegen.platform.presets import get_preset
+    from samplegen.platform.resources import TrialResources, largest_cluster, trials_at_once
+
+    # `ray up` leaves the filled-in config on the head, where the jobs run.
+    bootstrap = tmp_path / "ray_bootstrap_config.yaml"
+    bootstrap.write_text(yaml.safe_dump(prepare_config(_load())))
+    largest = largest_cluster(bootstrap)
+    assert largest is not None and (largest["CPU"], largest["GPU"]) == (32.0, 8.0)
+    full = get_preset("full")
+    trial = TrialResources(full.cpus_per_trial, full.gpus_per_trial)
+    head_only = {"CPU": 0.0}  # the head keeps trials off itself, and no GPU worker is up yet
+    assert trials_at_once(trial, head_only) == 1
+    assert trials_at_once(trial, head_only, largest) == 32  # 8 GPUs, 4 trials on each
+    # A config that does not say what its workers hold tells nothing.
+    vague = prepare_config(_load())
+    vague["available_node_types"]["gpu_worker"]["resources"] = {}
+    bootstrap.write_text(yaml.safe_dump(vague))
+    assert largest_cluster(bootstrap) is None
+    assert largest_cluster(tmp_path / "absent.yaml") is None

@@ -22,7 +22,7 @@ from samplegen.platform.spaces import (
     to_skopt,
     to_tune,
 )
-from samplegen.platform.study import check_space_names, run_study
+from samplegen.platform.study import check_space_names, run_study, search_plan
 
 
 def test_every_packaged_space_parses_and_matches_its_model() -> None:
@@ -177,6 +177,25 @@ def test_build_search_wraps_gp_and_tpe_in_a_concurrency_limiter() -> None:
         assert isinstance(plan.search_alg, ConcurrencyLimiter) and plan.num_samples == 6
     with pytest.raises(Exception, match="--search"):
         build_search("bayes", space, trials=3, metric="val_loss")
+
+
+@pytest.mark.parametrize("search", ["random", "gp", "tpe"])
+def test_a_studys_searcher_keeps_its_cap_and_learns_from_each_trials_best_epoch(
+    search: str, tmp_path: Path
+) -> None:
+    """--max-concurrent holds for every searcher (random, the default, used to run unlimited),
+    and the searchers learn the number the study ranks trials by, not the last epoch's."""
+    path = write_space(tmp_path / "space.yaml")
+    config = tiny_config(tmp_path, path, "s", search=search, max_concurrent=2)
+    plan = search_plan(config, load_space(path), 2)
+    alg: Any = plan.search_alg
+    if search == "random":
+        assert alg.max_concurrent == 2
+        return
+    assert isinstance(alg, ConcurrencyLimiter) and alg.max_concurrent == 2
+    # What Tune does before the study starts: it offers the schedulers' per-epoch metric.
+    alg.set_search_properties("val_loss", "min", plan.param_space)
+    assert alg.searcher.metric == "best_val_loss"
 
 
 @pytest.mark.parametrize("search", ["grid", "random", "gp", "tpe"])
