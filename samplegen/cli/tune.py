@@ -78,7 +78,12 @@ def add_study_arguments(p: argparse.ArgumentParser, *, default_model: str) -> No
     p.add_argument("--asha-grace", type=int, default=1, help="ASHA grace period in epochs")
     p.add_argument("--asha-reduction", type=float, default=2.0, help="ASHA reduction factor")
     p.add_argument("--max-failures", type=int, default=2, help="restarts per crashed trial")
-    p.add_argument("--checkpoint-every", type=int, default=1, help="epochs between checkpoints")
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=1,
+        help="epochs between checkpoints (a new best epoch is always saved)",
+    )
     p.add_argument("--amp", action="store_true", help="bf16 mixed precision on CUDA")
     p.add_argument("--device", default="auto", metavar="auto|cpu|cuda", help="trial device")
     p.add_argument("--no-reuse-actors", action="store_true", help="a fresh actor per trial")

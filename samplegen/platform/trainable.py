@@ -270,7 +270,11 @@ def train_trial(config: dict[str, Any], *, data: dict[str, Any], settings: Trial
             "reason": reason,
         }
         final = status != "running"
-        if final or inject or epoch % settings.checkpoint_every == 0:
+        # A new best is saved whatever --checkpoint-every says: a scheduler may stop the trial
+        # before its next checkpoint, and the study exports the best weights under this epoch's
+        # loss.
+        improved = best_epoch == epoch and settings.keep_best_weights
+        if final or inject or improved or epoch % settings.checkpoint_every == 0:
             meta = {
                 "epoch": epoch,
                 "history": history,

@@ -261,3 +261,42 @@ def test_a_resumed_study_still_compares_with_the_epochs_before_the_resume(
     assert not result.interrupted and len(result.rows) == 3
     slow = [r for r in result.rows if r["config.lr_exp"] == -12.0]
     assert [(r["status"], r["epochs"]) for r in slow] == [("stopped", 2)] * 2
+
+
+def test_a_trial_stopped_between_checkpoints_keeps_the_weights_of_its_best_epoch(
+    tmp_path: Path, ray_session: None
+) -> None:
+    """With --checkpoint-every above the epochs a trial lives, the cut-off stops the slow trials at
+    epoch 2 with no epoch-count checkpoint behind them: what the study exports must still be the
+    best epoch it reports."""
+    import json
+
+    from samplegen.platform.selection import latest_checkpoint
+
+    space = write_space(
+        tmp_path / "space.yaml",
+        layers={"type": "const", "value": 1},
+        kernels={"type": "const", "value": 4},
+        lr_exp={"type": "float", "low": -12.0, "high": -2.0, "grid": [-2.5, -12.0]},
+    )
+    config = tiny_config(
+        tmp_path / "studies",
+        space,
+        "sparse-checkpoints",
+        search="grid",
+        scheduler="cutoff",
+        epochs=4,
+        max_concurrent=1,
+        checkpoint_every=5,
+    )
+    result = run_study(config, tiny_data())
+    assert sorted((r["status"], r["epochs"]) for r in result.rows) == [
+        ("completed", 4),
+        ("stopped", 2),
+    ]
+    for row in result.rows:
+        saved = json.loads((latest_checkpoint(row["path"]) / "state.json").read_text())
+        assert (saved["best_epoch"], saved["best_val_loss"]) == (
+            row["best_epoch"],
+            row["best_val_loss"],
+        )
