@@ -21,6 +21,8 @@ def _opt_float(text: str) -> float | None:
 
 
 def add_study_arguments(p: argparse.ArgumentParser, *, default_model: str) -> None:
+    from samplegen.platform.presets import packaged_preset_spaces
+
     """Every option of a study (`StudyConfig` fields), except where the data comes from."""
     p.add_argument("--name", required=True, help="study name: its folder under --storage")
     p.add_argument(
@@ -55,8 +57,9 @@ def add_study_arguments(p: argparse.ArgumentParser, *, default_model: str) -> No
         "--space",
         default=None,
         metavar="FILE",
-        help="search space YAML to use, or a preset's packaged space by name (quick_frame_ae, "
-        "full_frame_ae, quick_vae, full_vae)",
+        help="search space YAML to use, or a packaged space by name ("
+        + ", ".join(packaged_preset_spaces())
+        + "); default: the model's own",
     )
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     p.add_argument(

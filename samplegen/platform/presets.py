@@ -228,6 +228,11 @@ def with_spaces(preset: Preset, *, outer: str | None = None, inner: str | None =
     return preset
 
 
+def packaged_preset_spaces() -> list[str]:
+    """The names `--space` takes for the packaged spaces of the presets (and harmonic_vae)."""
+    return sorted(p.stem for p in (Path(__file__).parent / "spaces" / "presets").glob("*.yaml"))
+
+
 def space_path(space: str | None) -> str | None:
     """The YAML file of a StageBudget's space: packaged preset spaces by name, else the path."""
     if space is None:

@@ -228,6 +228,18 @@ def build_search(
     """
     if trials < 1:
         raise SamplegenError(f"--trials: must be >= 1, got {trials}")
+    if not space.searched and name != "grid":
+        # skopt and hyperopt fail deep inside on an empty space; random would train copies.
+        if name in ("gp", "tpe"):
+            raise SamplegenError(
+                f"--search {name}: the space ({space.source}) has no parameter that varies, so "
+                "there is nothing to search; run its one configuration with --trials 1"
+            )
+        if trials > 1:
+            raise SamplegenError(
+                f"--trials {trials}: the space ({space.source}) has no parameter that varies, so "
+                "every trial would be the same run; use --trials 1"
+            )
     if name == "grid":
         size = space.grid_size()
         note = f"grid search: {size} points, each run once (--trials {trials} ignored)"

@@ -171,6 +171,11 @@ def _parse_param(name: str, spec: Any, where: str) -> Param:
         values = spec.get("values")
         if not isinstance(values, list) or not values:
             raise SpaceError(f"{where}: parameter {name!r}: choice needs a non-empty `values` list")
+        for g in grid:
+            if g not in values:
+                raise SpaceError(
+                    f"{where}: parameter {name!r}: grid value {g!r} is not one of its values {values}"
+                )
         return Param(name, kind, values=tuple(values), grid=grid)
     if "low" not in spec or "high" not in spec:
         raise SpaceError(f"{where}: parameter {name!r}: {kind} needs `low` and `high`")

@@ -11,6 +11,7 @@ import yaml
 from ray.tune.search import ConcurrencyLimiter
 from tune_helpers import TINY_SPACE, tiny_config, tiny_data, write_space
 
+from samplegen.errors import SamplegenError
 from samplegen.platform.searchers import SkoptSearcher, build_search
 from samplegen.platform.spaces import (
     SpaceError,
@@ -69,6 +70,7 @@ def test_grid_values_and_types() -> None:
         ({"a": {"type": "float", "low": 0.0, "high": 1.0, "log": True}}, "log range needs low > 0"),
         ({"a": {"type": "int", "low": 1, "high": 5, "grid": [9]}}, "grid value 9 outside"),
         ({"a": {"type": "choice", "values": []}}, "non-empty `values`"),
+        ({"a": {"type": "choice", "values": ["x", "y"], "grid": ["z"]}}, "'z' is not one of"),
         ({"a": {"type": "int", "low": 1, "high": 2, "step": 1}}, "unknown key"),
         ({"a": {"type": "const"}}, "needs `value`"),
     ],
@@ -177,6 +179,22 @@ def test_build_search_wraps_gp_and_tpe_in_a_concurrency_limiter() -> None:
         assert isinstance(plan.search_alg, ConcurrencyLimiter) and plan.num_samples == 6
     with pytest.raises(Exception, match="--search"):
         build_search("bayes", space, trials=3, metric="val_loss")
+
+
+def test_a_space_with_nothing_to_vary_runs_once_and_is_not_searched() -> None:
+    # The packaged harmonic_vae space is all constants: skopt and hyperopt used to fail deep
+    # inside (a bare AssertionError, a RuntimeError), and random trials were copies of one run.
+    from samplegen.platform.presets import space_path
+
+    space = load_space(str(space_path("harmonic_vae")))
+    assert not space.searched
+    for name in ("gp", "tpe"):
+        with pytest.raises(SamplegenError, match=f"--search {name}: .* nothing to search"):
+            build_search(name, space, trials=4, metric="val_loss")
+    with pytest.raises(SamplegenError, match="--trials 4: .* the same run; use --trials 1"):
+        build_search("random", space, trials=4, metric="val_loss")
+    assert build_search("random", space, trials=1, metric="val_loss").num_samples == 1
+    assert build_search("grid", space, trials=4, metric="val_loss").num_samples == 1
 
 
 @pytest.mark.parametrize("search", ["random", "gp", "tpe"])
