@@ -72,6 +72,25 @@ def register(subparsers: Any) -> None:
         help="allow GPU requests on a cluster whose GPU workers are not up yet",
     )
     p.add_argument(
+        "--cpus-per-trial",
+        type=float,
+        default=None,
+        help="CPUs per trial in both studies (default: the preset's, 1)",
+    )
+    p.add_argument(
+        "--gpus-per-trial",
+        type=float,
+        default=None,
+        help="GPUs per trial in both studies; 0.25 packs four trials per GPU (default: the "
+        "preset's: 0 in quick, 0.25 in full)",
+    )
+    p.add_argument(
+        "--wandb",
+        action="store_true",
+        help="log both studies' trials to Weights & Biases (offline with WANDB_MODE=offline)",
+    )
+    p.add_argument("--wandb-project", default="samplegen", help="W&B project (default samplegen)")
+    p.add_argument(
         "--storage",
         default=None,
         help="where the two studies live: a folder or an s3:// / gs:// URI (default: the run "
@@ -92,6 +111,10 @@ def run(args: argparse.Namespace) -> int:
         preset = dataclasses.replace(preset, refit=args.refit)
     if args.rescore is not None:
         preset = dataclasses.replace(preset, rescore_trials=args.rescore)
+    if args.cpus_per_trial is not None:
+        preset = dataclasses.replace(preset, cpus_per_trial=args.cpus_per_trial)
+    if args.gpus_per_trial is not None:
+        preset = dataclasses.replace(preset, gpus_per_trial=args.gpus_per_trial)
     run_pipeline(
         preset,
         args.out,
@@ -102,5 +125,6 @@ def run(args: argparse.Namespace) -> int:
         num_cpus=args.num_cpus,
         autoscaling=args.autoscaling,
         storage=args.storage,
+        wandb_project=args.wandb_project if args.wandb else None,
     )
     return 0

@@ -43,8 +43,15 @@ def _study_config(
     address: str | None,
     autoscaling: bool = False,
     storage: str | None = None,
+    wandb_project: str | None = None,
 ) -> Any:
     from samplegen.platform.study import StudyConfig
+
+    tracking: dict[str, Any] = {}
+    if wandb_project is not None:
+        # One group per study of this run, so two runs' studies do not mix on a dashboard.
+        group = f"{run_dir.name}-{which}_study"
+        tracking = {"wandb": True, "wandb_project": wandb_project, "wandb_group": group}
 
     budget = preset.outer if which == "outer" else preset.inner
     rules: dict[str, Any] = {} if budget.stop_on_overfit else {"overfit_limit": None}
@@ -67,6 +74,7 @@ def _study_config(
         address=address,
         autoscaling=autoscaling,
         **rules,
+        **tracking,
     )
 
 
@@ -136,6 +144,7 @@ def run_pipeline(
     num_cpus: int | None = None,
     autoscaling: bool = False,
     storage: str | None = None,
+    wandb_project: str | None = None,
     echo: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run (or continue) the whole chain into `out`; returns the paths of what it made.
@@ -144,7 +153,7 @@ def run_pipeline(
     `storage`: where the two studies live (a folder or a storage URI; default `out`): on a
     cluster of several nodes, one that every node reaches. The run folder keeps a copy of each
     study's summary (configuration, results, progress plot), which the outer model's stage, the
-    refit and the audition page read.
+    refit and the audition page read. `wandb_project`: log both studies' trials to W&B there.
     """
     from samplegen.dsp.config import CodecConfig
     from samplegen.errors import SamplegenError
@@ -207,7 +216,15 @@ def run_pipeline(
 
         ray_session.up()
         config = _study_config(
-            preset, "outer", run_dir, str(dataset), seed, address, autoscaling, storage
+            preset,
+            "outer",
+            run_dir,
+            str(dataset),
+            seed,
+            address,
+            autoscaling,
+            storage,
+            wandb_project,
         )
         result = run_study(config, resume=_started(config), echo=echo)
         _finished(result, "outer study")
@@ -237,7 +254,9 @@ def run_pipeline(
         from samplegen.platform.study import plot_study
 
         ray_session.up()
-        config = _study_config(preset, "vae", run_dir, "", seed, address, autoscaling, storage)
+        config = _study_config(
+            preset, "vae", run_dir, "", seed, address, autoscaling, storage, wandb_project
+        )
         result = run_chain(
             config,
             outer_model,

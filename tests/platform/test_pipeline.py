@@ -248,6 +248,13 @@ def test_each_stage_budget_reaches_its_study(tmp_path: Path) -> None:
     assert outer.asha_grace == full.outer.asha_grace == 2
     assert not inner.autoscaling and not outer.autoscaling
     assert _study_config(full, "inner", tmp_path, "data", 0, None, autoscaling=True).autoscaling
+    assert not inner.wandb
+    tracked = _study_config(full, "vae", tmp_path / "r1", "", 0, None, wandb_project="p")
+    assert (tracked.wandb, tracked.wandb_project, tracked.wandb_group) == (
+        True,
+        "p",
+        "r1-vae_study",
+    )
     assert inner.overfit_limit is None and outer.overfit_limit is not None
     assert (inner.scheduler, inner.cutoff_grace, inner.epochs, inner.trials) == (
         full.inner.scheduler,
@@ -361,6 +368,11 @@ def test_a_preset_whose_trials_the_cluster_cannot_place_is_refused_before_the_da
     assert len(err) == 1 and "--gpus-per-trial 0.25: the Ray cluster has no GPU" in err[0]
     assert "--autoscaling" in err[0]
     assert not (out / "dataset").exists()
+    # The run's own --gpus-per-trial replaces the preset's (and is what the refusal names).
+    argv = ["run", "--preset", "full", "--gpus-per-trial", "0.5", "--data", str(src)]
+    assert main([*argv, "--out", str(tmp_path / "run2")]) == 2
+    assert "--gpus-per-trial 0.5: the Ray cluster has no GPU" in capsys.readouterr().err
+    assert not (tmp_path / "run2" / "dataset").exists()
 
 
 def test_run_space_flags_are_checked_before_anything_runs(
