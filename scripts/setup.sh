@@ -27,7 +27,14 @@ fi
 python=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 export PIP_DISABLE_PIP_VERSION_CHECK=1
-# torch first and pinned: this is the CPU build; an unpinned torch pulls a multi-GB CUDA build.
-.venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/pip install -q "torch==2.13.0"
+# torch first and pinned. PyPI's Linux wheel is the CUDA build (several GB), so a machine without an
+# NVIDIA driver also looks in PyTorch's CPU index, whose 2.13.0+cpu pip then prefers (TORCH_INDEX
+# names another index; an index that cannot be reached costs a few retries, then is skipped).
+torch_index=${TORCH_INDEX-}
+if [ -z "$torch_index" ] && ! command -v nvidia-smi >/dev/null 2>&1; then
+  torch_index=https://download.pytorch.org/whl/cpu
+fi
+.venv/bin/python -c "import torch" 2>/dev/null ||
+  .venv/bin/pip install -q ${torch_index:+--extra-index-url "$torch_index"} "torch==2.13.0"
 .venv/bin/pip install -q -e ".${extra}"
 echo "setup: done (.venv)"
