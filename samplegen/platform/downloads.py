@@ -96,15 +96,18 @@ def copy_latest_checkpoint(
     `dest_study/trial_ID/` under its own name (the layout `selection.latest_checkpoint` reads)."""
     import pyarrow.fs as pafs
 
+    from samplegen.platform.checkpoint_folders import checkpoints_newest_first
+
     fs, root = location_fs(study)
     trial = f"trial_{trial_id}"
-    found = sorted(
-        info.base_name
+    found = [
+        info.path
         for info in fs.get_file_info(pafs.FileSelector(f"{root}/{trial}", allow_not_found=True))
         if info.type == pafs.FileType.Directory and info.base_name.startswith("checkpoint_")
-    )
+    ]
     target = Path(dest_study) / trial
     if not found:
         target.mkdir(parents=True, exist_ok=True)
         return target  # the reader names the trial that kept no checkpoint
-    return local_copy(join_location(study, trial, found[-1]), target / found[-1]).parent
+    newest = checkpoints_newest_first(fs, found)[0].rstrip("/").rsplit("/", 1)[-1]
+    return local_copy(join_location(study, trial, newest), target / newest).parent

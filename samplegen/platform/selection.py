@@ -31,11 +31,16 @@ class SelectionError(SamplegenError):
 
 
 def latest_checkpoint(trial_dir: str | os.PathLike[str]) -> Path:
-    """The newest checkpoint folder of a trial (it holds the trial's best-epoch weights)."""
-    found = sorted(Path(trial_dir).glob("checkpoint_*"))
+    """The newest checkpoint folder of a trial, by the epoch it holds (it holds the trial's
+    best-epoch weights)."""
+    import pyarrow.fs as pafs
+
+    from samplegen.platform.checkpoint_folders import checkpoints_newest_first
+
+    found = [str(p) for p in Path(trial_dir).glob("checkpoint_*") if p.is_dir()]
     if not found:
         raise SelectionError(f"{trial_dir}: the trial kept no checkpoint")
-    return found[-1]
+    return Path(checkpoints_newest_first(pafs.LocalFileSystem(), found)[0])
 
 
 def refined_loss(

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import pyarrow.fs as pafs
 
-from samplegen.platform.trainable import checkpoint_index
+from samplegen.platform.checkpoint_folders import checkpoint_index
 
 SNAPSHOT_GLOB_PREFIX = "experiment_state-"
 

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from samplegen.errors import SamplegenError
+from samplegen.platform.checkpoint_folders import checkpoint_index, newer_than
 from samplegen.platform.stopping import StallRule, overfit_ratio, relative_change
 
 OBJECTIVE = "val_loss"
@@ -305,8 +306,10 @@ def restore_candidates(given: Any) -> list[Any]:
 
     After the driver is killed, Tune's experiment snapshot (written every ~10 s) may be older than
     the trial's last checkpoint in storage; restoring from the snapshot's would train again epochs
-    that were already done, or a trial that had already finished. Newer `checkpoint_NNNNNN` folders
-    of the trial come first; the caller falls back to older ones if one cannot be read.
+    that were already done, or a trial that had already finished. So every `checkpoint_NNNNNN`
+    folder of the trial that holds a later epoch than Tune's comes first, the latest epoch first
+    (`training.checkpoints_newest_first`); the caller falls back to older ones if one cannot be
+    read.
     """
     from ray import tune
 
@@ -318,28 +321,13 @@ def restore_candidates(given: Any) -> list[Any]:
         infos = fs.get_file_info(pafs.FileSelector(trial_path, allow_not_found=True))
     except Exception:  # no Tune session storage (or unreadable): keep Tune's choice
         return [given] if given is not None else []
-    given_index = checkpoint_index(given.path) if given is not None else -1
-    newer = sorted(
-        (
-            (checkpoint_index(i.path), i.path)
-            for i in infos
-            if i.type == pafs.FileType.Directory and checkpoint_index(i.path) > given_index
-        ),
-        reverse=True,
+    folders = [
+        i.path for i in infos if i.type == pafs.FileType.Directory and checkpoint_index(i.path) >= 0
+    ]
+    newer = newer_than(fs, folders, given.path if given is not None else None)
+    return [tune.Checkpoint(path, filesystem=fs) for path in newer] + (
+        [given] if given is not None else []
     )
-    found = [tune.Checkpoint(path, filesystem=fs) for _, path in newer]
-    return found + ([given] if given is not None else [])
-
-
-def checkpoint_index(path: str) -> int:
-    """N of a `checkpoint_NNNNNN` folder (a path or a bare name); -1 for anything else."""
-    name = path.rstrip("/").rsplit("/", 1)[-1]
-    if not name.startswith("checkpoint_"):
-        return -1
-    try:
-        return int(name.removeprefix("checkpoint_"))
-    except ValueError:
-        return -1
 
 
 class EndToEnd:

@@ -32,6 +32,7 @@ from samplegen.atomic import write_atomic, write_json_atomic
 from samplegen.errors import SamplegenError
 from samplegen.models.base import InnerModel, SampleModel
 from samplegen.models.combined import TrainsOnEncodings
+from samplegen.platform.checkpoint_folders import STATE_JSON
 
 TRAINING_KEYS: frozenset[str] = frozenset(
     {"batch_exp", "batch_size", "lr_exp", "lr", "weight_decay", "lr_schedule", "mixup"}
@@ -39,7 +40,6 @@ TRAINING_KEYS: frozenset[str] = frozenset(
 LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 STATE_TENSORS = "state.safetensors"
 BEST_TENSORS = "best.safetensors"
-STATE_JSON = "state.json"
 
 
 class NonFiniteLoss(SamplegenError):
