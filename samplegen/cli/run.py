@@ -101,8 +101,11 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Handler of `samplegen run`."""
+    from samplegen.cli.job_paths import refuse_relative_outputs
     from samplegen.platform.pipeline import run_pipeline
     from samplegen.platform.presets import get_preset, with_spaces
+
+    refuse_relative_outputs(("--out", args.out), ("--storage", args.storage))
 
     preset = with_spaces(get_preset(args.preset), outer=args.outer_space, inner=args.vae_space)
     if args.variations:

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from samplegen.cli.job_paths import refuse_relative_outputs
+
 OUTER_KINDS: tuple[str, ...] = ("outer_stft", "outer_wave")
 
 
@@ -213,6 +215,7 @@ def run_outer(args: argparse.Namespace) -> int:
 
     resolve_space_and_model(args)
     _check_outer_model(args.model, args.model_option)
+    refuse_relative_outputs(("--storage", args.storage))
     _check_dataset("--data", args.data)
     config = study_config_from_args(args, data=args.data)
     ensure_ray(config.address, config.num_cpus)
@@ -223,7 +226,20 @@ def run_outer(args: argparse.Namespace) -> int:
     if result.interrupted:
         print(f"samplegen: {result.note}", file=sys.stderr)
         return 130
-    return 0
+    return _no_loss_is_a_failure(result.best, result.path)
+
+
+def _no_loss_is_a_failure(best: Any, path: str) -> int:
+    # A study whose every trial failed ran, but made nothing: its command (and a Ray job of it)
+    # must not report success.
+    if best is not None:
+        return 0
+    print(
+        f"samplegen: no trial produced a loss; their errors are in {path} (results.csv, and "
+        "error.txt in each trial's folder)",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def run_vae(args: argparse.Namespace) -> int:
@@ -246,6 +262,7 @@ def run_vae(args: argparse.Namespace) -> int:
     check_rescore(args.rescore, args.model, args.refine_steps)
     # Path and setting mistakes fail before Ray starts.
     eq = EqAugment(args.eq_variants, args.eq_db, args.seed)
+    refuse_relative_outputs(("--storage", args.storage), ("--encoded", args.encoded))
     resolve_outer(args.outer)
     if args.data:
         _check_dataset("--data", args.data)
@@ -269,7 +286,7 @@ def run_vae(args: argparse.Namespace) -> int:
     if result.study.interrupted:
         print(f"samplegen: {result.study.note}", file=sys.stderr)
         return 130
-    return 0
+    return _no_loss_is_a_failure(result.study.best, result.study.path)
 
 
 def run_plot(args: argparse.Namespace) -> int:

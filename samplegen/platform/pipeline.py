@@ -429,7 +429,10 @@ class RaySession:
 
             ray.shutdown()
             self.started = False
-            self.echo("local Ray instance shut down: the stages left run in this process")
+            if self.address or os.environ.get("RAY_ADDRESS"):  # how ensure_ray connected
+                self.echo("disconnected from the Ray cluster: the stages left run in this process")
+            else:
+                self.echo("local Ray instance shut down: the stages left run in this process")
 
 
 def _finished(result: Any, what: str) -> None:

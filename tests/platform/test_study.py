@@ -58,6 +58,13 @@ def test_cli_tune_outer_then_train_then_plot(
     assert main(args) == 2
     assert "already exists" in capsys.readouterr().err
 
+    # A study whose every trial is refused ran, but made nothing: it must not exit 0 (a Ray job
+    # of it would report SUCCEEDED).
+    named = args.index("--name") + 1
+    nothing = [*args[:named], "none", *args[named + 1 :], "--max-params", "1"]
+    assert main(nothing) == 1
+    assert "no trial produced a loss" in capsys.readouterr().err
+
     # A file where a folder must be: one line, before anything runs.
     afile = tmp_path / "afile"
     afile.write_text("mine")

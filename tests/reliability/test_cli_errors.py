@@ -157,3 +157,26 @@ def test_missing_inputs_fail_before_ray_starts(tmp_path: Path) -> None:
     # Ray makes its session folders under RAY_TMPDIR as soon as it starts: none was made.
     assert list(ray_tmp.iterdir()) == []
     assert not (tmp_path / "out").exists()
+
+
+def test_relative_outputs_inside_a_ray_job_are_refused_before_ray_starts(tmp_path: Path) -> None:
+    # Inside `ray job submit --working-dir .`, the current folder is Ray's temporary copy of the
+    # upload: a study or run written there reported success and was lost with the session.
+    ray_tmp = tmp_path / "raytmp"
+    ray_tmp.mkdir()
+    job = json.dumps({"runtime_env": {"working_dir": "gcs://_ray_pkg_0123.zip"}})
+    env = {**private_env(ray_tmp), "RAY_JOB_CONFIG_JSON_ENV_VAR": job}
+    absolute = str(tmp_path / "studies")
+    cases = [
+        (["tune", "outer", "--data", "ds", "--name", "x"], ["--storage studies", "Ray job"]),
+        (
+            ["tune", "vae", "--outer", "m", "--name", "v", "--storage", absolute, "--encoded", "e"],
+            ["--encoded e", "absolute path"],
+        ),
+        (["run", "--out", "runs/x"], ["--out runs/x", "deleted with the session"]),
+        (["run", "--out", str(tmp_path / "run"), "--storage", "st"], ["--storage st"]),
+    ]
+    for argv, needles in cases:
+        _one_error_line(run_cli(argv, env, tmp_path), *needles)
+    assert list(ray_tmp.iterdir()) == []
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "run").exists()
