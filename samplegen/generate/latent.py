@@ -170,7 +170,9 @@ class LatentSpace:
 
     @torch.no_grad()
     def encode(self, x: np.ndarray) -> np.ndarray:
-        """Latent means `(N, D)` of encoded samples `(N, *input_shape)`."""
+        """The codes `(N, D)` the model reconstructs samples `(N, *input_shape)` from: a VAE's
+        posterior means, refined through the decoders where the model refines its codes (see
+        `posterior` for the unrefined means)."""
         x = self._check_inputs(x)
         out = []
         for i in range(0, x.shape[0], self.batch_size):

@@ -123,8 +123,8 @@ def _latent_lines(m: dict[str, Any]) -> list[str]:
     lines = [
         "## Latent space",
         "",
-        f"Shape {lat['shape']} ({lat['dims']} values); active units (variance of the code across "
-        f"samples > {lat['active_unit_threshold']}): {_f(lat.get('active_units'))} of {lat['dims']}.",
+        f"Shape {lat['shape']} ({lat['dims']} values); active units (variance across samples of "
+        f"the encoder's code, a VAE's posterior mean, > {lat['active_unit_threshold']}): {_f(lat.get('active_units'))} of {lat['dims']}.",
     ]
     if lat.get("kl_total") is not None:
         lines.append(f"KL to the prior, summed over dimensions: {_f(lat['kl_total'])}.")
