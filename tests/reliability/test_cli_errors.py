@@ -69,6 +69,11 @@ def test_wrong_arguments_and_missing_paths(world: dict[str, Path], tmp_path: Pat
         (["evaluate", model, "--data", ds, "--split", "holdout"], ["holdout"]),
         (["train", "--config", str(tmp_path / "best.json"), "--data", ds, "--out", "o"], []),
         (["study", "plot", str(tmp_path / "nostudy")], ["nostudy"]),
+        # A mistyped option is reported by its own command, whose usage lists the right ones.
+        (
+            ["--debug", "tune", "outer", "--data", ds, "--name", "x", "--trails", "3"],
+            ["samplegen tune outer: error: unrecognized arguments: --trails 3"],
+        ),
     ]
     for argv, needles in cases:
         if argv[0] == "train":
