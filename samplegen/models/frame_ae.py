@@ -27,7 +27,8 @@ from samplegen.models.registry import ModelRejected, register
 class FrameAEHParams:
     """frame_latent: values per frame; hidden: width of the hidden layers (depth - 1 of them);
     context: frames each layer sees (odd; 1 = frames coded independently); activation between
-    layers; output_activation: none, sigmoid or clamp (to [0, 1])."""
+    layers; output_activation: none, sigmoid, clamp (to [0, 1]) or clamp_st (the
+    same clamp, its gradient passed straight through)."""
 
     frame_latent: int = 32
     hidden: int = 256

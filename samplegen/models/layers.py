@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 ACTIVATIONS: tuple[str, ...] = ("none", "relu", "leaky_relu", "elu", "tanh", "silu")
-OUTPUT_ACTIVATIONS: tuple[str, ...] = ("none", "sigmoid", "clamp")
+OUTPUT_ACTIVATIONS: tuple[str, ...] = ("none", "sigmoid", "clamp", "clamp_st")
 
 
 def interpolate_layer_sizes(start: int, end: int, depth: int, ratio: float) -> list[int]:
@@ -50,6 +50,18 @@ class Clamp01(nn.Module):
         return x.clamp(0.0, 1.0)
 
 
+class StraightThroughClamp01(nn.Module):
+    """Clamp to [0, 1] forward; backward, the gradient passes as if there were no clamp.
+
+    A hard clamp's gradient is zero outside [0, 1]: a raw output below 0 whose target is above 0
+    (a quiet bin the decoder undershoots) can never be pulled up, by training or by refining a
+    code through the decoder. Straight through, the loss's gradient at the clamped value moves the
+    raw output; where the target is 0 that gradient is 0, so nothing pushes those bins."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + (x.clamp(0.0, 1.0) - x).detach()
+
+
 def make_output_activation(name: str) -> nn.Module:
     """The module for an output activation name in OUTPUT_ACTIVATIONS."""
     if name == "none":
@@ -58,6 +70,8 @@ def make_output_activation(name: str) -> nn.Module:
         return nn.Sigmoid()
     if name == "clamp":
         return Clamp01()
+    if name == "clamp_st":
+        return StraightThroughClamp01()
     raise ValueError(f"unknown output activation {name!r}")
 
 

@@ -114,13 +114,15 @@ class VAEHParams:
 
 
 def kl_weight(warmup: str, epoch: int | None, warmup_epochs: int) -> float:
-    """The warm-up factor (0..1) applied to beta at `epoch` (None: fully warmed up)."""
+    """The warm-up factor (0..1) applied to beta at `epoch` (counted from 1; None: fully warmed
+    up). Linear reaches 1 at epoch `warmup_epochs`."""
     if warmup == "none" or epoch is None:
         return 1.0
     if warmup == "linear":
         return min(1.0, epoch / warmup_epochs)
-    # Cyclical (Fu et al. 2019, R = 0.5): ramp over the first half of each period, then hold.
-    phase = (epoch % warmup_epochs) / warmup_epochs
+    # Cyclical (Fu et al. 2019, R = 0.5): each period starts at 0, ramps over its first half, then
+    # holds at 1 to its last epoch (epochs count from 1, so a period is epochs kP+1 .. (k+1)P).
+    phase = ((epoch - 1) % warmup_epochs) / warmup_epochs
     return min(1.0, 2.0 * phase)
 
 

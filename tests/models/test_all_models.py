@@ -35,6 +35,7 @@ CASES: list[tuple[str, dict[str, Any], tuple[int, ...]]] = [
     ("conv2d_ae", {**SMALL_CONV, "output_activation": "sigmoid"}, STFT),
     ("frame_ae", {"frame_latent": 4, "hidden": 16, "depth": 2, "context": 3}, STFT),
     ("frame_ae", {"frame_latent": 4, "depth": 1, "context": 1, "activation": "none"}, STFT),
+    ("frame_ae", {"frame_latent": 4, "hidden": 8, "output_activation": "clamp_st"}, STFT),
     ("mlp_ae", {"hidden": 4, "depth": 2}, STFT),
     ("mlp_ae", {"hidden": 4, "depth": 2, "teacher_forcing": True}, STFT),
     ("rnn_ae", {"cell": "rnn", "hidden": 4, "encode_depth": 1, "decode_depth": 1}, STFT),

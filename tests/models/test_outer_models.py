@@ -118,3 +118,18 @@ def test_audio_conv_ae_spectral_term_prefers_the_right_spectrum_in_any_phase() -
     assert "spectral" not in plain.loss(x, plain(x)).metrics
     with pytest.raises(ValueError, match="spectral_weight"):
         build_model("audio_conv_ae", {**hp, "spectral_weight": -1.0}, (4096,))
+
+
+def test_the_straight_through_clamp_outputs_the_clamp_and_lets_an_undershoot_learn() -> None:
+    from samplegen.models.layers import make_output_activation
+
+    raw = torch.tensor([-0.5, -0.5, 0.3, 1.4], requires_grad=True)
+    target = torch.tensor([0.2, 0.0, 0.1, 0.9])
+    # d/d raw of (y - t)^2 with y = clamp(raw). A hard clamp passes nothing outside [0, 1], so the
+    # undershot quiet bin (target 0.2) can never rise; straight through it can, and the bin whose
+    # target is 0 gets no push either way.
+    for name, expected in (("clamp", [0.0, 0.0, 0.4, 0.0]), ("clamp_st", [-0.4, 0.0, 0.4, 0.2])):
+        out = make_output_activation(name)(raw)
+        assert out.tolist() == pytest.approx([0.0, 0.0, 0.3, 1.0])
+        (grad,) = torch.autograd.grad(((out - target) ** 2).sum(), raw)
+        assert grad.tolist() == pytest.approx(expected)

@@ -84,9 +84,12 @@ def test_kl_warmup_schedules() -> None:
     assert kl_weight("linear", 0, 10) == 0.0
     assert kl_weight("linear", 5, 10) == 0.5
     assert kl_weight("linear", 30, 10) == 1.0
-    assert kl_weight("cyclical", 12, 10) == pytest.approx(0.4)
-    assert kl_weight("cyclical", 17, 10) == 1.0
-    assert kl_weight("cyclical", 20, 10) == 0.0
+    # Epochs count from 1: each period of 10 starts at 0 and ends at full weight.
+    assert [kl_weight("cyclical", e, 10) for e in (1, 3, 6, 10, 11)] == pytest.approx(
+        [0.0, 0.4, 1.0, 1.0, 0.0]
+    )
+    assert kl_weight("cyclical", 13, 10) == pytest.approx(0.4)
+    assert kl_weight("cyclical", 20, 10) == 1.0  # a 20-epoch run ends at full weight
     vae = _constructed_vae(warmup="linear", warmup_epochs=4)
     out = vae(X)
     loss = vae.loss(X, out, epoch=1)
