@@ -211,11 +211,14 @@ def finetune_combined(
         "failure": failure,
     }
     # Fine-tuning moves the codes, so random sounds get a distribution fitted to the kept weights.
-    source = f"encoder means of {len(study_data.train)} training notes"
+    # The same notes as the chained study's export fits on: the real ones, not the variation
+    # presets' or the mixes.
+    notes = study_data.train[study_data.extra["train_notes"]]
+    source = f"encoder means of {len(notes)} training notes"
     extra = {
         **loaded.meta.extra,
         FINETUNE_KEY: record,
-        **fitted_extra(loaded.model, study_data.train, source),
+        **fitted_extra(loaded.model, notes, source),
     }
     save_model(
         out_path,

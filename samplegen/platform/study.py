@@ -173,7 +173,10 @@ def load_study_data(path: str | os.PathLike[str], train_subset: int | None = Non
             f"(has {len(train)} train, {len(val)} validation)"
         )
     # Absolute: a chained study reads it from study.json, maybe from another working folder.
-    return StudyData(train, val, ds.codec, ds.fingerprint, os.path.abspath(path))
+    # train_notes marks the real notes among the training rows (not mixes or variation presets).
+    notes = np.array([not m.get("augmented") for m in ds.splits["train"].meta], dtype=bool)
+    extra = {"train_notes": notes}
+    return StudyData(train, val, ds.codec, ds.fingerprint, os.path.abspath(path), extra)
 
 
 @dataclass

@@ -354,3 +354,21 @@ def test_fit_codes_adds_the_training_codes_to_an_existing_model(
         assert main(["fit-codes", *args]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
+
+
+def test_random_sounds_are_fitted_on_the_real_training_notes_as_at_export(
+    chained: dict[str, Path],
+) -> None:
+    # The chained study's export fits the code distribution on the real notes only; fine-tuning
+    # used every training row (mixes, variation presets) and so described other sounds.
+    root = chained["root"]
+    mixed = prepare_dataset(
+        root / "audio", root / "ds-mixes", SMALL, splits=(0.6, 0.2, 0.2), augment_mixes=4, echo=None
+    )
+    train = load_dataset(mixed, splits=["train"]).splits["train"]
+    real = sum(not m.get("augmented") for m in train.meta)
+    assert real == len(train.x) - 4
+    out = root / "tuned-mixes"
+    finetune_combined(chained["model"], mixed, out, settings=replace(SETTINGS, epochs=1), echo=None)
+    fitted = stored_distribution(load_model(out).meta.extra, 3)
+    assert fitted is not None and fitted.count == real
