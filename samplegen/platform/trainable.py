@@ -2,7 +2,7 @@
 
 Every epoch it reports train_loss, val_loss (the objective; the original optimised the train loss,
 a bug; weighed as once the model's schedules are over, so a VAE's KL counts at its full weight even
-within its warm-up), overfit (val / train, each weighed as this epoch's training), rate (relative change of the validation loss's moving average over
+within its warm-up; a chained study's objective is instead the end-to-end reconstruction, no KL), overfit (val / train, each weighed as this epoch's training), rate (relative change of the validation loss's moving average over
 the stall window, or of the last epoch before that), params, compression, epoch_seconds, and a
 status. Checkpoints are safetensors + JSON; when Ray restarts a trial it continues at the epoch
 after its last checkpoint. A NaN/infinite loss or a rejected configuration ends only that trial:
@@ -231,6 +231,9 @@ def train_trial(config: dict[str, Any], *, data: dict[str, Any], settings: Trial
         # model they leave, and would otherwise win the best epoch and the trial's rank.
         objective = result.val_settled
         if end_to_end is not None:
+            # A chained study ranks by the end-to-end reconstruction alone, with no KL term: an
+            # epoch inside a KL warm-up is not held back here, and could win its trial's best
+            # epoch. Left so because adding the KL would re-rank every chained study's trials.
             objective = end_to_end.loss(model, val_x, settings.eval_batch_size)
             history.setdefault("e2e_val_loss", []).append(objective)
             if not math.isfinite(objective):
