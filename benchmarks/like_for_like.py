@@ -105,9 +105,10 @@ def measure(run: Path, splits: list[str], frames: int, batch: int) -> dict[str, 
     model: Any = load_model(run / "models" / "combined").model.eval()
     data = load_dataset(run / "dataset", splits=tuple(sorted({"train", *splits})))
     k = int(np.prod(model.inner.latent_shape))
-    real_x, _, _ = _real_rows(data, "train")
-    all_x = np.asarray(data.splits["train"].x, dtype=np.float32)
-    fits = {"real": encode_all(model, real_x, batch), "all": encode_all(model, all_x, batch)}
+    train = data.splits["train"]
+    all_h = encode_all(model, np.asarray(train.x, dtype=np.float32), batch)
+    real = np.array([not m.get("augmented") for m in train.meta], dtype=bool)  # as _real_rows
+    fits = {"real": all_h[real], "all": all_h}
     out: dict[str, dict[str, Any]] = {}
     for split in splits:
         start = time.perf_counter()
@@ -142,7 +143,7 @@ def measure(run: Path, splits: list[str], frames: int, batch: int) -> dict[str, 
             row[f"pca_{name}"] = pca_figures(model, fit_h, h, x, k, batch)
         row["seconds"] = time.perf_counter() - start
         out[split] = row
-    out["_fit"] = {"real": len(real_x), "all": len(all_x), "k": k}
+    out["_fit"] = {"real": int(real.sum()), "all": len(all_h), "k": k}
     return out
 
 

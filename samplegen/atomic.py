@@ -29,14 +29,19 @@ def write_atomic(path: str | os.PathLike[str], writer: Callable[[str], object]) 
     os.close(fd)
     try:
         writer(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        os.chmod(tmp, _plain_mode(0o666))
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def _plain_mode(bits: int) -> int:
+    """`bits` less the process umask: what a plain open() or mkdir() would give."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return bits & ~umask
 
 
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
@@ -79,9 +84,7 @@ def new_build_folder(target: Path) -> Path:
     build = Path(
         tempfile.mkdtemp(prefix=f"{_build_prefix(target)}{os.getpid()}-", dir=target.parent)
     )
-    umask = os.umask(0)
-    os.umask(umask)
-    build.chmod(0o777 & ~umask)  # mkdtemp makes it private; what is built here is ordinary data
+    build.chmod(_plain_mode(0o777))  # mkdtemp makes it private; what is built here is ordinary data
     return build
 
 

@@ -35,6 +35,7 @@ class _RecallsEpochLogs:
     """Takes in the study's epoch log on a driver's first trial event (see the module's text)."""
 
     _recalled = False
+    _metric: str | None  # the scheduler's own (ASHA's and the cut-off's attribute)
 
     def _recall(self, trial: Trial) -> None:
         if self._recalled:
@@ -45,7 +46,7 @@ class _RecallsEpochLogs:
             return
         from samplegen.platform.epoch_log import read_epoch_logs
 
-        metric = self._recalled_metric()
+        metric = self._metric
         if metric is None:
             return
         logs = read_epoch_logs(storage.storage_filesystem, storage.experiment_fs_path)
@@ -55,18 +56,12 @@ class _RecallsEpochLogs:
                 if isinstance(epoch, int) and isinstance(value, int | float):
                     self._take_in(trial_id, epoch, float(value))
 
-    def _recalled_metric(self) -> str | None:
-        raise NotImplementedError
-
     def _take_in(self, trial_id: str, epoch: int, value: float) -> None:
         raise NotImplementedError
 
 
 class RecallingASHA(_RecallsEpochLogs, ASHAScheduler):
     """Ray's ASHA, which after a resume still knows the rung values reported before it."""
-
-    def _recalled_metric(self) -> str | None:
-        return self._metric
 
     def _take_in(self, trial_id: str, epoch: int, value: float) -> None:
         if len(self._brackets) != 1 or not math.isfinite(value) or self._metric_op is None:
@@ -133,9 +128,6 @@ class CutoffScheduler(_RecallsEpochLogs, FIFOScheduler):
 
     def _better(self, a: float, b: float) -> bool:
         return a > b if self._mode == "max" else a < b
-
-    def _recalled_metric(self) -> str | None:
-        return self._metric
 
     def _take_in(self, trial_id: str, epoch: int, value: float) -> None:
         self.record(epoch, value)
