@@ -556,8 +556,9 @@ def run_study(
         echo(f"[{config.name}] {plan.note}; {max_concurrent} at a time; study at {files.uri}")
 
     from samplegen.platform.epoch_log import epoch_log_callback_class
+    from samplegen.platform.trial_logs import trial_log_keeper_class
 
-    callbacks: list[Any] = [epoch_log_callback_class()()]
+    callbacks: list[Any] = [epoch_log_callback_class()(), trial_log_keeper_class()()]
     if config.progress:
         callbacks.append(_progress_callback_class()(config.name, echo))
     if interrupt_after:
