@@ -12,6 +12,7 @@ problem; these are the files a Tune user reads.)
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -49,6 +50,16 @@ def trial_log_keeper_class() -> type:
 
         def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             storage = trial.storage
-            upload_trial_logs(trial.local_path, storage.storage_filesystem, storage.trial_fs_path)
+            try:
+                upload_trial_logs(
+                    trial.local_path, storage.storage_filesystem, storage.trial_fs_path
+                )
+            except Exception as exc:  # a log that did not upload must not stop the study
+                logging.getLogger(__name__).warning(
+                    "trial %s: could not upload its logs before its retry (%s); Tune may drop "
+                    "the results it reported since its last snapshot",
+                    trial.trial_id,
+                    exc,
+                )
 
     return TrialLogKeeper

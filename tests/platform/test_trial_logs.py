@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pyarrow.fs as pafs
@@ -76,3 +78,21 @@ def test_a_trial_retried_right_after_its_final_report_keeps_that_report_in_resul
     lines = [json.loads(x) for x in Path(result.path, "result.json").read_text().splitlines()]
     assert [x["epoch"] for x in lines] == [1, 2]
     assert list(Path(result.path).glob("error*.txt")), "the trial never crashed"
+
+
+def test_a_log_that_cannot_be_uploaded_is_reported_and_the_study_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    (staging / "result.json").write_text('{"epoch": 1}\n')
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the study folder should be")
+    storage = SimpleNamespace(
+        storage_filesystem=pafs.LocalFileSystem(), trial_fs_path=str(blocker / "trial_a")
+    )
+    trial = SimpleNamespace(trial_id="a", local_path=str(staging), storage=storage)
+    keeper = trial_log_keeper_class()()
+    with caplog.at_level(logging.WARNING):
+        keeper.on_trial_recover(iteration=1, trials=[trial], trial=trial)
+    assert "trial a: could not upload its logs before its retry" in caplog.text
