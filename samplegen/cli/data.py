@@ -93,7 +93,10 @@ def _ensure_ray(num_cpus: int | None) -> None:
     if address:
         ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
     else:
+        # "local": a new instance here, never one that `ray start` left running on this machine
+        # (which RAY_ADDRESS names when it is meant), as the studies do.
         ray.init(
+            address="local",
             num_cpus=num_cpus,
             include_dashboard=False,
             logging_level=logging.ERROR,

@@ -85,12 +85,15 @@ def trial_seed(base: int, config: dict[str, Any]) -> int:
     return (int(base) * 1_000_003 + zlib.crc32(blob)) % (2**31)
 
 
-def should_inject(settings: TrialSettings, trial_id: str, epoch: int) -> bool:
-    """Whether fault injection fires at `epoch` for this trial (before the once-only marker)."""
+def should_inject(settings: TrialSettings, config: dict[str, Any], epoch: int) -> bool:
+    """Whether fault injection fires at `epoch` for this trial (before the once-only marker).
+
+    Drawn from the trial's configuration, not its id: Tune's trial ids are random, so a study of
+    fixed configurations would crash a different number of trials on every run."""
     if settings.fail_at_epoch is not None and epoch == settings.fail_at_epoch:
         return True
     if settings.fail_probability > 0:
-        rng = np.random.default_rng([settings.fail_seed, zlib.crc32(trial_id.encode()), epoch])
+        rng = np.random.default_rng([trial_seed(settings.fail_seed, config), epoch])
         return bool(rng.random() < settings.fail_probability)
     return False
 
@@ -255,7 +258,7 @@ def train_trial(config: dict[str, Any], *, data: dict[str, Any], settings: Trial
             status, reason = stop
         elif epoch == settings.epochs:
             status, reason = "completed", f"reached the epoch limit ({settings.epochs})"
-        inject = not fault_injected and should_inject(settings, trial_id, epoch)
+        inject = not fault_injected and should_inject(settings, config, epoch)
         metrics = {
             **static,
             **{f"train_{k}": v for k, v in result.metrics.items()},

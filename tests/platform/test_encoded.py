@@ -180,7 +180,7 @@ from samplegen.platform.datasets import prepare_dataset
 from samplegen.platform.encoded import encode_dataset, load_encoded
 
 root = Path({root!r})
-ray.init(num_cpus=1, include_dashboard=False, object_store_memory=150_000_000)
+ray.init(address="local", num_cpus=1, include_dashboard=False, object_store_memory=150_000_000)
 instrument_folder(root / "src", 4)
 ds = prepare_dataset(root / "src", root / "ds", SMALL, echo=None)
 torch.manual_seed(0)
