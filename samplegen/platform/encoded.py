@@ -88,16 +88,20 @@ class EqAugment:
     def copies(
         self, x: np.ndarray, meta: Sequence[dict[str, Any]], codec: Any
     ) -> tuple[list[dict[str, Any]], np.ndarray]:
-        """The EQ copies of the original training rows among `x` (N, bins, frames) and `meta`.
+        """The EQ copies of the training notes among `x` (N, bins, frames) and `meta`.
 
-        Returns their metadata (named NAME#eqK, flagged `augmented`) and their encoded notes:
-        copy 1 of every such row, then copy 2, and so on. A copy depends only on its row's name
-        and path, `k` and `seed`, so the inner study's encodings and fine-tuning see the same ones.
+        A training note is a training row that is not a mix: the library's own notes and its
+        variation presets' (training-only rows, flagged `augmented` but with no `parent_b`), whose
+        copies lowered validation at seed 1 and tied at seed 0 (benchmarks/RESULTS.md, "EQ
+        copies of the variation presets' notes too"). Returns their metadata (named NAME#eqK,
+        flagged `augmented`) and their encoded notes: copy 1 of every such row, then copy 2, and
+        so on. A copy depends only on its row's name and path, `k` and `seed`, so the inner
+        study's encodings and fine-tuning see the same ones.
         """
         from samplegen.dsp.equalise import eq_curve_db, eq_seed, equalise
 
         idx = [
-            i for i, m in enumerate(meta) if m.get("split") == "train" and not m.get("augmented")
+            i for i, m in enumerate(meta) if m.get("split") == "train" and not m.get("parent_b")
         ]
         if not self.variants or not idx:
             return [], np.zeros((0, *np.shape(x)[1:]), np.float32)

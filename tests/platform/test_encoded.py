@@ -94,7 +94,7 @@ def test_eq_copies_of_the_training_notes_join_the_train_split_only(
         np.testing.assert_array_equal(enc.splits[split].z, plain.splits[split].z)
         assert enc.splits[split].meta == plain.splits[split].meta
     train, originals = enc.splits["train"], data.splits["train"]
-    notes = [i for i, m in enumerate(originals.meta) if not m["augmented"]]  # mixes get no copies
+    notes = [i for i, m in enumerate(originals.meta) if not m["parent_b"]]  # mixes get no copies
     assert 0 < len(notes) < len(originals.meta)
     assert len(train.z) == len(originals.meta) + 2 * len(notes)
     by_name = {m["name"]: (m, z) for m, z in zip(train.meta, train.z, strict=True)}
@@ -129,7 +129,8 @@ def test_eq_copies_are_drawn_per_training_note_and_copy(outer_and_dataset: Outer
     # Validation rows and mixes get no copies, whatever they are passed with.
     x = np.concatenate([train.x, val.x])
     rows, copies = eq.copies(x, [*train.meta, *val.meta], SMALL)
-    notes = [i for i, m in enumerate(train.meta) if not m["augmented"]]
+    notes = [i for i, m in enumerate(train.meta) if not m["parent_b"]]
+    assert 0 < len(notes) < len(train.meta)
     assert [r["name"] for r in rows] == [
         f"{train.meta[i]['name']}#eq{k}" for k in (1, 2) for i in notes
     ]
@@ -143,6 +144,23 @@ def test_eq_copies_are_drawn_per_training_note_and_copy(outer_and_dataset: Outer
     np.testing.assert_array_equal(alone[0], copies[len(notes) - 1])
     none_rows, none = EqAugment().copies(train.x, train.meta, SMALL)
     assert none_rows == [] and none.shape == (0, *SMALL.shape)
+
+
+def test_a_variation_presets_training_notes_get_copies_like_the_librarys_own(
+    outer_and_dataset: OuterAndDataset,
+) -> None:
+    # The library's variation presets join the train split as rows flagged `augmented` with no
+    # second parent; only a mix (which has one) goes without copies.
+    _root, ds, _outer, _model = outer_and_dataset
+    train = load_dataset(ds).splits["train"]
+    note = next(i for i, m in enumerate(train.meta) if not m["augmented"])
+    mix = next(i for i, m in enumerate(train.meta) if m["parent_b"])
+    variation = dict(train.meta[note], name="variation_C4", augmented=True, parent_b=None)
+    meta = [train.meta[note], variation, train.meta[mix]]
+    x = train.x[[note, note, mix]]
+    rows, copies = EqAugment(variants=1, db=6.0, seed=5).copies(x, meta, SMALL)
+    assert [r["name"] for r in rows] == [f"{train.meta[note]['name']}#eq1", "variation_C4#eq1"]
+    assert all(r["augmented"] for r in rows) and copies.shape == (2, *SMALL.shape)
 
 
 def test_eq_settings_are_checked() -> None:
