@@ -100,9 +100,7 @@ class EqAugment:
         """
         from samplegen.dsp.equalise import eq_curve_db, eq_seed, equalise
 
-        idx = [
-            i for i, m in enumerate(meta) if m.get("split") == "train" and not m.get("parent_b")
-        ]
+        idx = [i for i, m in enumerate(meta) if m.get("split") == "train" and not m.get("parent_b")]
         if not self.variants or not idx:
             return [], np.zeros((0, *np.shape(x)[1:]), np.float32)
         originals = np.asarray(x)[idx]

@@ -123,14 +123,15 @@ PRESETS: dict[str, Preset] = {
             "random",
             "fifo",
             trials=4,
-            # Each epoch holds the 927 notes and 2 EQ copies of each: 20 epochs are as many steps
-            # as the 60 epochs over the notes alone were.
+            # Each epoch holds the 1071 training notes and 2 EQ copies of each: 20 epochs are about
+            # as many steps as the 60 epochs over the 927 library notes alone were.
             epochs=20,
             space="quick_vae",
             stop_on_overfit=False,
         ),
         # 2 copies through 8 dB EQ curves: refined validation 1.88% against 2.01% (RESULTS.md,
-        # "Random EQ copies of the training notes").
+        # "Random EQ copies of the training notes"); of the variation presets' notes too since
+        # "EQ copies of the variation presets' notes too, at three seeds".
         inner_eq=EqAugment(variants=2, db=8.0),
         refine_steps=100,
         # 20 epochs at 1e-4: train 1.55 -> 1.34% RMS, validation 1.99 -> 1.97% (RESULTS.md).
