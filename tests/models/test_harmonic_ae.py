@@ -112,7 +112,10 @@ def test_it_learns_a_note_in_any_phase() -> None:
     own = multi_resolution_stft_distance(recon, x)
     swapped = multi_resolution_stft_distance(recon, x.flip(0))
     assert float(own.mean()) < 0.5 * first
-    assert (own < 0.7 * swapped).all(), (own, swapped)
+    # Untrained, the ratio own / swapped is 1.00. Trained, it depends on which CPU kernels torch
+    # dispatches to: 0.59 with the default ones, 0.66 and 0.74 with AVX2 or AVX-512 (the two
+    # notes), up to 0.81 after 800 steps. 0.7 failed on an AVX-512 machine.
+    assert (own < 0.85 * swapped).all(), (own, swapped)
 
 
 @pytest.mark.parametrize(
