@@ -94,8 +94,9 @@ def test_driver_killed_mid_study_resumes_without_rerunning_finished_trials(
 ) -> None:
     (tmp_path / "space.yaml").write_text(TINY_SPACE)
     # Enough trials that some are still unproposed when the kill comes: on a loaded machine the
-    # saved state can record its second finished trial after 6 had all been proposed (seen in CI).
-    trials, epochs = 8, 3
+    # saved state can record its second finished trial after 6 had all been proposed (seen in CI),
+    # and a poller lagging by a few finished trials could find all 8 proposed.
+    trials, epochs = 12, 3
     args = ["tune", "outer", "--data", str(dataset), "--name", "s", "--storage", "studies"]
     args += ["--space", "space.yaml", "--search", search, "--trials", str(trials)]
     args += ["--epochs", str(epochs), *NO_EARLY_STOP, "--num-cpus", "2", "--max-concurrent", "2"]
