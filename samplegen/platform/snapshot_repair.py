@@ -1,5 +1,8 @@
 """Makes a killed study's Tune snapshot restorable before `Tuner.restore` reads it.
 
+A state file that the kill cut short mid-save is put back from the last whole set that
+`snapshot_backup` kept (`restore_cut_snapshots`).
+
 Tune deletes a trial's oldest checkpoint (`CheckpointConfig(num_to_keep)`) as soon as a newer one
 is registered, but writes its experiment snapshot only afterwards. A driver killed in between
 leaves a snapshot that points at a checkpoint no longer on storage, and Tune then fails that trial
@@ -11,13 +14,24 @@ from the newest checkpoint anyway.
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pyarrow.fs as pafs
 
+from samplegen.errors import SamplegenError
 from samplegen.platform.checkpoint_folders import checkpoint_index
+from samplegen.platform.snapshot_backup import (
+    SET_MARKER,
+    STATE_PATTERNS,
+    backup_sets,
+    is_whole,
+    state_files,
+)
 
 SNAPSHOT_GLOB_PREFIX = "experiment_state-"
 
@@ -109,3 +123,44 @@ def _copy_folder(fs: pafs.FileSystem, source: str, target: str) -> None:
     fs.create_dir(partial, recursive=True)
     pafs.copy_files(source, partial, source_filesystem=fs, destination_filesystem=fs)
     fs.move(partial, target)
+
+
+def restore_cut_snapshots(root: str | Path) -> list[str]:
+    """Put back the last whole snapshot when a state file Tune would read is cut short.
+
+    Every state file is then exactly the backup set's: the set's files are copied back, and state
+    files made after it (a new session's) are renamed aside with a `.cut` suffix, so Tune never
+    mixes two snapshots. Returns one line per file changed (nothing when all were whole); raises
+    `SamplegenError` when a file is cut short and no whole set was kept.
+    """
+    folder = Path(root)
+    if not folder.is_dir():
+        return []
+    present = sorted(state_files(folder))
+    read = [_newest(present, p) for p in STATE_PATTERNS]
+    cut = [n for n in read if n is not None and not is_whole((folder / n).read_bytes())]
+    if not cut:
+        return []
+    sets = backup_sets(folder)
+    if not sets:
+        raise SamplegenError(
+            f"{folder / cut[0]}: cut short when the study was stopped (a kill while Tune saved "
+            "it), and no whole copy was kept; start the study again under another name"
+        )
+    kept = sets[-1]
+    names = json.loads((kept / SET_MARKER).read_text())["files"]
+    lines = [f"{n} was cut short when the study stopped" for n in cut]
+    for name in present:
+        if name not in names:
+            (folder / name).rename(folder / f"{name}.cut")
+            lines.append(f"{name} is newer than the last whole snapshot: set aside as {name}.cut")
+    for name in names:
+        shutil.copyfile(kept / name, folder / f".{name}.restoring")
+        (folder / f".{name}.restoring").replace(folder / name)
+    lines.append(f"resuming from the last whole snapshot, {kept}")
+    return lines
+
+
+def _newest(names: list[str], pattern: str) -> str | None:
+    matching = fnmatch.filter(names, pattern)
+    return max(matching) if matching else None

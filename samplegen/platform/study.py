@@ -480,6 +480,7 @@ def run_study(
     like Ctrl-C once N trials have ended (reliability tests); the study can then be resumed.
     Returns the results table rows, the best row and where the best model went.
     """
+    import pyarrow.fs as pafs
     import ray
     from ray import tune
 
@@ -491,7 +492,8 @@ def run_study(
         trials_at_once,
     )
     from samplegen.platform.schedulers import build_scheduler, check_asha_grace
-    from samplegen.platform.snapshot_repair import repair_pruned_checkpoints
+    from samplegen.platform.snapshot_backup import snapshot_backup_callback_class
+    from samplegen.platform.snapshot_repair import repair_pruned_checkpoints, restore_cut_snapshots
     from samplegen.platform.spaces import bind_code_frames, resolve_space
 
     if not ray.is_initialized():
@@ -559,6 +561,10 @@ def run_study(
     from samplegen.platform.trial_logs import trial_log_keeper_class
 
     callbacks: list[Any] = [epoch_log_callback_class()(), trial_log_keeper_class()()]
+    # Object stores replace whole objects; only a folder can hold a state file cut short.
+    snapshot_local = isinstance(files.fs, pafs.LocalFileSystem)
+    if snapshot_local:
+        callbacks.append(snapshot_backup_callback_class()(files.root))
     if config.progress:
         callbacks.append(_progress_callback_class()(config.name, echo))
     if interrupt_after:
@@ -579,6 +585,9 @@ def run_study(
     if resume:
         if config.progress:
             echo(f"[{config.name}] resuming from {files.uri}")
+        if snapshot_local:
+            for line in restore_cut_snapshots(files.root):
+                echo(f"[{config.name}] {line}")
         for repaired in repair_pruned_checkpoints(files.fs, files.root):
             echo(f"[{config.name}] {repaired.describe()}")
         tuner = tune.Tuner.restore(

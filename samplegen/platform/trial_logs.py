@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any
+
+from samplegen.platform.downloads import write_file
 
 TRIAL_LOG_FILES = ("result.json", "progress.csv")
 
@@ -34,8 +37,8 @@ def upload_trial_logs(local_dir: str, fs: Any, remote_dir: str) -> list[str]:
             fs, pafs.LocalFileSystem
         ):
             continue  # the staging folder is the study folder: nothing to keep
-        fs.create_dir(remote_dir, recursive=True)
-        pafs.copy_files(local, remote, destination_filesystem=fs)
+        # Whole or not at all: Tune's retry reads this copy back at once.
+        write_file(fs, remote, Path(local).read_bytes())
         copied.append(name)
     return copied
 

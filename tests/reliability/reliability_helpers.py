@@ -189,7 +189,8 @@ def make_dataset(root: Path, instruments: int = 8) -> Path:
 
 
 def snapshot_statuses(study: Path) -> dict[str, str]:
-    """{trial id: status} in Tune's latest saved experiment state (what a resume starts from)."""
+    """{trial id: status} in the newest experiment state in `study` (a study folder, or a kept copy
+    of its snapshot): what a resume starts from."""
     states = sorted(study.glob("experiment_state-*.json"))
     if not states:
         return {}

@@ -32,6 +32,8 @@ from reliability_helpers import (
 from tune_helpers import TINY_OUTER_SPACE, TINY_VAE_SPACE, tiny_config, tiny_data, write_space
 
 from samplegen.platform.epoch_log import read_epoch_logs
+from samplegen.platform.snapshot_backup import backup_sets
+from samplegen.platform.snapshot_repair import restore_cut_snapshots
 from samplegen.platform.spaces import resolve_space
 from samplegen.platform.study import run_study
 
@@ -102,10 +104,16 @@ def test_driver_killed_mid_study_resumes_without_rerunning_finished_trials(
     args += ["--epochs", str(epochs), *NO_EARLY_STOP, "--num-cpus", "2", "--max-concurrent", "2"]
     study = tmp_path / "studies" / "s"
 
-    def recorded_done() -> list[str]:
-        """Trials the saved study state records as finished, with their results on disk."""
+    def recorded_done(state: Path = study) -> list[str]:
+        """Trials a saved study state records as finished, with their results on disk."""
         done = finished_trials(study)
-        return [t for t, s in snapshot_statuses(study).items() if s == "TERMINATED" and t in done]
+        return [t for t, s in snapshot_statuses(state).items() if s == "TERMINATED" and t in done]
+
+    def two_recorded() -> bool:
+        # In the saved state and in its last whole copy: a kill mid-save makes the resume start
+        # from the copy, and either way from two finished trials.
+        kept = backup_sets(study)
+        return len(recorded_done()) >= 2 and bool(kept) and len(recorded_done(kept[-1])) >= 2
 
     with ray_temp_root() as ray_tmp:
         # Killed once the study's saved state records two finished trials.
@@ -113,9 +121,11 @@ def test_driver_killed_mid_study_resumes_without_rerunning_finished_trials(
             [SAMPLEGEN, *args],
             private_env(ray_tmp),
             tmp_path,
-            lambda: len(recorded_done()) >= 2,
+            two_recorded,
             tmp_path / "first.log",
         )
+        # What the resume does first, should the kill have cut a saved file short.
+        restore_cut_snapshots(study)
         recorded = recorded_done()
         on_disk = finished_trials(study)
         before = {t: on_disk[t] for t in recorded}
