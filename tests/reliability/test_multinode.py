@@ -26,7 +26,7 @@ def test_a_lost_worker_node_s_trials_resume_from_checkpoints_on_the_other_node(
     cmd += ["--epochs", str(epochs), "--remove-at", "2"]
     with ray_temp_root() as ray_tmp:
         done = subprocess.run(
-            cmd, env=private_env(ray_tmp), capture_output=True, text=True, timeout=300
+            cmd, env=private_env(ray_tmp), capture_output=True, text=True, timeout=600
         )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
