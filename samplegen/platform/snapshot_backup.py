@@ -76,11 +76,14 @@ def state_files(root: Path) -> dict[str, tuple[int, int]]:
 
 def backup_sets(root: Path) -> list[Path]:
     """The complete backup sets of a study, oldest first."""
-    folder = root / BACKUP_DIR
+    return [p for p in _numbered_sets(root / BACKUP_DIR) if (p / SET_MARKER).is_file()]
+
+
+def _numbered_sets(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
-    sets = [p for p in folder.glob("set-*") if p.is_dir() and (p / SET_MARKER).is_file()]
-    return sorted(sets, key=lambda p: p.name)
+    sets = [p for p in folder.glob("set-*") if p.is_dir() and p.name[4:].isdigit()]
+    return sorted(sets, key=lambda p: int(p.name[4:]))
 
 
 @dataclass
@@ -120,16 +123,19 @@ class SnapshotBackup:
     def _write_set(self, contents: dict[str, bytes]) -> Path:
         folder = self.root / BACKUP_DIR
         folder.mkdir(exist_ok=True)
-        numbers = [int(p.name.split("-")[1].split(".")[0]) for p in folder.glob("set-*")]
-        target = folder / f"set-{max(numbers, default=0) + 1:06d}"
+        numbered = _numbered_sets(folder)
+        target = folder / f"set-{int(numbered[-1].name[4:]) + 1 if numbered else 1:06d}"
         target.mkdir()
         for name, data in contents.items():
             (target / name).write_bytes(data)
         # Written last: a set without its marker was cut short and is never restored.
         marker = {"files": sorted(contents), "time": time.time()}
         write_bytes_atomic(target / SET_MARKER, json.dumps(marker).encode())
-        for old in sorted(folder.glob("set-*"), key=lambda p: p.name)[:-SETS_KEPT]:
-            shutil.rmtree(old, ignore_errors=True)
+        # Older sets go, and any a kill cut short.
+        kept = backup_sets(self.root)[-SETS_KEPT:]
+        for old in _numbered_sets(folder):
+            if old not in kept:
+                shutil.rmtree(old, ignore_errors=True)
         return target
 
 

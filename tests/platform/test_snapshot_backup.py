@@ -71,13 +71,19 @@ def test_a_whole_snapshot_is_kept_once_per_change_and_a_cut_one_never(tmp_path: 
     sets = backup_sets(root)
     assert len(sets) == SETS_KEPT and first not in sets
     assert (sets[-1] / "experiment_state-2026-01-01_00-00-00.json").read_bytes() == STATE + b"    "
-    # A set cut short (no marker) is never offered for a restore.
+    # A set cut short (no marker) is never offered for a restore, and a folder of another name
+    # beside the sets is left alone.
     (root / BACKUP_DIR / "set-999999").mkdir()
+    (root / BACKUP_DIR / "set-mine").mkdir()
     assert backup_sets(root) == sets
     # At most one look per interval.
     slow = SnapshotBackup(root, interval_s=3600)
     (root / "tuner.pkl").write_bytes(PICKLED)
     assert slow.poll() is not None and slow.poll() is None
+    # Numbered past six digits, in order; the cut set is gone, the folder of another name kept.
+    assert [p.name for p in backup_sets(root)] == [sets[-1].name, "set-1000000"]
+    assert not (root / BACKUP_DIR / "set-999999").exists()
+    assert (root / BACKUP_DIR / "set-mine").is_dir()
 
 
 def test_a_cut_snapshot_is_put_back_whole_and_newer_state_set_aside(tmp_path: Path) -> None:
