@@ -683,11 +683,14 @@ def search_plan(config: StudyConfig, space: SearchSpace, max_concurrent: int) ->
 
 
 def _fit_noting_ctrl_c(tuner: Any) -> tuple[Any, bool]:
-    """`tuner.fit()`, and whether Ctrl-C (SIGINT) stopped it.
+    """`tuner.fit()`, and whether Ctrl-C (SIGINT) or SIGTERM stopped it.
 
     Tune's own SIGINT handler ends the study and puts back the handler that was there before it;
     a sentinel handler installed first is therefore the one in place afterwards exactly when a
     SIGINT arrived. (A second Ctrl-C reaches the sentinel, which interrupts as Python would.)
+    SIGTERM, what `ray job stop`, Kubernetes and most batch schedulers send, is turned into that
+    same Ctrl-C: Ray's own handler would end the driver at once with a stack dump, before Tune
+    saved the study's state. A second SIGTERM ends the process at once.
     """
     if threading.current_thread() is not threading.main_thread():
         return tuner.fit(), False  # signals reach only the main thread; Tune installs none
@@ -695,12 +698,21 @@ def _fit_noting_ctrl_c(tuner: Any) -> tuple[Any, bool]:
     def sentinel(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
+    def term_as_ctrl_c(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.raise_signal(signal.SIGINT)
+
     previous = signal.signal(signal.SIGINT, sentinel)
+    previous_term = signal.signal(signal.SIGTERM, term_as_ctrl_c)
     try:
         grid = tuner.fit()
         return grid, signal.getsignal(signal.SIGINT) is sentinel
     finally:
         signal.signal(signal.SIGINT, previous)
+        # None: Ray's handler, set outside Python, which Python cannot put back.
+        signal.signal(
+            signal.SIGTERM, previous_term if previous_term is not None else signal.SIG_DFL
+        )
 
 
 def _check_resume(previous: dict[str, Any], config: StudyConfig, where: str) -> None:

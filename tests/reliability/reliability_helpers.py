@@ -114,10 +114,12 @@ def kill_when(
     ready: Callable[[], bool],
     log: Path,
     timeout: float = 240,
-) -> None:
-    """Start `cmd`, poll `ready()` and SIGKILL the process the moment it is true.
+    sig: int = signal.SIGKILL,
+) -> int:
+    """Start `cmd`, poll `ready()` and send `sig` (SIGKILL unless told) the moment it is true;
+    after another signal, wait up to 2 minutes for the process to end. Returns its exit code.
 
-    Fails if the process ends by itself first (it must be killed mid-work).
+    Fails if the process ends by itself first (it must be stopped mid-work).
     """
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
@@ -132,11 +134,14 @@ def kill_when(
                 if time.time() > deadline:
                     raise AssertionError(f"kill point not reached in {timeout} s")
                 time.sleep(0.1)
-            proc.send_signal(signal.SIGKILL)
+            proc.send_signal(sig)
+            if sig != signal.SIGKILL:
+                proc.wait(timeout=120)
         finally:
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
+    return proc.returncode
 
 
 def result_lines(trial_dir: Path) -> list[dict[str, Any]]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -176,6 +177,40 @@ def test_driver_killed_mid_study_resumes_without_rerunning_finished_trials(
         told = {tuple(x) for x in state["xs"]}
         assert {point(t) for t in before} <= told
         assert len(state["xs"]) == trials and state["pending"] == {}
+
+
+def test_sigterm_stops_a_study_as_ctrl_c_does_and_it_resumes(dataset: Path, tmp_path: Path) -> None:
+    """SIGTERM is what `ray job stop`, Kubernetes and batch schedulers send. Ray's own handler
+    used to end the driver at once with a stack dump, before Tune saved the study."""
+    (tmp_path / "space.yaml").write_text(TINY_SPACE)
+    trials = 6
+    args = ["tune", "outer", "--data", str(dataset), "--name", "s", "--storage", "studies"]
+    args += ["--space", "space.yaml", "--search", "random", "--trials", str(trials)]
+    args += ["--epochs", "3", *NO_EARLY_STOP, "--num-cpus", "2", "--max-concurrent", "2"]
+    study = tmp_path / "studies" / "s"
+    log = tmp_path / "first.log"
+    with ray_temp_root() as ray_tmp:
+        rc = kill_when(
+            [SAMPLEGEN, *args],
+            private_env(ray_tmp),
+            tmp_path,
+            lambda: len(finished_trials(study)) >= 1,
+            log,
+            sig=signal.SIGTERM,
+        )
+    first = log.read_text()
+    assert rc == 130, first[-3000:]
+    assert "samplegen: study interrupted; continue it with --resume (same --name s)" in first
+    assert "SIGTERM received" not in first
+    assert not (study / "best_model").exists()  # an interrupted study exports nothing
+    done = set(finished_trials(study))
+
+    with ray_temp_root() as ray_tmp:
+        resumed = run_cli([*args, "--resume"], private_env(ray_tmp), tmp_path)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert f"[s] done: {trials} trials ({trials} completed)" in resumed.stdout
+    for trial_id in done:
+        assert_resumed_not_restarted(result_lines(study / f"trial_{trial_id}"), trial_id)
 
 
 # What `samplegen run` does, with a tiny preset (the command offers only quick/full).
