@@ -52,6 +52,9 @@ def test_no_ingress_rule_opens_private_ports_to_the_world() -> None:
     # The dashboard / Jobs API binds to loopback on the head (reached through `ray dashboard`).
     start = " ".join(config["head_start_ray_commands"])
     assert "--dashboard-host=127.0.0.1" in start
+    # `ray job stop` leaves a study's driver time to save (tests/platform/test_jobs.py).
+    for commands in ("head_start_ray_commands", "worker_start_ray_commands"):
+        assert "RAY_JOB_STOP_WAIT_TIME_S=60 " in " ".join(config[commands])
     assert "0.0.0.0" not in CLUSTER_YAML.read_text().split("cluster_name:")[1]
 
 

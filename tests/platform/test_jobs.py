@@ -11,8 +11,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dataset_helpers import SMALL, instrument_folder
@@ -22,6 +23,7 @@ from samplegen.platform.datasets import prepare_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 RAY = str(Path(sys.executable).with_name("ray"))
+JOB_STOP_WAIT_S = "60"
 
 
 def _free_port() -> int:
@@ -68,6 +70,9 @@ def private_head() -> Iterator[str]:
     """`ray start --head` on free ports with its own temp dir and auth off; yields the jobs URL."""
     temp_dir = tempfile.mkdtemp(prefix="sgjob-", dir="/tmp")
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    # As cluster.yaml starts its nodes: `ray job stop` leaves a study time to save (Ray's default
+    # is 3 s between its SIGTERM and its SIGKILL).
+    env["RAY_JOB_STOP_WAIT_TIME_S"] = JOB_STOP_WAIT_S
     env.pop("RAY_ADDRESS", None)
     try:
         # A port found free can be taken by another process before Ray binds it: a head that
@@ -85,49 +90,61 @@ def private_head() -> Iterator[str]:
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def test_tune_outer_job_succeeds_on_a_private_head(
+def _submit(client: Any, args: list[str]) -> str:
+    return str(
+        client.submit_job(
+            entrypoint=f"{sys.executable} jobs/tune_outer.py {' '.join(args)}",
+            runtime_env={
+                # As `ray job submit --working-dir .` uploads it: what stays out is what
+                # .gitignore names (the 2 GB .venv, the README's output folders).
+                "working_dir": str(REPO),
+                "env_vars": {"RAY_AIR_NEW_OUTPUT": "0", "RAY_USAGE_STATS_ENABLED": "0"},
+            },
+        )
+    )
+
+
+def _wait(client: Any, job: str, until: Callable[[], bool]) -> None:
+    # A safety net, not a timing: the whole test took 51 s on 2 cores beside a training run.
+    deadline = time.time() + 600
+    while not until():
+        assert time.time() < deadline, client.get_job_logs(job)[-3000:]
+        time.sleep(0.5)
+
+
+def test_tune_outer_jobs_succeed_or_stop_with_their_study_saved_on_a_private_head(
     private_head: str, tmp_path: Path, ray_session: None
 ) -> None:
     from ray.job_submission import JobStatus, JobSubmissionClient
 
+    ended = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED)
     instrument_folder(tmp_path / "src", 8)
     dataset = prepare_dataset(tmp_path / "src", tmp_path / "ds", SMALL, echo=None)
     space = write_space(tmp_path / "space.yaml")
     storage = tmp_path / "studies"
-    args = [
-        "--data",
-        str(dataset),
-        "--name",
-        "job",
-        "--storage",
-        str(storage),
-        "--space",
-        str(space),
-    ]
-    args += ["--trials", "2", "--epochs", "2", "--stall-window", "0", "--overfit-limit", "0"]
+    args = ["--data", str(dataset), "--storage", str(storage), "--space", str(space)]
+    args += ["--stall-window", "0", "--overfit-limit", "0"]
     client = JobSubmissionClient(private_head)
-    job = client.submit_job(
-        entrypoint=f"{sys.executable} jobs/tune_outer.py {' '.join(args)}",
-        runtime_env={
-            # As `ray job submit --working-dir .` uploads it: what stays out is what .gitignore
-            # names (the 2 GB .venv, the README's output folders).
-            "working_dir": str(REPO),
-            "env_vars": {"RAY_AIR_NEW_OUTPUT": "0", "RAY_USAGE_STATS_ENABLED": "0"},
-        },
-    )
-    # A safety net, not a timing: the whole test took 51 s on 2 cores beside a training run.
-    deadline = time.time() + 600
-    status = client.get_job_status(job)
-    while status not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED):
-        assert time.time() < deadline, "job did not finish in 10 minutes"
-        time.sleep(1)
-        status = client.get_job_status(job)
+    job = _submit(client, [*args, "--name", "job", "--trials", "2", "--epochs", "2"])
+    _wait(client, job, lambda: client.get_job_status(job) in ended)
     logs = client.get_job_logs(job)
-    assert status == JobStatus.SUCCEEDED, logs[-3000:]
+    assert client.get_job_status(job) == JobStatus.SUCCEEDED, logs[-3000:]
     assert "[job] done: 2 trials" in logs
     best = json.loads((storage / "job" / "best_config.json").read_text())
     assert best["model"] == "conv2d_ae"
     assert (storage / "job" / "best_model" / "config.json").exists()
+
+    # `ray job stop` sends SIGTERM, and SIGKILL when JOB_STOP_WAIT_S have passed: the study stops
+    # as on Ctrl-C.
+    job = _submit(client, [*args, "--name", "stopped", "--trials", "8", "--epochs", "3"])
+    _wait(client, job, lambda: "finished: completed" in client.get_job_logs(job))
+    client.stop_job(job)
+    _wait(client, job, lambda: client.get_job_status(job) in ended)
+    logs = client.get_job_logs(job)
+    assert client.get_job_status(job) == JobStatus.STOPPED, logs[-3000:]
+    assert "study interrupted; continue it with --resume (same --name stopped)" in logs, logs
+    assert "SIGTERM received" not in logs
+    assert not (storage / "stopped" / "best_model").exists()
 
 
 def test_every_folder_the_readme_writes_in_the_checkout_stays_out_of_a_job_upload() -> None:
