@@ -6,6 +6,8 @@ import argparse
 import os
 from typing import Any
 
+from samplegen.interrupts import keeping_terms_as_ctrl_c
+
 
 def register(subparsers: Any) -> None:
     """Add the `data` command group."""
@@ -90,18 +92,19 @@ def _ensure_ray(num_cpus: int | None) -> None:
         return
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
     address = os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
-    else:
-        # "local": a new instance here, never one that `ray start` left running on this machine
-        # (which RAY_ADDRESS names when it is meant), as the studies do.
-        ray.init(
-            address="local",
-            num_cpus=num_cpus,
-            include_dashboard=False,
-            logging_level=logging.ERROR,
-            log_to_driver=False,
-        )
+    with keeping_terms_as_ctrl_c():
+        if address:
+            ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
+        else:
+            # "local": a new instance here, never one that `ray start` left running on this
+            # machine (which RAY_ADDRESS names when it is meant), as the studies do.
+            ray.init(
+                address="local",
+                num_cpus=num_cpus,
+                include_dashboard=False,
+                logging_level=logging.ERROR,
+                log_to_driver=False,
+            )
 
 
 def _prepare(args: argparse.Namespace) -> int:

@@ -12,7 +12,8 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from samplegen.errors import SamplegenError
+from samplegen.errors import Interrupted, SamplegenError
+from samplegen.interrupts import terms_as_ctrl_c
 
 # Each module defines `register(subparsers)`, which adds its sub-command(s) and sets `func`.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -74,14 +75,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        result = args.func(args)
+        with terms_as_ctrl_c():
+            result = args.func(args)
+    except Interrupted as exc:
+        print(f"samplegen: {exc}", file=sys.stderr)
+        return 130
     except SamplegenError as exc:
         if args.debug:
             traceback.print_exc()
         print(f"samplegen: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("samplegen: interrupted", file=sys.stderr)
+        # A command whose work resumes names how (`set_defaults(on_interrupt=...)`).
+        hint = getattr(args, "on_interrupt", None)
+        print(f"samplegen: interrupted{'; ' + hint if hint else ''}", file=sys.stderr)
         return 130
     return int(result or 0)
 

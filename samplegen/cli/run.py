@@ -96,7 +96,10 @@ def register(subparsers: Any) -> None:
         help="where the two studies live: a folder or an s3:// / gs:// URI (default: the run "
         "folder); on a cluster of several nodes, one every node reaches",
     )
-    p.set_defaults(func=run)
+    p.set_defaults(
+        func=run,
+        on_interrupt="run the same command again to continue it (finished stages are kept)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -42,7 +42,7 @@ def register(subparsers: Any) -> None:
         "--resume", action="store_true", help="continue from OUT.checkpoint (the folder beside OUT)"
     )
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
-    p.set_defaults(func=run_train)
+    p.set_defaults(func=run_train, on_interrupt="continue it with the same command and --resume")
 
     from samplegen.models.code_distribution import COMPONENTS  # light: numpy only
     from samplegen.platform.finetune import FinetuneSettings  # light: no torch, no Ray
@@ -87,7 +87,7 @@ def register(subparsers: Any) -> None:
     )
     f.add_argument("--device", default="auto", metavar="auto|cpu|cuda", help="device")
     f.add_argument("--quiet", action="store_true", help="no per-epoch lines")
-    f.set_defaults(func=run_finetune)
+    f.set_defaults(func=run_finetune, on_interrupt="run the same command again to continue it")
 
     c = subparsers.add_parser(
         "fit-codes",

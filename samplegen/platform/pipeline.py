@@ -436,10 +436,10 @@ class RaySession:
 
 
 def _finished(result: Any, what: str) -> None:
-    from samplegen.errors import SamplegenError
+    from samplegen.errors import Interrupted, SamplegenError
 
     if result.interrupted:
-        raise SamplegenError(f"{what} was interrupted; run the same command again to continue it")
+        raise Interrupted(f"{what} was interrupted; run the same command again to continue it")
     if result.best is None:
         raise SamplegenError(
             f"{what}: no trial produced a usable model (see {result.path}/results.csv)"

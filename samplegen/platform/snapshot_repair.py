@@ -15,6 +15,7 @@ from the newest checkpoint anyway.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 import shutil
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
+from samplegen.atomic import write_atomic
 from samplegen.errors import SamplegenError
 from samplegen.platform.checkpoint_folders import checkpoint_index
 from samplegen.platform.snapshot_backup import (
@@ -155,12 +157,13 @@ def restore_cut_snapshots(root: str | Path) -> list[str]:
             (folder / name).rename(folder / f"{name}.cut")
             lines.append(f"{name} is newer than the last whole snapshot: set aside as {name}.cut")
     for name in names:
-        shutil.copyfile(kept / name, folder / f".{name}.restoring")
-        (folder / f".{name}.restoring").replace(folder / name)
+        write_atomic(folder / name, functools.partial(shutil.copyfile, kept / name))
     lines.append(f"resuming from the last whole snapshot, {kept}")
     return lines
 
 
 def _newest(names: list[str], pattern: str) -> str | None:
+    # Tune and its searchers name each state file with a sortable timestamp and read the one that
+    # sorts last (`experiment_state._find_newest_experiment_checkpoint`, `Searcher.restore_from_dir`).
     matching = fnmatch.filter(names, pattern)
     return max(matching) if matching else None

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import logging
 import math
 import os
 import signal
@@ -34,6 +35,7 @@ import numpy as np
 
 from samplegen.atomic import file_in_the_way, write_bytes_atomic
 from samplegen.errors import SamplegenError
+from samplegen.interrupts import keeping_terms_as_ctrl_c, terms_as_ctrl_c
 from samplegen.platform.schedulers import SCHEDULERS
 from samplegen.platform.searchers import FAILED_STATUSES, SEARCHERS
 from samplegen.platform.stopping import StallRule
@@ -381,17 +383,18 @@ def ensure_ray(
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     kwargs: dict[str, Any] = {"logging_level": "ERROR", "log_to_driver": False}
-    if address:
-        ray.init(address=address, **kwargs)
-    else:
-        ray.init(
-            address="local",
-            num_cpus=num_cpus,
-            include_dashboard=False,
-            _temp_dir=temp_dir,
-            object_store_memory=object_store_memory,
-            **kwargs,
-        )
+    with keeping_terms_as_ctrl_c():
+        if address:
+            ray.init(address=address, **kwargs)
+        else:
+            ray.init(
+                address="local",
+                num_cpus=num_cpus,
+                include_dashboard=False,
+                _temp_dir=temp_dir,
+                object_store_memory=object_store_memory,
+                **kwargs,
+            )
     return True
 
 
@@ -561,6 +564,10 @@ def run_study(
     from samplegen.platform.trial_logs import trial_log_keeper_class
 
     callbacks: list[Any] = [epoch_log_callback_class()(), trial_log_keeper_class()()]
+    # A rejected or diverged trial reports an infinite loss on purpose, and the study's log and
+    # results say which and why; Tune's TensorBoard logger would add an unexplained "NaN or Inf
+    # found in input tensor." for each such trial.
+    logging.getLogger("tensorboardX.x2num").setLevel(logging.ERROR)
     # Object stores replace whole objects; only a folder can hold a state file cut short.
     snapshot_local = isinstance(files.fs, pafs.LocalFileSystem)
     if snapshot_local:
@@ -698,21 +705,13 @@ def _fit_noting_ctrl_c(tuner: Any) -> tuple[Any, bool]:
     def sentinel(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
-    def term_as_ctrl_c(signum: int, frame: Any) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.raise_signal(signal.SIGINT)
-
     previous = signal.signal(signal.SIGINT, sentinel)
-    previous_term = signal.signal(signal.SIGTERM, term_as_ctrl_c)
     try:
-        grid = tuner.fit()
+        with terms_as_ctrl_c():
+            grid = tuner.fit()
         return grid, signal.getsignal(signal.SIGINT) is sentinel
     finally:
         signal.signal(signal.SIGINT, previous)
-        # None: Ray's handler, set outside Python, which Python cannot put back.
-        signal.signal(
-            signal.SIGTERM, previous_term if previous_term is not None else signal.SIG_DFL
-        )
 
 
 def _check_resume(previous: dict[str, Any], config: StudyConfig, where: str) -> None:

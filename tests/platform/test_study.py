@@ -187,7 +187,7 @@ def test_a_trial_that_crashes_after_it_stopped_is_not_trained_further(
 
 
 def test_nan_and_rejected_trials_are_recorded_and_the_study_goes_on(
-    tmp_path: Path, ray_session: None
+    tmp_path: Path, ray_session: None, caplog: pytest.LogCaptureFixture
 ) -> None:
     space = write_space(
         tmp_path / "space.yaml",
@@ -207,6 +207,8 @@ def test_nan_and_rejected_trials_are_recorded_and_the_study_goes_on(
     assert result.best is not None and result.best["config.kernels"] == 2
     csv = (Path(result.path) / "results.csv").read_text()
     assert "rejected" in csv and "nan" in csv
+    # Said once, with the reason, in the study's log and results; not again by TensorBoard.
+    assert not [r for r in caplog.records if "NaN or Inf" in r.getMessage()]
 
 
 def test_gpu_request_on_a_cpu_only_cluster_fails_at_once(tmp_path: Path, ray_session: None) -> None:

@@ -312,3 +312,70 @@ def run_cli_python(
 ) -> subprocess.CompletedProcess[str]:
     """A Python driver script, to completion."""
     return subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=400)
+
+
+# `samplegen run` itself (the command's `main`), with quick's budget cut down: the command offers
+# only quick and full. The outer model trains long enough to be stopped in the middle.
+PIPELINE_CLI_DRIVER = """
+import sys
+from samplegen.cli.main import main
+from samplegen.platform import presets
+root = sys.argv[1]
+presets.PRESETS["quick"] = presets.Preset(
+    name="quick",
+    outer=presets.StageBudget("frame_ae", "random", "fifo", 1, 2, space=f"{root}/outer.yaml"),
+    outer_final_epochs=60,
+    inner=presets.StageBudget("vae", "random", "fifo", 1, 3, space=f"{root}/vae.yaml"),
+    griffin_lim_iters=2,
+    examples=4,
+)
+sys.exit(main(["run", "--data", f"{root}/src", "--out", f"{root}/run", "--num-cpus", "2"]))
+"""
+
+
+def test_sigterm_stops_the_pipeline_in_a_stage_outside_its_studies_and_it_continues(
+    tmp_path: Path,
+) -> None:
+    """The outer model's training runs in the command's own process with Ray up, whose handlers
+    used to end the process at SIGTERM with a stack dump and no word of how to continue."""
+    from dataset_helpers import instrument_folder
+
+    from samplegen.platform.training import load_checkpoint
+
+    instrument_folder(tmp_path / "src", 16)
+    (tmp_path / "outer.yaml").write_text(TINY_OUTER_SPACE)
+    (tmp_path / "vae.yaml").write_text(TINY_VAE_SPACE)
+    (tmp_path / "driver.py").write_text(PIPELINE_CLI_DRIVER)
+    cmd = [sys.executable, str(tmp_path / "driver.py"), str(tmp_path)]
+    run = tmp_path / "run"
+    checkpoint = run / "models" / "outer.checkpoint"
+    log = tmp_path / "first.log"
+
+    def outer_model_training() -> bool:
+        return "[outer_model] running" in log.read_text() and checkpoint.is_dir()
+
+    with ray_temp_root() as ray_tmp:
+        rc = kill_when(
+            cmd, private_env(ray_tmp), tmp_path, outer_model_training, log, sig=signal.SIGTERM
+        )
+    first = log.read_text()
+    assert rc == 130, first[-3000:]
+    assert (
+        "samplegen: interrupted; run the same command again to continue it "
+        "(finished stages are kept)" in first
+    )
+    assert "SIGTERM received" not in first and "Traceback" not in first, first[-3000:]
+    assert {p.stem for p in (run / ".stages").glob("*.json")} == {"dataset", "outer_study"}
+    # The last whole epoch before the stop is in the checkpoint, which the next run goes on from.
+    _, meta = load_checkpoint(checkpoint)
+    stopped_at = int(meta["epoch"])
+    assert f"epoch {stopped_at}: train" in first
+    assert 1 <= stopped_at < 60
+
+    with ray_temp_root() as ray_tmp:
+        again = run_cli_python(cmd, private_env(ray_tmp), tmp_path)
+    second = again.stdout
+    assert again.returncode == 0, second[-3000:] + again.stderr[-3000:]
+    assert f"resuming at epoch {stopped_at + 1}" in second
+    assert "epoch 1: train" not in second.split("[outer_model]", 1)[1].split("[vae_study]", 1)[0]
+    assert (run / "models" / "combined" / "weights.safetensors").is_file()
