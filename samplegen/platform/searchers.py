@@ -110,11 +110,31 @@ class SkoptSearcher(Searcher):
         if self._metric is None:
             raise SamplegenError("gp searcher: no metric set")
         x = [plain(v) for v in self._ask()]
+        if self._tried(x):
+            # On a space of ints and choices the GP can propose a point it has already run (or
+            # is running), which would train a copy of that trial (same configuration, same seed).
+            x = self._untried_point() or x
         self.pending[trial_id] = x
         self.suggested += 1
         config = dict(zip(self.names, x, strict=True))
         config.update(self.space.constants)
         return config
+
+    def _tried(self, x: list[Any]) -> bool:
+        return x in self.xs or x in self.pending.values()
+
+    def _untried_point(self, draws: int = 2000) -> list[Any] | None:
+        """A random point not tried or pending (seeded by the count of suggestions, so a restored
+        searcher draws the same); None if the draws find none."""
+        import numpy as np
+
+        rng = np.random.default_rng([self.seed, self.suggested])
+        space = self._opt.space
+        for _ in range(draws):
+            x = [plain(v) for v in space.rvs(n_samples=1, random_state=int(rng.integers(2**31)))[0]]
+            if not self._tried(x):
+                return x
+        return None
 
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
@@ -240,6 +260,15 @@ def build_search(
                 f"--trials {trials}: the space ({space.source}) has no parameter that varies, so "
                 "every trial would be the same run; use --trials 1"
             )
+    points = space.distinct_points()
+    if name != "grid" and points is not None and trials > points:
+        # A trial's seed comes from its configuration, so a configuration run twice is the same
+        # run twice: the trials past the space's size could only be copies.
+        raise SamplegenError(
+            f"--trials {trials}: the space ({space.source}) holds only {points} different "
+            f"configurations, so some trials would be copies of others; use --search grid to run "
+            f"each once, or --trials {points} or fewer"
+        )
     if name == "grid":
         size = space.grid_size()
         note = f"grid search: {size} points, each run once (--trials {trials} ignored)"

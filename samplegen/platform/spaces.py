@@ -106,6 +106,19 @@ class SearchSpace:
         """The fixed parameters and their values."""
         return {p.name: p.values[0] for p in self.params if p.type == "const"}
 
+    def distinct_points(self) -> int | None:
+        """How many different configurations the space holds; None when a float makes it endless."""
+        n = 1
+        for p in self.params:
+            if p.type == "float":
+                return None
+            if p.type == "int":
+                low, high = p.bounds()
+                n *= int(high) - int(low) + 1
+            else:
+                n *= len(p.values)
+        return n
+
     def grid_size(self) -> int:
         """Number of points the grid searcher runs."""
         n = 1

@@ -197,6 +197,48 @@ def test_a_space_with_nothing_to_vary_runs_once_and_is_not_searched() -> None:
     assert build_search("grid", space, trials=4, metric="val_loss").num_samples == 1
 
 
+FINITE_SPACE = {
+    "model": "conv2d_ae",
+    "params": {
+        "layers": {"type": "choice", "values": [1, 2, 3]},
+        "kernels": {"type": "int", "low": 1, "high": 3},
+    },
+}
+
+
+def test_gp_never_runs_a_point_of_a_finite_space_twice() -> None:
+    # 9 configurations, 9 trials. Before, with this seed and loss, skopt proposed (2, 3) twice
+    # and (1, 3) never: a copy of a finished trial (same configuration, same seed).
+    space = parse_space(FINITE_SPACE)
+    gp = SkoptSearcher(space, "val_loss", "min", seed=0, n_initial_points=3)
+    points = []
+    for i in range(9):
+        c = _suggest(gp, f"t{i}")
+        points.append((c["layers"], c["kernels"]))
+        loss = (c["layers"] - 2) ** 2 + (c["kernels"] - 2) ** 2
+        gp.on_trial_complete(f"t{i}", {"val_loss": loss, "status": "completed"})
+    assert sorted(points) == [(a, b) for a in (1, 2, 3) for b in (1, 2, 3)]
+
+
+def test_gp_in_flight_points_of_a_finite_space_are_all_different() -> None:
+    gp = SkoptSearcher(parse_space(FINITE_SPACE), "val_loss", "min", seed=1, n_initial_points=2)
+    c = _suggest(gp, "done")
+    gp.on_trial_complete("done", {"val_loss": 1.0, "status": "completed"})
+    in_flight = [_suggest(gp, f"p{i}") for i in range(8)]
+    assert len({(c["layers"], c["kernels"]) for c in [c, *in_flight]}) == 9
+
+
+def test_more_trials_than_a_finite_space_holds_are_refused() -> None:
+    space = parse_space(FINITE_SPACE)
+    assert space.distinct_points() == 9
+    assert parse_space(TINY_SPACE).distinct_points() is None  # a float range: endless
+    for name in ("random", "gp", "tpe"):
+        with pytest.raises(SamplegenError, match="--trials 10: .* only 9 different .* --trials 9"):
+            build_search(name, space, trials=10, metric="val_loss")
+        assert build_search(name, space, trials=9, metric="val_loss").num_samples == 9
+    assert build_search("grid", space, trials=10, metric="val_loss").num_samples == 1
+
+
 @pytest.mark.parametrize("search", ["random", "gp", "tpe"])
 def test_a_studys_searcher_keeps_its_cap_and_learns_from_each_trials_best_epoch(
     search: str, tmp_path: Path
