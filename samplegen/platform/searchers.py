@@ -8,8 +8,10 @@ running, and JSON save/restore so `Tuner.restore` continues from the points alre
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +38,142 @@ def usable_loss(result: dict[str, Any] | None, metric: str | None) -> float | No
     return value if math.isfinite(value) else None
 
 
-class SkoptSearcher(Searcher):
+def untried_point(
+    space: Any, tried: Callable[[list[Any]], bool], seed: int, draw: int, tries: int = 2000
+) -> list[Any] | None:
+    """A random point of `space` (skopt dimensions) for which `tried` is false, or None if
+    `tries` draws find none. Seeded by (seed, draw), so a restored searcher draws the same."""
+    import numpy as np
+
+    rng = np.random.default_rng([seed, draw])
+    for _ in range(tries):
+        x = [plain(v) for v in space.rvs(n_samples=1, random_state=int(rng.integers(2**31)))[0]]
+        if not tried(x):
+            return x
+    return None
+
+
+class SpaceSearcher(Searcher):
+    """What our searchers share: a SearchSpace and a seed, the study's metric and mode, and a
+    state saved as JSON (never pickled), refused on restore when it is of another space."""
+
+    kind = ""  # names the searcher in errors
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        metric: str | None = None,
+        mode: str | None = None,
+        *,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(metric=metric, mode=mode)
+        self.space = space
+        self.seed = int(seed)
+        self.names = [p.name for p in space.searched]
+        self._start()
+
+    def _start(self) -> None:
+        """A subclass's own fields, set up fresh (before any state is restored)."""
+
+    def set_search_properties(
+        self, metric: str | None, mode: str | None, config: dict, **spec: Any
+    ) -> bool:
+        """Accept the study's metric and mode (the space comes from the constructor)."""
+        # Tune passes the schedulers' per-epoch metric; the searcher keeps the one it was built
+        # with (what the study ranks trials by).
+        self._metric = self._metric or metric
+        self._mode = self._mode or mode
+        return True
+
+    def _config(self, x: list[Any]) -> dict[str, Any]:
+        """The configuration of a point: its searched values plus the constants."""
+        config = dict(zip(self.names, x, strict=True))
+        config.update(self.space.constants)
+        return config
+
+    def get_state(self) -> dict[str, Any]:
+        """Everything needed to continue, JSON-able."""
+        raise NotImplementedError
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Continue from `get_state` output."""
+        raise NotImplementedError
+
+    def save(self, checkpoint_path: str) -> None:
+        """Write the state as JSON (atomically; Tune passes a temporary file name)."""
+        write_json_atomic(checkpoint_path, self.get_state(), indent=None)
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Read a state written by `save`."""
+        try:
+            state = json.loads(Path(checkpoint_path).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise SamplegenError(
+                f"{checkpoint_path}: cannot restore {self.kind} searcher ({exc})"
+            ) from None
+        if state.get("space") != self.space.to_dict():
+            raise SamplegenError(
+                f"{self.kind} searcher: saved state is for a different search space"
+            )
+        self.set_state(state)
+
+
+class DistinctRandomSearcher(SpaceSearcher):
+    """Random search over a space of ints and choices that never draws a configuration twice.
+
+    Tune's own random search draws each trial independently, so on a finite space some trials
+    would be copies of others (a trial's seed comes from its configuration). The points drawn
+    are saved, so a resumed study keeps drawing new ones.
+    """
+
+    kind = "random"
+
+    def _start(self) -> None:
+        from skopt.space import Space
+
+        self._dims = Space(to_skopt(self.space))
+        self.drawn: list[list[Any]] = []
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        """A configuration not drawn before (`build_search` asks for no more than there are)."""
+        x = untried_point(self._dims, self.drawn.__contains__, self.seed, len(self.drawn))
+        if x is None:  # random draws miss the last few points of a large space: go through them
+            x = next((p for p in _all_points(self._dims) if p not in self.drawn), None)
+            if x is None:
+                raise SamplegenError(
+                    f"random searcher: all {len(self.drawn)} configurations of the space were "
+                    "drawn already"
+                )
+        self.drawn.append(x)
+        return self._config(x)
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+    ) -> None:
+        """Nothing to learn: the draws do not depend on results."""
+
+    def get_state(self) -> dict[str, Any]:
+        """The points drawn so far."""
+        return {"version": 1, "space": self.space.to_dict(), "seed": self.seed, "drawn": self.drawn}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Continue from `get_state` output."""
+        self.seed = int(state["seed"])
+        self.drawn = [list(x) for x in state["drawn"]]
+
+
+def _all_points(space: Any) -> Iterator[list[Any]]:
+    """Every point of a finite skopt space (ints and categories), in order."""
+    axes = [
+        list(range(int(d.low), int(d.high) + 1)) if hasattr(d, "low") else list(d.categories)
+        for d in space.dimensions
+    ]
+    for combo in itertools.product(*axes):
+        yield [plain(v) for v in combo]
+
+
+class SkoptSearcher(SpaceSearcher):
     """Gaussian-process search with scikit-optimize's ask/tell Optimizer.
 
     Trials in flight get a constant lie (the best value told so far, "cl_min") so that parallel
@@ -44,6 +181,8 @@ class SkoptSearcher(Searcher):
     errored) are told the worst value seen so far, so the model learns to avoid them without a
     penalty that would wreck the GP's scale; with nothing told yet they are dropped.
     """
+
+    kind = "gp"
 
     def __init__(
         self,
@@ -55,12 +194,9 @@ class SkoptSearcher(Searcher):
         n_initial_points: int = 10,
         acq_func: str = "gp_hedge",
     ) -> None:
-        super().__init__(metric=metric, mode=mode)
-        self.space = space
-        self.seed = int(seed)
+        super().__init__(space, metric, mode, seed=seed)
         self.n_initial_points = int(n_initial_points)
         self.acq_func = acq_func
-        self.names = [p.name for p in space.searched]
         self.xs: list[list[Any]] = []  # points told, in order
         self.ys: list[float] = []  # values told (minimised: negated for mode="max")
         self.pending: dict[str, list[Any]] = {}
@@ -85,16 +221,6 @@ class SkoptSearcher(Searcher):
             opt.tell([list(x) for x in self.xs], list(self.ys))
         return opt
 
-    def set_search_properties(
-        self, metric: str | None, mode: str | None, config: dict, **spec: Any
-    ) -> bool:
-        """Accept the study's metric and mode (the space comes from the constructor)."""
-        if metric and not self._metric:
-            self._metric = metric
-        if mode and not self._mode:
-            self._mode = mode
-        return True
-
     def _ask(self) -> list[Any]:
         if not self.pending or not self.ys:
             return self._opt.ask()
@@ -116,25 +242,13 @@ class SkoptSearcher(Searcher):
             x = self._untried_point() or x
         self.pending[trial_id] = x
         self.suggested += 1
-        config = dict(zip(self.names, x, strict=True))
-        config.update(self.space.constants)
-        return config
+        return self._config(x)
 
     def _tried(self, x: list[Any]) -> bool:
         return x in self.xs or x in self.pending.values()
 
-    def _untried_point(self, draws: int = 2000) -> list[Any] | None:
-        """A random point not tried or pending (seeded by the count of suggestions, so a restored
-        searcher draws the same); None if the draws find none."""
-        import numpy as np
-
-        rng = np.random.default_rng([self.seed, self.suggested])
-        space = self._opt.space
-        for _ in range(draws):
-            x = [plain(v) for v in space.rvs(n_samples=1, random_state=int(rng.integers(2**31)))[0]]
-            if not self._tried(x):
-                return x
-        return None
+    def _untried_point(self) -> list[Any] | None:
+        return untried_point(self._opt.space, self._tried, self.seed, self.suggested)
 
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
@@ -172,8 +286,6 @@ class SkoptSearcher(Searcher):
 
     def set_state(self, state: dict[str, Any]) -> None:
         """Continue from `get_state` output (refit the GP on the told points)."""
-        if state.get("space") != self.space.to_dict():
-            raise SamplegenError("gp searcher: saved state is for a different search space")
         self._metric = state["metric"]
         self._mode = state["mode"]
         self.seed = int(state["seed"])
@@ -184,18 +296,6 @@ class SkoptSearcher(Searcher):
         self.pending = {k: list(v) for k, v in state["pending"].items()}
         self.suggested = int(state["suggested"])
         self._opt = self._new_optimizer()
-
-    def save(self, checkpoint_path: str) -> None:
-        """Write the state as JSON (atomically; Tune passes a temporary file name)."""
-        write_json_atomic(checkpoint_path, self.get_state(), indent=None)
-
-    def restore(self, checkpoint_path: str) -> None:
-        """Read a state written by `save`."""
-        try:
-            state = json.loads(Path(checkpoint_path).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise SamplegenError(f"{checkpoint_path}: cannot restore gp searcher ({exc})") from None
-        self.set_state(state)
 
 
 def _tpe_class() -> type:
@@ -273,6 +373,16 @@ def build_search(
         size = space.grid_size()
         note = f"grid search: {size} points, each run once (--trials {trials} ignored)"
         return SearchPlan(to_tune(space, grid=True), None, 1, note)
+    if name == "random" and points is not None:
+        distinct: Searcher = DistinctRandomSearcher(space, metric, mode, seed=seed)
+        if max_concurrent:
+            distinct = ConcurrencyLimiter(distinct, max_concurrent=max_concurrent)
+        return SearchPlan(
+            {},
+            distinct,
+            trials,
+            f"random search: {trials} trials, each a different one of {points} configurations",
+        )
     if name == "random":
         from ray.tune.search import BasicVariantGenerator
 

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 import yaml
-from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 from tune_helpers import TINY_SPACE, tiny_config, tiny_data, write_space
 
 from samplegen.errors import SamplegenError
-from samplegen.platform.searchers import SkoptSearcher, build_search
+from samplegen.platform.searchers import DistinctRandomSearcher, SkoptSearcher, build_search
 from samplegen.platform.spaces import (
     SpaceError,
     default_space,
@@ -237,6 +237,48 @@ def test_more_trials_than_a_finite_space_holds_are_refused() -> None:
             build_search(name, space, trials=10, metric="val_loss")
         assert build_search(name, space, trials=9, metric="val_loss").num_samples == 9
     assert build_search("grid", space, trials=10, metric="val_loss").num_samples == 1
+
+
+def test_random_search_on_a_finite_space_draws_each_configuration_once(tmp_path: Path) -> None:
+    plan = build_search("random", parse_space(FINITE_SPACE), trials=9, metric="val_loss")
+    random = plan.search_alg
+    assert isinstance(random, DistinctRandomSearcher) and plan.num_samples == 9
+    assert "each a different one of 9 configurations" in plan.note
+    first = [random.suggest(f"t{i}") for i in range(4)]
+    random.save(str(tmp_path / "state.json"))
+    # A resumed study's searcher (another instance, as Tune restores it) keeps drawing new ones.
+    restored = DistinctRandomSearcher(parse_space(FINITE_SPACE), "val_loss", "min")
+    restored.restore(str(tmp_path / "state.json"))
+    rest = [restored.suggest(f"t{i}") for i in range(4, 9)]
+    points = sorted((c["layers"], c["kernels"]) for c in [*first, *rest] if c is not None)
+    assert points == [(a, b) for a in (1, 2, 3) for b in (1, 2, 3)]
+    with pytest.raises(SamplegenError, match="all 9 configurations of the space were drawn"):
+        restored.suggest("t9")
+    with pytest.raises(SamplegenError, match="different search space"):
+        DistinctRandomSearcher(parse_space(TINY_SPACE)).restore(str(tmp_path / "state.json"))
+    # A space with a float range keeps Tune's own random search.
+    tune_random = build_search("random", parse_space(TINY_SPACE), trials=9, metric="x")
+    assert isinstance(tune_random.search_alg, BasicVariantGenerator)
+
+
+def test_a_random_study_on_a_finite_space_resumed_runs_every_configuration_once(
+    tmp_path: Path, ray_session: None
+) -> None:
+    space = write_space(
+        tmp_path / "space.yaml",
+        kernels={"type": "choice", "values": [2, 4]},
+        lr_exp={"type": "const", "value": -4.0},
+        batch_exp={"type": "const", "value": 3},
+    )
+    config = tiny_config(
+        tmp_path / "studies", space, "distinct", search="random", trials=4, max_concurrent=1
+    )
+    first = run_study(config, tiny_data(), interrupt_after=2)
+    assert first.interrupted
+    second = run_study(config, tiny_data(), resume=True)
+    assert not second.interrupted and len(second.rows) == 4
+    configs = sorted((r["config.layers"], r["config.kernels"]) for r in second.rows)
+    assert configs == [(1, 2), (1, 4), (2, 2), (2, 4)]
 
 
 @pytest.mark.parametrize("search", ["random", "gp", "tpe"])
