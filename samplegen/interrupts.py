@@ -20,6 +20,10 @@ from types import FrameType
 def term_as_ctrl_c(signum: int, frame: FrameType | None) -> None:
     """A SIGTERM handler: deliver this SIGTERM as SIGINT, and let the next one end the process."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if not callable(signal.getsignal(signal.SIGINT)):
+        # No Python handler for SIGINT: a command a shell started in the background ignores
+        # Ctrl-C (SIG_IGN), and the signal raised would be lost; SIGTERM must still stop it.
+        raise KeyboardInterrupt
     signal.raise_signal(signal.SIGINT)
 
 

@@ -45,6 +45,16 @@ def test_a_sigterm_in_the_block_is_a_ctrl_c_and_a_second_would_end_the_process(
     assert signal.getsignal(signal.SIGTERM) is _elsewhere
 
 
+def test_a_sigterm_stops_a_process_that_ignores_ctrl_c(term_handler: object) -> None:
+    # What a non-interactive shell does to a command it starts in the background (`cmd &`).
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with pytest.raises(KeyboardInterrupt), terms_as_ctrl_c():
+            _sigterm_self()
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 def test_the_handler_from_before_is_put_back_when_no_signal_came(term_handler: object) -> None:
     signal.signal(signal.SIGTERM, _elsewhere)
     with terms_as_ctrl_c():
