@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from types import FrameType
 
 import pytest
@@ -19,11 +20,14 @@ def _elsewhere(signum: int, frame: FrameType | None) -> None:
 
 
 @pytest.fixture
-def term_handler() -> object:
-    """Puts back the test process's own SIGTERM handler, whatever a test did to it."""
+def term_handler() -> Iterator[object]:
+    """A fresh command's SIGINT handler (Python's own) for the test, whatever earlier tests in
+    this process left; and both handlers put back afterwards."""
     before = signal.getsignal(signal.SIGTERM)
+    before_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield before
     signal.signal(signal.SIGTERM, before)
+    signal.signal(signal.SIGINT, before_int)
 
 
 def _sigterm_self() -> None:
