@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -442,5 +443,17 @@ def _finished(result: Any, what: str) -> None:
         raise Interrupted(f"{what} was interrupted; run the same command again to continue it")
     if result.best is None:
         raise SamplegenError(
-            f"{what}: no trial produced a usable model (see {result.path}/results.csv)"
+            f"{what}: no trial produced a usable model{_why_no_trial(result.rows)} "
+            f"(see {result.path}/results.csv)"
         )
+
+
+def _why_no_trial(rows: list[dict[str, Any]]) -> str:
+    """How the trials ended and the first reason given, for the error of a study that made
+    nothing (a space whose models all exceed the parameter limit, say)."""
+    statuses = Counter(str(r.get("status")) for r in rows)
+    reasons = [str(r["reason"]) for r in rows if r.get("reason")]
+    if not statuses:
+        return ""
+    ended = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()))
+    return f": {ended}" + (f"; the first says: {reasons[0]}" if reasons else "")

@@ -455,3 +455,25 @@ def test_a_storage_uri_that_cannot_be_opened_is_refused_in_one_line(
         assert len(err) == 1 and "cannot open this storage URI" in err[0], (argv, err)
         assert "nosuch://b" in err[0]
     assert not out.exists()
+
+
+def test_a_study_that_made_nothing_says_why_in_the_runs_error(
+    tmp_path: Path, ray_session: None
+) -> None:
+    # A run whose every VAE trial exceeded the parameter limit stopped with "no trial produced a
+    # usable model" and nothing more: the reason was only in results.csv.
+    from tune_helpers import tiny_config, tiny_data, write_space
+
+    from samplegen.platform.pipeline import _finished
+    from samplegen.platform.study import run_study
+
+    space = write_space(tmp_path / "space.yaml")
+    config = tiny_config(tmp_path / "studies", space, "none", search="random", trials=2)
+    result = run_study(dataclasses.replace(config, max_params=10), tiny_data())
+    assert result.best is None
+    with pytest.raises(SamplegenError) as caught:
+        _finished(result, "VAE study")
+    message = str(caught.value)
+    assert message.startswith("VAE study: no trial produced a usable model: 2 rejected; ")
+    assert "the first says: model conv2d_ae: " in message and "max_params=10" in message
+    assert message.endswith(f"(see {result.path}/results.csv)")
