@@ -6,8 +6,6 @@ import argparse
 import os
 from typing import Any
 
-from samplegen.interrupts import keeping_terms_as_ctrl_c
-
 
 def register(subparsers: Any) -> None:
     """Add the `data` command group."""
@@ -83,28 +81,14 @@ def register(subparsers: Any) -> None:
 def _ensure_ray(num_cpus: int | None) -> None:
     import logging
 
-    import ray
+    from samplegen.platform.study import ensure_ray
 
     # Ray Data logs every execution plan at INFO; the command prints its own progress lines.
     logging.getLogger("ray.data").setLevel(logging.WARNING)
-
-    if ray.is_initialized():
-        return
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
-    address = os.environ.get("RAY_ADDRESS")
-    with keeping_terms_as_ctrl_c():
-        if address:
-            ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
-        else:
-            # "local": a new instance here, never one that `ray start` left running on this
-            # machine (which RAY_ADDRESS names when it is meant), as the studies do.
-            ray.init(
-                address="local",
-                num_cpus=num_cpus,
-                include_dashboard=False,
-                logging_level=logging.ERROR,
-                log_to_driver=False,
-            )
+    # A cluster that RAY_ADDRESS names, or a new local instance, never one that `ray start` left
+    # running on this machine: as the studies do.
+    ensure_ray(num_cpus=num_cpus)
 
 
 def _prepare(args: argparse.Namespace) -> int:

@@ -139,7 +139,7 @@ class DistinctRandomSearcher(SpaceSearcher):
         """A configuration not drawn before (`build_search` asks for no more than there are)."""
         x = untried_point(self._dims, self.drawn.__contains__, self.seed, len(self.drawn))
         if x is None:  # random draws miss the last few points of a large space: go through them
-            x = next((p for p in _all_points(self._dims) if p not in self.drawn), None)
+            x = next((p for p in _all_points(self.space) if p not in self.drawn), None)
             if x is None:
                 raise SamplegenError(
                     f"random searcher: all {len(self.drawn)} configurations of the space were "
@@ -163,12 +163,15 @@ class DistinctRandomSearcher(SpaceSearcher):
         self.drawn = [list(x) for x in state["drawn"]]
 
 
-def _all_points(space: Any) -> Iterator[list[Any]]:
-    """Every point of a finite skopt space (ints and categories), in order."""
-    axes = [
-        list(range(int(d.low), int(d.high) + 1)) if hasattr(d, "low") else list(d.categories)
-        for d in space.dimensions
-    ]
+def _all_points(space: SearchSpace) -> Iterator[list[Any]]:
+    """Every point of a space of ints and choices, its searched parameters in order."""
+    axes = []
+    for p in space.searched:
+        if p.type == "choice":
+            axes.append(list(p.values))
+        else:
+            low, high = p.bounds()
+            axes.append(list(range(int(low), int(high) + 1)))
     for combo in itertools.product(*axes):
         yield [plain(v) for v in combo]
 
@@ -239,16 +242,13 @@ class SkoptSearcher(SpaceSearcher):
         if self._tried(x):
             # On a space of ints and choices the GP can propose a point it has already run (or
             # is running), which would train a copy of that trial (same configuration, same seed).
-            x = self._untried_point() or x
+            x = untried_point(self._opt.space, self._tried, self.seed, self.suggested) or x
         self.pending[trial_id] = x
         self.suggested += 1
         return self._config(x)
 
     def _tried(self, x: list[Any]) -> bool:
         return x in self.xs or x in self.pending.values()
-
-    def _untried_point(self) -> list[Any] | None:
-        return untried_point(self._opt.space, self._tried, self.seed, self.suggested)
 
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
