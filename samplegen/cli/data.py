@@ -67,9 +67,15 @@ def register(subparsers: Any) -> None:
         "--num-cpus", type=int, default=None, help="CPUs for a local Ray started here"
     )
     prep.add_argument(
-        "--force", action="store_true", help="rebuild even when the dataset is up to date"
+        "--force",
+        action="store_true",
+        help="rebuild even when the dataset is up to date, scanning and encoding every file again "
+        "(the work an interrupted build kept is still used)",
     )
-    prep.set_defaults(func=_prepare)
+    prep.set_defaults(
+        func=_prepare,
+        on_interrupt="run the same command again to continue it (files scanned and encoded are kept)",
+    )
 
     info = sub.add_parser("info", help="print a dataset's settings, counts and rejected files")
     info.add_argument("dataset", metavar="DATASET")

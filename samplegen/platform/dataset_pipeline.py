@@ -12,7 +12,7 @@ the encode stage's small batches, and the driver can make every decision that ne
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, cast
 
 import numpy as np
@@ -67,6 +67,9 @@ ENCODE_INPUT_SCHEMA = pa.schema(
         ("read_b", pa.string()),
         ("sha_a", pa.string()),
         ("sha_b", pa.string()),
+        # samplegen.platform.prepare_cache.row_key: passed through to the output, so that each
+        # encoded row can be kept for a rerun.
+        ("row_key", pa.string()),
     ]
 )
 
@@ -222,8 +225,10 @@ def encode_batch_rows(
     meta = batch.select(META_SCHEMA.names).set_column(
         META_SCHEMA.get_field_index("peak"), "peak", pa.array(peaks, pa.float32())
     )
-    return meta.append_column("changed", pa.array(changed)).append_column(
-        "x", ArrowTensorArray.from_numpy(encoded)
+    return (
+        meta.append_column("changed", pa.array(changed))
+        .append_column("row_key", batch.column("row_key"))
+        .append_column("x", ArrowTensorArray.from_numpy(encoded))
     )
 
 
@@ -234,8 +239,11 @@ def run_scan(
     pitch_targets: Sequence[float] | None,
     pitch_tolerance: float,
     rows_per_block: int = 16,
+    on_table: Callable[[pa.Table], None] | None = None,
 ) -> pa.Table:
-    """Run the scan stage over `items` (SCAN_INPUT_SCHEMA); returns SCAN_OUTPUT_SCHEMA rows by index."""
+    """Run the scan stage over `items` (SCAN_INPUT_SCHEMA); returns SCAN_OUTPUT_SCHEMA rows by index.
+
+    `on_table` is called with each table of results as it arrives (to keep them for a rerun)."""
     import ray.data
 
     from samplegen.platform.raydata import quiet_ray_data
@@ -253,10 +261,12 @@ def run_scan(
         },
     )
     # batch_format="pyarrow" yields Arrow tables; Ray's annotations name every batch format.
-    tables = [
-        pa.Table.from_batches([b]) if isinstance(b, pa.RecordBatch) else cast(pa.Table, b)
-        for b in ds.iter_batches(batch_size=None, batch_format="pyarrow")
-    ]
+    tables = []
+    for b in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+        table = pa.Table.from_batches([b]) if isinstance(b, pa.RecordBatch) else cast(pa.Table, b)
+        tables.append(table)
+        if on_table is not None:
+            on_table(table)
     if not tables:
         return SCAN_OUTPUT_SCHEMA.empty_table()
     return pa.concat_tables([t.cast(SCAN_OUTPUT_SCHEMA) for t in tables]).sort_by("index")

@@ -8,22 +8,26 @@ Dataset folder layout::
       data/test.parquet
       dataset.json             codec settings, shape, fingerprint, counts, split fractions, source
       report.json, report.md   every file seen with its status (kept / rejected / filtered) and why
+      scan.parquet             each file's scan result, by path, size and time (for the next build)
 
 Every Parquet file has the metadata columns of `dataset_pipeline.META_SCHEMA` (name, path,
 category, note, note_name, velocity, program, group, split, sha256, peak, augmented, parent_b, mix)
 and `x`, a fixed-shape float32 tensor column (Ray's ArrowTensorTypeV2, stored as a large list of
 floats) of shape `codec.shape`. A dataset is built in a hidden sibling folder and renamed into
-place, so an interrupted prepare never leaves a folder that loads.
+place, so an interrupted prepare never leaves a folder that loads; what it had scanned and
+encoded is kept beside it (samplegen.platform.prepare_cache) for the next build.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import itertools
 import json
 import os
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -473,7 +477,9 @@ def _write_splits(tables: Any, data_dir: Path) -> dict[str, int]:
                 raise DatasetError(
                     f"{bad}: the file changed while the dataset was being prepared; run again"
                 )
-            table = table.drop_columns(["changed"])
+            table = table.drop_columns(
+                [c for c in ("changed", "row_key") if c in table.schema.names]
+            )
             schema = schema or table.schema
             for split in SPLIT_NAMES:
                 part = table.filter(pc.equal(table["split"], split))
@@ -533,6 +539,15 @@ def prepare_dataset(
     )
     from samplegen.platform.dataset_report import build_report, render_markdown
     from samplegen.platform.names import midi_to_hz
+    from samplegen.platform.prepare_cache import (
+        SCAN_FILE,
+        EncodedRows,
+        Progress,
+        ScanCache,
+        progress_folder,
+        row_key,
+        scan_key,
+    )
     from samplegen.platform.sources import resolve_source
 
     say = echo or (lambda _msg: None)
@@ -549,6 +564,7 @@ def prepare_dataset(
         )
     out_path = Path(out).expanduser().absolute()
     _check_output(out_path)
+    listed_at_ns = time.time_ns()
     resolved = resolve_source(str(source), library_cache=library_cache)
 
     listing_key = _listing_key(resolved, settings, config)
@@ -564,12 +580,38 @@ def prepare_dataset(
         )
         return out_path
 
+    progress = Progress(progress_folder(out_path))
+    # --force rebuilds without the finished dataset's work; an interrupted build's is still used.
+    earlier = existing if existing is not None and not force else None
+    scan_files = progress.scan_parts()
+    if earlier is not None:
+        scan_files.append(out_path / SCAN_FILE)
+    scan_cache = ScanCache.load(scan_key(config, settings.to_dict()), scan_files)
+
     files = [_describe_file(resolved, f, settings) for f in resolved.files]
     to_scan = [i for i, e in enumerate(files) if e["status"] is None]
+    scans: dict[int, dict[str, Any]] = {}
+    for i in to_scan:
+        f = resolved.files[i]
+        hit = scan_cache.get(f.path, f.size, f.mtime_ns)
+        if hit is not None:
+            scans[i] = hit
+    need = [i for i in to_scan if i not in scans]
+    before = f", {len(scans)} scanned before" if scans else ""
     say(
-        f"scanning {len(to_scan)} of {len(files)} audio files from {resolved.spec} ({len(files) - len(to_scan)} filtered by note)"
+        f"scanning {len(need)} of {len(files)} audio files from {resolved.spec} "
+        f"({len(files) - len(to_scan)} filtered by note{before})"
     )
-    if to_scan:
+
+    def where(i: int) -> tuple[str, int, int | None]:
+        f = resolved.files[i]
+        return f.path, f.size, f.mtime_ns
+
+    def keep_scans(table: pa.Table) -> None:
+        done = [(*where(r["index"]), r) for r in table.to_pylist()]
+        progress.keep_scan(scan_cache.table(done, listed_at_ns))
+
+    if need:
         items = pa.Table.from_pylist(
             [
                 {
@@ -578,7 +620,7 @@ def prepare_dataset(
                     "name": files[i]["name"],
                     "note": files[i]["note"],
                 }
-                for i in to_scan
+                for i in need
             ],
             schema=SCAN_INPUT_SCHEMA,
         )
@@ -592,12 +634,14 @@ def prepare_dataset(
             targets,
             settings.pitch_tolerance,
             rows_per_block=max(batch_size, 16),
+            on_table=keep_scans,
         )
         for result in scanned.to_pylist():
-            entry = files[result.pop("index")]
-            entry.update(
-                {k: v for k, v in result.items() if v is not None or k in ("reason", "detail")}
-            )
+            scans[result.pop("index")] = result
+    for i, result in scans.items():
+        files[i].update(
+            {k: v for k, v in result.items() if v is not None or k in ("reason", "detail")}
+        )
     _reject_duplicates(files)
     fingerprint = _content_fingerprint(resolved, settings, config, files)
 
@@ -640,6 +684,25 @@ def prepare_dataset(
     ]
     for w in warnings:
         say(f"warning: {w}")
+    codec_fingerprint = config.fingerprint()
+    for r in rows:
+        r["row_key"] = row_key(r["sha_a"], r["sha_b"], r["mix"], codec_fingerprint)
+    dataset_files = []
+    if earlier is not None and earlier.get("codec_fingerprint") == codec_fingerprint:
+        dataset_files = [out_path / rel for rel in earlier.get("files", {}).values()]
+    encoded = EncodedRows.find(config, progress.encoded_parts(), dataset_files)
+    fresh = [r for r in rows if r["row_key"] not in encoded.where]
+    reused = [r for r in rows if r["row_key"] in encoded.where]
+
+    def fresh_tables() -> Iterator[pa.Table]:
+        if not fresh:
+            return
+        items = pa.Table.from_pylist(fresh, schema=ENCODE_INPUT_SCHEMA)
+        for table in run_encode(items, resolved.filesystem, config, rows_per_batch=batch_size):
+            if isinstance(table, pa.RecordBatch):
+                table = pa.Table.from_batches([table])
+            progress.keep_encoded(table.filter(pc.invert(table["changed"])))
+            yield table
 
     try:
         build = new_build_folder(out_path)
@@ -649,11 +712,19 @@ def prepare_dataset(
         ) from exc
     try:
         (build / "data").mkdir()
-        say(f"encoding {len(rows)} rows ({config.representation}, shape {config.shape})")
-        encode_items = pa.Table.from_pylist(rows, schema=ENCODE_INPUT_SCHEMA)
+        of = f" of {len(rows)}" if reused else ""
+        before = f"; {len(reused)} encoded before" if reused else ""
+        say(
+            f"encoding {len(fresh)}{of} rows ({config.representation}, shape {config.shape}{before})"
+        )
         counts = _write_splits(
-            run_encode(encode_items, resolved.filesystem, config, rows_per_batch=batch_size),
-            build / "data",
+            itertools.chain(fresh_tables(), encoded.tables(reused)), build / "data"
+        )
+        pq.write_table(
+            scan_cache.table(
+                [(*where(i), result) for i, result in sorted(scans.items())], listed_at_ns
+            ),
+            build / SCAN_FILE,
         )
         public_rows = [
             {k: v for k, v in r.items() if k in ("split", "group", "category", "augmented")}
@@ -694,6 +765,7 @@ def prepare_dataset(
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise
+    progress.remove()
     c = report["counts"]
     say(
         f"wrote dataset {out_path}: {c['rows']} rows "

@@ -115,6 +115,7 @@ def kill_when(
     log: Path,
     timeout: float = 240,
     sig: int = signal.SIGKILL,
+    poll: float = 0.1,
 ) -> int:
     """Start `cmd`, poll `ready()` and send `sig` (SIGKILL unless told) the moment it is true;
     after another signal, wait up to 2 minutes for the process to end. Returns its exit code.
@@ -133,7 +134,7 @@ def kill_when(
                     )
                 if time.time() > deadline:
                     raise AssertionError(f"kill point not reached in {timeout} s")
-                time.sleep(0.1)
+                time.sleep(poll)
             proc.send_signal(sig)
             if sig != signal.SIGKILL:
                 proc.wait(timeout=120)

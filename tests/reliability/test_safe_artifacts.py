@@ -189,12 +189,64 @@ def test_a_dataset_build_killed_half_way_leaves_the_previous_dataset(
     assert json.loads((ds / "dataset.json").read_text()) == before
     assert sum(len(s) for s in data.splits.values()) == before["counts"]["rows"]
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".ds.")]
-    assert leftovers and all(".build-" in n for n in leftovers), leftovers
-    # The next build of the dataset clears the killed one's half-built folder.
+    assert any(".build-" in n for n in leftovers), leftovers
+    # Besides the half-built folder, only the work kept for the next build (the scan was done).
+    assert all(".build-" in n or n == ".ds.progress" for n in leftovers), leftovers
+    # The next build of the dataset clears the killed one's half-built folder and kept work.
     with ray_temp_root() as ray_tmp:
         result = run_cli(argv, private_env(ray_tmp), tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
+    assert "scanning 0 of 24 audio files" in result.stdout, result.stdout
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".ds.")]
+
+
+def test_a_dataset_build_killed_while_encoding_goes_on_where_it_stopped(
+    tmp_path: Path, ray_session: None
+) -> None:
+    sys.path.insert(0, str(REPO / "tests" / "platform"))
+    from dataset_helpers import instrument_folder
+
+    from samplegen.platform.datasets import prepare_dataset
+
+    instrument_folder(tmp_path / "src", 20)
+    old = 1_000_000_000_000_000_000  # 2001: long settled (prepare_cache.SETTLE_NS)
+    for wav in (tmp_path / "src").iterdir():
+        os.utime(wav, ns=(old, old))
+    ds = tmp_path / "ds"
+    argv = ["data", "prepare", str(tmp_path / "src"), "--out", str(ds), "--batch-size", "1"]
+    argv += ["--duration", "1.0", "--num-cpus", "1"]
+    progress = tmp_path / ".ds.progress"
+
+    def encoding() -> bool:
+        return progress.is_dir() and any(p.name.startswith("encoded-") for p in progress.iterdir())
+
+    with ray_temp_root() as ray_tmp:
+        kill_when(
+            [str(Path(sys.executable).with_name("samplegen")), *argv],
+            private_env(ray_tmp),
+            tmp_path,
+            encoding,
+            tmp_path / "prepare.log",
+            poll=0.01,
+        )
+    assert not ds.exists()
+    kept = len([p for p in progress.iterdir() if p.name.startswith("encoded-")])
+    with ray_temp_root() as ray_tmp:
+        result = run_cli(argv, private_env(ray_tmp), tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "scanning 0 of 60 audio files" in result.stdout, result.stdout
+    encoding_line = next(line for line in result.stdout.splitlines() if "encoding" in line)
+    done = int(encoding_line.split("; ")[1].split()[0])  # "...; N encoded before)"
+    assert kept <= done < 60 and encoding_line.startswith(f"encoding {60 - done} of 60 rows")
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".ds.")]
+    # What the two runs made together is what one uninterrupted run makes.
+    fresh = prepare_dataset(
+        tmp_path / "src", tmp_path / "fresh", CodecConfig(duration=1.0), echo=None
+    )
+    first, second = load_dataset(ds), load_dataset(fresh)
+    for name, split in first.splits.items():
+        assert split.meta == second.splits[name].meta
+        assert (split.x == second.splits[name].x).all()
 
 
 FAKE_KEY = "sgplanted9f8e7d6c5b4a39281706f5e4d3c2b1a0"
