@@ -164,6 +164,16 @@ def count_params(name: str, hparams: Mapping[str, Any] | Any, input_shape: Seque
         return cls(hp, tuple(int(d) for d in input_shape)).num_params()
 
 
+def latent_shape_of(
+    name: str, hparams: Mapping[str, Any] | Any, input_shape: Sequence[int]
+) -> tuple[int, ...]:
+    """The code shape model `name` would make, found on the meta device (allocates nothing)."""
+    cls = model_class(name)
+    hp = make_hparams(name, hparams)
+    with torch.device("meta"):
+        return tuple(cls(hp, tuple(int(d) for d in input_shape)).latent_shape)
+
+
 def build_model(
     name: str,
     hparams: Mapping[str, Any] | Any,

@@ -120,6 +120,54 @@ def chain_study_data(
     )
 
 
+def check_inner_fits(
+    config: Any, outer_code: tuple[int, ...], echo: Callable[[str], None] = print
+) -> None:
+    """Refuse an inner study (`config`, a StudyConfig) whose every model would exceed its
+    `max_params` over an outer code of shape `outer_code`, before anything is encoded or trained
+    (its trials would all be rejected, one by one); say so when only part of its space would.
+
+    The space is probed at its corners (`SearchSpace.corners`), where a model's size is smallest
+    and largest when it grows or shrinks with each setting.
+    """
+    import math
+
+    from samplegen.models.registry import count_params
+    from samplegen.platform.spaces import bind_code_frames, resolve_space
+    from samplegen.platform.training import split_config
+
+    if config.max_params is None:
+        return
+    frames = outer_code[-1] if len(outer_code) == 2 else None
+    space = bind_code_frames(resolve_space(config.model, config.space), frames)
+    width = math.prod(outer_code)
+    sizes = []
+    for point in space.corners(seed=config.seed):
+        try:
+            _, hparams = split_config(point)
+            sizes.append((count_params(config.model, hparams, (width,)), point))
+        except SamplegenError:  # a corner the model refuses says nothing about size
+            continue
+    over = sorted((s for s in sizes if s[0] > config.max_params), key=lambda s: s[0])
+    if not over:
+        return
+    varying = {p.name for p in space.searched}
+    shown = ", ".join(f"{k}={v}" for k, v in over[0][1].items() if k in varying)
+    where = f"an outer code of shape {list(outer_code)} ({width} values)"
+    if len(over) == len(sizes):
+        raise ChainError(
+            f"{config.name}: every model of its space exceeds max_params={config.max_params:,} "
+            f"over {where}: the smallest of its corners has {over[0][0]:,} parameters "
+            f"({shown or 'its only configuration'}); search smaller models with a space of your "
+            "own, or raise the limit (--max-params)"
+        )
+    echo(
+        f"[{config.name}] note: {len(over)} of the {len(sizes)} corners of its space exceed "
+        f"max_params={config.max_params:,} over {where} (the smallest of them {over[0][0]:,} "
+        f"parameters: {shown}); trials drawn there will be rejected"
+    )
+
+
 def _refines(name: str) -> bool:
     """Whether inner model `name` can refine its codes (it has a `refine_steps` setting)."""
     import dataclasses
@@ -262,6 +310,8 @@ def run_chain(
     outer_dir = local_copy(outer_at, downloads / "outer")
     if resume:
         _check_resumable(files, outer_dir, dataset, eq)
+    outer_code = tuple(json.loads((outer_dir / "config.json").read_text())["latent_shape"])
+    check_inner_fits(config, outer_code, echo)
     enc_path = encode_dataset(outer_dir, dataset, enc_dir, eq=eq, echo=echo)
     study_data = chain_study_data(enc_path, dataset)
     result = run_study(config, study_data, resume=resume, echo=echo)

@@ -105,6 +105,18 @@ def _started(config: Any) -> bool:
     return StudyFiles(config.storage, config.name).exists(TUNER_STATE)
 
 
+def _outer_code(best_config: str, dataset: Path) -> tuple[int, ...]:
+    """The code shape of the outer model `best_config` (a best_config.json) makes for `dataset`."""
+    from samplegen.models.registry import latent_shape_of
+    from samplegen.platform.datasets import require_dataset_info
+    from samplegen.platform.longrun import read_best_config
+    from samplegen.platform.training import split_config
+
+    best = read_best_config(best_config)
+    _, hparams = split_config(best["config"])
+    return latent_shape_of(best["model"], hparams, require_dataset_info(dataset)["shape"])
+
+
 def _example_inputs(dataset: Path, count: int) -> list[Any]:
     """Up to `count` test-split notes of different categories (instruments never trained on)."""
     from samplegen.generate.sounds import SoundInput
@@ -236,8 +248,13 @@ def run_pipeline(
     outer_study = stages.run("outer_study", outer_study_stage)
 
     def outer_model_stage() -> dict[str, Any]:
+        from samplegen.platform.chain import check_inner_fits
         from samplegen.platform.longrun import train_config
 
+        # Before the outer model's long training: a VAE space that cannot fit this outer code
+        # would otherwise be found out only when every VAE trial is rejected.
+        vae_config = _study_config(preset, "vae", run_dir, "", seed, address)
+        check_inner_fits(vae_config, _outer_code(outer_study["best_config"], dataset), echo)
         path = train_config(
             outer_study["best_config"],
             dataset,

@@ -119,6 +119,30 @@ class SearchSpace:
                 n *= len(p.values)
         return n
 
+    def corners(self, limit: int = 64, seed: int = 0) -> list[dict[str, Any]]:
+        """Configurations at the ends of every range (each choice's every value, each constant),
+        all of them up to `limit`, else `limit` of them drawn at random (seeded): where a model's
+        smallest and largest sizes lie when its size grows or shrinks with each setting."""
+        import itertools
+        import random
+
+        options: list[list[Any]] = []
+        for p in self.params:
+            if p.type in ("int", "float"):
+                low, high = p.bounds()
+                ends = [low, high] if p.type == "float" else [int(low), int(high)]
+                options.append(list(dict.fromkeys(ends)))
+            else:
+                options.append(list(p.values))
+        names = self.names
+        if math.prod(len(o) for o in options) <= limit:
+            return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*options)]
+        rng = random.Random(seed)
+        return [
+            {name: rng.choice(values) for name, values in zip(names, options, strict=True)}
+            for _ in range(limit)
+        ]
+
     def grid_size(self) -> int:
         """Number of points the grid searcher runs."""
         n = 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -295,6 +296,41 @@ def test_a_resume_on_other_encodings_is_refused_before_it_encodes(
     assert (encodings.read_bytes(), encodings.stat().st_mtime_ns) == before
     assert main([*args, "--resume"]) == 0
     assert "up to date, reusing them" in capsys.readouterr().out
+
+
+def test_a_vae_space_too_large_for_the_outer_code_is_refused_before_it_encodes(
+    outer_study: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Every trial used to be rejected one by one, after the encoding pass.
+    root, _ = outer_study
+    args = [*vae_args(root, "toolarge", trials=2), "--epochs", "1", *FAST]
+    assert main([*args, "--max-params", "1000"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "every model of its space exceeds max_params=1,000" in err[0], err
+    assert "the smallest of its corners has" in err[0] and "ratio=0.3" in err[0]
+    assert not (root / "toolarge-encoded").exists()
+
+
+def test_a_vae_space_partly_over_the_limit_is_noted_and_runs(tmp_path: Path) -> None:
+    from samplegen.models.registry import count_params
+    from samplegen.platform.chain import check_inner_fits
+
+    (tmp_path / "vae.yaml").write_text(TINY_VAE_SPACE)
+    config = StudyConfig(name="v", model="vae", space=str(tmp_path / "vae.yaml"))
+    code = (8, 5)  # an outer code of 8 values x 5 frames
+    fixed = {"latent": 3, "depth": 2}
+    small = count_params("vae", {**fixed, "ratio": 0.3}, (40,))
+    large = count_params("vae", {**fixed, "ratio": 0.6}, (40,))
+    said: list[str] = []
+    check_inner_fits(dataclasses.replace(config, max_params=large), code, said.append)
+    assert said == []
+    check_inner_fits(dataclasses.replace(config, max_params=large - 1), code, said.append)
+    assert len(said) == 1 and "1 of the 2 corners of its space exceed" in said[0]
+    assert f"{large:,} parameters: ratio=0.6" in said[0] and "shape [8, 5] (40 values)" in said[0]
+    with pytest.raises(ChainError, match=f"the smallest of its corners has {small:,}"):
+        check_inner_fits(dataclasses.replace(config, max_params=small - 1), code, said.append)
+    check_inner_fits(dataclasses.replace(config, max_params=None), code, said.append)
+    assert len(said) == 1
 
 
 def test_tune_vae_cli_errors_are_one_line(

@@ -477,3 +477,26 @@ def test_a_study_that_made_nothing_says_why_in_the_runs_error(
     assert message.startswith("VAE study: no trial produced a usable model: 2 rejected; ")
     assert "the first says: model conv2d_ae: " in message and "max_params=10" in message
     assert message.endswith(f"(see {result.path}/results.csv)")
+
+
+def test_a_vae_space_that_cannot_fit_the_outer_code_stops_the_run_before_the_outer_model(
+    tmp_path: Path, ray_session: None
+) -> None:
+    # Found out only when every VAE trial had been rejected, after the outer model's training.
+    src = _library_slice(tmp_path)
+    (tmp_path / "vae.yaml").write_text(
+        TINY_VAE_SPACE.replace(
+            "depth: {type: const, value: 2}", "depth: {type: const, value: 80}"
+        ).replace("ratio: {type: float, low: 0.3, high: 0.6}", "ratio: {type: const, value: 40}")
+    )
+    log: list[str] = []
+    with pytest.raises(SamplegenError) as caught:
+        run_pipeline(_tiny_preset(tmp_path, 2), tmp_path / "run", source=str(src), echo=log.append)
+    message = str(caught.value)
+    assert message.startswith("vae_study: every model of its space exceeds max_params=20,000,000")
+    assert "outer code of shape [6, 87] (522 values)" in message
+    assert sorted(p.stem for p in (tmp_path / "run" / ".stages").glob("*.json")) == [
+        "dataset",
+        "outer_study",
+    ]
+    assert not (tmp_path / "run" / "models").exists()

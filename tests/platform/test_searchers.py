@@ -320,3 +320,26 @@ def test_each_searcher_runs_a_real_study(search: str, tmp_path: Path, ray_sessio
         r["best_val_loss"] for r in result.rows
     )
     assert result.best_model is not None and Path(result.best_model, "config.json").exists()
+
+
+def test_a_spaces_corners_are_its_ranges_ends_and_its_every_choice() -> None:
+    space = parse_space(
+        {
+            "model": "vae",
+            "params": {
+                "depth": {"type": "int", "low": 1, "high": 4},
+                "decoder": {"type": "choice", "values": ["mlp", "frames", "conv"]},
+                "latent": {"type": "const", "value": 8},
+                "ratio": {"type": "float", "low": 0.1, "high": 0.2, "log": True},
+            },
+        }
+    )
+    corners = space.corners()
+    assert len(corners) == 12
+    assert {(c["depth"], c["decoder"], c["ratio"]) for c in corners} == {
+        (d, k, r) for d in (1, 4) for k in ("mlp", "frames", "conv") for r in (0.1, 0.2)
+    }
+    assert all(c["latent"] == 8 for c in corners)
+    drawn = space.corners(limit=5, seed=1)
+    assert len(drawn) == 5 and all(c in corners for c in drawn)
+    assert drawn == space.corners(limit=5, seed=1)
