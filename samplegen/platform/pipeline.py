@@ -361,8 +361,15 @@ def run_pipeline(
             "griffin_lim_iters": preset.griffin_lim_iters,
             "seed": seed,
         }
-        evaluate_model(outer_model, dataset, out=run_dir / "evaluation" / "outer", **common)
-        metrics = evaluate_model(combined, dataset, out=run_dir / "evaluation", **common)
+
+        # An evaluation that a stopped run had finished is kept (same model, dataset, settings).
+        def note(message: str) -> None:
+            echo(f"[evaluation] {message}")
+
+        for model, out in ((outer_model, "evaluation/outer"), (combined, "evaluation")):
+            metrics = evaluate_model(
+                model, dataset, out=run_dir / out, reuse=True, echo=note, **common
+            )
         return {"metrics": str(run_dir / "evaluation" / "metrics.json"), "loss": metrics["loss"]}
 
     evaluation = stages.run("evaluation", evaluation_stage)

@@ -184,6 +184,43 @@ def test_evaluation_is_deterministic_and_defaults_to_the_model_folder(
             assert u == (pytest.approx(v, rel=1e-4, abs=1e-6) if isinstance(v, float) else v), path
 
 
+def test_an_evaluation_made_from_the_same_inputs_is_reused_only_when_asked(
+    world: dict[str, Path], tmp_path: Path
+) -> None:
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    model = tmp_path / "outer"
+    shutil.copytree(world["outer"], model)
+    out, said = tmp_path / "eval", []
+    kw: dict[str, Any] = {"out": out, "griffin_lim_iters": 2, "echo": said.append}
+    first = evaluate_model(model, world["stft_data"], reuse=True, **kw)
+    assert said == [] and first["inputs"]["dataset_fingerprint"]
+    stamp = (out / "metrics.json").stat().st_mtime_ns
+    assert evaluate_model(model, world["stft_data"], reuse=True, **kw) == first
+    assert len(said) == 1 and "holds this evaluation already" in said[0]
+    assert (out / "metrics.json").stat().st_mtime_ns == stamp
+    # Anything the figures follow from evaluates again: the settings, the model's weights; and
+    # so does a call that does not ask to reuse.
+    evaluate_model(model, world["stft_data"], reuse=True, **{**kw, "griffin_lim_iters": 3})
+    evaluate_model(model, world["stft_data"], reuse=True, **kw)  # the folder holds 3's now
+    assert len(said) == 1
+    evaluate_model(model, world["stft_data"], reuse=True, **kw)
+    assert len(said) == 2
+    weights = next(p for p in model.iterdir() if p.suffix == ".safetensors")
+    with safe_open(str(weights), "pt") as handle:
+        metadata = handle.metadata()
+    tensors = load_file(weights)
+    first_name = sorted(tensors)[0]
+    tensors[first_name] = tensors[first_name] + 0.01
+    save_file(tensors, str(weights), metadata=metadata)
+    changed = evaluate_model(model, world["stft_data"], reuse=True, **kw)
+    assert len(said) == 2 and changed["inputs"]["model_sha256"] != first["inputs"]["model_sha256"]
+    stamp = (out / "metrics.json").stat().st_mtime_ns
+    evaluate_model(model, world["stft_data"], **kw)
+    assert len(said) == 2 and (out / "metrics.json").stat().st_mtime_ns != stamp
+
+
 def test_combined_model_reports_vae_statistics_beside_same_size_pca(world: dict[str, Path]) -> None:
     out = world["root"] / "eval_combined"
     metrics = evaluate_model(

@@ -223,6 +223,33 @@ def test_a_restarted_run_continues_where_it_stopped(run: tuple[Path, list[str]])
         run_pipeline(get_preset("quick"), out, source=settings["source"], echo=log.append)
 
 
+def test_a_run_stopped_in_its_evaluation_keeps_the_evaluation_it_had_finished(
+    run: tuple[Path, list[str]],
+) -> None:
+    root, _ = run
+    copy = root / "stopped_in_evaluation"
+    shutil.copytree(root / "run", copy)
+    # As a run stopped during the combined model's evaluation leaves it: the outer model's done.
+    for stage in ("evaluation", "sounds", "report"):
+        (copy / ".stages" / f"{stage}.json").unlink(missing_ok=True)  # (another test may have)
+    before = json.loads((copy / "evaluation" / "metrics.json").read_text())
+    (copy / "evaluation" / "metrics.json").unlink()
+    outer_stamp = (copy / "evaluation" / "outer" / "metrics.json").stat().st_mtime_ns
+    settings = json.loads((copy / "run.json").read_text())
+    preset = _tiny_preset(
+        root, 3, inner_eq=EqAugment(variants=1, db=4.0), finetune_epochs=2, refit=True
+    )
+    assert preset.to_dict() == settings["preset"]
+    log: list[str] = []
+    run_pipeline(preset, copy, source=settings["source"], echo=log.append)
+    kept = [line for line in log if "holds this evaluation already" in line]
+    assert len(kept) == 1 and kept[0].startswith(f"[evaluation] {copy / 'evaluation' / 'outer'}")
+    assert (copy / "evaluation" / "outer" / "metrics.json").stat().st_mtime_ns == outer_stamp
+    after = json.loads((copy / "evaluation" / "metrics.json").read_text())
+    assert after["loss"] == before["loss"]
+    assert (copy / ".stages" / "report.json").is_file()
+
+
 def test_presets() -> None:
     assert set(PRESETS) == {"quick", "full"}
     with pytest.raises(SamplegenError, match="--preset"):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -275,6 +276,8 @@ def evaluate_model(
     batch_size: int = 16,
     seed: int = 0,
     worst: int = 10,
+    reuse: bool = False,
+    echo: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Evaluate a model directory on one split of a prepared dataset; returns metrics.json's dict.
 
@@ -283,7 +286,10 @@ def evaluate_model(
     (a SamplegenError) for a missing model or dataset, an unknown split, or a model that is not an
     outer or combined model; the models package refuses a dataset encoded with other codec
     settings. Deterministic: reconstructions use posterior means, Griffin-Lim is seeded with
-    ``seed + sample index``.
+    ``seed + sample index``. `reuse`: return the metrics.json already in `out` when it was made
+    from the same model weights, dataset and settings (`inputs` in metrics.json), instead of
+    evaluating again (saying so through `echo`); off by default, since a change to the evaluation
+    code itself would go unnoticed.
     """
     settings = EvaluationSettings(
         split=split,
@@ -294,13 +300,22 @@ def evaluate_model(
         worst=worst,
     )
     model_path, data_path = Path(model_dir), Path(dataset_dir)
+    target = Path(out) if out is not None else default_out_dir(model_path, split)
+    _check_paths(model_path, data_path)
+    inputs = evaluation_inputs(model_path, data_path, settings)
+    if reuse:
+        earlier = _earlier_metrics(target, inputs)
+        if earlier is not None:
+            if echo is not None:
+                echo(f"{target} holds this evaluation already (same model, dataset, settings)")
+            return earlier
     with torch.no_grad():
         raw = compute_metrics(model_path, data_path, settings)
     nulls: NullReasons = raw.pop("null_reasons")
     metrics = sanitize(raw, nulls)
     metrics["null_reasons"] = nulls.as_dict()
+    metrics["inputs"] = inputs
     metrics["files"] = {}
-    target = Path(out) if out is not None else default_out_dir(model_path, split)
     target.mkdir(parents=True, exist_ok=True)
     metrics["files"] = {
         "metrics": str(target / "metrics.json"),
@@ -309,3 +324,37 @@ def evaluate_model(
     write_text_atomic(target / "summary.md", render_summary(metrics) + "\n")
     write_json_atomic(target / "metrics.json", metrics)
     return metrics
+
+
+def evaluation_inputs(
+    model_dir: Path, dataset_dir: Path, settings: EvaluationSettings
+) -> dict[str, Any]:
+    """What an evaluation's figures follow from: the model's files, the dataset's content and the
+    settings (recorded in metrics.json as `inputs`)."""
+    import hashlib
+
+    from samplegen.models.artifact import model_files
+    from samplegen.platform.datasets import require_dataset_info
+
+    digest = hashlib.sha256()
+    for name, data in sorted(model_files(model_dir).items()):
+        digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+    return {
+        "schema": SCHEMA_VERSION,
+        "model_sha256": digest.hexdigest(),
+        "dataset_fingerprint": require_dataset_info(dataset_dir)["fingerprint"],
+        "settings": asdict(settings),
+    }
+
+
+def _earlier_metrics(out: Path, inputs: dict[str, Any]) -> dict[str, Any] | None:
+    """metrics.json in `out` when it was made from `inputs` (and summary.md is there too)."""
+    import json
+
+    try:
+        metrics = json.loads((out / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(metrics, dict) or metrics.get("inputs") != inputs:
+        return None
+    return metrics if (out / "summary.md").is_file() else None
