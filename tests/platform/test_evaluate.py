@@ -192,7 +192,8 @@ def test_an_evaluation_made_from_the_same_inputs_is_reused_only_when_asked(
 
     model = tmp_path / "outer"
     shutil.copytree(world["outer"], model)
-    out, said = tmp_path / "eval", []
+    out = tmp_path / "eval"
+    said: list[str] = []
     kw: dict[str, Any] = {"out": out, "griffin_lim_iters": 2, "echo": said.append}
     first = evaluate_model(model, world["stft_data"], reuse=True, **kw)
     assert said == [] and first["inputs"]["dataset_fingerprint"]
