@@ -1,0 +1,140 @@
+"""Studies, their resume and the whole run with the studies on an S3 server.
+
+The server is moto's, on localhost: an S3 stand-in that speaks the S3 protocol (no AWS account is
+reachable from here). The file:// tests take the same code paths on a file system that has real
+folders and renames; S3 has neither, and here pyarrow's S3 client and Ray Tune's S3 storage run
+for real.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import pytest
+from test_pipeline import _library_slice, _tiny_preset
+from tune_helpers import tiny_config, tiny_data, write_space
+
+from samplegen.models.artifact import load_model
+from samplegen.platform.downloads import local_copy
+from samplegen.platform.encoded import EqAugment
+from samplegen.platform.pipeline import run_pipeline
+from samplegen.platform.study import plot_study, run_study
+
+pytest.importorskip("moto.server", reason="needs moto's S3 server (the dev extra)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """host:port of an S3 server in its own process, with a bucket named `bucket`."""
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.time() > deadline or server.poll() is not None:
+                    raise RuntimeError("the S3 server did not start") from None
+                time.sleep(0.2)
+        fs = pafs.S3FileSystem(
+            access_key="key",
+            secret_key="secret",
+            endpoint_override=endpoint,
+            scheme="http",
+            allow_bucket_creation=True,
+        )
+        fs.create_dir("bucket")
+        yield endpoint
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _uri(endpoint: str, path: str) -> str:
+    # The credentials ride in the URI: the session's Ray workers, started before this module,
+    # have no AWS variables in their environment, and they write the trials' checkpoints.
+    return f"s3://key:secret@bucket/{path}?endpoint_override={endpoint}&scheme=http"
+
+
+def _read(endpoint: str, path: str) -> bytes:
+    fs, root = pafs.FileSystem.from_uri(_uri(endpoint, path))
+    with fs.open_input_stream(root) as handle:
+        return bytes(handle.read())
+
+
+def test_a_study_on_s3_writes_its_files_there_and_resumes_from_them(
+    s3_endpoint: str, tmp_path: Path, ray_session: None
+) -> None:
+    space = write_space(tmp_path / "space.yaml")
+    storage = _uri(s3_endpoint, "studies")
+    config = dataclasses.replace(tiny_config(tmp_path, space, "s3", trials=2), storage=storage)
+    result = run_study(config, tiny_data())
+    assert result.path == _uri(s3_endpoint, "studies/s3")
+    assert result.best_model == _uri(s3_endpoint, "studies/s3/best_model")
+    table = pq.read_table(pa.BufferReader(_read(s3_endpoint, "studies/s3/results.parquet")))
+    assert sorted(table.column("trial_id").to_pylist()) == sorted(
+        r["trial_id"] for r in result.rows
+    )
+    best = load_model(local_copy(result.best_model, tmp_path / "best"))
+    assert result.best is not None
+    assert best.meta.metrics["best_val_loss"] == pytest.approx(result.best["best_val_loss"])
+    assert plot_study(result.path) == _uri(s3_endpoint, "studies/s3/progress.png")
+    assert _read(s3_endpoint, "studies/s3/progress.png")[:4] == b"\x89PNG"
+    # Tune restores the study from the objects it wrote: both trials finished, none runs again.
+    again = run_study(config, tiny_data(), resume=True)
+    assert sorted((r["trial_id"], r["status"]) for r in again.rows) == sorted(
+        (r["trial_id"], r["status"]) for r in result.rows
+    )
+    assert again.best == result.best
+
+
+def test_the_whole_run_with_its_studies_on_s3(
+    s3_endpoint: str, tmp_path: Path, ray_session: None
+) -> None:
+    src = _library_slice(tmp_path)
+    # Rescoring copies the best trials' checkpoints from S3; the refit reads the study's
+    # configuration from the run folder's copy.
+    preset = _tiny_preset(
+        tmp_path, 2, inner_eq=EqAugment(variants=0), refine_steps=3, rescore_trials=2, refit=True
+    )
+    storage = _uri(s3_endpoint, "run-studies")
+    done = run_pipeline(
+        preset, tmp_path / "run", source=str(src), storage=storage, echo=lambda _: None
+    )
+    run = tmp_path / "run"
+    for study in ("outer_study", "vae_study"):
+        assert _read(s3_endpoint, f"run-studies/{study}/tuner.pkl")
+        assert not (run / study / "tuner.pkl").exists()
+        for name in ("best_config.json", "results.csv", "progress.png"):
+            assert (run / study / name).read_bytes() == _read(
+                s3_endpoint, f"run-studies/{study}/{name}"
+            )
+    chosen = json.loads((run / "vae_study" / "best_config.json").read_text())["refined_choice"]
+    assert len(chosen["trials"]) == 2
+    combined = load_model(done["combined_model"])
+    assert combined.meta.name == "combined"
+    assert combined.meta.extra["refit"]["selected"]["trial_id"] == chosen["chosen"]
+    assert "vae_study progress" in (run / "index.html").read_text()
