@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -298,11 +299,47 @@ class SkoptSearcher(SpaceSearcher):
         self._opt = self._new_optimizer()
 
 
+# How often TPE may propose a configuration already tried or running, then hyperopt's own random
+# draw, before a repeat is let through (only possible on a space almost wholly tried).
+_TPE_RETRIES = 5
+_RANDOM_RETRIES = 2000
+
+
+def _distinct_suggestions(algo: Any) -> Any:
+    """hyperopt's `algo` (TPE), proposing on a finite space only configurations not yet tried.
+
+    A repeat is replaced by hyperopt's own draw (TPE again with another seed, then `rand`), so the
+    trial document hyperopt records is the configuration that runs: replacing the configuration
+    Tune gets would teach TPE one configuration's loss under another's name.
+    """
+    import hyperopt as hpo
+
+    def suggest(new_ids: list[int], domain: Any, trials: Any, seed: int) -> list[Any]:
+        seen = [t["misc"]["vals"] for t in trials.trials]
+        rng = random.Random(seed)
+        docs = algo(new_ids, domain, trials, seed)
+        for attempt in range(_TPE_RETRIES + _RANDOM_RETRIES):
+            if docs[0]["misc"]["vals"] not in seen:
+                break
+            again = algo if attempt < _TPE_RETRIES else hpo.rand.suggest
+            docs = again(new_ids, domain, trials, rng.randrange(2**31 - 1))
+        return list(docs)
+
+    return suggest
+
+
 def _tpe_class() -> type:
     from ray.tune.search.hyperopt import HyperOptSearch
 
     class FailureAwareHyperOpt(HyperOptSearch):
-        """HyperOptSearch that records NaN/rejected trials as hyperopt errors, not as losses."""
+        """HyperOptSearch that records NaN/rejected trials as hyperopt errors, not as losses, and
+        (`distinct`) never proposes a configuration of a finite space twice."""
+
+        def __init__(self, *args: Any, distinct: bool = False, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            if distinct:
+                me: Any = self  # HyperOptSearch sets `algo` untyped
+                me.algo = _distinct_suggestions(me.algo)
 
         def set_search_properties(
             self, metric: str | None, mode: str | None, config: dict[str, Any], **spec: Any
@@ -404,7 +441,11 @@ def build_search(
         )
     if name == "tpe":
         searcher = _tpe_class()(
-            metric=metric, mode=mode, random_state_seed=seed, n_initial_points=n_initial
+            metric=metric,
+            mode=mode,
+            random_state_seed=seed,
+            n_initial_points=n_initial,
+            distinct=points is not None,
         )
         if max_concurrent:
             searcher = ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)

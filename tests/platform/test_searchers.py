@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, Searcher
 from tune_helpers import TINY_SPACE, tiny_config, tiny_data, write_space
 
 from samplegen.errors import SamplegenError
@@ -104,7 +104,7 @@ def _gp(seed: int = 0) -> SkoptSearcher:
     return SkoptSearcher(parse_space(TINY_SPACE), "val_loss", "min", seed=seed, n_initial_points=3)
 
 
-def _suggest(gp: SkoptSearcher, trial_id: str) -> dict[str, Any]:
+def _suggest(gp: Searcher, trial_id: str) -> dict[str, Any]:
     config = gp.suggest(trial_id)
     assert config is not None
     return config
@@ -343,3 +343,19 @@ def test_a_spaces_corners_are_its_ranges_ends_and_its_every_choice() -> None:
     drawn = space.corners(limit=5, seed=1)
     assert len(drawn) == 5 and all(c in corners for c in drawn)
     assert drawn == space.corners(limit=5, seed=1)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_tpe_never_runs_a_point_of_a_finite_space_twice(seed: int) -> None:
+    plan = build_search("tpe", parse_space(FINITE_SPACE), trials=9, metric="val_loss", seed=seed)
+    # Before, with each of these seeds, TPE proposed a finished trial's configuration again.
+    tpe = plan.search_alg
+    assert isinstance(tpe, Searcher)
+    assert tpe.set_search_properties("val_loss", "min", plan.param_space)
+    points = []
+    for i in range(9):
+        c = _suggest(tpe, f"t{i}")
+        points.append((c["layers"], c["kernels"]))
+        loss = (c["layers"] - 2) ** 2 + (c["kernels"] - 2) ** 2
+        tpe.on_trial_complete(f"t{i}", {"val_loss": loss, "status": "completed"})
+    assert sorted(points) == [(a, b) for a in (1, 2, 3) for b in (1, 2, 3)]
