@@ -209,15 +209,19 @@ FINITE_SPACE = {
 def test_gp_never_runs_a_point_of_a_finite_space_twice() -> None:
     # 9 configurations, 9 trials. Before, with this seed and loss, skopt proposed (2, 3) twice
     # and (1, 3) never: a copy of a finished trial (same configuration, same seed).
-    space = parse_space(FINITE_SPACE)
-    gp = SkoptSearcher(space, "val_loss", "min", seed=0, n_initial_points=3)
+    gp = SkoptSearcher(parse_space(FINITE_SPACE), "val_loss", "min", seed=0, n_initial_points=3)
+    assert sorted(_nine_trials(gp)) == [(a, b) for a in (1, 2, 3) for b in (1, 2, 3)]
+
+
+def _nine_trials(searcher: Searcher) -> list[tuple[int, int]]:
+    """The (layers, kernels) of 9 trials in turn on FINITE_SPACE, each told its loss."""
     points = []
     for i in range(9):
-        c = _suggest(gp, f"t{i}")
+        c = _suggest(searcher, f"t{i}")
         points.append((c["layers"], c["kernels"]))
         loss = (c["layers"] - 2) ** 2 + (c["kernels"] - 2) ** 2
-        gp.on_trial_complete(f"t{i}", {"val_loss": loss, "status": "completed"})
-    assert sorted(points) == [(a, b) for a in (1, 2, 3) for b in (1, 2, 3)]
+        searcher.on_trial_complete(f"t{i}", {"val_loss": loss, "status": "completed"})
+    return points
 
 
 def test_gp_in_flight_points_of_a_finite_space_are_all_different() -> None:
@@ -352,10 +356,4 @@ def test_tpe_never_runs_a_point_of_a_finite_space_twice(seed: int) -> None:
     tpe = plan.search_alg
     assert isinstance(tpe, Searcher)
     assert tpe.set_search_properties("val_loss", "min", plan.param_space)
-    points = []
-    for i in range(9):
-        c = _suggest(tpe, f"t{i}")
-        points.append((c["layers"], c["kernels"]))
-        loss = (c["layers"] - 2) ** 2 + (c["kernels"] - 2) ** 2
-        tpe.on_trial_complete(f"t{i}", {"val_loss": loss, "status": "completed"})
-    assert sorted(points) == [(a, b) for a in (1, 2, 3) for b in (1, 2, 3)]
+    assert sorted(_nine_trials(tpe)) == [(a, b) for a in (1, 2, 3) for b in (1, 2, 3)]
