@@ -357,3 +357,26 @@ def test_tpe_never_runs_a_point_of_a_finite_space_twice(seed: int) -> None:
     assert isinstance(tpe, Searcher)
     assert tpe.set_search_properties("val_loss", "min", plan.param_space)
     assert sorted(_nine_trials(tpe)) == [(a, b) for a in (1, 2, 3) for b in (1, 2, 3)]
+
+
+def test_tpe_restored_from_its_saved_state_still_never_repeats(tmp_path: Path) -> None:
+    def fresh() -> Searcher:
+        plan = build_search("tpe", parse_space(FINITE_SPACE), trials=9, metric="val_loss")
+        assert isinstance(plan.search_alg, Searcher)
+        assert plan.search_alg.set_search_properties("val_loss", "min", plan.param_space)
+        return plan.search_alg
+
+    first = fresh()
+    points = []
+    for i in range(4):
+        c = _suggest(first, f"t{i}")
+        points.append((c["layers"], c["kernels"]))
+        first.on_trial_complete(f"t{i}", {"val_loss": float(i), "status": "completed"})
+    first.save(str(tmp_path / "tpe.pkl"))  # Tune's own searcher checkpoint (cloudpickle)
+    resumed = fresh()
+    resumed.restore(str(tmp_path / "tpe.pkl"))
+    for i in range(4, 9):
+        c = _suggest(resumed, f"t{i}")
+        points.append((c["layers"], c["kernels"]))
+        resumed.on_trial_complete(f"t{i}", {"val_loss": float(i), "status": "completed"})
+    assert sorted(points) == [(a, b) for a in (1, 2, 3) for b in (1, 2, 3)]
