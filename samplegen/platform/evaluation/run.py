@@ -301,10 +301,11 @@ def evaluate_model(
     )
     model_path, data_path = Path(model_dir), Path(dataset_dir)
     target = Path(out) if out is not None else default_out_dir(model_path, split)
-    _check_paths(model_path, data_path)
-    inputs = evaluation_inputs(model_path, data_path, settings)
     if reuse:
-        earlier = _earlier_metrics(target, inputs)
+        try:
+            earlier = _earlier_metrics(target, evaluation_inputs(model_path, data_path, settings))
+        except SamplegenError:
+            earlier = None  # the evaluation itself says what is wrong with the model or data
         if earlier is not None:
             if echo is not None:
                 echo(f"{target} holds this evaluation already (same model, dataset, settings)")
@@ -314,7 +315,7 @@ def evaluate_model(
     nulls: NullReasons = raw.pop("null_reasons")
     metrics = sanitize(raw, nulls)
     metrics["null_reasons"] = nulls.as_dict()
-    metrics["inputs"] = inputs
+    metrics["inputs"] = evaluation_inputs(model_path, data_path, settings)
     metrics["files"] = {}
     target.mkdir(parents=True, exist_ok=True)
     metrics["files"] = {
