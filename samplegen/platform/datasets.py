@@ -541,6 +541,7 @@ def prepare_dataset(
     from samplegen.platform.names import midi_to_hz
     from samplegen.platform.prepare_cache import (
         SCAN_FILE,
+        SETTLE_NS,
         EncodedRows,
         Progress,
         ScanCache,
@@ -567,11 +568,17 @@ def prepare_dataset(
     listed_at_ns = time.time_ns()
     resolved = resolve_source(str(source), library_cache=library_cache)
 
-    listing_key = _listing_key(resolved, settings, config)
+    # A listing that holds a file modified just before it was taken is not remembered: a rewrite
+    # that soon could keep its size and (on a coarse clock) its time, and pass for the same file.
+    settled = all(
+        f.mtime_ns is not None and f.mtime_ns < listed_at_ns - SETTLE_NS for f in resolved.files
+    )
+    listing_key = _listing_key(resolved, settings, config) if settled else None
     existing = read_dataset_info(out_path)
     if (
         existing
         and not force
+        and listing_key is not None
         and existing.get("listing_key") == listing_key
         and _complete(out_path, existing)
     ):

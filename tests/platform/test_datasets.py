@@ -393,3 +393,30 @@ def test_a_rebuild_scans_and_encodes_only_the_new_and_changed_files(tmp_path: Pa
     _, said = _prepare(src, tmp_path / "ds", config=SMALL.replace(mu=16.0))
     assert "scanning 1 of 21" in said[0] and "20 scanned before" in said[0]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".ds.")]  # no progress left
+
+
+def test_a_file_rewritten_just_after_a_build_with_its_size_and_time_is_seen(
+    tmp_path: Path,
+) -> None:
+    # On a clock coarser than the rewrite (FAT's 2 s, an object store's 1 s), a file rewritten
+    # right after a build keeps its size and modification time. The build's listing then matched
+    # the new one, and the old dataset was reused.
+    import os
+
+    src = tmp_path / "src"
+    instrument_folder(src, 3)
+    _prepare(src, tmp_path / "ds")
+    victim = src / "Flute 0_C4_v100.wav"
+    stat = victim.stat()
+    write_tone(victim, 60, seed=77)
+    assert victim.stat().st_size == stat.st_size
+    os.utime(victim, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    _, said = _prepare(src, tmp_path / "ds")
+    assert not any(line.startswith("reusing") for line in said), said
+    _prepare(src, tmp_path / "fresh")
+    _same_dataset(tmp_path / "ds", tmp_path / "fresh")
+    # Once the files have settled, an unchanged folder is reused from its listing alone.
+    _age(src)
+    _prepare(src, tmp_path / "ds")
+    _, said = _prepare(src, tmp_path / "ds")
+    assert any("inputs and settings unchanged" in line for line in said)

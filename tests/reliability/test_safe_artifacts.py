@@ -170,6 +170,7 @@ def test_a_dataset_build_killed_half_way_leaves_the_previous_dataset(
     tmp_path: Path, ray_session: None
 ) -> None:
     ds = make_dataset(tmp_path)
+    _settle(tmp_path / "src")
     before = json.loads((ds / "dataset.json").read_text())
     argv = ["data", "prepare", str(tmp_path / "src"), "--out", str(ds), "--force"]
     argv += ["--duration", "0.25", "--sample-rate", "8000", "--num-cpus", "1"]
@@ -200,6 +201,14 @@ def test_a_dataset_build_killed_half_way_leaves_the_previous_dataset(
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".ds.")]
 
 
+def _settle(folder: Path) -> None:
+    """Date the files of `folder` back to 2001: a file modified just before a build's listing is
+    scanned again by the next build (prepare_cache.SETTLE_NS)."""
+    old = 1_000_000_000_000_000_000
+    for wav in folder.iterdir():
+        os.utime(wav, ns=(old, old))
+
+
 def test_a_dataset_build_killed_while_encoding_goes_on_where_it_stopped(
     tmp_path: Path, ray_session: None
 ) -> None:
@@ -209,9 +218,7 @@ def test_a_dataset_build_killed_while_encoding_goes_on_where_it_stopped(
     from samplegen.platform.datasets import prepare_dataset
 
     instrument_folder(tmp_path / "src", 20)
-    old = 1_000_000_000_000_000_000  # 2001: long settled (prepare_cache.SETTLE_NS)
-    for wav in (tmp_path / "src").iterdir():
-        os.utime(wav, ns=(old, old))
+    _settle(tmp_path / "src")
     ds = tmp_path / "ds"
     argv = ["data", "prepare", str(tmp_path / "src"), "--out", str(ds), "--batch-size", "1"]
     argv += ["--duration", "1.0", "--num-cpus", "1"]
