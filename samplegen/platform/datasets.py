@@ -542,6 +542,7 @@ def prepare_dataset(
     from samplegen.platform.prepare_cache import (
         SCAN_FILE,
         SETTLE_NS,
+        Counter,
         EncodedRows,
         Progress,
         ScanCache,
@@ -614,9 +615,12 @@ def prepare_dataset(
         f = resolved.files[i]
         return f.path, f.size, f.mtime_ns
 
+    scanned_count = Counter(len(need), "scanned", say)
+
     def keep_scans(table: pa.Table) -> None:
         done = [(*where(r["index"]), r) for r in table.to_pylist()]
         progress.keep_scan(scan_cache.table(done, listed_at_ns))
+        scanned_count.add(len(done))
 
     if need:
         items = pa.Table.from_pylist(
@@ -705,10 +709,12 @@ def prepare_dataset(
         if not fresh:
             return
         items = pa.Table.from_pylist(fresh, schema=ENCODE_INPUT_SCHEMA)
+        encoded_count = Counter(len(fresh), "encoded", say)
         for table in run_encode(items, resolved.filesystem, config, rows_per_batch=batch_size):
             if isinstance(table, pa.RecordBatch):
                 table = pa.Table.from_batches([table])
             progress.keep_encoded(table.filter(pc.invert(table["changed"])))
+            encoded_count.add(table.num_rows)
             yield table
 
     try:

@@ -363,11 +363,20 @@ def _same_dataset(a: Path, b: Path) -> None:
         np.testing.assert_array_equal(split.x, other.x)
 
 
-def test_a_rebuild_scans_and_encodes_only_the_new_and_changed_files(tmp_path: Path) -> None:
+def test_a_rebuild_scans_and_encodes_only_the_new_and_changed_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     src = tmp_path / "src"
     instrument_folder(src, 6)
     _age(src)
-    _prepare(src, tmp_path / "ds")
+    # Say how far each stage has come at every batch (a long build says it every 30 s).
+    monkeypatch.setattr("samplegen.platform.prepare_cache.REPORT_EVERY_S", 0.0)
+    _, said = _prepare(src, tmp_path / "ds", batch_size=4)
+    counts = [int(line.split()[1]) for line in said if line.startswith("encoded ")]
+    assert all(f"encoded {n} of 18" in said for n in counts)
+    # Batches of at most 4 rows, in whatever order Ray Data finishes them; none when all is done.
+    assert len(counts) >= 4 and counts == sorted(set(counts)) and counts[-1] < 18
+    monkeypatch.undo()
     write_tone(src / "Kazoo 77_C4.wav", 60, seed=5)
     changed = src / "Flute 0_C3_v100.wav"
     write_tone(changed, 48, seed=123)
