@@ -138,3 +138,39 @@ def test_the_whole_run_with_its_studies_on_s3(
     assert combined.meta.name == "combined"
     assert combined.meta.extra["refit"]["selected"]["trial_id"] == chosen["chosen"]
     assert "vae_study progress" in (run / "index.html").read_text()
+
+
+def test_a_dataset_from_samples_in_a_bucket_and_its_rebuild(
+    s3_endpoint: str, tmp_path: Path, ray_session: None
+) -> None:
+    import numpy as np
+    from dataset_helpers import SMALL, instrument_folder, write_tone
+
+    from samplegen.platform.datasets import load_dataset, prepare_dataset
+
+    local = tmp_path / "src"
+    instrument_folder(local, 6)
+    fs, root = pafs.FileSystem.from_uri(_uri(s3_endpoint, "samples"))
+    for wav in sorted(local.iterdir()):
+        with fs.open_output_stream(f"{root}/{wav.name}") as out:
+            out.write(wav.read_bytes())
+    # Past the 2 s within which a file just written is read again by the next build (S3 keeps
+    # modification times to the second).
+    time.sleep(3)
+    source = _uri(s3_endpoint, "samples")
+    said: list[str] = []
+    prepare_dataset(source, tmp_path / "ds", SMALL, echo=said.append)
+    assert said[0].startswith("scanning 18 of 18 audio files from s3://")
+    prepare_dataset(local, tmp_path / "from_folder", SMALL, echo=None)
+    from_bucket, from_folder = load_dataset(tmp_path / "ds"), load_dataset(tmp_path / "from_folder")
+    for name, split in from_bucket.splits.items():
+        assert split.meta == from_folder.splits[name].meta
+        np.testing.assert_array_equal(split.x, from_folder.splits[name].x)
+    # One more sample in the bucket: the rebuild reads that one object.
+    write_tone(tmp_path / "Kazoo 1_C4.wav", 60, seed=3)
+    with fs.open_output_stream(f"{root}/Kazoo 1_C4.wav") as out:
+        out.write((tmp_path / "Kazoo 1_C4.wav").read_bytes())
+    said.clear()
+    prepare_dataset(source, tmp_path / "ds", SMALL, echo=said.append)
+    assert "scanning 1 of 19" in said[0] and "18 scanned before" in said[0], said
+    assert any(line.startswith("encoding 1 of 19 rows") for line in said), said
