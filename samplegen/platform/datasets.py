@@ -798,7 +798,7 @@ def _complete(path: Path, info: Mapping[str, Any]) -> bool:
 _SORT_KEYS = ("augmented", "name", "path", "parent_b")
 
 
-def _tensor_values(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+def tensor_values(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """Flat float32 values of a tensor column (Ray's extension type or its plain list storage)."""
     chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
     parts = []
@@ -825,7 +825,7 @@ def _load_split(path: Path, name: str, shape: tuple[int, ...]) -> SplitData:
     x = np.empty((n, *shape), dtype=np.float32)
     offset = 0
     for batch in parquet.iter_batches(columns=["x"], batch_size=64):
-        values = _tensor_values(batch.column(0))
+        values = tensor_values(batch.column(0))
         m = batch.num_rows
         if values.size != m * int(np.prod(shape)):
             raise DatasetError(f"{path}: tensor size does not match the dataset shape {shape}")

@@ -191,10 +191,10 @@ class _Encoder:
         EQ copies of the batch's original training rows (`augmented`, named NAME#eqK)."""
         import pyarrow as pa
 
-        from samplegen.platform.datasets import _tensor_values
+        from samplegen.platform.datasets import tensor_values
 
         n = batch.num_rows
-        x = _tensor_values(batch.column("x")).reshape(n, *self.model.input_shape)
+        x = tensor_values(batch.column("x")).reshape(n, *self.model.input_shape)
         meta = batch.select([c for c in CARRIED if c in batch.column_names])
         z = self._encode(x)
         if self.eq.variants:

@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 from samplegen.atomic import write_atomic
 from samplegen.dsp.config import CodecConfig
 from samplegen.platform.dataset_pipeline import META_SCHEMA, SCAN_OUTPUT_SCHEMA
-from samplegen.platform.datasets import DATASET_VERSION, DatasetError, _tensor_values
+from samplegen.platform.datasets import DATASET_VERSION, DatasetError, tensor_values
 
 SCAN_FILE = "scan.parquet"
 # A file modified this close to its listing is scanned again next time (see ScanCache.table).
@@ -198,9 +198,7 @@ class EncodedRows:
             columns = ["row_key"] if "row_key" in names else ["sha256", "mix"]
             for batch in parquet.iter_batches(columns=[*columns, "peak", "x"], batch_size=64):
                 batch_keys = self._keys(batch)
-                values = _tensor_values(batch.column("x")).reshape(
-                    batch.num_rows, *self.codec.shape
-                )
+                values = tensor_values(batch.column("x")).reshape(batch.num_rows, *self.codec.shape)
                 peaks = batch.column("peak").to_pylist()
                 meta: list[dict[str, Any]] = []
                 x = []
