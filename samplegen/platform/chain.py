@@ -156,7 +156,8 @@ def check_inner_fits(
     where = f"an outer code of shape {list(outer_code)} ({width} values)"
     if len(over) == len(sizes):
         raise ChainError(
-            f"{config.name}: every model of its space exceeds max_params={config.max_params:,} "
+            f"{config.name}: every corner of its space (the ends of each range, every choice) "
+            f"exceeds max_params={config.max_params:,} "
             f"over {where}: the smallest of its corners has {over[0][0]:,} parameters "
             f"({shown or 'its only configuration'}); search smaller models with a space of your "
             "own, or raise the limit (--max-params)"

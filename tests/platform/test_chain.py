@@ -306,7 +306,11 @@ def test_a_vae_space_too_large_for_the_outer_code_is_refused_before_it_encodes(
     args = [*vae_args(root, "toolarge", trials=2), "--epochs", "1", *FAST]
     assert main([*args, "--max-params", "1000"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "every model of its space exceeds max_params=1,000" in err[0], err
+    assert (
+        len(err) == 1
+        and "every corner of its space (the ends of each range, every choice) exceeds max_params=1,000"
+        in err[0]
+    ), err
     assert "the smallest of its corners has" in err[0] and "ratio=0.3" in err[0]
     assert not (root / "toolarge-encoded").exists()
 

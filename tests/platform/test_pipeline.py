@@ -520,7 +520,8 @@ def test_a_vae_space_that_cannot_fit_the_outer_code_stops_the_run_before_the_out
     with pytest.raises(SamplegenError) as caught:
         run_pipeline(_tiny_preset(tmp_path, 2), tmp_path / "run", source=str(src), echo=log.append)
     message = str(caught.value)
-    assert message.startswith("vae_study: every model of its space exceeds max_params=20,000,000")
+    assert message.startswith("vae_study: every corner of its space (the ends of each range")
+    assert "exceeds max_params=20,000,000 over an outer code" in message
     assert "outer code of shape [6, 87] (522 values)" in message
     assert sorted(p.stem for p in (tmp_path / "run" / ".stages").glob("*.json")) == [
         "dataset",
