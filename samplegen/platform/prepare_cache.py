@@ -144,6 +144,21 @@ class ScanCache:
         return pa.Table.from_pylist(rows, schema=SCAN_CACHE_SCHEMA)
 
 
+def _kept_batches(path: Path) -> Iterator[pa.RecordBatch]:
+    """The key, `peak` and `x` columns of a file of kept encoded rows, 64 rows at a time; a file
+    that has gone or cannot be read since it was indexed is a DatasetError naming it."""
+    try:
+        parquet = pq.ParquetFile(path)
+        names = parquet.schema_arrow.names
+        columns = ["row_key"] if "row_key" in names else ["sha256", "mix"]
+        yield from parquet.iter_batches(columns=[*columns, "peak", "x"], batch_size=64)
+    except (OSError, pa.ArrowException) as exc:
+        raise DatasetError(
+            f"{path}: its encoded rows cannot be read ({exc}); run again, with --force if this "
+            "is the finished dataset's own file, to encode those files anew"
+        ) from exc
+
+
 @dataclass
 class EncodedRows:
     """Where each already encoded row is: the Parquet files holding `row_key`, `peak` and `x`
@@ -193,10 +208,7 @@ class EncodedRows:
         for key in wanted:
             by_file.setdefault(self.where[key], set()).add(key)
         for path, keys in by_file.items():
-            parquet = pq.ParquetFile(path)
-            names = parquet.schema_arrow.names
-            columns = ["row_key"] if "row_key" in names else ["sha256", "mix"]
-            for batch in parquet.iter_batches(columns=[*columns, "peak", "x"], batch_size=64):
+            for batch in _kept_batches(path):
                 batch_keys = self._keys(batch)
                 values = tensor_values(batch.column("x")).reshape(batch.num_rows, *self.codec.shape)
                 peaks = batch.column("peak").to_pylist()

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pytest
 from dataset_helpers import SMALL
 
+from samplegen.platform.datasets import DatasetError
 from samplegen.platform.prepare_cache import (
     SETTLE_NS,
     Counter,
@@ -94,6 +96,14 @@ def test_damaged_kept_work_is_done_again_and_the_rest_is_used(tmp_path: Path) ->
     order = table.column("name").to_pylist()
     np.testing.assert_array_equal(by_name[order.index("mix")], x[1])
     np.testing.assert_array_equal(by_name[order.index("same")], x[0])
+    # A part gone between indexing and reading is named, not a traceback.
+    gone = EncodedRows.find(SMALL, progress.encoded_parts(), [])
+    kept_part = progress.encoded_parts()[0]
+    saved = kept_part.read_bytes()
+    kept_part.unlink()
+    with pytest.raises(DatasetError, match=f"{kept_part}: its encoded rows cannot be read"):
+        list(gone.tables(wanted))
+    kept_part.write_bytes(saved)
     progress.encoded_parts()[0].write_bytes(b"PAR1 not really")
     assert EncodedRows.find(SMALL, progress.encoded_parts(), []).where == {}
     progress.remove()
