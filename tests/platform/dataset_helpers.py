@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
 from samplegen.dsp.config import CodecConfig
+from samplegen.platform.datasets import load_dataset
 
 # A short codec so that tests encode quickly: 0.25 s at 8 kHz, STFT 256/128.
 SMALL = CodecConfig(sample_rate=8000, duration=0.25, n_fft=256, hop=128, fade_s=0.01)
@@ -68,3 +71,20 @@ def instrument_folder(
         for j, note in enumerate(notes):
             paths.append(write_tone(root / f"{inst}_{note}_v100.wav", midi[note], seed=i * 10 + j))
     return paths
+
+
+def age_files(folder: Path, seconds: float = 60.0) -> None:
+    """Date every file under `folder` `seconds` back: a file modified just before a build's
+    listing is scanned again by the next build (samplegen.platform.prepare_cache.SETTLE_NS)."""
+    then = time.time_ns() - int(seconds * 1e9)
+    for path in folder.rglob("*"):
+        os.utime(path, ns=(then, then))
+
+
+def assert_same_dataset(a: Path, b: Path) -> None:
+    """The datasets at `a` and `b` hold the same rows and tensors, split by split."""
+    first, second = load_dataset(a), load_dataset(b)
+    for name, split in first.splits.items():
+        other = second.splits[name]
+        assert split.meta == other.meta, name
+        np.testing.assert_array_equal(split.x, other.x)

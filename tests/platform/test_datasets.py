@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
-from dataset_helpers import SMALL, instrument_folder, write_tone
+from dataset_helpers import SMALL, age_files, assert_same_dataset, instrument_folder, write_tone
 
 from samplegen.cli.main import main
 from samplegen.dsp.audio import load_wave
@@ -344,31 +344,12 @@ def test_variations_are_training_only_rows_of_training_programs(tmp_path: Path) 
     assert len(load_dataset(plain).splits["train"]) == len(real)
 
 
-def _age(folder: Path, seconds: float = 60.0) -> None:
-    """Date every file of `folder` `seconds` back: a file modified just before a listing is
-    scanned again on the next run (see prepare_cache.SETTLE_NS)."""
-    import os
-    import time
-
-    then = time.time_ns() - int(seconds * 1e9)
-    for path in folder.rglob("*"):
-        os.utime(path, ns=(then, then))
-
-
-def _same_dataset(a: Path, b: Path) -> None:
-    first, second = load_dataset(a), load_dataset(b)
-    for name, split in first.splits.items():
-        other = second.splits[name]
-        assert split.meta == other.meta, name
-        np.testing.assert_array_equal(split.x, other.x)
-
-
 def test_a_rebuild_scans_and_encodes_only_the_new_and_changed_files(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     src = tmp_path / "src"
     instrument_folder(src, 6)
-    _age(src)
+    age_files(src)
     # Say how far each stage has come at every batch (a long build says it every 30 s).
     monkeypatch.setattr("samplegen.platform.prepare_cache.REPORT_EVERY_S", 0.0)
     _, said = _prepare(src, tmp_path / "ds", batch_size=4)
@@ -385,7 +366,7 @@ def test_a_rebuild_scans_and_encodes_only_the_new_and_changed_files(
     encoding = next(line for line in said if line.startswith("encoding"))
     assert encoding.startswith("encoding 2 of 19 rows") and "17 encoded before" in encoding
     _prepare(src, tmp_path / "fresh")
-    _same_dataset(tmp_path / "ds", tmp_path / "fresh")
+    assert_same_dataset(tmp_path / "ds", tmp_path / "fresh")
     # The two files written just now are not trusted to the kept scan (a rewrite this soon could
     # leave size and modification time as they are): they are scanned again, not encoded again.
     write_tone(src / "Kazoo 78_C4.wav", 60, seed=6)
@@ -394,7 +375,7 @@ def test_a_rebuild_scans_and_encodes_only_the_new_and_changed_files(
     assert any(line.startswith("encoding 1 of 20 rows") for line in said)
     _, said = _prepare(src, tmp_path / "ds", config=SMALL.replace(mu=16.0))
     assert "scanning 20 of 20" in said[0]  # the scan depends on the codec
-    _age(src)
+    age_files(src)
     _, said = _prepare(src, tmp_path / "ds", config=SMALL.replace(mu=16.0), force=True)
     assert "scanning 20 of 20" in said[0]  # --force does it all again
     assert any(line.startswith("encoding 20 rows") for line in said)
@@ -423,9 +404,9 @@ def test_a_file_rewritten_just_after_a_build_with_its_size_and_time_is_seen(
     _, said = _prepare(src, tmp_path / "ds")
     assert not any(line.startswith("reusing") for line in said), said
     _prepare(src, tmp_path / "fresh")
-    _same_dataset(tmp_path / "ds", tmp_path / "fresh")
+    assert_same_dataset(tmp_path / "ds", tmp_path / "fresh")
     # Once the files have settled, an unchanged folder is reused from its listing alone.
-    _age(src)
+    age_files(src)
     _prepare(src, tmp_path / "ds")
     _, said = _prepare(src, tmp_path / "ds")
     assert any("inputs and settings unchanged" in line for line in said)

@@ -143,10 +143,9 @@ def test_the_whole_run_with_its_studies_on_s3(
 def test_a_dataset_from_samples_in_a_bucket_and_its_rebuild(
     s3_endpoint: str, tmp_path: Path, ray_session: None
 ) -> None:
-    import numpy as np
-    from dataset_helpers import SMALL, instrument_folder, write_tone
+    from dataset_helpers import SMALL, assert_same_dataset, instrument_folder, write_tone
 
-    from samplegen.platform.datasets import load_dataset, prepare_dataset
+    from samplegen.platform.datasets import prepare_dataset
 
     local = tmp_path / "src"
     instrument_folder(local, 6)
@@ -162,10 +161,7 @@ def test_a_dataset_from_samples_in_a_bucket_and_its_rebuild(
     prepare_dataset(source, tmp_path / "ds", SMALL, echo=said.append)
     assert said[0].startswith("scanning 18 of 18 audio files from s3://")
     prepare_dataset(local, tmp_path / "from_folder", SMALL, echo=None)
-    from_bucket, from_folder = load_dataset(tmp_path / "ds"), load_dataset(tmp_path / "from_folder")
-    for name, split in from_bucket.splits.items():
-        assert split.meta == from_folder.splits[name].meta
-        np.testing.assert_array_equal(split.x, from_folder.splits[name].x)
+    assert_same_dataset(tmp_path / "ds", tmp_path / "from_folder")
     # One more sample in the bucket: the rebuild reads that one object.
     write_tone(tmp_path / "Kazoo 1_C4.wav", 60, seed=3)
     with fs.open_output_stream(f"{root}/Kazoo 1_C4.wav") as out:

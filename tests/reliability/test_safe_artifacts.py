@@ -13,6 +13,7 @@ from pathlib import Path
 from reliability_helpers import (
     NO_EARLY_STOP,
     REPO,
+    SAMPLEGEN,
     TINY_SPACE,
     kill_when,
     make_dataset,
@@ -170,7 +171,9 @@ def test_a_dataset_build_killed_half_way_leaves_the_previous_dataset(
     tmp_path: Path, ray_session: None
 ) -> None:
     ds = make_dataset(tmp_path)
-    _settle(tmp_path / "src")
+    from dataset_helpers import age_files  # on the path once make_dataset has run
+
+    age_files(tmp_path / "src")
     before = json.loads((ds / "dataset.json").read_text())
     argv = ["data", "prepare", str(tmp_path / "src"), "--out", str(ds), "--force"]
     argv += ["--duration", "0.25", "--sample-rate", "8000", "--num-cpus", "1"]
@@ -180,7 +183,7 @@ def test_a_dataset_build_killed_half_way_leaves_the_previous_dataset(
 
     with ray_temp_root() as ray_tmp:
         kill_when(
-            [str(Path(sys.executable).with_name("samplegen")), *argv],
+            [SAMPLEGEN, *argv],
             private_env(ray_tmp),
             tmp_path,
             building,
@@ -201,24 +204,16 @@ def test_a_dataset_build_killed_half_way_leaves_the_previous_dataset(
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".ds.")]
 
 
-def _settle(folder: Path) -> None:
-    """Date the files of `folder` back to 2001: a file modified just before a build's listing is
-    scanned again by the next build (prepare_cache.SETTLE_NS)."""
-    old = 1_000_000_000_000_000_000
-    for wav in folder.iterdir():
-        os.utime(wav, ns=(old, old))
-
-
 def test_a_dataset_build_killed_while_encoding_goes_on_where_it_stopped(
     tmp_path: Path, ray_session: None
 ) -> None:
     sys.path.insert(0, str(REPO / "tests" / "platform"))
-    from dataset_helpers import instrument_folder
+    from dataset_helpers import age_files, assert_same_dataset, instrument_folder
 
     from samplegen.platform.datasets import prepare_dataset
 
     instrument_folder(tmp_path / "src", 20)
-    _settle(tmp_path / "src")
+    age_files(tmp_path / "src")
     ds = tmp_path / "ds"
     argv = ["data", "prepare", str(tmp_path / "src"), "--out", str(ds), "--batch-size", "1"]
     argv += ["--duration", "1.0", "--num-cpus", "1"]
@@ -229,7 +224,7 @@ def test_a_dataset_build_killed_while_encoding_goes_on_where_it_stopped(
 
     with ray_temp_root() as ray_tmp:
         kill_when(
-            [str(Path(sys.executable).with_name("samplegen")), *argv],
+            [SAMPLEGEN, *argv],
             private_env(ray_tmp),
             tmp_path,
             encoding,
@@ -250,10 +245,7 @@ def test_a_dataset_build_killed_while_encoding_goes_on_where_it_stopped(
     fresh = prepare_dataset(
         tmp_path / "src", tmp_path / "fresh", CodecConfig(duration=1.0), echo=None
     )
-    first, second = load_dataset(ds), load_dataset(fresh)
-    for name, split in first.splits.items():
-        assert split.meta == second.splits[name].meta
-        assert (split.x == second.splits[name].x).all()
+    assert_same_dataset(ds, fresh)
 
 
 FAKE_KEY = "sgplanted9f8e7d6c5b4a39281706f5e4d3c2b1a0"

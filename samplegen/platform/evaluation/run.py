@@ -6,6 +6,7 @@ process keeps the figures deterministic. Writes metrics.json and summary.md into
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Callable
@@ -301,11 +302,12 @@ def evaluate_model(
     )
     model_path, data_path = Path(model_dir), Path(dataset_dir)
     target = Path(out) if out is not None else default_out_dir(model_path, split)
+    inputs = None
     if reuse:
-        try:
-            earlier = _earlier_metrics(target, evaluation_inputs(model_path, data_path, settings))
-        except SamplegenError:
-            earlier = None  # the evaluation itself says what is wrong with the model or data
+        # A model or dataset that cannot be read: the evaluation itself says what is wrong.
+        with contextlib.suppress(SamplegenError):
+            inputs = evaluation_inputs(model_path, data_path, settings)
+        earlier = None if inputs is None else _earlier_metrics(target, inputs)
         if earlier is not None:
             if echo is not None:
                 echo(f"{target} holds this evaluation already (same model, dataset, settings)")
@@ -315,7 +317,7 @@ def evaluate_model(
     nulls: NullReasons = raw.pop("null_reasons")
     metrics = sanitize(raw, nulls)
     metrics["null_reasons"] = nulls.as_dict()
-    metrics["inputs"] = evaluation_inputs(model_path, data_path, settings)
+    metrics["inputs"] = inputs or evaluation_inputs(model_path, data_path, settings)
     metrics["files"] = {}
     target.mkdir(parents=True, exist_ok=True)
     metrics["files"] = {
