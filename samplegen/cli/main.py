@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from samplegen.errors import Interrupted, SamplegenError
 from samplegen.interrupts import terms_as_ctrl_c
+from samplegen.redact import redacted_console
 
 # Each module defines `register(subparsers)`, which adds its sub-command(s) and sets `func`.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -74,6 +75,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    # Credentials written into a storage URI are never printed (they would end up in CI logs).
+    with redacted_console():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the parsed command; its errors and interrupts become a message and an exit code."""
     try:
         with terms_as_ctrl_c():
             result = args.func(args)

@@ -48,6 +48,7 @@ from samplegen.dsp.config import CodecConfig
 from samplegen.errors import SamplegenError
 from samplegen.platform.augment import AugmentError, parse_mix_range
 from samplegen.platform.splits import SPLIT_NAMES, SplitFractions
+from samplegen.redact import redact
 
 DATASET_FORMAT = "samplegen-dataset"
 DATASET_VERSION = 1
@@ -744,7 +745,7 @@ def prepare_dataset(
             for r in rows
         ]
         report = build_report(
-            source=resolved.spec,
+            source=redact(resolved.spec),
             fingerprint=fingerprint,
             codec=config.to_dict(),
             settings={**settings.to_dict(), "source_kind": resolved.kind},
@@ -760,7 +761,7 @@ def prepare_dataset(
             "version": DATASET_VERSION,
             "fingerprint": fingerprint,
             "listing_key": listing_key,
-            "source": resolved.spec,
+            "source": redact(resolved.spec),
             "source_kind": resolved.kind,
             "codec": config.to_dict(),
             "codec_fingerprint": config.fingerprint(),

@@ -14,6 +14,7 @@ from typing import Any
 
 from samplegen import atomic
 from samplegen.errors import SamplegenError
+from samplegen.redact import redact_values
 
 MARKER_DIR = ".stages"
 
@@ -37,9 +38,14 @@ class StageRunner:
         self.log = log
         self.run_dir.mkdir(parents=True, exist_ok=True)
         settings_path = self.run_dir / "run.json"
-        settings = json.loads(json.dumps(settings, default=str))
+        # Kept without the credentials of a storage URI: they are no setting of the run (another
+        # key to the same bucket continues it).
+        settings = redact_values(json.loads(json.dumps(settings, default=str)))
         if settings_path.exists():
-            previous = json.loads(settings_path.read_text())
+            recorded = json.loads(settings_path.read_text())
+            previous = redact_values(recorded)
+            if previous != recorded:  # a run folder written before credentials were hidden
+                write_json_atomic(settings_path, previous)
             if previous != settings:
                 changed = sorted(
                     k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k)
@@ -89,7 +95,7 @@ class StageRunner:
         outputs = fn() or {}
         seconds = time.monotonic() - start
         kept, in_run = self._recorded(outputs)
-        marker = {"outputs": kept, "in_run": in_run, "seconds": round(seconds, 2)}
+        marker = {"outputs": redact_values(kept), "in_run": in_run, "seconds": round(seconds, 2)}
         write_json_atomic(self._marker(name), marker)
         self.log(f"[{name}] done in {seconds:.1f} s")
         return outputs

@@ -40,6 +40,7 @@ from samplegen.platform.schedulers import SCHEDULERS
 from samplegen.platform.searchers import FAILED_STATUSES, SEARCHERS
 from samplegen.platform.stopping import StallRule
 from samplegen.platform.trainable import MODE, OBJECTIVE, SEARCH_OBJECTIVE, TrialSettings
+from samplegen.redact import redact_values
 
 if TYPE_CHECKING:
     from samplegen.platform.searchers import SearchPlan
@@ -234,8 +235,9 @@ class StudyFiles:
         write_file(self.fs, f"{self.root}/{rel}", data)
 
     def write_json(self, rel: str, data: Any) -> None:
-        """Write JSON (plain values only)."""
-        self.write_bytes(rel, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
+        """Write JSON (plain values only), with any credentials in a URI hidden."""
+        text = json.dumps(redact_values(data), indent=2, sort_keys=True)
+        self.write_bytes(rel, (text + "\n").encode())
 
     def location(self, rel: str) -> str:
         """Where a file or folder of the study is, as the user named the study's storage (a
@@ -715,7 +717,7 @@ def _fit_noting_ctrl_c(tuner: Any) -> tuple[Any, bool]:
 
 
 def _check_resume(previous: dict[str, Any], config: StudyConfig, where: str) -> None:
-    now = config.to_dict()
+    now = redact_values(config.to_dict())  # as study.json keeps it
     changed = sorted(k for k in now if k not in RESUME_FREE and previous.get(k) != now[k])
     if changed:
         raise StudyError(

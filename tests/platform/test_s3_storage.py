@@ -24,6 +24,7 @@ import pytest
 from test_pipeline import _library_slice, _tiny_preset
 from tune_helpers import tiny_config, tiny_data, write_space
 
+from samplegen.cli.main import main
 from samplegen.models.artifact import load_model
 from samplegen.platform.downloads import local_copy
 from samplegen.platform.encoded import EqAugment
@@ -79,6 +80,27 @@ def _uri(endpoint: str, path: str) -> str:
     return f"s3://key:secret@bucket/{path}?endpoint_override={endpoint}&scheme=http"
 
 
+def _files_naming_the_secret(endpoint: str, path: str) -> list[str]:
+    """The objects under `path` in the bucket whose bytes hold the URI's secret."""
+    fs, root = pafs.FileSystem.from_uri(_uri(endpoint, path))
+    found = []
+    for info in fs.get_file_info(pafs.FileSelector(root, recursive=True)):
+        if info.type == pafs.FileType.File:
+            with fs.open_input_stream(info.path) as handle:
+                if b"secret" in handle.read():
+                    found.append(info.path)
+    return found
+
+
+def _only_tune_state(paths: list[str]) -> bool:
+    """Whether these are only Ray Tune's own state files, which keep the storage URI as given
+    (Tune restores a study from them); samplegen's files hold none of its credentials."""
+    names = {Path(p).name for p in paths}
+    return "tuner.pkl" in names and all(
+        n == "tuner.pkl" or n.startswith("basic-variant-state-") for n in names
+    )
+
+
 def _read(endpoint: str, path: str) -> bytes:
     fs, root = pafs.FileSystem.from_uri(_uri(endpoint, path))
     with fs.open_input_stream(root) as handle:
@@ -86,7 +108,7 @@ def _read(endpoint: str, path: str) -> bytes:
 
 
 def test_a_study_on_s3_writes_its_files_there_and_resumes_from_them(
-    s3_endpoint: str, tmp_path: Path, ray_session: None
+    s3_endpoint: str, tmp_path: Path, ray_session: None, capfd: pytest.CaptureFixture[str]
 ) -> None:
     space = write_space(tmp_path / "space.yaml")
     storage = _uri(s3_endpoint, "studies")
@@ -109,6 +131,15 @@ def test_a_study_on_s3_writes_its_files_there_and_resumes_from_them(
         (r["trial_id"], r["status"]) for r in result.rows
     )
     assert again.best == result.best
+    assert _only_tune_state(_files_naming_the_secret(s3_endpoint, "studies/s3"))
+    # The command line names the study by its URI, without the URI's credentials.
+    assert main(["study", "plot", result.path]) == 0
+    assert main(["study", "plot", _uri(s3_endpoint, "studies/none")]) == 2
+    out, err = capfd.readouterr()
+    options = f"?endpoint_override={s3_endpoint}&scheme=http"
+    assert f"wrote s3://***@bucket/studies/s3/progress.png{options}" in out
+    assert f"s3://***@bucket/studies/none{options}" in err
+    assert "secret" not in out + err
 
 
 def test_the_whole_run_with_its_studies_on_s3(
@@ -138,6 +169,13 @@ def test_the_whole_run_with_its_studies_on_s3(
     assert combined.meta.name == "combined"
     assert combined.meta.extra["refit"]["selected"]["trial_id"] == chosen["chosen"]
     assert "vae_study progress" in (run / "index.html").read_text()
+    # The URI's credentials are in none of the run's records (run.json, the stages' markers, the
+    # studies' summaries) nor in samplegen's files of the studies.
+    assert _only_tune_state(_files_naming_the_secret(s3_endpoint, "run-studies"))
+    assert [p for p in run.rglob("*") if p.is_file() and b"secret" in p.read_bytes()] == []
+    assert json.loads((run / "run.json").read_text())["storage"] == (
+        f"s3://***@bucket/run-studies?endpoint_override={s3_endpoint}&scheme=http"
+    )
 
 
 def test_a_dataset_from_samples_in_a_bucket_and_its_rebuild(
@@ -160,6 +198,12 @@ def test_a_dataset_from_samples_in_a_bucket_and_its_rebuild(
     said: list[str] = []
     prepare_dataset(source, tmp_path / "ds", SMALL, echo=said.append)
     assert said[0].startswith("scanning 18 of 18 audio files from s3://")
+    # The dataset records where it came from without the URI's credentials.
+    info = json.loads((tmp_path / "ds" / "dataset.json").read_text())
+    assert info["source"].startswith("s3://***@bucket/samples?")
+    assert [
+        p for p in (tmp_path / "ds").rglob("*") if p.is_file() and b"secret" in p.read_bytes()
+    ] == []
     prepare_dataset(local, tmp_path / "from_folder", SMALL, echo=None)
     assert_same_dataset(tmp_path / "ds", tmp_path / "from_folder")
     # One more sample in the bucket: the rebuild reads that one object.

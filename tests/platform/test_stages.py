@@ -56,3 +56,26 @@ def test_a_moved_run_folder_resumes_from_its_own_files(tmp_path: Path) -> None:
         "data": elsewhere,
         "count": 3,
     }
+
+
+def test_a_storage_uri_is_kept_without_its_credentials(tmp_path: Path) -> None:
+    settings = {"preset": "quick", "storage": "s3://KEY:SECRET@bucket/studies"}
+
+    def stage() -> dict[str, Any]:
+        return {"study": "s3://KEY:SECRET@bucket/studies/outer"}
+
+    StageRunner(tmp_path, settings, log=lambda _: None).run("a", stage)
+    kept = (tmp_path / "run.json").read_text() + (tmp_path / ".stages" / "a.json").read_text()
+    assert "s3://***@bucket/studies" in kept and "SECRET" not in kept and "KEY" not in kept
+    # Another key to the same bucket continues the run: credentials are no setting of it.
+    other = {"preset": "quick", "storage": "s3://OTHER:KEY2@bucket/studies"}
+    assert StageRunner(tmp_path, other, log=lambda _: None).done("a")
+    with pytest.raises(SamplegenError, match="storage"):
+        StageRunner(tmp_path, {**other, "storage": "s3://k:s@elsewhere/studies"})
+
+
+def test_a_run_folder_that_recorded_credentials_resumes_and_forgets_them(tmp_path: Path) -> None:
+    # Run folders written before credentials were hidden hold them in run.json.
+    (tmp_path / "run.json").write_text('{"preset": "quick", "storage": "s3://K:S@b/x"}')
+    StageRunner(tmp_path, {"preset": "quick", "storage": "s3://K:S@b/x"}, log=lambda _: None)
+    assert "S@" not in (tmp_path / "run.json").read_text()
