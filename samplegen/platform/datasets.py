@@ -547,10 +547,10 @@ def prepare_dataset(
         EncodedRows,
         Progress,
         ScanCache,
-        progress_folder,
         row_key,
         scan_key,
     )
+    from samplegen.platform.progress_parts import progress_folder
     from samplegen.platform.sources import resolve_source
 
     say = echo or (lambda _msg: None)

@@ -12,15 +12,19 @@ Folder layout::
       encoded.json   outer model (path, weights hash), dataset (path, fingerprint), latent shape,
                      counts, and the fingerprint of what was encoded (weights hash, dataset
                      fingerprint, EQ copies; not paths): a later call reuses a matching folder
+
+While it runs, each encoded batch is kept in `.ENCODED.progress/` (samplegen.platform.progress_parts),
+so an interrupted encoding goes on where it stopped.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -48,6 +52,14 @@ CARRIED = (
 )
 # The row order of load_dataset, so encodings line up with dataset rows.
 SORT_KEYS = ("augmented", "name", "path", "parent_b")
+# In kept batches only: the dataset row each encoded row came from (an EQ copy: its original's).
+SOURCE_KEY = "source_row"
+# Ray Data's blocks while encoding, each kept as it comes back: about 45 STFT notes, so that an
+# encoding stopped half-way has kept about half of its work. With Ray's own 128 MiB blocks the
+# quick preset's first one came back 17 s into a 22 s encoding, and the whole took as long.
+BLOCK_BYTES = 16 * 2**20
+# The schema metadata of a kept batch that names the encodings it belongs to.
+PART_FINGERPRINT = b"samplegen.encodings"
 
 
 class EncodedError(SamplegenError):
@@ -85,6 +97,12 @@ class EqAugment:
                 "an STFT outer model"
             )
 
+    def outputs(self, row: Mapping[str, Any]) -> int:
+        """How many encoded rows a dataset row gives: itself, and its copies if it is a training
+        note (see `copies`)."""
+        note = row.get("split") == "train" and not row.get("parent_b")
+        return 1 + self.variants if note else 1
+
     def copies(
         self, x: np.ndarray, meta: Sequence[dict[str, Any]], codec: Any
     ) -> tuple[list[dict[str, Any]], np.ndarray]:
@@ -100,8 +118,8 @@ class EqAugment:
         """
         from samplegen.dsp.equalise import eq_curve_db, eq_seed, equalise
 
-        idx = [i for i, m in enumerate(meta) if m.get("split") == "train" and not m.get("parent_b")]
-        if not self.variants or not idx:
+        idx = [i for i, m in enumerate(meta) if self.outputs(m) > 1]
+        if not idx:
             return [], np.zeros((0, *np.shape(x)[1:]), np.float32)
         originals = np.asarray(x)[idx]
         rows: list[dict[str, Any]] = []
@@ -196,6 +214,8 @@ class _Encoder:
         n = batch.num_rows
         x = tensor_values(batch.column("x")).reshape(n, *self.model.input_shape)
         meta = batch.select([c for c in CARRIED if c in batch.column_names])
+        # Carried into the copies' metadata with the rest: a kept batch says which rows it holds.
+        meta = meta.append_column(SOURCE_KEY, pa.array(source_rows(batch), pa.string()))
         z = self._encode(x)
         if self.eq.variants:
             rows, notes = self.eq.copies(x, meta.to_pylist(), self.codec)
@@ -204,6 +224,100 @@ class _Encoder:
                 z = np.concatenate([z, self._encode(notes)])
         z_col = pa.FixedSizeListArray.from_arrays(pa.array(z.reshape(-1)), z.shape[1])
         return meta.append_column("z", z_col)
+
+
+def source_rows(table: Any) -> list[str]:
+    """Each dataset row's identity among its dataset's rows (its name, file and mix partner)."""
+    columns = [
+        table.column(c).to_pylist() if c in table.column_names else [None] * table.num_rows
+        for c in ("name", "path", "parent_b")
+    ]
+    return [json.dumps(key) for key in zip(*columns, strict=True)]
+
+
+def _pending(batch: Any, done: frozenset[str]) -> Any:
+    """The rows of a dataset batch that no kept batch holds (a Ray Data map stage)."""
+    import pyarrow as pa
+
+    return batch.filter(pa.array([key not in done for key in source_rows(batch)]))
+
+
+def _kept(folder: Path, fingerprint: str, eq: EqAugment) -> tuple[list[Any], set[str]]:
+    """What an interrupted encoding of these encodings kept: a table of the encoded rows of every
+    dataset row it finished, and those dataset rows (as `source_rows` names them)."""
+    import pyarrow as pa
+
+    from samplegen.platform.progress_parts import kept_parts, read_part
+
+    tables = []
+    for path in kept_parts(folder, "encoded"):
+        table = read_part(path)
+        if table is None or (table.schema.metadata or {}).get(PART_FINGERPRINT) != (
+            fingerprint.encode()
+        ):
+            continue  # damaged, or of another model, dataset or EQ copies
+        tables.append(table.replace_schema_metadata(None))
+    if not tables:
+        return [], set()
+    table = pa.concat_tables(tables, promote_options="default")
+    rows = table.select([SOURCE_KEY, "name", "split", "parent_b"]).to_pylist()
+    # Ray Data may cut a note's encoded rows (the note, its EQ copies) across two blocks, so a
+    # part can hold some of them: a note is done when all of its rows are kept, once each.
+    first: dict[tuple[str, str], int] = {}
+    for i, row in enumerate(rows):
+        first.setdefault((row[SOURCE_KEY], row["name"]), i)
+    found: dict[str, int] = {}
+    for source, _name in first:
+        found[source] = found.get(source, 0) + 1
+    wanted = {row[SOURCE_KEY]: eq.outputs(row) for row in rows}
+    done = {source for source, n in found.items() if n == wanted[source]}
+    keep = sorted(i for (source, _name), i in first.items() if source in done)
+    return [table.take(pa.array(keep, pa.int64()))], done
+
+
+def _encoded_batches(
+    files: Sequence[str],
+    done: set[str],
+    model_path: Path,
+    device: str,
+    eq: EqAugment,
+    batch_size: int,
+) -> Iterator[Any]:
+    """The encoded rows of every row of the dataset's `files` not in `done` (a set of
+    `source_rows`), a Ray Data block at a time, with `z` plain (see `_plain`)."""
+    import pyarrow as pa
+    import ray
+
+    from samplegen.models.artifact import model_files
+    from samplegen.platform.raydata import blocks_of_at_most, quiet_ray_data
+
+    quiet_ray_data()
+    # Set before the dataset is made: a dataset keeps the settings of its making.
+    with blocks_of_at_most(BLOCK_BYTES):
+        ds = ray.data.read_parquet(list(files))
+        if done:
+            ds = ds.map_batches(
+                functools.partial(_pending, done=frozenset(done)), batch_format="pyarrow"
+            )
+        encoded = ds.map_batches(
+            _Encoder,
+            fn_constructor_kwargs={
+                "model_files": model_files(model_path),
+                "device": device,
+                "eq": eq.to_dict(),
+            },
+            batch_size=batch_size,
+            batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=1),
+            num_gpus=1 if device.startswith("cuda") else 0,
+            # The one encoder actor reserves no CPU: on a 1-CPU cluster a reserved CPU left Ray
+            # Data's Parquet read tasks unschedulable and the encoding hung forever.
+            num_cpus=0,
+        )
+        for batch in encoded.iter_batches(batch_format="pyarrow", batch_size=None):
+            table = cast(pa.Table, batch)  # Ray's annotation names every batch format
+            if table.num_rows:
+                yield _plain(table, _width(table.column("z")))
 
 
 def _choose_device(device: str) -> str:
@@ -268,11 +382,9 @@ def encode_dataset(
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
-    import ray
 
-    from samplegen.models.artifact import WEIGHTS_NAME, check_codec, model_files, read_meta
+    from samplegen.models.artifact import WEIGHTS_NAME, check_codec, read_meta
     from samplegen.platform.datasets import read_dataset_info
-    from samplegen.platform.raydata import quiet_ray_data
 
     say = echo or (lambda _m: None)
     model_path, data_path, out_path = Path(model_dir), Path(dataset_dir), Path(out).absolute()
@@ -312,49 +424,37 @@ def encode_dataset(
             say(f"encodings at {out_path} are up to date, reusing them")
             return out_path
 
+    from samplegen.platform.progress_parts import progress_folder, write_part
+
     device = _choose_device(device)
-    gpus = 1 if device.startswith("cuda") else 0
     files = [str(data_path / info["files"][s]) for s in SPLITS if s in info["files"]]
-    quiet_ray_data()
-    ds = ray.data.read_parquet(files)
-    encoded = ds.map_batches(
-        _Encoder,
-        fn_constructor_kwargs={
-            "model_files": model_files(model_path),
-            "device": device,
-            "eq": eq.to_dict(),
-        },
-        batch_size=batch_size,
-        batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=1),
-        num_gpus=gpus,
-        # The one encoder actor reserves no CPU: on a 1-CPU cluster a reserved CPU left Ray Data's
-        # Parquet read tasks unschedulable and the encoding hung forever.
-        num_cpus=0,
-    )
-    tables: dict[str, list[pa.Table]] = {s: [] for s in SPLITS}
-    latent_dim = None
-    for batch_any in encoded.iter_batches(batch_format="pyarrow", batch_size=None):
-        batch = cast(pa.Table, batch_any)  # Ray's annotation names every batch format
-        z = batch.column("z")
-        latent_dim = latent_dim or _width(z)
-        for split in SPLITS:
-            mask = pa.compute.equal(batch.column("split"), split)
-            part = batch.filter(mask)
-            if part.num_rows:
-                tables[split].append(part)
-    if latent_dim is None:
+    progress = progress_folder(out_path)
+    kept, done = _kept(progress, fingerprint, eq)
+    total = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    if done:
+        say(
+            f"encoding {total - len(done)} of {total} rows of the dataset "
+            f"({len(done)} encoded before, by an encoding that was stopped)"
+        )
+    if len(done) < total:
+        marked = {PART_FINGERPRINT: fingerprint.encode()}
+        for batch in _encoded_batches(files, done, model_path, device, eq, batch_size):
+            write_part(progress, "encoded", batch.replace_schema_metadata(marked))
+            kept.append(batch)
+    if not kept:
         raise EncodedError(f"{data_path}: the dataset has no rows to encode")
+    everything = pa.concat_tables(kept, promote_options="default").drop_columns([SOURCE_KEY])
+    latent_dim = _width(everything.column("z"))
 
     build = new_build_folder(out_path)
     (build / "data").mkdir(parents=True)
     try:
         counts = {}
-        for split, parts in tables.items():
-            table = _plain(pa.concat_tables(parts) if parts else None, latent_dim)
-            counts[split] = 0 if table is None else table.num_rows
-            if table is not None:
-                pq.write_table(table, build / "data" / f"{split}.parquet")
+        for split in SPLITS:
+            table = everything.filter(pa.compute.equal(everything.column("split"), split))
+            counts[split] = table.num_rows
+            if table.num_rows:
+                pq.write_table(_plain(table, latent_dim), build / "data" / f"{split}.parquet")
         doc = {
             "format": ENCODED_FORMAT,
             "version": 1,
@@ -372,6 +472,7 @@ def encode_dataset(
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise
+    shutil.rmtree(progress, ignore_errors=True)
     copies = f", {eq.variants} EQ copies of each training note among them" if eq.variants else ""
     say(
         f"encoded {sum(counts.values())} samples ({latent_dim} values each{copies}) into {out_path}"

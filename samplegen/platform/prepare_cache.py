@@ -8,10 +8,8 @@ Two kinds of work are kept:
 - **encoded rows**, keyed by their content (the SHA-256 of the file, or of both files of a mix,
   the mix amount) and the codec. A finished dataset's own rows serve again for unchanged files.
 
-While a build runs, each batch of results is written as it arrives to a progress folder beside
-the dataset (`.NAME.progress/`), one small Parquet file per batch written atomically. A build that
-is interrupted (Ctrl-C, SIGTERM, a crash, a killed machine) keeps them, the next build of the
-same dataset reads them back, and a build that finishes removes the folder.
+While a build runs, each batch of results is kept as it arrives in a progress folder beside the
+dataset (`.NAME.progress/`; samplegen.platform.progress_parts).
 """
 
 from __future__ import annotations
@@ -20,7 +18,6 @@ import hashlib
 import json
 import shutil
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,10 +27,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from samplegen.atomic import write_atomic
 from samplegen.dsp.config import CodecConfig
 from samplegen.platform.dataset_pipeline import META_SCHEMA, SCAN_OUTPUT_SCHEMA
 from samplegen.platform.datasets import DATASET_VERSION, DatasetError, tensor_values
+from samplegen.platform.progress_parts import kept_parts, read_part, write_part
 
 SCAN_FILE = "scan.parquet"
 # A file modified this close to its listing is scanned again next time (see ScanCache.table).
@@ -50,11 +47,6 @@ SCAN_CACHE_SCHEMA = pa.schema(
         *(SCAN_OUTPUT_SCHEMA.field(n) for n in _SCAN_RESULT_NAMES),
     ]
 )
-
-
-def progress_folder(out: Path) -> Path:
-    """Where an unfinished build of the dataset at `out` keeps its work (a hidden sibling)."""
-    return out.parent / f".{out.name}.progress"
 
 
 def scan_key(config: CodecConfig, settings: Mapping[str, Any]) -> str:
@@ -74,25 +66,6 @@ def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def _parquet_files(folder: Path, prefix: str) -> list[Path]:
-    return sorted(folder.glob(f"{prefix}-*.parquet")) if folder.is_dir() else []
-
-
-def _readable(path: Path, columns: Sequence[str]) -> pa.Table | None:
-    # Parts are written atomically, but a disk may still hand back a damaged one: that part's
-    # work is simply done again.
-    try:
-        return pq.read_table(path, columns=list(columns))
-    except (OSError, pa.ArrowException):
-        return None
-
-
-def _write_part(folder: Path, prefix: str, table: pa.Table) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    name = folder / f"{prefix}-{uuid.uuid4().hex}.parquet"
-    write_atomic(name, lambda tmp: pq.write_table(table, tmp))
-
-
 @dataclass
 class ScanCache:
     """Scan results found in earlier work, looked up by (read path, size, mtime)."""
@@ -105,7 +78,7 @@ class ScanCache:
         """The results among `files` (Parquet of SCAN_CACHE_SCHEMA) made with `key`."""
         cache = cls(key)
         for path in files:
-            table = _readable(path, SCAN_CACHE_SCHEMA.names)
+            table = read_part(path, SCAN_CACHE_SCHEMA.names)
             if table is None:
                 continue
             for row in table.to_pylist():
@@ -175,11 +148,11 @@ class EncodedRows:
         """Index the rows of `parts` and of the finished dataset's `dataset_files` (same codec)."""
         found = cls(codec)
         for path in parts:
-            table = _readable(path, ["row_key"])
+            table = read_part(path, ["row_key"])
             for key in [] if table is None else found._keys(table):
                 found.where.setdefault(key, path)
         for path in dataset_files:
-            table = _readable(path, ["sha256", "mix"])
+            table = read_part(path, ["sha256", "mix"])
             for key in [] if table is None else found._keys(table):
                 if key:  # a mix: the dataset does not record its second file's content
                     found.where.setdefault(key, path)
@@ -266,21 +239,21 @@ class Progress:
 
     def scan_parts(self) -> list[Path]:
         """Scan results kept by interrupted builds."""
-        return _parquet_files(self.folder, "scan")
+        return kept_parts(self.folder, "scan")
 
     def encoded_parts(self) -> list[Path]:
         """Encoded rows kept by interrupted builds."""
-        return _parquet_files(self.folder, "encoded")
+        return kept_parts(self.folder, "encoded")
 
     def keep_scan(self, table: pa.Table) -> None:
         """Keep a batch of scan results (SCAN_CACHE_SCHEMA)."""
         if table.num_rows:
-            _write_part(self.folder, "scan", table)
+            write_part(self.folder, "scan", table)
 
     def keep_encoded(self, table: pa.Table) -> None:
         """Keep a batch of the encode stage's output (its rows' `row_key`, `peak` and `x`)."""
         if table.num_rows:
-            _write_part(self.folder, "encoded", table.select(["row_key", "peak", "x"]))
+            write_part(self.folder, "encoded", table.select(["row_key", "peak", "x"]))
 
     def remove(self) -> None:
         """Drop the kept work: the build it belonged to has finished."""

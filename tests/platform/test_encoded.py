@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import TypeAlias
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 from dataset_helpers import SMALL, instrument_folder
@@ -244,3 +246,76 @@ def test_a_codes_bits_do_not_depend_on_which_notes_share_its_batch(
         a, b = (r.splits[split] for r in runs)
         assert [m["name"] for m in a.meta] == [m["name"] for m in b.meta]
         np.testing.assert_array_equal(a.z, b.z)
+
+
+def test_an_interrupted_encoding_goes_on_where_it_stopped(
+    outer_and_dataset: OuterAndDataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import samplegen.platform.encoded as encoded
+    import samplegen.platform.progress_parts as progress_parts
+
+    root, ds, outer, _model = outer_and_dataset
+    eq = EqAugment(variants=2, db=6.0, seed=7)
+    whole = load_encoded(encode_dataset(outer, ds, root / "whole", batch_size=4, eq=eq, echo=None))
+    assert not (root / ".whole.progress").exists()  # a finished encoding keeps no parts
+
+    # Ctrl-C arrives once two batches are kept (the real parts are written first).
+    write_part, written = progress_parts.write_part, []
+
+    def write_then_stop(folder: Path, prefix: str, table: pa.Table) -> Path:
+        written.append(write_part(folder, prefix, table))
+        if len(written) == 2:
+            raise KeyboardInterrupt
+        return written[-1]
+
+    monkeypatch.setattr(progress_parts, "write_part", write_then_stop)
+    # Blocks of one note each (the library's notes come in blocks of about 45).
+    monkeypatch.setattr(encoded, "BLOCK_BYTES", 4000)
+    with pytest.raises(KeyboardInterrupt):
+        encode_dataset(outer, ds, root / "stopped", batch_size=4, eq=eq, echo=None)
+    monkeypatch.undo()
+    assert not (root / "stopped").exists()
+    kept = [p.name for p in (root / ".stopped.progress").iterdir()]
+    assert sorted(kept) == sorted(p.name for p in written)
+    # A note is done when it and both its copies were kept: blocks of one row each cut some
+    # notes' rows across parts, and the stop can fall between them.
+    kept_rows: dict[str, set[str]] = {}
+    wanted: dict[str, int] = {}
+    for part in written:
+        for row in pq.read_table(part).to_pylist():
+            kept_rows.setdefault(row["source_row"], set()).add(row["name"])
+            wanted[row["source_row"]] = 3 if row["split"] == "train" and not row["parent_b"] else 1
+    before = sum(len(names) == wanted[source] for source, names in kept_rows.items())
+    # A damaged part and a part of other encodings (other EQ copies) are not used.
+    (root / ".stopped.progress" / "encoded-damaged.parquet").write_bytes(b"PAR1 cut short")
+    encode_dataset(outer, ds, root / "other", batch_size=4, eq=EqAugment(2, 6.0, 8), echo=None)
+    shutil.copytree(root / "other" / "data", root / "other-data")
+    table = pq.read_table(root / "other-data" / "train.parquet").slice(0, 4)
+    other = table.append_column("source_row", pa.array(["x"] * 4))
+    meta = {
+        b"samplegen.encodings": json.loads((root / "other" / "encoded.json").read_text())[
+            "fingerprint"
+        ].encode()
+    }
+    pq.write_table(
+        other.replace_schema_metadata(meta),
+        root / ".stopped.progress" / "encoded-other.parquet",
+    )
+
+    said: list[str] = []
+    resumed = load_encoded(
+        encode_dataset(outer, ds, root / "stopped", batch_size=4, eq=eq, echo=said.append)
+    )
+    total = len(load_dataset(ds).splits["train"].meta) + sum(
+        len(load_dataset(ds).splits[s].meta) for s in ("validation", "test")
+    )
+    assert 0 < before < total
+    assert said[0] == (
+        f"encoding {total - before} of {total} rows of the dataset "
+        f"({before} encoded before, by an encoding that was stopped)"
+    )
+    for split in ("train", "validation", "test"):
+        np.testing.assert_array_equal(resumed.splits[split].z, whole.splits[split].z)
+        assert resumed.splits[split].meta == whole.splits[split].meta
+    assert resumed.info["fingerprint"] == whole.info["fingerprint"]
+    assert not (root / ".stopped.progress").exists()
