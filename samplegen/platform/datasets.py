@@ -20,6 +20,7 @@ encoded is kept beside it (samplegen.platform.prepare_cache) for the next build.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import itertools
@@ -500,6 +501,222 @@ def _write_splits(tables: Any, data_dir: Path) -> dict[str, int]:
     return counts
 
 
+def _where(resolved: Any, i: int) -> tuple[str, int, int | None]:
+    """Where file `i` of a source is read, its size and modification time (a scan's cache key)."""
+    f = resolved.files[i]
+    return f.path, f.size, f.mtime_ns
+
+
+def _scan(
+    resolved: Any,
+    settings: DatasetSettings,
+    config: CodecConfig,
+    cache: Any,
+    progress: Any,
+    listed_at_ns: int,
+    batch_size: int,
+    say: Callable[[str], None],
+) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]]]:
+    """Every file of the source described (status, reason, note, group...), with the scan results
+    by file index. A file that `cache` (a ScanCache) knows is not scanned again; each batch that
+    is scanned is kept in `progress` as it comes back. Duplicates are marked rejected."""
+    from samplegen.platform.dataset_pipeline import SCAN_INPUT_SCHEMA, run_scan
+    from samplegen.platform.names import midi_to_hz
+    from samplegen.platform.prepare_cache import Counter
+
+    files = [_describe_file(resolved, f, settings) for f in resolved.files]
+    to_scan = [i for i, e in enumerate(files) if e["status"] is None]
+    scans: dict[int, dict[str, Any]] = {}
+    for i in to_scan:
+        hit = cache.get(*_where(resolved, i))
+        if hit is not None:
+            scans[i] = hit
+    need = [i for i in to_scan if i not in scans]
+    before = f", {len(scans)} scanned before" if scans else ""
+    say(
+        f"scanning {len(need)} of {len(files)} audio files from {resolved.spec} "
+        f"({len(files) - len(to_scan)} filtered by note{before})"
+    )
+    scanned_count = Counter(len(need), "scanned", say)
+
+    def keep_scans(table: pa.Table) -> None:
+        done = [(*_where(resolved, r["index"]), r) for r in table.to_pylist()]
+        progress.keep_scan(cache.table(done, listed_at_ns))
+        scanned_count.add(len(done))
+
+    if need:
+        items = pa.Table.from_pylist(
+            [
+                {
+                    "index": i,
+                    "path": resolved.files[i].path,
+                    "name": files[i]["name"],
+                    "note": files[i]["note"],
+                }
+                for i in need
+            ],
+            schema=SCAN_INPUT_SCHEMA,
+        )
+        targets = None
+        if settings.pitch_check:
+            targets = [midi_to_hz(n) for n in settings.notes] if settings.notes else []
+        scanned = run_scan(
+            items,
+            resolved.filesystem,
+            config,
+            targets,
+            settings.pitch_tolerance,
+            rows_per_block=max(batch_size, 16),
+            on_table=keep_scans,
+        )
+        for result in scanned.to_pylist():
+            scans[result.pop("index")] = result
+    for i, result in scans.items():
+        files[i].update(
+            {k: v for k, v in result.items() if v is not None or k in ("reason", "detail")}
+        )
+    _reject_duplicates(files)
+    return files, scans
+
+
+def _dataset_rows(
+    resolved: Any,
+    files: list[dict[str, Any]],
+    settings: DatasetSettings,
+    config: CodecConfig,
+    library_cache: str | os.PathLike[str] | None,
+    say: Callable[[str], None],
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The dataset's rows (the kept files, their mixes, the variation presets' notes), each with
+    its `row_key`, and the build's warnings. No kept file is a DatasetError saying why."""
+    from samplegen.platform.prepare_cache import row_key
+
+    if not any(e["status"] == "kept" for e in files):
+        reasons: dict[str, int] = {}
+        for e in files:
+            reasons[e["reason"]] = reasons.get(e["reason"], 0) + 1
+        summary = ", ".join(f"{r} {n}" for r, n in sorted(reasons.items()))
+        raise DatasetError(
+            f"source {resolved.spec}: no usable audio file among {len(files)} ({summary})"
+        )
+    rows = [_row(e, resolved.files[i].path) for i, e in enumerate(files) if e["status"] == "kept"]
+    rows += _mix_rows(rows, settings)
+    warnings: list[str] = []
+    if settings.variations:
+        extra, warnings = _variation_rows(rows, settings, config, library_cache)
+        rows += extra
+        say(f"added {len(extra)} training notes of variation presets of the training programs")
+    warnings += [
+        f"split {s!r} is empty (too few instrument groups for the fractions)"
+        for s in SPLIT_NAMES
+        if getattr(settings.splits, s) > 0 and not any(r["split"] == s for r in rows)
+    ]
+    for w in warnings:
+        say(f"warning: {w}")
+    codec_fingerprint = config.fingerprint()
+    for r in rows:
+        r["row_key"] = row_key(r["sha_a"], r["sha_b"], r["mix"], codec_fingerprint)
+    return rows, warnings
+
+
+def _encode_rows(
+    rows: list[dict[str, Any]],
+    filesystem: Any,
+    config: CodecConfig,
+    batch_size: int,
+    progress: Any,
+    say: Callable[[str], None],
+) -> Iterator[pa.Table]:
+    """The encode stage's output for `rows`, a batch at a time, each batch kept in `progress`
+    (a prepare_cache.Progress) as it comes back."""
+    from samplegen.platform.dataset_pipeline import ENCODE_INPUT_SCHEMA, run_encode
+    from samplegen.platform.prepare_cache import Counter
+
+    if not rows:
+        return
+    items = pa.Table.from_pylist(rows, schema=ENCODE_INPUT_SCHEMA)
+    encoded_count = Counter(len(rows), "encoded", say)
+    for table in run_encode(items, filesystem, config, rows_per_batch=batch_size):
+        if isinstance(table, pa.RecordBatch):
+            table = pa.Table.from_batches([table])
+        progress.keep_encoded(table.filter(pc.invert(table["changed"])))
+        encoded_count.add(table.num_rows)
+        yield table
+
+
+def _write_records(
+    build: Path,
+    resolved: Any,
+    config: CodecConfig,
+    settings: DatasetSettings,
+    files: list[dict[str, Any]],
+    rows: list[dict[str, Any]],
+    warnings: list[str],
+    counts: dict[str, int],
+    *,
+    fingerprint: str,
+    listing_key: str | None,
+) -> dict[str, Any]:
+    """Write the dataset's report (report.json, report.md) and, last, dataset.json, whose presence
+    marks a whole build, into `build`; returns the report's counts."""
+    from samplegen.platform.dataset_report import build_report, render_markdown
+
+    public_rows = [
+        {k: v for k, v in r.items() if k in ("split", "group", "category", "augmented")}
+        for r in rows
+    ]
+    report = build_report(
+        source=redact(resolved.spec),
+        fingerprint=fingerprint,
+        codec=config.to_dict(),
+        settings={**settings.to_dict(), "source_kind": resolved.kind},
+        files=files,
+        rows=public_rows,
+        other_files=resolved.other_files,
+        warnings=warnings,
+    )
+    write_json_atomic(build / "report.json", report, default=str)
+    write_text_atomic(build / "report.md", render_markdown(report))
+    info = {
+        "format": DATASET_FORMAT,
+        "version": DATASET_VERSION,
+        "fingerprint": fingerprint,
+        "listing_key": listing_key,
+        "source": redact(resolved.spec),
+        "source_kind": resolved.kind,
+        "codec": config.to_dict(),
+        "codec_fingerprint": config.fingerprint(),
+        "shape": list(config.shape),
+        "settings": settings.to_dict(),
+        "split_fractions": settings.splits.as_dict(),
+        "counts": report["counts"],
+        "rows_per_split": counts,
+        "files": {s: f"data/{s}.parquet" for s in SPLIT_NAMES},
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    write_json_atomic(build / "dataset.json", info, default=str)
+    return dict(report["counts"])
+
+
+@contextlib.contextmanager
+def _building(out_path: Path) -> Iterator[Path]:
+    """A new build folder (with its `data/`) for the dataset at `out_path`, moved into place when
+    the block ends, and removed if it raises."""
+    try:
+        build = new_build_folder(out_path)
+    except OSError as exc:
+        raise DatasetError(
+            f"output {out_path}: cannot write there ({exc.strerror or exc})"
+        ) from exc
+    try:
+        (build / "data").mkdir()
+        yield build
+        replace_folder(build, out_path)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
+
+
 def prepare_dataset(
     source: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -532,22 +749,12 @@ def prepare_dataset(
     starts a local one if none is running). Returns `out`. Raises SamplegenError when the source
     is missing or has no usable file, a setting is invalid, or `out` cannot be written.
     """
-    from samplegen.platform.dataset_pipeline import (
-        ENCODE_INPUT_SCHEMA,
-        SCAN_INPUT_SCHEMA,
-        run_encode,
-        run_scan,
-    )
-    from samplegen.platform.dataset_report import build_report, render_markdown
-    from samplegen.platform.names import midi_to_hz
     from samplegen.platform.prepare_cache import (
         SCAN_FILE,
         SETTLE_NS,
-        Counter,
         EncodedRows,
         Progress,
         ScanCache,
-        row_key,
         scan_key,
     )
     from samplegen.platform.progress_parts import progress_folder
@@ -596,67 +803,10 @@ def prepare_dataset(
     if earlier is not None:
         scan_files.append(out_path / SCAN_FILE)
     scan_cache = ScanCache.load(scan_key(config, settings.to_dict()), scan_files)
-
-    files = [_describe_file(resolved, f, settings) for f in resolved.files]
-    to_scan = [i for i, e in enumerate(files) if e["status"] is None]
-    scans: dict[int, dict[str, Any]] = {}
-    for i in to_scan:
-        f = resolved.files[i]
-        hit = scan_cache.get(f.path, f.size, f.mtime_ns)
-        if hit is not None:
-            scans[i] = hit
-    need = [i for i in to_scan if i not in scans]
-    before = f", {len(scans)} scanned before" if scans else ""
-    say(
-        f"scanning {len(need)} of {len(files)} audio files from {resolved.spec} "
-        f"({len(files) - len(to_scan)} filtered by note{before})"
+    files, scans = _scan(
+        resolved, settings, config, scan_cache, progress, listed_at_ns, batch_size, say
     )
-
-    def where(i: int) -> tuple[str, int, int | None]:
-        f = resolved.files[i]
-        return f.path, f.size, f.mtime_ns
-
-    scanned_count = Counter(len(need), "scanned", say)
-
-    def keep_scans(table: pa.Table) -> None:
-        done = [(*where(r["index"]), r) for r in table.to_pylist()]
-        progress.keep_scan(scan_cache.table(done, listed_at_ns))
-        scanned_count.add(len(done))
-
-    if need:
-        items = pa.Table.from_pylist(
-            [
-                {
-                    "index": i,
-                    "path": resolved.files[i].path,
-                    "name": files[i]["name"],
-                    "note": files[i]["note"],
-                }
-                for i in need
-            ],
-            schema=SCAN_INPUT_SCHEMA,
-        )
-        targets = None
-        if settings.pitch_check:
-            targets = [midi_to_hz(n) for n in settings.notes] if settings.notes else []
-        scanned = run_scan(
-            items,
-            resolved.filesystem,
-            config,
-            targets,
-            settings.pitch_tolerance,
-            rows_per_block=max(batch_size, 16),
-            on_table=keep_scans,
-        )
-        for result in scanned.to_pylist():
-            scans[result.pop("index")] = result
-    for i, result in scans.items():
-        files[i].update(
-            {k: v for k, v in result.items() if v is not None or k in ("reason", "detail")}
-        )
-    _reject_duplicates(files)
     fingerprint = _content_fingerprint(resolved, settings, config, files)
-
     if (
         existing
         and not force
@@ -672,115 +822,41 @@ def prepare_dataset(
         )
         return out_path
 
-    kept = [e for e in files if e["status"] == "kept"]
-    if not kept:
-        reasons: dict[str, int] = {}
-        for e in files:
-            reasons[e["reason"]] = reasons.get(e["reason"], 0) + 1
-        summary = ", ".join(f"{r} {n}" for r, n in sorted(reasons.items()))
-        raise DatasetError(
-            f"source {resolved.spec}: no usable audio file among {len(files)} ({summary})"
-        )
-
-    rows = [_row(e, resolved.files[i].path) for i, e in enumerate(files) if e["status"] == "kept"]
-    rows += _mix_rows(rows, settings)
-    variation_warnings: list[str] = []
-    if settings.variations:
-        extra, variation_warnings = _variation_rows(rows, settings, config, library_cache)
-        rows += extra
-        say(f"added {len(extra)} training notes of variation presets of the training programs")
-    warnings = variation_warnings + [
-        f"split {s!r} is empty (too few instrument groups for the fractions)"
-        for s in SPLIT_NAMES
-        if getattr(settings.splits, s) > 0 and not any(r["split"] == s for r in rows)
-    ]
-    for w in warnings:
-        say(f"warning: {w}")
-    codec_fingerprint = config.fingerprint()
-    for r in rows:
-        r["row_key"] = row_key(r["sha_a"], r["sha_b"], r["mix"], codec_fingerprint)
+    rows, warnings = _dataset_rows(resolved, files, settings, config, library_cache, say)
     dataset_files = []
-    if earlier is not None and earlier.get("codec_fingerprint") == codec_fingerprint:
+    if earlier is not None and earlier.get("codec_fingerprint") == config.fingerprint():
         dataset_files = [out_path / rel for rel in earlier.get("files", {}).values()]
     encoded = EncodedRows.find(config, progress.encoded_parts(), dataset_files)
     fresh = [r for r in rows if r["row_key"] not in encoded.where]
     reused = [r for r in rows if r["row_key"] in encoded.where]
-
-    def fresh_tables() -> Iterator[pa.Table]:
-        if not fresh:
-            return
-        items = pa.Table.from_pylist(fresh, schema=ENCODE_INPUT_SCHEMA)
-        encoded_count = Counter(len(fresh), "encoded", say)
-        for table in run_encode(items, resolved.filesystem, config, rows_per_batch=batch_size):
-            if isinstance(table, pa.RecordBatch):
-                table = pa.Table.from_batches([table])
-            progress.keep_encoded(table.filter(pc.invert(table["changed"])))
-            encoded_count.add(table.num_rows)
-            yield table
-
-    try:
-        build = new_build_folder(out_path)
-    except OSError as exc:
-        raise DatasetError(
-            f"output {out_path}: cannot write there ({exc.strerror or exc})"
-        ) from exc
-    try:
-        (build / "data").mkdir()
+    with _building(out_path) as build:
         of = f" of {len(rows)}" if reused else ""
         before = f"; {len(reused)} encoded before" if reused else ""
         say(
             f"encoding {len(fresh)}{of} rows ({config.representation}, shape {config.shape}{before})"
         )
         counts = _write_splits(
-            itertools.chain(fresh_tables(), encoded.tables(reused)), build / "data"
-        )
-        pq.write_table(
-            scan_cache.table(
-                [(*where(i), result) for i, result in sorted(scans.items())], listed_at_ns
+            itertools.chain(
+                _encode_rows(fresh, resolved.filesystem, config, batch_size, progress, say),
+                encoded.tables(reused),
             ),
-            build / SCAN_FILE,
+            build / "data",
         )
-        public_rows = [
-            {k: v for k, v in r.items() if k in ("split", "group", "category", "augmented")}
-            for r in rows
-        ]
-        report = build_report(
-            source=redact(resolved.spec),
+        kept_scans = [(*_where(resolved, i), result) for i, result in sorted(scans.items())]
+        pq.write_table(scan_cache.table(kept_scans, listed_at_ns), build / SCAN_FILE)
+        c = _write_records(
+            build,
+            resolved,
+            config,
+            settings,
+            files,
+            rows,
+            warnings,
+            counts,
             fingerprint=fingerprint,
-            codec=config.to_dict(),
-            settings={**settings.to_dict(), "source_kind": resolved.kind},
-            files=files,
-            rows=public_rows,
-            other_files=resolved.other_files,
-            warnings=warnings,
+            listing_key=listing_key,
         )
-        write_json_atomic(build / "report.json", report, default=str)
-        write_text_atomic(build / "report.md", render_markdown(report))
-        info = {
-            "format": DATASET_FORMAT,
-            "version": DATASET_VERSION,
-            "fingerprint": fingerprint,
-            "listing_key": listing_key,
-            "source": redact(resolved.spec),
-            "source_kind": resolved.kind,
-            "codec": config.to_dict(),
-            "codec_fingerprint": config.fingerprint(),
-            "shape": list(config.shape),
-            "settings": settings.to_dict(),
-            "split_fractions": settings.splits.as_dict(),
-            "counts": report["counts"],
-            "rows_per_split": counts,
-            "files": {s: f"data/{s}.parquet" for s in SPLIT_NAMES},
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        }
-        # Last: its presence marks a complete build.
-        write_json_atomic(build / "dataset.json", info, default=str)
-        replace_folder(build, out_path)
-    except BaseException:
-        shutil.rmtree(build, ignore_errors=True)
-        raise
     progress.remove()
-    c = report["counts"]
     say(
         f"wrote dataset {out_path}: {c['rows']} rows "
         f"(train {counts['train']}, validation {counts['validation']}, test {counts['test']}); "
