@@ -30,7 +30,6 @@ from results_file import publish
 # One encoding in a process of its own; prints one JSON line per kept block, then one at the end.
 _ENCODE = """
 import json, sys, time
-t0 = time.perf_counter()
 import ray
 ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
 import samplegen.platform.progress_parts as parts
@@ -38,7 +37,7 @@ from samplegen.platform.encoded import EqAugment, encode_dataset
 write = parts.write_part
 def keep(folder, prefix, table):
     path = write(folder, prefix, table)
-    print(json.dumps({"block": table.num_rows, "s": time.perf_counter() - t0}), flush=True)
+    print(json.dumps({"block": table.num_rows, "s": time.perf_counter() - started}), flush=True)
     return path
 parts.write_part = keep
 started = time.perf_counter()
@@ -72,6 +71,13 @@ def _encode(
             end = record
     proc.wait()
     return blocks, end
+
+
+def _cpu() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "CPU"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,11 +133,11 @@ def main(argv: list[str] | None = None) -> int:
             "",
             f"- Command: `.venv/bin/python benchmarks/encode_resume.py {args.run} "
             f"--stop-after {args.stop_after}`",
-            f"- Machine: {platform.machine()}, {platform.processor() or 'CPU'}, no GPU; each "
+            f"- Machine: {platform.machine()}, {_cpu()}, no GPU; each "
             "encoding in a process of its own that starts its own local Ray (2 CPUs); EQ copies "
             f"{eq or 'none'}",
             "",
-            "| step | wall s | encoding s | blocks kept | block came back at (s after start) |",
+            "| step | wall s | encoding s | blocks kept | blocks came back at (s into the encoding) |",
             "|---|---:|---:|---:|---|",
             f"| the whole encoding | {whole_wall:.1f} | {whole_end['done']:.1f} | "
             f"{len(whole_blocks)} | {when(whole_blocks)} |",
