@@ -292,7 +292,7 @@ def _encoded_batches(
     from samplegen.platform.raydata import blocks_of_at_most, quiet_ray_data
 
     quiet_ray_data()
-    # Set before the dataset is made: a dataset keeps the settings of its making.
+    # Around the dataset's making: read_parquet keeps a copy of Ray Data's settings as they are then.
     with blocks_of_at_most(BLOCK_BYTES):
         ds = ray.data.read_parquet(list(files))
         if done:
