@@ -168,7 +168,6 @@ def run_pipeline(
     study's summary (configuration, results, progress plot), which the outer model's stage, the
     refit and the audition page read. `wandb_project`: log both studies' trials to W&B there.
     """
-    from samplegen.dsp.config import CodecConfig
     from samplegen.errors import SamplegenError
     from samplegen.models.registry import takes_representation
 
@@ -195,208 +194,33 @@ def run_pipeline(
         **({"storage": storage} if storage else {}),
     }
     stages = StageRunner(run_dir, settings, log=echo)
-    ray_session = RaySession(address, num_cpus, echo=echo)
-
-    def dataset_stage() -> dict[str, Any]:
-        from samplegen.platform.datasets import VARIATION_SOURCES, prepare_dataset
-        from samplegen.platform.resources import TrialResources, check_cluster
-
-        variations = preset.variations and source in VARIATION_SOURCES
-        if preset.variations and not variations:
-            echo(f"[dataset] no variation presets: source {source} is not the FluidR3 library")
-        ray_session.up()
-        # A cluster where no trial could ever run (the full preset's GPUs on a CPU machine) is
-        # refused before the dataset is rendered and mixed, not after.
-        check_cluster(
-            TrialResources(preset.cpus_per_trial, preset.gpus_per_trial), autoscaling=autoscaling
-        )
-        path = prepare_dataset(
-            source,
-            run_dir / "dataset",
-            CodecConfig(representation=representation),
-            notes=preset.notes,
-            augment_mixes=preset.augment_mixes,
-            seed=seed,
-            echo=echo,
-            variations=variations,
-        )
-        return {"dataset": str(path)}
-
-    dataset = Path(stages.run("dataset", dataset_stage)["dataset"])
-
-    def outer_study_stage() -> dict[str, Any]:
-        from samplegen.platform.study import plot_study, run_study
-
-        ray_session.up()
-        config = _study_config(
-            preset,
-            "outer",
-            run_dir,
-            str(dataset),
-            seed,
-            address,
-            autoscaling,
-            storage,
-            wandb_project,
-        )
-        result = run_study(config, resume=_started(config), echo=echo)
-        _finished(result, "outer study")
-        plot_study(result.path)
-        summary = _copy_summary(config, run_dir)
-        return {"study": result.path, "best_config": str(summary / "best_config.json")}
-
-    outer_study = stages.run("outer_study", outer_study_stage)
-
-    def outer_model_stage() -> dict[str, Any]:
-        from samplegen.platform.chain import check_inner_fits
-        from samplegen.platform.longrun import train_config
-
-        # Before the outer model's long training: a VAE space that cannot fit this outer code
-        # would otherwise be found out only when every VAE trial is rejected.
-        vae_config = _study_config(preset, "vae", run_dir, "", seed, address)
-        check_inner_fits(vae_config, _outer_code(outer_study["best_config"], dataset), echo)
-        path = train_config(
-            outer_study["best_config"],
-            dataset,
-            run_dir / "models" / "outer",
-            epochs=preset.outer_final_epochs,
-            resume=True,
-            echo=echo,
-        )
-        return {"model": str(path)}
-
-    outer_model = stages.run("outer_model", outer_model_stage)["model"]
-
-    def vae_study_stage() -> dict[str, Any]:
-        from samplegen.platform.chain import run_chain
-        from samplegen.platform.study import plot_study
-
-        ray_session.up()
-        config = _study_config(
-            preset, "vae", run_dir, "", seed, address, autoscaling, storage, wandb_project
-        )
-        result = run_chain(
-            config,
-            outer_model,
-            data=str(dataset),
-            encoded=str(run_dir / f"{config.name}-encoded"),
-            combined_out=run_dir / "models" / ("selected" if preset.refit else "combined"),
-            resume=_started(config),
-            refine_steps=preset.refine_steps,
-            rescore=preset.rescore_trials,
-            eq=dataclasses.replace(preset.inner_eq, seed=seed),
-            echo=echo,
-        )
-        _finished(result.study, "VAE study")
-        if result.combined_model is None:
-            # Recorded as done, the stage would hand every later stage the path "None".
-            raise SamplegenError(
-                f"VAE study: its best trial kept no checkpoint, so no combined model was "
-                f"exported (see {result.study.path}/results.csv)"
-            )
-        plot_study(result.study.path)
-        _copy_summary(config, run_dir)
-        return {"study": result.study.path, "combined": str(result.combined_model)}
-
-    vae_study = stages.run("vae_study", vae_study_stage)
-    combined = vae_study["combined"]
-
-    def finetune_stage() -> dict[str, Any]:
-        from samplegen.platform.finetune import FinetuneSettings, finetune_combined
-
-        # No stage from here on uses Ray; a run resumed past this stage never started it.
-        ray_session.down()
-        if not preset.finetune_epochs:
-            return {"kept": "chained", "skipped": True}
-        record = finetune_combined(
-            combined,
-            dataset,
-            combined,
-            settings=FinetuneSettings(
-                epochs=preset.finetune_epochs,
-                seed=seed,
-                eq=dataclasses.replace(preset.inner_eq, seed=seed),
-            ),
-            echo=echo,
-        )
-        return {"kept": record["kept"]}
-
-    finetuned = stages.run("finetune", finetune_stage)
-    selected = combined
-
-    def refit_stage() -> dict[str, Any]:
-        from samplegen.platform.finetune import FinetuneSettings
-        from samplegen.platform.refit import refit_chain
-
-        ray_session.up()  # the refit's encodings are a Ray Data job
-        eq = dataclasses.replace(preset.inner_eq, seed=seed)
-        tune = (
-            FinetuneSettings(epochs=preset.finetune_epochs, seed=seed, eq=eq)
-            if finetuned.get("kept") == "fine-tuned"
-            else None
-        )
-        path = refit_chain(
-            # The study's summary in the run folder: the refit reads its best_config.json.
-            run_dir / "vae_study",
-            outer_model,
-            dataset,
-            run_dir / "models" / "combined",
-            work=run_dir,
-            refine_steps=preset.refine_steps,
-            eq=eq,
-            finetune=tune,
-            echo=echo,
-        )
-        ray_session.down()
-        return {"combined": str(path), "selected": selected}
-
+    run = _Stages(
+        preset,
+        run_dir,
+        source,
+        representation,
+        seed,
+        address,
+        autoscaling,
+        storage,
+        wandb_project,
+        echo,
+        RaySession(address, num_cpus, echo=echo),
+    )
+    dataset = Path(stages.run("dataset", run.dataset)["dataset"])
+    outer_study = stages.run("outer_study", lambda: run.outer_study(dataset))
+    outer_model = stages.run(
+        "outer_model", lambda: run.outer_model(outer_study["best_config"], dataset)
+    )["model"]
+    vae_study = stages.run("vae_study", lambda: run.vae_study(outer_model, dataset))
+    combined = selected = vae_study["combined"]
+    finetuned = stages.run("finetune", lambda: run.finetune(combined, dataset))
     if preset.refit:
-        combined = stages.run("refit", refit_stage)["combined"]
-
-    def evaluation_stage() -> dict[str, Any]:
-        from samplegen.platform.evaluation import evaluate_model
-
-        common: dict[str, Any] = {
-            "split": "test",
-            "griffin_lim_iters": preset.griffin_lim_iters,
-            "seed": seed,
-        }
-
-        # An evaluation that a stopped run had finished is kept (same model, dataset, settings).
-        def note(message: str) -> None:
-            echo(f"[evaluation] {message}")
-
-        for model, out in ((outer_model, "evaluation/outer"), (combined, "evaluation")):
-            metrics = evaluate_model(
-                model, dataset, out=run_dir / out, reuse=True, echo=note, **common
-            )
-        return {"metrics": str(run_dir / "evaluation" / "metrics.json"), "loss": metrics["loss"]}
-
-    evaluation = stages.run("evaluation", evaluation_stage)
-
-    def sounds_stage() -> dict[str, Any]:
-        from samplegen.generate.examples import generate_examples
-        from samplegen.generate.latent import load_space
-        from samplegen.generate.render import RenderSettings
-
-        space = load_space(combined)
-        written = generate_examples(
-            space,
-            _example_inputs(dataset, preset.examples),
-            run_dir / "sounds",
-            render=RenderSettings(griffin_lim_iters=preset.griffin_lim_iters, seed=seed),
-            model_path=combined,
-        )
-        return {kind: str(path) for kind, path in written.items()}
-
-    stages.run("sounds", sounds_stage)
-
-    def report_stage() -> dict[str, Any]:
-        from samplegen.generate.page import build_page
-
-        return {"page": str(build_page(run_dir))}
-
-    page = stages.run("report", report_stage)["page"]
+        refit = stages.run("refit", lambda: run.refit(outer_model, dataset, finetuned, selected))
+        combined = refit["combined"]
+    evaluation = stages.run("evaluation", lambda: run.evaluation(outer_model, combined, dataset))
+    stages.run("sounds", lambda: run.sounds(combined, dataset))
+    page = stages.run("report", run.report)["page"]
     from samplegen.platform.evaluation.summary import interval_text
 
     loss = evaluation.get("loss") or {}
@@ -422,6 +246,225 @@ def run_pipeline(
         "metrics": evaluation["metrics"],
         "page": page,
     }
+
+
+@dataclasses.dataclass(frozen=True)
+class _Stages:
+    """The main job's stages, each returning the outputs its marker keeps (see run_pipeline)."""
+
+    preset: Preset
+    run_dir: Path
+    source: str
+    representation: str
+    seed: int
+    address: str | None
+    autoscaling: bool
+    storage: str | None
+    wandb_project: str | None
+    echo: Callable[[str], None]
+    ray: RaySession
+
+    def _study(self, which: str, data: str) -> Any:
+        return _study_config(
+            self.preset,
+            which,
+            self.run_dir,
+            data,
+            self.seed,
+            self.address,
+            self.autoscaling,
+            self.storage,
+            self.wandb_project,
+        )
+
+    def dataset(self) -> dict[str, Any]:
+        """The dataset of the run's source (Ray Data)."""
+        from samplegen.dsp.config import CodecConfig
+        from samplegen.platform.datasets import VARIATION_SOURCES, prepare_dataset
+        from samplegen.platform.resources import TrialResources, check_cluster
+
+        preset = self.preset
+        variations = preset.variations and self.source in VARIATION_SOURCES
+        if preset.variations and not variations:
+            self.echo(
+                f"[dataset] no variation presets: source {self.source} is not the FluidR3 library"
+            )
+        self.ray.up()
+        # A cluster where no trial could ever run (the full preset's GPUs on a CPU machine) is
+        # refused before the dataset is rendered and mixed, not after.
+        check_cluster(
+            TrialResources(preset.cpus_per_trial, preset.gpus_per_trial),
+            autoscaling=self.autoscaling,
+        )
+        path = prepare_dataset(
+            self.source,
+            self.run_dir / "dataset",
+            CodecConfig(representation=self.representation),
+            notes=preset.notes,
+            augment_mixes=preset.augment_mixes,
+            seed=self.seed,
+            echo=self.echo,
+            variations=variations,
+        )
+        return {"dataset": str(path)}
+
+    def outer_study(self, dataset: Path) -> dict[str, Any]:
+        """The outer auto-encoder's study; its summary copied into the run folder."""
+        from samplegen.platform.study import plot_study, run_study
+
+        self.ray.up()
+        config = self._study("outer", str(dataset))
+        result = run_study(config, resume=_started(config), echo=self.echo)
+        _finished(result, "outer study")
+        plot_study(result.path)
+        summary = _copy_summary(config, self.run_dir)
+        return {"study": result.path, "best_config": str(summary / "best_config.json")}
+
+    def outer_model(self, best_config: str, dataset: Path) -> dict[str, Any]:
+        """The study's best configuration trained longer."""
+        from samplegen.platform.chain import check_inner_fits
+        from samplegen.platform.longrun import train_config
+
+        # Before the outer model's long training: a VAE space that cannot fit this outer code
+        # would otherwise be found out only when every VAE trial is rejected.
+        vae_config = _study_config(self.preset, "vae", self.run_dir, "", self.seed, self.address)
+        check_inner_fits(vae_config, _outer_code(best_config, dataset), self.echo)
+        path = train_config(
+            best_config,
+            dataset,
+            self.run_dir / "models" / "outer",
+            epochs=self.preset.outer_final_epochs,
+            resume=True,
+            echo=self.echo,
+        )
+        return {"model": str(path)}
+
+    def vae_study(self, outer_model: str, dataset: Path) -> dict[str, Any]:
+        """The chained VAE study over the outer model's encodings, and its combined model."""
+        from samplegen.errors import SamplegenError
+        from samplegen.platform.chain import run_chain
+        from samplegen.platform.study import plot_study
+
+        self.ray.up()
+        preset = self.preset
+        config = self._study("vae", "")
+        result = run_chain(
+            config,
+            outer_model,
+            data=str(dataset),
+            encoded=str(self.run_dir / f"{config.name}-encoded"),
+            combined_out=self.run_dir / "models" / ("selected" if preset.refit else "combined"),
+            resume=_started(config),
+            refine_steps=preset.refine_steps,
+            rescore=preset.rescore_trials,
+            eq=dataclasses.replace(preset.inner_eq, seed=self.seed),
+            echo=self.echo,
+        )
+        _finished(result.study, "VAE study")
+        if result.combined_model is None:
+            # Recorded as done, the stage would hand every later stage the path "None".
+            raise SamplegenError(
+                f"VAE study: its best trial kept no checkpoint, so no combined model was "
+                f"exported (see {result.study.path}/results.csv)"
+            )
+        plot_study(result.study.path)
+        _copy_summary(config, self.run_dir)
+        return {"study": result.study.path, "combined": str(result.combined_model)}
+
+    def finetune(self, combined: str, dataset: Path) -> dict[str, Any]:
+        """The combined model fine-tuned end to end, kept only if validation improves."""
+        from samplegen.platform.finetune import FinetuneSettings, finetune_combined
+
+        # No stage from here on uses Ray; a run resumed past this stage never started it.
+        self.ray.down()
+        if not self.preset.finetune_epochs:
+            return {"kept": "chained", "skipped": True}
+        record = finetune_combined(
+            combined,
+            dataset,
+            combined,
+            settings=FinetuneSettings(
+                epochs=self.preset.finetune_epochs,
+                seed=self.seed,
+                eq=dataclasses.replace(self.preset.inner_eq, seed=self.seed),
+            ),
+            echo=self.echo,
+        )
+        return {"kept": record["kept"]}
+
+    def refit(
+        self, outer_model: str, dataset: Path, finetuned: dict[str, Any], selected: str
+    ) -> dict[str, Any]:
+        """The selected VAE trained again on the training and validation notes."""
+        from samplegen.platform.finetune import FinetuneSettings
+        from samplegen.platform.refit import refit_chain
+
+        self.ray.up()  # the refit's encodings are a Ray Data job
+        eq = dataclasses.replace(self.preset.inner_eq, seed=self.seed)
+        tune = (
+            FinetuneSettings(epochs=self.preset.finetune_epochs, seed=self.seed, eq=eq)
+            if finetuned.get("kept") == "fine-tuned"
+            else None
+        )
+        path = refit_chain(
+            # The study's summary in the run folder: the refit reads its best_config.json.
+            self.run_dir / "vae_study",
+            outer_model,
+            dataset,
+            self.run_dir / "models" / "combined",
+            work=self.run_dir,
+            refine_steps=self.preset.refine_steps,
+            eq=eq,
+            finetune=tune,
+            echo=self.echo,
+        )
+        self.ray.down()
+        return {"combined": str(path), "selected": selected}
+
+    def evaluation(self, outer_model: str, combined: str, dataset: Path) -> dict[str, Any]:
+        """Both models evaluated on the test split (an evaluation already finished is kept)."""
+        from samplegen.platform.evaluation import evaluate_model
+
+        def note(message: str) -> None:
+            self.echo(f"[evaluation] {message}")
+
+        metrics: dict[str, Any] = {}
+        for model, out in ((outer_model, "evaluation/outer"), (combined, "evaluation")):
+            metrics = evaluate_model(
+                model,
+                dataset,
+                out=self.run_dir / out,
+                reuse=True,
+                echo=note,
+                split="test",
+                griffin_lim_iters=self.preset.griffin_lim_iters,
+                seed=self.seed,
+            )
+        return {
+            "metrics": str(self.run_dir / "evaluation" / "metrics.json"),
+            "loss": metrics["loss"],
+        }
+
+    def sounds(self, combined: str, dataset: Path) -> dict[str, Any]:
+        """Example sounds of the combined model from test notes."""
+        from samplegen.generate.examples import generate_examples
+        from samplegen.generate.latent import load_space
+        from samplegen.generate.render import RenderSettings
+
+        written = generate_examples(
+            load_space(combined),
+            _example_inputs(dataset, self.preset.examples),
+            self.run_dir / "sounds",
+            render=RenderSettings(griffin_lim_iters=self.preset.griffin_lim_iters, seed=self.seed),
+            model_path=combined,
+        )
+        return {kind: str(path) for kind, path in written.items()}
+
+    def report(self) -> dict[str, Any]:
+        """The audition page."""
+        from samplegen.generate.page import build_page
+
+        return {"page": str(build_page(self.run_dir))}
 
 
 class RaySession:
