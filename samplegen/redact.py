@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
 
 HIDDEN = "***"
@@ -48,6 +48,11 @@ class RedactingStream:
         """Write `text`, redacted; returns the length of `text`, as print() expects."""
         self._stream.write(redact(text))
         return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        """Write each of `lines`, redacted."""
+        for line in lines:
+            self.write(line)
 
     def __getattr__(self, name: str) -> Any:
         # flush, fileno, isatty, encoding...: the stream's own.

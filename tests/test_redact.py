@@ -67,8 +67,9 @@ def test_the_console_is_redacted_only_inside_the_block(capsys: pytest.CaptureFix
     with redacted_console():
         print("study: s3://k:s@b/x")
         print("failed: s3://k:s@b/y", file=sys.stderr)
+        sys.stdout.writelines(["lines: gs://t@c/w\n"])
         assert sys.stdout.isatty() in (True, False)  # the stream's own attributes pass through
     print("after: s3://k:s@b/z")
     out, err = capsys.readouterr()
-    assert out == "study: s3://***@b/x\nafter: s3://k:s@b/z\n"
+    assert out == "study: s3://***@b/x\nlines: gs://***@c/w\nafter: s3://k:s@b/z\n"
     assert err == "failed: s3://***@b/y\n"
