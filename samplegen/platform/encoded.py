@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -266,9 +267,7 @@ def _kept(folder: Path, fingerprint: str, eq: EqAugment) -> tuple[list[Any], set
     first: dict[tuple[str, str], int] = {}
     for i, row in enumerate(rows):
         first.setdefault((row[SOURCE_KEY], row["name"]), i)
-    found: dict[str, int] = {}
-    for source, _name in first:
-        found[source] = found.get(source, 0) + 1
+    found = Counter(source for source, _name in first)
     wanted = {row[SOURCE_KEY]: eq.outputs(row) for row in rows}
     done = {source for source, n in found.items() if n == wanted[source]}
     keep = sorted(i for (source, _name), i in first.items() if source in done)
@@ -453,8 +452,8 @@ def encode_dataset(
         for split in SPLITS:
             table = everything.filter(pa.compute.equal(everything.column("split"), split))
             counts[split] = table.num_rows
-            if table.num_rows:
-                pq.write_table(_plain(table, latent_dim), build / "data" / f"{split}.parquet")
+            if table.num_rows:  # `z` is plain already: each batch was made so as it came back
+                pq.write_table(table, build / "data" / f"{split}.parquet")
         doc = {
             "format": ENCODED_FORMAT,
             "version": 1,
