@@ -1,6 +1,6 @@
 """What a stopped chain encoding keeps: when its blocks come back, and what the rerun does.
 
-Usage: .venv/bin/python benchmarks/encode_resume.py RUN [--stop-after 4] [--no-append]
+Usage: .venv/bin/python benchmarks/encode_resume.py RUN [--stop-after 4] [--block-mib M] [--no-append]
 
 RUN is a `samplegen run` folder (its `models/outer`, `dataset` and `vae_study-encoded`, whose EQ
 settings it reads). Each step is a fresh process, as a user's command would be:
@@ -8,7 +8,8 @@ settings it reads). Each step is a fresh process, as a user's command would be:
 2. an encoding stopped by SIGINT (Ctrl-C) once `--stop-after` blocks are kept;
 3. the same command again, timed: it encodes only what the stopped one had not kept.
 The rerun's encodings are compared with the run's own (`vae_study-encoded`) and with step 1's,
-value for value. Appends a dated section to benchmarks/RESULTS.md.
+value for value. `--block-mib` sets Ray Data's block size instead of the encoder's own (128 is
+Ray's default). Appends a dated section to benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -33,7 +34,10 @@ import json, sys, time
 import ray
 ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
 import samplegen.platform.progress_parts as parts
+import samplegen.platform.encoded as encoded
 from samplegen.platform.encoded import EqAugment, encode_dataset
+if sys.argv[5]:
+    encoded.BLOCK_BYTES = int(float(sys.argv[5]) * 2**20)
 write = parts.write_part
 def keep(folder, prefix, table):
     path = write(folder, prefix, table)
@@ -84,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run", help="a `samplegen run` folder")
     p.add_argument("--stop-after", type=int, default=4, help="blocks kept before the stop")
+    p.add_argument("--block-mib", type=float, default=None, help="Ray Data's block size, MiB")
     p.add_argument("--no-append", action="store_true")
     args = p.parse_args(argv)
     if args.stop_after < 1:
@@ -100,16 +105,17 @@ def main(argv: list[str] | None = None) -> int:
     eq = json.loads((theirs / "encoded.json").read_text()).get("eq") or {}
     with tempfile.TemporaryDirectory() as tmp:
         common = [str(run / "models" / "outer"), str(run / "dataset")]
+        block = "" if args.block_mib is None else str(args.block_mib)
         t0 = time.perf_counter()
-        whole_blocks, whole_end = _encode([*common, f"{tmp}/whole", json.dumps(eq)])
+        whole_blocks, whole_end = _encode([*common, f"{tmp}/whole", json.dumps(eq), block])
         whole_wall = time.perf_counter() - t0
         stopped_blocks, stopped_end = _encode(
-            [*common, f"{tmp}/stopped", json.dumps(eq)], args.stop_after
+            [*common, f"{tmp}/stopped", json.dumps(eq), block], args.stop_after
         )
         if stopped_end is not None:
             raise SystemExit("the encoding finished before the stop reached it: lower --stop-after")
         t0 = time.perf_counter()
-        _, rerun_end = _encode([*common, f"{tmp}/stopped", json.dumps(eq)])
+        _, rerun_end = _encode([*common, f"{tmp}/stopped", json.dumps(eq), block])
         rerun_wall = time.perf_counter() - t0
         assert whole_end is not None and rerun_end is not None
         rerun, own = load_encoded(f"{tmp}/stopped"), load_encoded(theirs)
@@ -132,7 +138,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{dt.date.today()}",
             "",
             f"- Command: `.venv/bin/python benchmarks/encode_resume.py {args.run} "
-            f"--stop-after {args.stop_after}`",
+            f"--stop-after {args.stop_after}"
+            + ("" if args.block_mib is None else f" --block-mib {args.block_mib:g}")
+            + "`",
             f"- Machine: {platform.machine()}, {_cpu()}, no GPU; each "
             "encoding in a process of its own that starts its own local Ray (2 CPUs); EQ copies "
             f"{eq or 'none'}",

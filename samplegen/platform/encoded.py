@@ -57,7 +57,8 @@ SORT_KEYS = ("augmented", "name", "path", "parent_b")
 SOURCE_KEY = "source_row"
 # Ray Data's blocks while encoding, each kept as it comes back: about 45 STFT notes, so that an
 # encoding stopped half-way has kept about half of its work. With Ray's own 128 MiB blocks the
-# quick preset's first one came back 17 s into a 22 s encoding, and the whole took as long.
+# quick preset's first one came back 16.7 s into a 20.5 s encoding, and the whole took as long
+# (RESULTS.md, "A stopped chain encoding goes on where it stopped").
 BLOCK_BYTES = 16 * 2**20
 # The schema metadata of a kept batch that names the encodings it belongs to.
 PART_FINGERPRINT = b"samplegen.encodings"

@@ -89,10 +89,10 @@ def test_encode_shape_range_and_definition() -> None:
     mag /= mag.max()
     mag[mag < 10 ** (-70 / 20)] = 0
     want = mu_law(mag, 8.0)
-    # Two float32 STFTs of one wave can differ in their last bits: once Ray is imported (as the
-    # test session does), about half of all processes get results that vary from call to call
-    # (2.5% of values by 1e-6 to 1e-4), and a value at the -70 dB floor may fall on either side of
-    # it (mu-law there is 1.15e-3). A wrong floor, mu or peak moves values by more than that.
+    # Two float32 STFTs of one wave can differ in their last bits: on two threads, MKL's FFT gives
+    # results that vary from call to call in some processes (by up to 2e-5 of the peak: RESULTS.md
+    # "Two STFTs of one wave, on one thread and on two"), and a value at the -70 dB floor may fall
+    # on either side of it (mu-law there is 1.15e-3). A wrong floor, mu or peak moves values more.
     np.testing.assert_allclose(enc, want, atol=2e-3)
     assert np.mean(np.abs(enc - want) > 1e-4) < 1e-3
     assert np.any(enc == 0) and np.any((enc > 0) & (enc < 0.1))
