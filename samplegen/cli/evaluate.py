@@ -21,6 +21,7 @@ def _run(args: argparse.Namespace) -> int:
         device=args.device,
         batch_size=args.batch_size,
         seed=args.seed,
+        echo=lambda message: print(message, file=sys.stderr),
     )
     loss = metrics["loss"]
     rms = loss.get("rms_percent")

@@ -123,7 +123,7 @@ def _kept_batches(path: Path) -> Iterator[pa.RecordBatch]:
     try:
         parquet = pq.ParquetFile(path)
         names = parquet.schema_arrow.names
-        columns = ["row_key"] if "row_key" in names else ["sha256", "mix"]
+        columns = ["row_key"] if "row_key" in names else list(_DATASET_KEY_COLUMNS)
         yield from parquet.iter_batches(columns=[*columns, "peak", "x"], batch_size=64)
     except (OSError, pa.ArrowException) as exc:
         raise DatasetError(
@@ -132,29 +132,50 @@ def _kept_batches(path: Path) -> Iterator[pa.RecordBatch]:
         ) from exc
 
 
+# What keys a finished dataset's row: its file's content, or for a mix the paths of its two files
+# (whose content the dataset's plain rows record) and the amount.
+_DATASET_KEY_COLUMNS = ("sha256", "mix", "path", "parent_b")
+
+
+def _contents(dataset_files: Iterable[Path]) -> dict[str, str]:
+    """The content (SHA-256) of every file that a plain row of the finished dataset holds, by path."""
+    contents: dict[str, str] = {}
+    for path in dataset_files:
+        table = read_part(path, ["path", "sha256", "mix"])
+        if table is None:
+            continue
+        paths, shas, mixes = (table.column(c).to_pylist() for c in ("path", "sha256", "mix"))
+        for name, sha, mix in zip(paths, shas, mixes, strict=True):
+            if sha is not None and mix is None:
+                contents[name] = sha
+    return contents
+
+
 @dataclass
 class EncodedRows:
     """Where each already encoded row is: the Parquet files holding `row_key`, `peak` and `x`
-    (the progress folder's parts) or `sha256`, `mix`, `peak` and `x` (a finished dataset's splits,
-    whose plain rows are keyed by their file's content)."""
+    (the progress folder's parts) or the finished dataset's splits, whose plain rows are keyed by
+    their file's content and whose mixes by their two files' content (`contents`) and amount."""
 
     codec: CodecConfig
     where: dict[str, Path] = field(default_factory=dict)
+    contents: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def find(
         cls, codec: CodecConfig, parts: Iterable[Path], dataset_files: Iterable[Path]
     ) -> EncodedRows:
         """Index the rows of `parts` and of the finished dataset's `dataset_files` (same codec)."""
-        found = cls(codec)
+        dataset_files = list(dataset_files)
+        found = cls(codec, contents=_contents(dataset_files))
         for path in parts:
             table = read_part(path, ["row_key"])
             for key in [] if table is None else found._keys(table):
                 found.where.setdefault(key, path)
         for path in dataset_files:
-            table = read_part(path, ["sha256", "mix"])
+            table = read_part(path, _DATASET_KEY_COLUMNS)
             for key in [] if table is None else found._keys(table):
-                if key:  # a mix: the dataset does not record its second file's content
+                if key:  # "": a mix of a file the dataset no longer holds a plain row of
                     found.where.setdefault(key, path)
         return found
 
@@ -162,12 +183,15 @@ class EncodedRows:
         if "row_key" in table.schema.names:
             return table.column("row_key").to_pylist()
         fp = self.codec.fingerprint()
-        shas = table.column("sha256").to_pylist()
-        mixes = table.column("mix").to_pylist()
-        return [
-            row_key(s, None, None, fp) if s is not None and m is None else ""
-            for s, m in zip(shas, mixes, strict=True)
-        ]
+        columns = (table.column(c).to_pylist() for c in _DATASET_KEY_COLUMNS)
+        keys = []
+        for sha, mix, path, parent_b in zip(*columns, strict=True):
+            if mix is None:
+                keys.append("" if sha is None else row_key(sha, None, None, fp))
+                continue
+            first, second = self.contents.get(path), self.contents.get(parent_b)
+            keys.append("" if first is None or second is None else row_key(first, second, mix, fp))
+        return keys
 
     def tables(self, rows: Sequence[Mapping[str, Any]]) -> Iterator[pa.Table]:
         """Tables of the encode stage's output (metadata, `changed`, `x`) for every row of `rows`

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -383,6 +384,31 @@ def test_a_rebuild_scans_and_encodes_only_the_new_and_changed_files(
     _, said = _prepare(src, tmp_path / "ds", config=SMALL.replace(mu=16.0))
     assert "scanning 1 of 21" in said[0] and "20 scanned before" in said[0]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".ds.")]  # no progress left
+
+
+def test_a_rebuild_encodes_only_the_mixes_it_has_not_encoded(tmp_path: Path) -> None:
+    # A finished dataset records a mix's two files by path and their content on their own rows, so
+    # its mixes serve a rebuild as its plain rows do.
+    src = tmp_path / "src"
+    instrument_folder(src, 6)
+    age_files(src)
+    _prepare(src, tmp_path / "ds", augment_mixes=3)
+    _, said = _prepare(src, tmp_path / "ds", augment_mixes=5)  # the first 3 mixes stay as planned
+    encoding = next(line for line in said if line.startswith("encoding"))
+    assert encoding.startswith("encoding 2 of 23 rows") and "21 encoded before" in encoding
+    # A training file that two mixes are made of is rewritten: it and those mixes are encoded again.
+    meta = load_dataset(tmp_path / "ds").splits["train"].meta
+    mixes = [m for m in meta if m["mix"] is not None]
+    parent = Counter(p for m in mixes for p in {m["path"], m["parent_b"]}).most_common(1)[0][0]
+    involved = sum(parent in (m["path"], m["parent_b"]) for m in mixes)
+    note = next(m["note"] for m in meta if m["path"] == parent and m["mix"] is None)
+    write_tone(src / parent, note, seed=99)
+    age_files(src)
+    _, said = _prepare(src, tmp_path / "ds", augment_mixes=5)
+    encoding = next(line for line in said if line.startswith("encoding"))
+    assert encoding.startswith(f"encoding {1 + involved} of 23 rows"), encoding
+    _prepare(src, tmp_path / "fresh", augment_mixes=5)
+    assert_same_dataset(tmp_path / "ds", tmp_path / "fresh")
 
 
 def test_a_file_rewritten_just_after_a_build_with_its_size_and_time_is_seen(

@@ -222,6 +222,55 @@ def test_an_evaluation_made_from_the_same_inputs_is_reused_only_when_asked(
     assert len(said) == 2 and (out / "metrics.json").stat().st_mtime_ns != stamp
 
 
+def test_a_stopped_evaluation_goes_on_with_the_batches_it_kept(
+    world: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from samplegen.platform.evaluation.inference import SplitOutputs
+    from samplegen.platform.evaluation.kept import KeptBatches
+
+    kw: dict[str, Any] = {"split": "test", "griffin_lim_iters": 2, "batch_size": 2}
+    whole = evaluate_model(world["combined"], world["stft_data"], out=tmp_path / "whole", **kw)
+    assert not (tmp_path / ".whole.progress").exists()  # a finished evaluation keeps no parts
+
+    # Ctrl-C once five batches are kept: the test split's three (6 notes), then two of train's.
+    keep, kept = KeptBatches.keep, []
+
+    def keep_then_stop(self: KeptBatches, split: str, start: int, outputs: Any) -> None:
+        keep(self, split, start, outputs)
+        kept.append((split, start))
+        if len(kept) == 5:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(KeptBatches, "keep", keep_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_model(world["combined"], world["stft_data"], out=tmp_path / "stopped", **kw)
+    monkeypatch.undo()
+    assert kept == [("test", 0), ("test", 2), ("test", 4), ("train", 0), ("train", 2)]
+    assert not (tmp_path / "stopped").exists()
+    folder = tmp_path / ".stopped.progress"
+    assert len(list(folder.iterdir())) == 5
+    # Where the next two batches go: a damaged part, and one of another evaluation whose figures
+    # would show if it were used. Both are run again.
+    (folder / "train-0000004.safetensors").write_bytes(b"cut short")
+    bogus = SplitOutputs(losses=np.full(2, 1e9), recon=None, latent=np.zeros((2, 3), np.float32))
+    KeptBatches(folder, "another evaluation's inputs").keep("train", 6, bogus)
+
+    said: list[str] = []
+    resumed = evaluate_model(
+        world["combined"], world["stft_data"], out=tmp_path / "stopped", echo=said.append, **kw
+    )
+    assert said == [
+        f"going on from an evaluation that was stopped: 5 batches of the model's outputs kept "
+        f"in {folder}"
+    ]
+    assert not folder.exists()
+    for key in ("loss", "spectral", "per_category", "worst", "latent", "overfit", "pca_reference"):
+        left, right = _walk(whole[key]), _walk(resumed[key])
+        assert [p for p, _ in left] == [p for p, _ in right], key
+        for (path, u), (_, v) in zip(left, right, strict=True):
+            assert u == (pytest.approx(v, rel=1e-6, abs=1e-9) if isinstance(v, float) else v), path
+
+
 def test_combined_model_reports_vae_statistics_beside_same_size_pca(world: dict[str, Path]) -> None:
     out = world["root"] / "eval_combined"
     metrics = evaluate_model(

@@ -6,8 +6,9 @@ posterior mean (no sampling noise) and two evaluations of one model give the sam
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import TypeGuard
+from typing import Protocol, TypeGuard
 
 import numpy as np
 import torch
@@ -39,19 +40,21 @@ class SplitOutputs:
     outer_losses: np.ndarray | None = None
 
 
-def joined(a: SplitOutputs, b: SplitOutputs) -> SplitOutputs:
-    """The outputs of two splits as one (row for row, `a` first)."""
+def joined(*outputs: SplitOutputs) -> SplitOutputs:
+    """Outputs of several batches or splits as one, row for row in the order given (a field
+    missing from any of them is missing from the result)."""
 
-    def cat(u: np.ndarray | None, v: np.ndarray | None) -> np.ndarray | None:
-        return None if u is None or v is None else np.concatenate([u, v])
+    def cat(name: str) -> np.ndarray | None:
+        values = [getattr(o, name) for o in outputs]
+        return None if any(v is None for v in values) else np.concatenate(values)
 
     return SplitOutputs(
-        losses=np.concatenate([a.losses, b.losses]),
-        recon=cat(a.recon, b.recon),
-        latent=np.concatenate([a.latent, b.latent]),
-        outer_latent=cat(a.outer_latent, b.outer_latent),
-        inner_losses=cat(a.inner_losses, b.inner_losses),
-        outer_losses=cat(a.outer_losses, b.outer_losses),
+        losses=np.concatenate([o.losses for o in outputs]),
+        recon=cat("recon"),
+        latent=np.concatenate([o.latent for o in outputs]),
+        outer_latent=cat("outer_latent"),
+        inner_losses=cat("inner_losses"),
+        outer_losses=cat("outer_losses"),
     )
 
 
@@ -64,6 +67,14 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().to("cpu", torch.float32).numpy()
 
 
+class KeptOutputs(Protocol):
+    """Where a split's outputs are kept a batch at a time (evaluation.kept.KeptBatches)."""
+
+    def get(self, split: str, start: int, rows: int) -> SplitOutputs | None: ...
+
+    def keep(self, split: str, start: int, outputs: SplitOutputs) -> None: ...
+
+
 @torch.no_grad()
 def run_model(
     model: SampleModel,
@@ -72,39 +83,54 @@ def run_model(
     batch_size: int,
     device: str | torch.device,
     keep_recon: bool = True,
+    kept: tuple[KeptOutputs, str] | None = None,
 ) -> SplitOutputs:
-    """Reconstruct every sample of `x` (N, *input_shape) in batches of `batch_size` on `device`."""
+    """Reconstruct every sample of `x` (N, *input_shape) in batches of `batch_size` on `device`.
+
+    `kept`: (where, split name): each batch's outputs are taken from there when kept, and kept
+    there when computed.
+    """
     model.eval()
-    losses, recons, latents, outers, inner_losses, outer_losses = [], [], [], [], [], []
+    parts = []
     for start in range(0, x.shape[0], batch_size):
-        xb = torch.from_numpy(np.ascontiguousarray(x[start : start + batch_size])).to(device)
-        if is_combined(model):
-            h = model.outer.encode(xb)
-            flat_h = h.flatten(1)
-            # The combined model's own codes: refined end to end when its inner model refines.
-            z = model.encode_flat(flat_h, xb)
-            h_hat = model.inner.decode(z)
-            recon = model.outer.decode(h_hat.reshape(h.shape))
-            outers.append(_np(flat_h))
-            inner_losses.append(sample_loss(h_hat.flatten(1), flat_h).double().cpu().numpy())
-            outer_only = model.outer.decode(h)
-            outer_losses.append(sample_loss(outer_only, xb).double().cpu().numpy())
-        else:
-            z = model.encode(xb)
-            recon = model.decode(z)
-        losses.append(sample_loss(recon, xb).double().cpu().numpy())
-        latents.append(_np(z.flatten(1)))
-        if keep_recon:
-            recons.append(_np(recon))
-    n = x.shape[0]
-    empty = np.zeros((0,), dtype=np.float64)
+        xb = x[start : start + batch_size]
+        out = None if kept is None else kept[0].get(kept[1], start, xb.shape[0])
+        if out is None or (keep_recon and out.recon is None):
+            out = _batch_outputs(model, xb, device, keep_recon)
+            if kept is not None:
+                kept[0].keep(kept[1], start, out)
+        parts.append(out if keep_recon else dataclasses.replace(out, recon=None))
+    if not parts:
+        empty = np.zeros((0,), dtype=np.float64)
+        recon = np.zeros((0, *x.shape[1:]), np.float32) if keep_recon else None
+        return SplitOutputs(losses=empty, recon=recon, latent=np.zeros((0, 0), np.float32))
+    return joined(*parts)
+
+
+def _batch_outputs(
+    model: SampleModel, x: np.ndarray, device: str | torch.device, keep_recon: bool
+) -> SplitOutputs:
+    """The outputs of one batch of inputs (`recon` only when `keep_recon`)."""
+    xb = torch.from_numpy(np.ascontiguousarray(x)).to(device)
+    outer_latent = inner_losses = outer_losses = None
+    if is_combined(model):
+        h = model.outer.encode(xb)
+        flat_h = h.flatten(1)
+        # The combined model's own codes: refined end to end when its inner model refines.
+        z = model.encode_flat(flat_h, xb)
+        h_hat = model.inner.decode(z)
+        recon = model.outer.decode(h_hat.reshape(h.shape))
+        outer_latent = _np(flat_h)
+        inner_losses = sample_loss(h_hat.flatten(1), flat_h).double().cpu().numpy()
+        outer_losses = sample_loss(model.outer.decode(h), xb).double().cpu().numpy()
+    else:
+        z = model.encode(xb)
+        recon = model.decode(z)
     return SplitOutputs(
-        losses=np.concatenate(losses) if losses else empty,
-        recon=(np.concatenate(recons) if recons else np.zeros((0, *x.shape[1:]), np.float32))
-        if keep_recon
-        else None,
-        latent=np.concatenate(latents) if latents else np.zeros((n, 0), np.float32),
-        outer_latent=np.concatenate(outers) if outers else None,
-        inner_losses=np.concatenate(inner_losses) if inner_losses else None,
-        outer_losses=np.concatenate(outer_losses) if outer_losses else None,
+        losses=sample_loss(recon, xb).double().cpu().numpy(),
+        recon=_np(recon) if keep_recon else None,
+        latent=_np(z.flatten(1)),
+        outer_latent=outer_latent,
+        inner_losses=inner_losses,
+        outer_losses=outer_losses,
     )

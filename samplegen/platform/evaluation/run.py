@@ -21,6 +21,7 @@ from samplegen.atomic import write_text_atomic
 from samplegen.errors import SamplegenError
 from samplegen.platform.evaluation.inference import SplitOutputs, is_combined, joined, run_model
 from samplegen.platform.evaluation.jsonsafe import NullReasons, sanitize
+from samplegen.platform.evaluation.kept import KeptBatches, inputs_key
 from samplegen.platform.evaluation.reference import combined_reference
 from samplegen.platform.evaluation.sections import (
     group_interval,
@@ -33,6 +34,7 @@ from samplegen.platform.evaluation.sections import (
 )
 from samplegen.platform.evaluation.spectral import audio_section, magnitude_section
 from samplegen.platform.evaluation.summary import render_summary
+from samplegen.platform.progress_parts import progress_folder
 from samplegen.platform.stages import write_json_atomic
 
 SCHEMA_VERSION = 1
@@ -168,9 +170,13 @@ def _latent(
 
 
 def compute_metrics(
-    model_dir: Path, dataset_dir: Path, settings: EvaluationSettings
+    model_dir: Path,
+    dataset_dir: Path,
+    settings: EvaluationSettings,
+    kept: KeptBatches | None = None,
 ) -> dict[str, Any]:
-    """Every section of metrics.json for one model and split (not yet sanitised)."""
+    """Every section of metrics.json for one model and split (not yet sanitised). `kept`: where
+    the model's outputs are kept a batch at a time, and found when an evaluation was stopped."""
     _check_paths(model_dir, dataset_dir)
     _check_device(settings.device)
     loaded, dataset = _load(model_dir, dataset_dir, settings)
@@ -183,7 +189,13 @@ def compute_metrics(
     vps = int(math.prod(x.shape[1:]))
     nulls = NullReasons()
     batch_size, device = settings.batch_size, settings.device
-    out = run_model(model, x, batch_size=batch_size, device=device)
+    out = run_model(
+        model,
+        x,
+        batch_size=batch_size,
+        device=device,
+        kept=None if kept is None else (kept, settings.split),
+    )
     assert out.recon is not None
 
     def outputs_of(split: str) -> tuple[np.ndarray, SplitOutputs]:
@@ -191,7 +203,14 @@ def compute_metrics(
         if split == settings.split:
             return x, out
         rows, _, _ = _real_rows(dataset, split)
-        return rows, run_model(model, rows, batch_size=batch_size, device=device, keep_recon=False)
+        return rows, run_model(
+            model,
+            rows,
+            batch_size=batch_size,
+            device=device,
+            keep_recon=False,
+            kept=None if kept is None else (kept, split),
+        )
 
     train_x = None
     train_out: SplitOutputs | None = None
@@ -303,17 +322,23 @@ def evaluate_model(
     model_path, data_path = Path(model_dir), Path(dataset_dir)
     target = Path(out) if out is not None else default_out_dir(model_path, split)
     inputs = None
+    # A model or dataset that cannot be read: the evaluation itself says what is wrong.
+    with contextlib.suppress(SamplegenError):
+        inputs = evaluation_inputs(model_path, data_path, settings)
     if reuse:
-        # A model or dataset that cannot be read: the evaluation itself says what is wrong.
-        with contextlib.suppress(SamplegenError):
-            inputs = evaluation_inputs(model_path, data_path, settings)
         earlier = None if inputs is None else _earlier_metrics(target, inputs)
         if earlier is not None:
             if echo is not None:
                 echo(f"{target} holds this evaluation already (same model, dataset, settings)")
             return earlier
+    kept = None if inputs is None else KeptBatches(progress_folder(target), inputs_key(inputs))
+    if kept is not None and (count := kept.count()) and echo is not None:
+        echo(
+            f"going on from an evaluation that was stopped: {count} batches of the model's "
+            f"outputs kept in {kept.folder}"
+        )
     with torch.no_grad():
-        raw = compute_metrics(model_path, data_path, settings)
+        raw = compute_metrics(model_path, data_path, settings, kept)
     nulls: NullReasons = raw.pop("null_reasons")
     metrics = sanitize(raw, nulls)
     metrics["null_reasons"] = nulls.as_dict()
@@ -326,6 +351,8 @@ def evaluate_model(
     }
     write_text_atomic(target / "summary.md", render_summary(metrics) + "\n")
     write_json_atomic(target / "metrics.json", metrics)
+    if kept is not None:
+        kept.remove()
     return metrics
 
 
