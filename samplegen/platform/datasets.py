@@ -522,7 +522,7 @@ def _scan(
     is scanned is kept in `progress` as it comes back. Duplicates are marked rejected."""
     from samplegen.platform.dataset_pipeline import SCAN_INPUT_SCHEMA, run_scan
     from samplegen.platform.names import midi_to_hz
-    from samplegen.platform.prepare_cache import Counter
+    from samplegen.platform.progress_count import Counter
 
     files = [_describe_file(resolved, f, settings) for f in resolved.files]
     to_scan = [i for i, e in enumerate(files) if e["status"] is None]
@@ -630,7 +630,7 @@ def _encode_rows(
     """The encode stage's output for `rows`, a batch at a time, each batch kept in `progress`
     (a prepare_cache.Progress) as it comes back."""
     from samplegen.platform.dataset_pipeline import ENCODE_INPUT_SCHEMA, run_encode
-    from samplegen.platform.prepare_cache import Counter
+    from samplegen.platform.progress_count import Counter
 
     if not rows:
         return

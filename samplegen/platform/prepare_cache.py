@@ -17,8 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,8 +34,6 @@ from samplegen.platform.progress_parts import kept_parts, read_part, write_part
 SCAN_FILE = "scan.parquet"
 # A file modified this close to its listing is scanned again next time (see ScanCache.table).
 SETTLE_NS = 2_000_000_000
-# How often a long build says how far it has come.
-REPORT_EVERY_S = 30.0
 _SCAN_RESULT_NAMES = [n for n in SCAN_OUTPUT_SCHEMA.names if n != "index"]
 SCAN_CACHE_SCHEMA = pa.schema(
     [
@@ -231,28 +228,6 @@ class EncodedRows:
                 raise DatasetError(
                     f"{path}: {len(keys)} encoded rows changed while being read; run again"
                 )
-
-
-@dataclass
-class Counter:
-    """Counts the items of a stage as they finish and says how far it has come, at most every
-    `every_s` seconds (a build of a few thousand files says nothing more)."""
-
-    total: int
-    what: str
-    say: Callable[[str], None]
-    every_s: float | None = None  # None: REPORT_EVERY_S
-    done: int = 0
-    last: float = field(default_factory=time.monotonic)
-
-    def add(self, n: int) -> None:
-        """`n` more items are done."""
-        self.done += n
-        now = time.monotonic()
-        every = REPORT_EVERY_S if self.every_s is None else self.every_s
-        if now - self.last >= every and self.done < self.total:
-            self.last = now
-            self.say(f"{self.what} {self.done:,} of {self.total:,}")
 
 
 @dataclass(frozen=True)

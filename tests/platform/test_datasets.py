@@ -352,7 +352,7 @@ def test_a_rebuild_scans_and_encodes_only_the_new_and_changed_files(
     instrument_folder(src, 6)
     age_files(src)
     # Say how far each stage has come at every batch (a long build says it every 30 s).
-    monkeypatch.setattr("samplegen.platform.prepare_cache.REPORT_EVERY_S", 0.0)
+    monkeypatch.setattr("samplegen.platform.progress_count.REPORT_EVERY_S", 0.0)
     _, said = _prepare(src, tmp_path / "ds", batch_size=4)
     counts = [int(line.split()[1]) for line in said if line.startswith("encoded ")]
     assert all(f"encoded {n} of 18" in said for n in counts)

@@ -271,6 +271,20 @@ def test_a_stopped_evaluation_goes_on_with_the_batches_it_kept(
             assert u == (pytest.approx(v, rel=1e-6, abs=1e-9) if isinstance(v, float) else v), path
 
 
+def test_a_long_evaluation_says_how_far_it_has_come(
+    world: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Said every 30 s by default; here at every batch of 4 notes (6 test notes, 15 train notes).
+    monkeypatch.setattr("samplegen.platform.progress_count.REPORT_EVERY_S", 0.0)
+    said: list[str] = []
+    kw: dict[str, Any] = {"griffin_lim_iters": 1, "batch_size": 4, "echo": said.append}
+    evaluate_model(world["outer"], world["stft_data"], out=tmp_path / "eval", **kw)
+    assert said == [
+        "test split: evaluated 4 of 6",
+        *(f"train split: evaluated {n} of 15" for n in (4, 8, 12)),
+    ]
+
+
 def test_combined_model_reports_vae_statistics_beside_same_size_pca(world: dict[str, Path]) -> None:
     out = world["root"] / "eval_combined"
     metrics = evaluate_model(

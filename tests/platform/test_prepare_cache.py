@@ -14,7 +14,6 @@ from dataset_helpers import SMALL
 from samplegen.platform.datasets import DatasetError
 from samplegen.platform.prepare_cache import (
     SETTLE_NS,
-    Counter,
     EncodedRows,
     Progress,
     ScanCache,
@@ -108,14 +107,3 @@ def test_damaged_kept_work_is_done_again_and_the_rest_is_used(tmp_path: Path) ->
     assert EncodedRows.find(SMALL, progress.encoded_parts(), []).where == {}
     progress.remove()
     assert not progress.folder.exists()
-
-
-def test_a_long_stage_says_how_far_it_has_come_and_a_short_one_does_not() -> None:
-    said: list[str] = []
-    quiet = Counter(10, "scanned", said.append)
-    quiet.add(5)
-    assert said == []  # within REPORT_EVERY_S of the start
-    chatty = Counter(1200, "encoded", said.append, every_s=0.0)
-    for _ in range(3):
-        chatty.add(400)
-    assert said == ["encoded 400 of 1,200", "encoded 800 of 1,200"]  # not when it is all done

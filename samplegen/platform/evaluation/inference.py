@@ -7,6 +7,7 @@ posterior mean (no sampling noise) and two evaluations of one model give the sam
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeGuard
 
@@ -84,11 +85,12 @@ def run_model(
     device: str | torch.device,
     keep_recon: bool = True,
     kept: tuple[KeptOutputs, str] | None = None,
+    done: Callable[[int], None] | None = None,
 ) -> SplitOutputs:
     """Reconstruct every sample of `x` (N, *input_shape) in batches of `batch_size` on `device`.
 
     `kept`: (where, split name): each batch's outputs are taken from there when kept, and kept
-    there when computed.
+    there when computed. `done`: told the number of samples of each batch once it is done.
     """
     model.eval()
     parts = []
@@ -100,6 +102,8 @@ def run_model(
             if kept is not None:
                 kept[0].keep(kept[1], start, out)
         parts.append(out if keep_recon else dataclasses.replace(out, recon=None))
+        if done is not None:
+            done(xb.shape[0])
     if not parts:
         empty = np.zeros((0,), dtype=np.float64)
         recon = np.zeros((0, *x.shape[1:]), np.float32) if keep_recon else None

@@ -169,14 +169,26 @@ def _latent(
     return latent_section(out.latent, model.latent_shape, nulls)
 
 
+def _counter(
+    total: int, split: str, say: Callable[[str], None] | None
+) -> Callable[[int], None] | None:
+    """What counts a split's evaluated notes: a code refined through both decoders takes about a
+    quarter of a second on two CPU cores, so the training split alone can take minutes."""
+    from samplegen.platform.progress_count import Counter
+
+    return None if say is None else Counter(total, f"{split} split: evaluated", say).add
+
+
 def compute_metrics(
     model_dir: Path,
     dataset_dir: Path,
     settings: EvaluationSettings,
     kept: KeptBatches | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Every section of metrics.json for one model and split (not yet sanitised). `kept`: where
-    the model's outputs are kept a batch at a time, and found when an evaluation was stopped."""
+    the model's outputs are kept a batch at a time, and found when an evaluation was stopped.
+    `say`: told now and then how far a long evaluation has come (progress_count.Counter)."""
     _check_paths(model_dir, dataset_dir)
     _check_device(settings.device)
     loaded, dataset = _load(model_dir, dataset_dir, settings)
@@ -195,6 +207,7 @@ def compute_metrics(
         batch_size=batch_size,
         device=device,
         kept=None if kept is None else (kept, settings.split),
+        done=_counter(n, settings.split, say),
     )
     assert out.recon is not None
 
@@ -210,6 +223,7 @@ def compute_metrics(
             device=device,
             keep_recon=False,
             kept=None if kept is None else (kept, split),
+            done=_counter(rows.shape[0], split, say),
         )
 
     train_x = None
@@ -338,7 +352,7 @@ def evaluate_model(
             f"outputs kept in {kept.folder}"
         )
     with torch.no_grad():
-        raw = compute_metrics(model_path, data_path, settings, kept)
+        raw = compute_metrics(model_path, data_path, settings, kept, echo)
     nulls: NullReasons = raw.pop("null_reasons")
     metrics = sanitize(raw, nulls)
     metrics["null_reasons"] = nulls.as_dict()
