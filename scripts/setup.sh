@@ -33,6 +33,14 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 torch_index=${TORCH_INDEX-}
 if [ -z "$torch_index" ] && ! command -v nvidia-smi >/dev/null 2>&1; then
   torch_index=https://download.pytorch.org/whl/cpu
+  # pip retries an index it cannot reach for torch and each of its dependencies (75 s in all on a
+  # machine whose DNS does not know the host). Without a proxy (which resolves names itself), a
+  # host that does not resolve cannot be reached, so pip's own indexes are all there is.
+  if [ -z "${HTTPS_PROXY:-}${https_proxy:-}${ALL_PROXY:-}${all_proxy:-}" ] &&
+    ! timeout 10 "$python" -c "import socket; socket.getaddrinfo('download.pytorch.org', 443)" 2>/dev/null; then
+    echo "setup: download.pytorch.org does not resolve here, so torch comes from pip's own indexes"
+    torch_index=""
+  fi
 fi
 .venv/bin/python -c "import torch" 2>/dev/null ||
   .venv/bin/pip install -q ${torch_index:+--extra-index-url "$torch_index"} "torch==2.13.0"
