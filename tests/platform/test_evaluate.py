@@ -271,6 +271,18 @@ def test_a_stopped_evaluation_goes_on_with_the_batches_it_kept(
             assert u == (pytest.approx(v, rel=1e-6, abs=1e-9) if isinstance(v, float) else v), path
 
 
+def test_an_evaluation_whose_batches_cannot_be_kept_says_so_and_goes_on(
+    world: dict[str, Path], tmp_path: Path
+) -> None:
+    (tmp_path / ".eval.progress").write_text("a file where the kept batches would go")
+    said: list[str] = []
+    kw: dict[str, Any] = {"griffin_lim_iters": 1, "echo": said.append}
+    metrics = evaluate_model(world["outer"], world["stft_data"], out=tmp_path / "eval", **kw)
+    assert (tmp_path / "eval" / "metrics.json").is_file() and metrics["loss"]["count"] == 6
+    assert len(said) == 1 and said[0].startswith(f"note: {tmp_path / '.eval.progress'}: cannot")
+    assert (tmp_path / ".eval.progress").read_text().startswith("a file")
+
+
 def test_a_long_evaluation_says_how_far_it_has_come(
     world: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

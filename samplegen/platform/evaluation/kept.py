@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -84,6 +85,14 @@ class KeptBatches:
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self._part(split, start)
         write_atomic(path, lambda tmp: save_file(arrays, str(tmp), metadata=meta))
+
+    def unwritable(self) -> str | None:
+        """Why parts cannot be kept in the folder, or None when they can (it is made here)."""
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            return exc.strerror or str(exc)
+        return None if os.access(self.folder, os.W_OK) else "not writable"
 
     def count(self) -> int:
         """How many parts of this evaluation's inputs the folder holds."""

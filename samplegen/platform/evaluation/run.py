@@ -346,6 +346,14 @@ def evaluate_model(
                 echo(f"{target} holds this evaluation already (same model, dataset, settings)")
             return earlier
     kept = None if inputs is None else KeptBatches(progress_folder(target), inputs_key(inputs))
+    if kept is not None and (why := kept.unwritable()) is not None:
+        # Keeping batches only spares a rerun work: the evaluation goes on without it.
+        if echo is not None:
+            echo(
+                f"note: {kept.folder}: cannot keep this evaluation's batches there ({why}), so a "
+                "stopped evaluation would start again"
+            )
+        kept = None
     if kept is not None and (count := kept.count()) and echo is not None:
         echo(
             f"going on from an evaluation that was stopped: {count} batches of the model's "
