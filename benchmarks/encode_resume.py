@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from results_file import publish
+from results_file import cpu_name, publish
 
 # One encoding in a process of its own; prints one JSON line per kept block, then one at the end.
 _ENCODE = """
@@ -75,13 +75,6 @@ def _encode(
             end = record
     proc.wait()
     return blocks, end
-
-
-def _cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "CPU"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             f"--stop-after {args.stop_after}"
             + ("" if args.block_mib is None else f" --block-mib {args.block_mib:g}")
             + "`",
-            f"- Machine: {platform.machine()}, {_cpu()}, no GPU; each "
+            f"- Machine: {platform.machine()}, {cpu_name()}, no GPU; each "
             "encoding in a process of its own that starts its own local Ray (2 CPUs); EQ copies "
             f"{eq or 'none'}",
             "",

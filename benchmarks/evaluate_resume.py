@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from results_file import publish
+from results_file import cpu_name, publish
 
 _SECTIONS = ("loss", "spectral", "per_category", "worst", "latent", "overfit", "pca_reference")
 
@@ -85,13 +85,6 @@ def _largest_difference(a: dict[str, Any], b: dict[str, Any]) -> tuple[int, floa
     return differ, largest
 
 
-def _cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "CPU"
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("model", help="an outer or combined model folder")
@@ -129,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             "",
             f"- Command: `.venv/bin/python benchmarks/evaluate_resume.py {args.model} --data "
             f"{args.data} --split {args.split} --stop-after {args.stop_after}`",
-            f"- Machine: {platform.machine()}, {_cpu()}, no GPU; each step is `samplegen "
+            f"- Machine: {platform.machine()}, {cpu_name()}, no GPU; each step is `samplegen "
             "evaluate` in a process of its own, batches of 16 notes",
             "",
             "| step | wall s |",

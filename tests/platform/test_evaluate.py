@@ -102,6 +102,20 @@ def _walk(value: Any, path: str = "") -> list[tuple[str, Any]]:
     return [(path, value)]
 
 
+FIGURES = ("loss", "spectral", "per_category", "worst", "latent", "overfit")
+
+
+def _assert_same_figures(
+    a: dict[str, Any], b: dict[str, Any], keys: tuple[str, ...], *, rel: float, abs_: float
+) -> None:
+    """The two evaluations' `keys` sections hold the same values (floats within rel/abs_)."""
+    for key in keys:
+        left, right = _walk(a[key]), _walk(b[key])
+        assert [p for p, _ in left] == [p for p, _ in right], key
+        for (path, u), (_, v) in zip(left, right, strict=True):
+            assert u == (pytest.approx(v, rel=rel, abs=abs_) if isinstance(v, float) else v), path
+
+
 def _check_written(metrics: dict[str, Any], out: Path) -> dict[str, Any]:
     on_disk = json.loads((out / "metrics.json").read_text())  # strict JSON: no NaN allowed below
     for path, value in _walk(on_disk):
@@ -177,11 +191,7 @@ def test_evaluation_is_deterministic_and_defaults_to_the_model_folder(
         world["outer"], world["stft_data"], out=world["root"] / "again", griffin_lim_iters=3
     )
     # Different batch sizes: the same figures (Griffin-Lim seeds follow the sample, not the batch).
-    for key in ("loss", "spectral", "per_category", "worst", "latent", "overfit"):
-        left, right = _walk(a[key]), _walk(b[key])
-        assert [p for p, _ in left] == [p for p, _ in right], key
-        for (path, u), (_, v) in zip(left, right, strict=True):
-            assert u == (pytest.approx(v, rel=1e-4, abs=1e-6) if isinstance(v, float) else v), path
+    _assert_same_figures(a, b, FIGURES, rel=1e-4, abs_=1e-6)
 
 
 def test_an_evaluation_made_from_the_same_inputs_is_reused_only_when_asked(
@@ -264,11 +274,7 @@ def test_a_stopped_evaluation_goes_on_with_the_batches_it_kept(
         f"in {folder}"
     ]
     assert not folder.exists()
-    for key in ("loss", "spectral", "per_category", "worst", "latent", "overfit", "pca_reference"):
-        left, right = _walk(whole[key]), _walk(resumed[key])
-        assert [p for p, _ in left] == [p for p, _ in right], key
-        for (path, u), (_, v) in zip(left, right, strict=True):
-            assert u == (pytest.approx(v, rel=1e-6, abs=1e-9) if isinstance(v, float) else v), path
+    _assert_same_figures(whole, resumed, (*FIGURES, "pca_reference"), rel=1e-6, abs_=1e-9)
 
 
 def test_an_evaluation_whose_batches_cannot_be_kept_says_so_and_goes_on(
