@@ -85,6 +85,22 @@ def register(subparsers: Any) -> None:
         "preset's: 0 in quick, 0.25 in full)",
     )
     p.add_argument(
+        "--stage-tasks",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run the single-model stages (the outer model's final training, fine-tuning, the "
+        "refit, evaluation, sounds) as Ray tasks, on a node with the GPUs they ask for, instead "
+        "of in this process (default: as tasks when the trials use GPUs)",
+    )
+    p.add_argument(
+        "--stage-gpus",
+        type=float,
+        default=None,
+        metavar="G",
+        help="GPUs each stage task holds; implies --stage-tasks (default: 1 when the trials use "
+        "GPUs, else 0)",
+    )
+    p.add_argument(
         "--wandb",
         action="store_true",
         help="log both studies' trials to Weights & Biases (offline with WANDB_MODE=offline)",
@@ -132,5 +148,7 @@ def run(args: argparse.Namespace) -> int:
         autoscaling=args.autoscaling,
         storage=args.storage,
         wandb_project=args.wandb_project if args.wandb else None,
+        stage_tasks=args.stage_tasks,
+        stage_gpus=args.stage_gpus,
     )
     return 0

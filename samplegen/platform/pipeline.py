@@ -32,6 +32,7 @@ from typing import Any
 
 from samplegen.atomic import write_bytes_atomic
 from samplegen.platform.presets import Preset, space_path
+from samplegen.platform.stage_tasks import StagePlacement
 from samplegen.platform.stages import StageRunner
 
 
@@ -158,6 +159,8 @@ def run_pipeline(
     autoscaling: bool = False,
     storage: str | None = None,
     wandb_project: str | None = None,
+    stage_tasks: bool | None = None,
+    stage_gpus: float | None = None,
     echo: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run (or continue) the whole chain into `out`; returns the paths of what it made.
@@ -167,6 +170,9 @@ def run_pipeline(
     cluster of several nodes, one that every node reaches. The run folder keeps a copy of each
     study's summary (configuration, results, progress plot), which the outer model's stage, the
     refit and the audition page read. `wandb_project`: log both studies' trials to W&B there.
+    `stage_tasks`, `stage_gpus`: where the single-model stages run (`StagePlacement.for_trials`:
+    by default as Ray tasks holding one GPU each when the studies' trials use GPUs, else in this
+    process). Where they run is no setting of the run: a run may continue with another placement.
     """
     from samplegen.errors import SamplegenError
     from samplegen.models.registry import takes_representation
@@ -193,7 +199,12 @@ def run_pipeline(
         "seed": seed,
         **({"storage": storage} if storage else {}),
     }
+    placement = StagePlacement.for_trials(
+        preset.cpus_per_trial, preset.gpus_per_trial, tasks=stage_tasks, gpus=stage_gpus
+    )
     stages = StageRunner(run_dir, settings, log=echo)
+    if placement.tasks:
+        echo(f"the single-model stages run {placement.describe()}")
     run = _Stages(
         preset,
         run_dir,
@@ -206,20 +217,33 @@ def run_pipeline(
         wandb_project,
         echo,
         RaySession(address, num_cpus, echo=echo),
+        placement,
     )
     dataset = Path(stages.run("dataset", run.dataset)["dataset"])
     outer_study = stages.run("outer_study", lambda: run.outer_study(dataset))
+    best_outer = outer_study["best_config"]
     outer_model = stages.run(
-        "outer_model", lambda: run.outer_model(outer_study["best_config"], dataset)
+        "outer_model", run.single("outer_model", lambda s: s.outer_model(best_outer, dataset))
     )["model"]
     vae_study = stages.run("vae_study", lambda: run.vae_study(outer_model, dataset))
     combined = selected = vae_study["combined"]
-    finetuned = stages.run("finetune", lambda: run.finetune(combined, dataset))
+    if not placement.tasks:
+        # No stage from here on uses Ray in this process but the refit, which starts it again.
+        run.ray.down()
+    finetuned = stages.run(
+        "finetune", run.single("finetune", lambda s: s.finetune(combined, dataset))
+    )
     if preset.refit:
-        refit = stages.run("refit", lambda: run.refit(outer_model, dataset, finetuned, selected))
+        refit = stages.run(
+            "refit",
+            run.single("refit", lambda s: s.refit(outer_model, dataset, finetuned, selected)),
+        )
         combined = refit["combined"]
-    evaluation = stages.run("evaluation", lambda: run.evaluation(outer_model, combined, dataset))
-    stages.run("sounds", lambda: run.sounds(combined, dataset))
+    evaluation = stages.run(
+        "evaluation",
+        run.single("evaluation", lambda s: s.evaluation(outer_model, combined, dataset)),
+    )
+    stages.run("sounds", run.single("sounds", lambda s: s.sounds(combined, dataset)))
     page = stages.run("report", run.report)["page"]
     from samplegen.platform.evaluation.summary import interval_text
 
@@ -263,6 +287,46 @@ class _Stages:
     wandb_project: str | None
     echo: Callable[[str], None]
     ray: RaySession
+    placement: StagePlacement = StagePlacement()
+    # The device evaluation runs on: a stage task holding a GPU uses it (trial_device).
+    device: str = "cpu"
+
+    def single(
+        self, name: str, call: Callable[[_Stages], dict[str, Any]]
+    ) -> Callable[[], dict[str, Any]]:
+        """Stage `name` as `call(stages)`: in this process, or in a Ray task (`placement`), whose
+        outputs then record where it ran (`ran_on`)."""
+        if not self.placement.tasks:
+            return lambda: call(self)
+
+        def in_task() -> dict[str, Any]:
+            from samplegen.platform.stage_tasks import check_placement, run_in_task
+
+            self.ray.up()
+            check_placement(self.placement, autoscaling=self.autoscaling)
+            # What the task gets: no driver's echo or Ray session; it runs the stage in itself.
+            shipped = dataclasses.replace(self, echo=print, placement=StagePlacement())
+            gpus = self.placement.gpus
+
+            def body(say: Callable[[str], None]) -> dict[str, Any]:
+                from samplegen.platform.resources import trial_device
+
+                here = dataclasses.replace(
+                    shipped,
+                    echo=say,
+                    ray=RaySession(None, None, echo=say),
+                    device=trial_device(gpus),
+                )
+                return call(here)
+
+            outputs, where = run_in_task(body, self.placement, echo=self.echo, name=name)
+            self.echo(
+                f"[{name}] ran in a Ray task on node {where['ip']} (pid {where['pid']}, "
+                f"GPU {','.join(where['gpu_ids']) or 'none'})"
+            )
+            return {**outputs, "ran_on": where}
+
+        return in_task
 
     def _study(self, which: str, data: str) -> Any:
         return _study_config(
@@ -282,6 +346,7 @@ class _Stages:
         from samplegen.dsp.config import CodecConfig
         from samplegen.platform.datasets import VARIATION_SOURCES, prepare_dataset
         from samplegen.platform.resources import TrialResources, check_cluster
+        from samplegen.platform.stage_tasks import check_placement
 
         preset = self.preset
         variations = preset.variations and self.source in VARIATION_SOURCES
@@ -290,12 +355,13 @@ class _Stages:
                 f"[dataset] no variation presets: source {self.source} is not the FluidR3 library"
             )
         self.ray.up()
-        # A cluster where no trial could ever run (the full preset's GPUs on a CPU machine) is
-        # refused before the dataset is rendered and mixed, not after.
+        # A cluster where no trial or stage task could ever run (the full preset's GPUs on a CPU
+        # machine) is refused before the dataset is rendered and mixed, not after.
         check_cluster(
             TrialResources(preset.cpus_per_trial, preset.gpus_per_trial),
             autoscaling=self.autoscaling,
         )
+        check_placement(self.placement, autoscaling=self.autoscaling)
         path = prepare_dataset(
             self.source,
             self.run_dir / "dataset",
@@ -375,8 +441,6 @@ class _Stages:
         """The combined model fine-tuned end to end, kept only if validation improves."""
         from samplegen.platform.finetune import FinetuneSettings, finetune_combined
 
-        # No stage from here on uses Ray; a run resumed past this stage never started it.
-        self.ray.down()
         if not self.preset.finetune_epochs:
             return {"kept": "chained", "skipped": True}
         record = finetune_combined(
@@ -439,6 +503,7 @@ class _Stages:
                 split="test",
                 griffin_lim_iters=self.preset.griffin_lim_iters,
                 seed=self.seed,
+                device=self.device,
             )
         return {
             "metrics": str(self.run_dir / "evaluation" / "metrics.json"),

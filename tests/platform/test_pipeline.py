@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -299,8 +300,8 @@ def test_the_full_preset_runs_end_to_end_at_a_tiny_budget(
     tmp_path: Path, ray_session: None
 ) -> None:
     """The full preset as a GPU run uses it (its spaces, gp outer search, tpe inner search over
-    both decoders, audio-domain mixes, EQ copies, refinement), with only its sizes cut to fit a
-    CPU test."""
+    both decoders, audio-domain mixes, EQ copies, refinement, the single-model stages as Ray
+    tasks), with only its sizes cut to fit a CPU test (and no GPU asked for)."""
 
     full = get_preset("full")
     library = ensure_library()
@@ -323,9 +324,17 @@ def test_the_full_preset_runs_end_to_end_at_a_tiny_budget(
         examples=4,
     )
     log: list[str] = []
-    run_pipeline(preset, tmp_path / "run", source=str(src), echo=log.append)
+    run_pipeline(preset, tmp_path / "run", source=str(src), stage_gpus=0, echo=log.append)
     out = tmp_path / "run"
     assert any("no variation presets: source" in line for line in log)
+    # Each single-model stage ran as a task (another process), and what it said was said here.
+    assert "the single-model stages run as Ray tasks holding 1 CPU and 0 GPU each" in log
+    for stage in ("outer_model", "finetune", "evaluation", "sounds"):
+        marker = json.loads((out / ".stages" / f"{stage}.json").read_text())
+        assert marker["outputs"]["ran_on"]["pid"] != os.getpid(), stage
+        assert any(line.startswith(f"[{stage}] ran in a Ray task on node") for line in log)
+    assert any(line.startswith("epoch 2: train") for line in log)  # the outer model's training
+    assert any(line.startswith("[evaluation] ") for line in log)
     report = json.loads((out / "dataset" / "report.json").read_text())
     assert report["counts"]["kept"] == 90
     train = load_dataset(out / "dataset", splits=["train"]).splits["train"]
@@ -400,6 +409,12 @@ def test_a_preset_whose_trials_the_cluster_cannot_place_is_refused_before_the_da
     assert main([*argv, "--out", str(tmp_path / "run2")]) == 2
     assert "--gpus-per-trial 0.5: the Ray cluster has no GPU" in capsys.readouterr().err
     assert not (tmp_path / "run2" / "dataset").exists()
+    # So are single-model stage tasks that ask for a GPU no node has.
+    argv = ["run", "--preset", "full", "--gpus-per-trial", "0", "--stage-gpus", "1"]
+    assert main([*argv, "--data", str(src), "--out", str(tmp_path / "run3")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--stage-gpus 1: no node of the Ray cluster holds 1 CPU" in err[0]
+    assert not (tmp_path / "run3" / "dataset").exists()
 
 
 def test_run_space_flags_are_checked_before_anything_runs(

@@ -329,15 +329,18 @@ presets.PRESETS["quick"] = presets.Preset(
     griffin_lim_iters=2,
     examples=4,
 )
-sys.exit(main(["run", "--data", f"{root}/src", "--out", f"{root}/run", "--num-cpus", "2"]))
+argv = ["run", "--data", f"{root}/src", "--out", f"{root}/run", "--num-cpus", "2"]
+sys.exit(main([*argv, *sys.argv[2:]]))
 """
 
 
+@pytest.mark.parametrize("stage_tasks", [False, True], ids=["in-driver", "as-task"])
 def test_sigterm_stops_the_pipeline_in_a_stage_outside_its_studies_and_it_continues(
-    tmp_path: Path,
+    stage_tasks: bool, tmp_path: Path
 ) -> None:
     """The outer model's training runs in the command's own process with Ray up, whose handlers
-    used to end the process at SIGTERM with a stack dump and no word of how to continue."""
+    used to end the process at SIGTERM with a stack dump and no word of how to continue; or, as a
+    Ray task (`--stage-gpus 0`), in a worker that the stopped driver must cancel and wait for."""
     from dataset_helpers import instrument_folder
 
     from samplegen.platform.training import load_checkpoint
@@ -347,6 +350,7 @@ def test_sigterm_stops_the_pipeline_in_a_stage_outside_its_studies_and_it_contin
     (tmp_path / "vae.yaml").write_text(TINY_VAE_SPACE)
     (tmp_path / "driver.py").write_text(PIPELINE_CLI_DRIVER)
     cmd = [sys.executable, str(tmp_path / "driver.py"), str(tmp_path)]
+    cmd += ["--stage-gpus", "0"] if stage_tasks else []
     run = tmp_path / "run"
     checkpoint = run / "models" / "outer.checkpoint"
     log = tmp_path / "first.log"
@@ -379,3 +383,5 @@ def test_sigterm_stops_the_pipeline_in_a_stage_outside_its_studies_and_it_contin
     assert f"resuming at epoch {stopped_at + 1}" in second
     assert "epoch 1: train" not in second.split("[outer_model]", 1)[1].split("[vae_study]", 1)[0]
     assert (run / "models" / "combined" / "weights.safetensors").is_file()
+    in_task = "[outer_model] ran in a Ray task on node"
+    assert (in_task in second) is stage_tasks and in_task not in first

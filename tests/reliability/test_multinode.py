@@ -1,5 +1,6 @@
-"""A worker node lost mid-study: a head and two worker nodes on this machine (ray.cluster_utils),
-study storage on a path every node shares; one worker node is removed while its trial runs."""
+"""Clusters of several nodes on this machine (ray.cluster_utils): a worker node lost mid-study
+(a head and two worker nodes, study storage on a path every node shares; one worker node is
+removed while its trial runs), and a stage task placed on the node with a GPU."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from reliability_helpers import (
 )
 
 CLUSTER_STUDY = Path(__file__).with_name("cluster_study.py")
+CLUSTER_STAGE = Path(__file__).with_name("cluster_stage.py")
 
 
 def test_a_lost_worker_node_s_trials_resume_from_checkpoints_on_the_other_node(
@@ -66,3 +68,22 @@ def test_a_lost_worker_node_s_trials_resume_from_checkpoints_on_the_other_node(
     # Exactly the trials that were training on the removed node failed, and only once.
     running = {n.removeprefix("trial_") for n in summary["running_on_removed_node"]}
     assert errored and set(errored) == running
+
+
+def test_a_stage_task_that_asks_for_a_gpu_runs_on_the_node_that_has_one(tmp_path: Path) -> None:
+    out = tmp_path / "where.json"
+    with ray_temp_root() as ray_tmp:
+        done = subprocess.run(
+            [sys.executable, str(CLUSTER_STAGE), str(out)],
+            env=private_env(ray_tmp),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    seen = json.loads(out.read_text())
+    # Not on the head (no GPU there): on the worker, holding its GPU, which Ray names to CUDA.
+    assert seen["where"]["node"] == seen["worker_node"]
+    assert seen["where"]["gpu_ids"] == ["0"] and seen["result"]["cuda_visible_devices"] == "0"
+    assert seen["said"] == ["training on the GPU node"]
+    assert seen["refusal"].startswith("--stage-gpus 2: no node of the Ray cluster holds")

@@ -1,0 +1,202 @@
+"""The main job's single-model stages as Ray tasks, placed on a node with the GPU they ask for.
+
+Why: `ray job submit` runs the job's driver on the head node, which on a cluster like
+cluster.yaml's has no GPU, so the stages outside the two studies (the outer model's final
+training, fine-tuning, the refit, evaluation, sounds) would train and evaluate on the head's
+CPUs. As tasks they go where a GPU is, and hold it only while they run: the studies' trials get
+every GPU in between. What a task says comes back through a small actor and is said by the
+driver, as the stage would in the driver itself (the run's Ray does not forward workers' output).
+
+A stopped driver (Ctrl-C, SIGTERM, `ray job stop`) cancels the task, which Ray delivers as
+KeyboardInterrupt: the stage stops as it does on Ctrl-C in the driver (training after saving its
+last whole epoch), and the driver waits for that before it stops. A task lost with its node is
+run again by Ray (up to 3 times), and takes up from what the stage had kept.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from samplegen.errors import SamplegenError
+from samplegen.platform.resources import ResourceError
+
+T = TypeVar("T")
+
+# How often the driver collects what a running task said, in seconds.
+POLL_S = 0.5
+# Ray runs a task again after a system failure (its worker or node lost) this many times.
+RETRIES = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class StagePlacement:
+    """Where the single-model stages run: in the driver's process (`tasks` False), or as Ray
+    tasks that each hold `cpus` CPUs and `gpus` GPUs (0: a task on any node's CPUs)."""
+
+    tasks: bool = False
+    cpus: float = 1.0
+    gpus: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.cpus <= 0:
+            raise ResourceError(f"stage tasks: CPUs per task must be positive, got {self.cpus:g}")
+        if self.gpus < 0:
+            raise ResourceError(f"--stage-gpus: must be >= 0, got {self.gpus:g}")
+        if self.gpus > 1 and self.gpus != int(self.gpus):
+            raise ResourceError(
+                f"--stage-gpus: above 1 it must be a whole number of GPUs, got {self.gpus:g}"
+            )
+
+    @classmethod
+    def for_trials(
+        cls,
+        cpus_per_trial: float,
+        gpus_per_trial: float,
+        *,
+        tasks: bool | None = None,
+        gpus: float | None = None,
+    ) -> StagePlacement:
+        """The placement a run gets: where the studies' trials use GPUs, the single-model stages
+        run as tasks holding one whole GPU each; otherwise in the driver. `gpus` given alone
+        means tasks; `tasks`=False keeps them in the driver whatever `gpus` says."""
+        on_gpus = gpus_per_trial > 0
+        if tasks is None:
+            tasks = on_gpus or gpus is not None
+        if gpus is None:
+            gpus = 1.0 if on_gpus else 0.0
+        return cls(tasks=tasks, cpus=cpus_per_trial, gpus=gpus)
+
+    def describe(self) -> str:
+        """How the stages run, in words."""
+        if not self.tasks:
+            return "in this process"
+        return f"as Ray tasks holding {self.cpus:g} CPU and {self.gpus:g} GPU each"
+
+
+def check_placement(
+    placement: StagePlacement,
+    nodes: list[dict[str, float]] | None = None,
+    *,
+    autoscaling: bool = False,
+) -> None:
+    """Refuse stage tasks that no node of the cluster could ever hold (Ray would leave them
+    pending for good, saying nothing). `nodes`: each live node's resources; by default Ray's.
+
+    With `autoscaling`, nodes with GPUs may still be launched, so nothing is refused.
+    """
+    if not placement.tasks or autoscaling:
+        return
+    if nodes is None:
+        import ray
+
+        nodes = [
+            {k: float(v) for k, v in n.get("Resources", {}).items()}
+            for n in ray.nodes()
+            if n.get("Alive")
+        ]
+    if any(
+        n.get("CPU", 0.0) >= placement.cpus and n.get("GPU", 0.0) >= placement.gpus for n in nodes
+    ):
+        return
+    held = ", ".join(f"{n.get('CPU', 0.0):g} CPU + {n.get('GPU', 0.0):g} GPU" for n in nodes)
+    raise ResourceError(
+        f"--stage-gpus {placement.gpus:g}: no node of the Ray cluster holds {placement.cpus:g} "
+        f"CPU and {placement.gpus:g} GPU for the run's single-model stages (nodes: "
+        f"{held or 'none'}); use --stage-gpus 0, or --no-stage-tasks to run them in this "
+        "process, or pass --autoscaling if GPU workers are still to be launched"
+    )
+
+
+class _Said:
+    """What a running task said and the driver has yet to say (a Ray actor's class)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def put(self, line: str) -> None:
+        """Keep one line."""
+        self.lines.append(line)
+
+    def take(self) -> list[str]:
+        """The lines kept since the last call."""
+        lines, self.lines = self.lines, []
+        return lines
+
+
+def _in_task(fn: Callable[[Callable[[str], None]], T], said: Any, gpus: float) -> tuple[T, dict]:
+    """The task's body: `fn` run with an echo that reaches the driver; returns its result and
+    where it ran."""
+    import ray
+
+    def say(line: str) -> None:
+        # Waited for, so that every line has reached the actor before the task's result does.
+        ray.get(said.put.remote(line))
+
+    where = {
+        "node": ray.get_runtime_context().get_node_id(),
+        "ip": ray.util.get_node_ip_address(),
+        "pid": os.getpid(),
+        "gpus": gpus,
+        "gpu_ids": [str(i) for i in ray.get_gpu_ids()],
+    }
+    return fn(say), where
+
+
+def run_in_task(
+    fn: Callable[[Callable[[str], None]], T],
+    placement: StagePlacement,
+    *,
+    echo: Callable[[str], None] = print,
+    name: str = "stage",
+) -> tuple[T, dict[str, Any]]:
+    """Run `fn(echo)` as a Ray task holding the placement's CPUs and GPUs (Ray must be up).
+
+    The lines `fn` echoes are echoed here as they come. Returns `fn`'s result and where it ran
+    (`node` id, `ip`, `pid`, `gpus`, `gpu_ids`). A SamplegenError raised in the task is raised here as
+    itself; KeyboardInterrupt here cancels the task, waits for it to stop (a second one kills
+    it), and is raised again.
+    """
+    import ray
+    from ray.exceptions import RayTaskError, TaskCancelledError
+
+    said: Any = ray.remote(num_cpus=0)(_Said).remote()
+    task: Any = ray.remote(_in_task).options(
+        num_cpus=placement.cpus,
+        num_gpus=placement.gpus,
+        max_retries=RETRIES,
+        name=f"samplegen-{name}",
+    )
+    ref = task.remote(fn, said, placement.gpus)
+
+    def say_what_was_said() -> None:
+        for line in ray.get(said.take.remote()):
+            echo(line)
+
+    try:
+        try:
+            while not ray.wait([ref], timeout=POLL_S)[0]:
+                say_what_was_said()
+        except KeyboardInterrupt:
+            ray.cancel(ref)
+            try:
+                while not ray.wait([ref], timeout=POLL_S)[0]:
+                    say_what_was_said()
+            except KeyboardInterrupt:
+                ray.cancel(ref, force=True)
+            raise
+        finally:
+            say_what_was_said()
+        try:
+            return ray.get(ref)
+        except RayTaskError as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, SamplegenError):
+                raise cause from None
+            raise
+        except TaskCancelledError:
+            raise KeyboardInterrupt from None
+    finally:
+        ray.kill(said)
