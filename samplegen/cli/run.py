@@ -101,6 +101,14 @@ def register(subparsers: Any) -> None:
         "GPUs, else 0)",
     )
     p.add_argument(
+        "--stage-cpus",
+        type=float,
+        default=None,
+        metavar="N",
+        help="CPUs each stage task holds, and torch's threads in it; implies --stage-tasks "
+        "(default: a trial's, --cpus-per-trial)",
+    )
+    p.add_argument(
         "--wandb",
         action="store_true",
         help="log both studies' trials to Weights & Biases (offline with WANDB_MODE=offline)",
@@ -150,5 +158,6 @@ def run(args: argparse.Namespace) -> int:
         wandb_project=args.wandb_project if args.wandb else None,
         stage_tasks=args.stage_tasks,
         stage_gpus=args.stage_gpus,
+        stage_cpus=args.stage_cpus,
     )
     return 0

@@ -24,6 +24,7 @@ Run folder::
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections import Counter
 from collections.abc import Callable
@@ -161,6 +162,7 @@ def run_pipeline(
     wandb_project: str | None = None,
     stage_tasks: bool | None = None,
     stage_gpus: float | None = None,
+    stage_cpus: float | None = None,
     echo: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run (or continue) the whole chain into `out`; returns the paths of what it made.
@@ -170,7 +172,7 @@ def run_pipeline(
     cluster of several nodes, one that every node reaches. The run folder keeps a copy of each
     study's summary (configuration, results, progress plot), which the outer model's stage, the
     refit and the audition page read. `wandb_project`: log both studies' trials to W&B there.
-    `stage_tasks`, `stage_gpus`: where the single-model stages run (`StagePlacement.for_trials`:
+    `stage_tasks`, `stage_gpus`, `stage_cpus`: where the single-model stages run (`StagePlacement.for_trials`:
     by default as Ray tasks holding one GPU each when the studies' trials use GPUs, else in this
     process). Where they run is no setting of the run: a run may continue with another placement.
     """
@@ -200,7 +202,11 @@ def run_pipeline(
         **({"storage": storage} if storage else {}),
     }
     placement = StagePlacement.for_trials(
-        preset.cpus_per_trial, preset.gpus_per_trial, tasks=stage_tasks, gpus=stage_gpus
+        preset.cpus_per_trial,
+        preset.gpus_per_trial,
+        tasks=stage_tasks,
+        gpus=stage_gpus,
+        cpus=stage_cpus,
     )
     stages = StageRunner(run_dir, settings, log=echo)
     if placement.tasks:
@@ -306,11 +312,16 @@ class _Stages:
             check_placement(self.placement, autoscaling=self.autoscaling)
             # What the task gets: no driver's echo or Ray session; it runs the stage in itself.
             shipped = dataclasses.replace(self, echo=print, placement=StagePlacement())
-            gpus = self.placement.gpus
+            gpus, threads = self.placement.gpus, max(1, math.floor(self.placement.cpus))
 
             def body(say: Callable[[str], None]) -> dict[str, Any]:
+                import torch
+
                 from samplegen.platform.resources import trial_device
 
+                # As many threads as the CPUs the task holds. Ray's OMP_NUM_THREADS reaches only
+                # a worker's first import of torch, and workers are reused across tasks.
+                torch.set_num_threads(threads)
                 here = dataclasses.replace(
                     shipped,
                     echo=say,
@@ -535,9 +546,9 @@ class _Stages:
 class RaySession:
     """Ray for the stages that use it (dataset, the two studies), connected or started on demand.
 
-    Why: the later stages (fine-tuning, evaluation, sounds) are torch work in this process, so a
-    run resumed after its studies does not start Ray at all, and a local instance this run started
-    is shut down before them, which frees its object store and idle workers. (It was not shown to
+    Why: run in this process (no stage tasks), the later stages (fine-tuning, evaluation, sounds)
+    are torch work here, so a run resumed after its studies does not start Ray at all, and a local
+    instance this run started is shut down before them, which frees its object store and idle workers. (It was not shown to
     speed them up on the 2-core CPU: benchmarks/RESULTS.md, "Fine-tuning on outer encodings
     computed once".) A Ray that was already initialised (a test session's) is left as it is, and a
     cluster that `up` connected to keeps running: `ray.shutdown` only disconnects from it.

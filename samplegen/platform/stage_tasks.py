@@ -42,7 +42,7 @@ class StagePlacement:
 
     def __post_init__(self) -> None:
         if self.cpus <= 0:
-            raise ResourceError(f"stage tasks: CPUs per task must be positive, got {self.cpus:g}")
+            raise ResourceError(f"--stage-cpus: must be positive, got {self.cpus:g}")
         if self.gpus < 0:
             raise ResourceError(f"--stage-gpus: must be >= 0, got {self.gpus:g}")
         if self.gpus > 1 and self.gpus != int(self.gpus):
@@ -58,16 +58,17 @@ class StagePlacement:
         *,
         tasks: bool | None = None,
         gpus: float | None = None,
+        cpus: float | None = None,
     ) -> StagePlacement:
         """The placement a run gets: where the studies' trials use GPUs, the single-model stages
-        run as tasks holding one whole GPU each; otherwise in the driver. `gpus` given alone
-        means tasks; `tasks`=False keeps them in the driver whatever `gpus` says."""
+        run as tasks holding one whole GPU and a trial's CPUs each; otherwise in the driver.
+        `gpus` or `cpus` given alone means tasks; `tasks`=False keeps them in the driver."""
         on_gpus = gpus_per_trial > 0
         if tasks is None:
-            tasks = on_gpus or gpus is not None
+            tasks = on_gpus or gpus is not None or cpus is not None
         if gpus is None:
             gpus = 1.0 if on_gpus else 0.0
-        return cls(tasks=tasks, cpus=cpus_per_trial, gpus=gpus)
+        return cls(tasks=tasks, cpus=cpus_per_trial if cpus is None else cpus, gpus=gpus)
 
     def describe(self) -> str:
         """How the stages run, in words."""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,19 @@ def _library_slice(root: Path) -> Path:
     return src
 
 
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch on `n` threads within the block. A stage task holding 1 CPU runs torch on 1 thread
+    (Ray sets OMP_NUM_THREADS), and sums split over other thread counts round otherwise, so the
+    same stage in this process gives the same figures only on as many threads."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _tiny_preset(root: Path, inner_epochs: int, **changes: Any) -> Preset:
     """Two 2-epoch outer trials, two VAE trials, over the spaces `_library_slice` wrote."""
     return Preset(
@@ -59,7 +74,9 @@ def run(tmp_path_factory: pytest.TempPathFactory, ray_session: None) -> tuple[Pa
         root, 3, inner_eq=EqAugment(variants=1, db=4.0), finetune_epochs=2, refit=True
     )
     log: list[str] = []
-    run_pipeline(preset, root / "run", source=str(src), echo=log.append)
+    # The single-model stages as Ray tasks (the refit's among them); later tests continue copies
+    # of this run in the driver.
+    run_pipeline(preset, root / "run", source=str(src), stage_tasks=True, echo=log.append)
     return root, log
 
 
@@ -126,6 +143,10 @@ def test_every_artifact_of_the_chain(run: tuple[Path, list[str]]) -> None:
     html = (out / "index.html").read_text()
     assert "no model directories" not in html and "frame_ae" in html and "progress.png" in html
     assert any("audition page" in line for line in log)
+    # Each single-model stage ran in a task, the refit (whose encodings are a Ray Data job) too.
+    for stage in ("outer_model", "finetune", "refit", "evaluation", "sounds"):
+        marker = json.loads((out / ".stages" / f"{stage}.json").read_text())
+        assert marker["outputs"]["ran_on"]["pid"] != os.getpid(), stage
 
 
 def test_no_test_sample_is_ever_trained_on(run: tuple[Path, list[str]]) -> None:
@@ -164,7 +185,8 @@ def test_the_refit_command_makes_the_pipelines_refit(
     args = ["refit", "--study", str(out / "vae_study"), "--outer", str(out / "models" / "outer")]
     args += ["--data", str(out / "dataset"), "--out", str(tmp_path / "refit")]
     args += ["--eq-variants", "1", "--eq-db", "4"]
-    assert main(args) == 0
+    with torch_threads(1):  # as the pipeline's refit ran: a task holding 1 CPU
+        assert main(args) == 0
     assert "refit model:" in capsys.readouterr().out
     mine = load_model(tmp_path / "refit")
     assert mine.meta.extra["refit"]["finetuned"] is False
@@ -242,7 +264,8 @@ def test_a_run_stopped_in_its_evaluation_keeps_the_evaluation_it_had_finished(
     )
     assert preset.to_dict() == settings["preset"]
     log: list[str] = []
-    run_pipeline(preset, copy, source=settings["source"], echo=log.append)
+    with torch_threads(1):  # as the run's first evaluation ran: a task holding 1 CPU
+        run_pipeline(preset, copy, source=settings["source"], echo=log.append)
     kept = [line for line in log if "holds this evaluation already" in line]
     assert len(kept) == 1 and kept[0].startswith(f"[evaluation] {copy / 'evaluation' / 'outer'}")
     assert (copy / "evaluation" / "outer" / "metrics.json").stat().st_mtime_ns == outer_stamp

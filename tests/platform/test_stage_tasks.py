@@ -83,6 +83,7 @@ def test_the_default_placement_follows_the_trials() -> None:
     assert StagePlacement.for_trials(2, 0.25) == StagePlacement(tasks=True, cpus=2, gpus=1)
     assert StagePlacement.for_trials(1, 0, gpus=0.5) == StagePlacement(True, 1, 0.5)
     assert StagePlacement.for_trials(1, 0, tasks=True) == StagePlacement(True, 1, 0)
+    assert StagePlacement.for_trials(1, 0, cpus=2) == StagePlacement(True, 2, 0)
     assert not StagePlacement.for_trials(1, 0.25, tasks=False).tasks
     assert StagePlacement.for_trials(1, 0.25).describe() == (
         "as Ray tasks holding 1 CPU and 1 GPU each"
@@ -91,6 +92,8 @@ def test_the_default_placement_follows_the_trials() -> None:
         StagePlacement.for_trials(1, 0, gpus=-1)
     with pytest.raises(ResourceError, match="whole number of GPUs, got 1.5"):
         StagePlacement.for_trials(1, 0, gpus=1.5)
+    with pytest.raises(ResourceError, match="--stage-cpus: must be positive, got 0"):
+        StagePlacement.for_trials(1, 0, cpus=0)
 
 
 def test_stage_tasks_that_no_node_can_hold_are_refused(ray_session: None) -> None:
