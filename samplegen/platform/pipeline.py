@@ -311,7 +311,9 @@ class _Stages:
             self.ray.up()
             check_placement(self.placement, autoscaling=self.autoscaling)
             # What the task gets: no driver's echo or Ray session; it runs the stage in itself.
-            shipped = dataclasses.replace(self, echo=print, placement=StagePlacement())
+            shipped = dataclasses.replace(
+                self, echo=print, ray=RaySession(None, None), placement=StagePlacement()
+            )
             gpus, threads = self.placement.gpus, max(1, math.floor(self.placement.cpus))
 
             def body(say: Callable[[str], None]) -> dict[str, Any]:
