@@ -317,9 +317,19 @@ class _Stages:
             gpus, threads = self.placement.gpus, max(1, math.floor(self.placement.cpus))
 
             def body(say: Callable[[str], None]) -> dict[str, Any]:
+                import ray
                 import torch
 
+                from samplegen.errors import SamplegenError
                 from samplegen.platform.resources import trial_device
+
+                if not shipped.run_dir.is_dir():
+                    raise SamplegenError(
+                        f"{shipped.run_dir}: the run folder is not on node "
+                        f"{ray.util.get_node_ip_address()}, where the {name} stage runs as a Ray "
+                        "task; put --out on a folder every node mounts (cluster.yaml: "
+                        "/mnt/shared), or run the stages in this process with --no-stage-tasks"
+                    )
 
                 # As many threads as the CPUs the task holds. Ray's OMP_NUM_THREADS reaches only
                 # a worker's first import of torch, and workers are reused across tasks.

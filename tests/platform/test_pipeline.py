@@ -566,3 +566,33 @@ def test_a_vae_space_that_cannot_fit_the_outer_code_stops_the_run_before_the_out
         "outer_study",
     ]
     assert not (tmp_path / "run" / "models").exists()
+
+
+def test_a_stage_task_that_does_not_find_the_run_folder_says_so(
+    tmp_path: Path, ray_session: None
+) -> None:
+    from samplegen.platform.pipeline import _Stages
+    from samplegen.platform.stage_tasks import StagePlacement
+
+    # As on a cluster whose --out is on the head's own disk: not there where the task runs.
+    run_dir = tmp_path / "on-the-head-only"
+    stages = _Stages(
+        get_preset("quick"),
+        run_dir,
+        "builtin",
+        "stft",
+        0,
+        None,
+        False,
+        None,
+        None,
+        print,
+        RaySession(None, None),
+        StagePlacement(tasks=True, cpus=1, gpus=0),
+    )
+    with pytest.raises(SamplegenError) as caught:
+        stages.single("evaluation", lambda s: {})()
+    message = str(caught.value)
+    assert message.startswith(f"{run_dir}: the run folder is not on node ")
+    assert "where the evaluation stage runs as a Ray task" in message
+    assert "--no-stage-tasks" in message
