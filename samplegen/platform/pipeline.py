@@ -342,10 +342,14 @@ class _Stages:
                 )
                 return call(here)
 
-            outputs, where = run_in_task(body, self.placement, echo=self.echo, name=name)
-            self.echo(
-                f"[{name}] ran in a Ray task on node {where['ip']} (pid {where['pid']}, "
-                f"GPU {','.join(where['gpu_ids']) or 'none'})"
+            def started(where: dict[str, Any]) -> None:
+                gpu = ",".join(where["gpu_ids"]) or "none"
+                self.echo(
+                    f"[{name}] in a Ray task on node {where['ip']} (pid {where['pid']}, GPU {gpu})"
+                )
+
+            outputs, where = run_in_task(
+                body, self.placement, echo=self.echo, name=name, on_start=started
             )
             return {**outputs, "ran_on": where}
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -29,6 +30,8 @@ T = TypeVar("T")
 POLL_S = 0.5
 # Ray runs a task again after a system failure (its worker or node lost) this many times.
 RETRIES = 3
+# After this many seconds without a node taking the task, the driver says it is waiting.
+WAIT_NOTE_S = 30.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,15 +119,21 @@ class _Said:
 
     def __init__(self) -> None:
         self.lines: list[str] = []
+        self.where: dict[str, Any] | None = None
+
+    def start(self, where: dict[str, Any]) -> None:
+        """Keep where the task started (again, when Ray runs it again elsewhere)."""
+        self.where = where
 
     def put(self, line: str) -> None:
         """Keep one line."""
         self.lines.append(line)
 
-    def take(self) -> list[str]:
-        """The lines kept since the last call."""
-        lines, self.lines = self.lines, []
-        return lines
+    def take(self) -> tuple[dict[str, Any] | None, list[str]]:
+        """Where the task started, if it did since the last call, and the lines kept since."""
+        where, lines = self.where, self.lines
+        self.where, self.lines = None, []
+        return where, lines
 
 
 def _in_task(fn: Callable[[Callable[[str], None]], T], said: Any, gpus: float) -> tuple[T, dict]:
@@ -143,6 +152,7 @@ def _in_task(fn: Callable[[Callable[[str], None]], T], said: Any, gpus: float) -
         "gpus": gpus,
         "gpu_ids": [str(i) for i in ray.get_gpu_ids()],
     }
+    ray.get(said.start.remote(where))
     return fn(say), where
 
 
@@ -152,13 +162,17 @@ def run_in_task(
     *,
     echo: Callable[[str], None] = print,
     name: str = "stage",
+    on_start: Callable[[dict[str, Any]], None] | None = None,
+    wait_note_s: float = WAIT_NOTE_S,
 ) -> tuple[T, dict[str, Any]]:
     """Run `fn(echo)` as a Ray task holding the placement's CPUs and GPUs (Ray must be up).
 
-    The lines `fn` echoes are echoed here as they come. Returns `fn`'s result and where it ran
-    (`node` id, `ip`, `pid`, `gpus`, `gpu_ids`). A SamplegenError raised in the task is raised here as
-    itself; KeyboardInterrupt here cancels the task, waits for it to stop (a second one kills
-    it), and is raised again.
+    The lines `fn` echoes are echoed here as they come; `on_start(where)` is called when the task
+    starts (and again if Ray runs it again). A task no node has taken after `wait_note_s` says so
+    once (`[NAME] waiting for a node ...`). Returns `fn`'s result and where it ran (`node` id,
+    `ip`, `pid`, `gpus`, `gpu_ids`). A SamplegenError raised in the task is raised here as itself;
+    KeyboardInterrupt here cancels the task, waits for it to stop (a second one kills it), and is
+    raised again.
     """
     import ray
     from ray.exceptions import RayTaskError, TaskCancelledError
@@ -170,11 +184,25 @@ def run_in_task(
         max_retries=RETRIES,
         name=f"samplegen-{name}",
     )
+    submitted = time.monotonic()
     ref = task.remote(fn, said, placement.gpus)
+    started = waited = False
 
     def say_what_was_said() -> None:
-        for line in ray.get(said.take.remote()):
+        nonlocal started, waited
+        where, lines = ray.get(said.take.remote())
+        if where is not None:
+            started = True
+            if on_start is not None:
+                on_start(where)
+        for line in lines:
             echo(line)
+        if not started and not waited and time.monotonic() - submitted > wait_note_s:
+            waited = True
+            echo(
+                f"[{name}] waiting for a node to take its task ({placement.cpus:g} CPU, "
+                f"{placement.gpus:g} GPU); an autoscaling cluster may be launching one"
+            )
 
     try:
         try:

@@ -355,7 +355,7 @@ def test_the_full_preset_runs_end_to_end_at_a_tiny_budget(
     for stage in ("outer_model", "finetune", "evaluation", "sounds"):
         marker = json.loads((out / ".stages" / f"{stage}.json").read_text())
         assert marker["outputs"]["ran_on"]["pid"] != os.getpid(), stage
-        assert any(line.startswith(f"[{stage}] ran in a Ray task on node") for line in log)
+        assert any(line.startswith(f"[{stage}] in a Ray task on node") for line in log)
     assert any(line.startswith("epoch 2: train") for line in log)  # the outer model's training
     assert any(line.startswith("[evaluation] ") for line in log)
     report = json.loads((out / "dataset" / "report.json").read_text())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +30,43 @@ def test_a_stage_task_runs_elsewhere_and_what_it_says_is_said_here_in_order(
     assert said == [f"line {i}" for i in range(5)]
     assert result["pid"] == where["pid"] != os.getpid()
     assert where["gpus"] == 0 and where["gpu_ids"] == [] and where["node"]
+
+
+def test_a_task_no_node_takes_yet_says_it_is_waiting_then_where_it_started(
+    ray_session: None, tmp_path: Path
+) -> None:
+    import ray
+
+    release = tmp_path / "release"
+
+    @ray.remote(num_cpus=ray.cluster_resources()["CPU"])
+    def hold_every_cpu() -> None:
+        while not release.exists():
+            time.sleep(0.05)
+
+    holder = hold_every_cpu.remote()
+    timer = threading.Timer(3.0, release.touch)
+    timer.start()
+    said: list[str] = []
+    starts: list[dict] = []
+    try:
+
+        def stage(say: Callable[[str], None]) -> None:
+            say("working")
+
+        run_in_task(
+            stage, ON_CPUS, echo=said.append, name="late", on_start=starts.append, wait_note_s=1
+        )
+    finally:
+        timer.cancel()
+        release.touch()
+        ray.get(holder)
+    assert said == [
+        "[late] waiting for a node to take its task (1 CPU, 0 GPU); an autoscaling cluster may "
+        "be launching one",
+        "working",
+    ]
+    assert len(starts) == 1 and starts[0]["pid"] != os.getpid()
 
 
 def test_a_stage_tasks_error_is_raised_here_as_itself(ray_session: None) -> None:
