@@ -233,9 +233,6 @@ def run_pipeline(
     )["model"]
     vae_study = stages.run("vae_study", lambda: run.vae_study(outer_model, dataset))
     combined = selected = vae_study["combined"]
-    if not placement.tasks:
-        # No stage from here on uses Ray in this process but the refit, which starts it again.
-        run.ray.down()
     finetuned = stages.run(
         "finetune", run.single("finetune", lambda s: s.finetune(combined, dataset))
     )
@@ -468,6 +465,10 @@ class _Stages:
         """The combined model fine-tuned end to end, kept only if validation improves."""
         from samplegen.platform.finetune import FinetuneSettings, finetune_combined
 
+        # No stage from here on uses Ray in this process but the refit, which starts it again; a
+        # run resumed past this stage never started it. (In a stage task, this session is the
+        # task's own, which started nothing: the driver's Ray stays up for the tasks after.)
+        self.ray.down()
         if not self.preset.finetune_epochs:
             return {"kept": "chained", "skipped": True}
         record = finetune_combined(
