@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
     from samplegen.platform.encoded import EqAugment
 
+# Runs a piece of work, `work(echo)`, where the caller says, and returns its result.
+Runner = Callable[[Callable[[Callable[[str], None]], Any]], Any]
+
 INNER_MODELS = ("vae", "bounded_ae", "vq_vae")
 BEST_COMBINED = "best_combined"
 ENCODED_DIR = "encoded"
@@ -261,6 +264,7 @@ def run_chain(
     rescore: int = 1,
     eq: EqAugment | None = None,
     echo: Callable[[str], None] = print,
+    score_in: Runner | None = None,
 ) -> ChainResult:
     """Encode once, run the inner study (`config`, a StudyConfig), export the best combined model.
 
@@ -274,6 +278,8 @@ def run_chain(
     best_model then name that trial. 1 keeps the study's own choice.
     `eq`: an `encoded.EqAugment`, EQ copies of the training notes added to the inner study's
     training rows (never to validation, nor to the codes stored for random sounds).
+    `score_in`: runs the rescoring's work, `work(echo)`, somewhere else (the main job's stage
+    tasks: on a node with a GPU) and returns its result; by default here.
     Ray must be initialised.
     """
     from samplegen.platform.downloads import local_copy
@@ -330,6 +336,7 @@ def run_chain(
                 int(refine_steps or 0),
                 echo,
                 downloads / "study",
+                score_in,
             )
         best = result.best or {}
         upload = combined_out is None and not files.local
@@ -427,10 +434,11 @@ def _choose_refined(
     refine_steps: int,
     echo: Callable[[str], None],
     mirror: Path,
+    score_in: Runner | None = None,
 ) -> dict[str, Any]:
     """Score the study's best trials with refined codes; point the study's best model and best
     configuration, and `result.best` / `result.best_model`, at the winner. A study on a URI is
-    read from copies of those trials' checkpoints under `mirror`."""
+    read from copies of those trials' checkpoints under `mirror`. `score_in`: see run_chain."""
     from samplegen.models.artifact import load_model
     from samplegen.platform.downloads import copy_latest_checkpoint
     from samplegen.platform.resources import trial_device
@@ -449,17 +457,22 @@ def _choose_refined(
         f"[{config.name}] scoring the best {top} trials again with codes refined by "
         f"{refine_steps} steps, as the combined model encodes"
     )
-    choice = choose_refined(
-        study_dir,
-        result.rows,
-        config.model,
-        load_model(outer_dir).model,
-        study_data.extra["validation_target"],
-        refine_steps=refine_steps,
-        top=top,
-        device=trial_device(1.0),
-        echo=echo,
-    )
+    rows, model, target = result.rows, config.model, study_data.extra["validation_target"]
+
+    def score(say: Callable[[str], None]) -> dict[str, Any]:
+        return choose_refined(
+            study_dir,
+            rows,
+            model,
+            load_model(outer_dir).model,
+            target,
+            refine_steps=refine_steps,
+            top=top,
+            device=trial_device(1.0),
+            echo=say,
+        )
+
+    choice = score(echo) if score_in is None else score_in(score)
     if not files.local:
         files.write_json(REFINED_CHOICE, choice)  # the record a local study keeps beside it
     row = next(r for r in result.rows if r["trial_id"] == choice["chosen"])

@@ -29,12 +29,14 @@ import os
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from samplegen.atomic import write_bytes_atomic
 from samplegen.platform.presets import Preset, space_path
 from samplegen.platform.stage_tasks import StagePlacement
 from samplegen.platform.stages import StageRunner
+
+T = TypeVar("T")
 
 
 def _study_config(
@@ -301,56 +303,66 @@ class _Stages:
         outputs then record where it ran (`ran_on`)."""
         if not self.placement.tasks:
             return lambda: call(self)
+        # What the task gets: no driver's echo or Ray session; it runs the stage in itself.
+        shipped = dataclasses.replace(
+            self, echo=print, ray=RaySession(None, None), placement=StagePlacement()
+        )
+        gpus = self.placement.gpus
 
-        def in_task() -> dict[str, Any]:
-            from samplegen.platform.stage_tasks import check_placement, run_in_task
+        def work(say: Callable[[str], None]) -> dict[str, Any]:
+            from samplegen.platform.resources import trial_device
 
+            here = dataclasses.replace(
+                shipped, echo=say, ray=RaySession(None, None, echo=say), device=trial_device(gpus)
+            )
+            return call(here)
+
+        def stage() -> dict[str, Any]:
+            outputs, where = self.in_task(name)(work)
+            return {**outputs, "ran_on": where}
+
+        return stage
+
+    def in_task(
+        self, name: str
+    ) -> Callable[[Callable[[Callable[[str], None]], T]], tuple[T, dict[str, Any]]]:
+        """A runner of `work(echo)` as a Ray task of this run's placement, named `name`: it
+        returns the work's result and where it ran, and says where the task started."""
+        from samplegen.platform.stage_tasks import check_placement, run_in_task
+
+        run_dir, threads = self.run_dir, max(1, math.floor(self.placement.cpus))
+
+        def started(where: dict[str, Any]) -> None:
+            gpu = ",".join(where["gpu_ids"]) or "none"
+            self.echo(
+                f"[{name}] in a Ray task on node {where['ip']} (pid {where['pid']}, GPU {gpu})"
+            )
+
+        def run(work: Callable[[Callable[[str], None]], T]) -> tuple[T, dict[str, Any]]:
             self.ray.up()
             check_placement(self.placement, autoscaling=self.autoscaling)
-            # What the task gets: no driver's echo or Ray session; it runs the stage in itself.
-            shipped = dataclasses.replace(
-                self, echo=print, ray=RaySession(None, None), placement=StagePlacement()
-            )
-            gpus, threads = self.placement.gpus, max(1, math.floor(self.placement.cpus))
 
-            def body(say: Callable[[str], None]) -> dict[str, Any]:
+            def body(say: Callable[[str], None]) -> T:
                 import ray
                 import torch
 
                 from samplegen.errors import SamplegenError
-                from samplegen.platform.resources import trial_device
 
-                if not shipped.run_dir.is_dir():
+                if not run_dir.is_dir():
                     raise SamplegenError(
-                        f"{shipped.run_dir}: the run folder is not on node "
+                        f"{run_dir}: the run folder is not on node "
                         f"{ray.util.get_node_ip_address()}, where the {name} stage runs as a Ray "
                         "task; put --out on a folder every node mounts (cluster.yaml: "
                         "/mnt/shared), or run the stages in this process with --no-stage-tasks"
                     )
-
                 # As many threads as the CPUs the task holds. Ray's OMP_NUM_THREADS reaches only
                 # a worker's first import of torch, and workers are reused across tasks.
                 torch.set_num_threads(threads)
-                here = dataclasses.replace(
-                    shipped,
-                    echo=say,
-                    ray=RaySession(None, None, echo=say),
-                    device=trial_device(gpus),
-                )
-                return call(here)
+                return work(say)
 
-            def started(where: dict[str, Any]) -> None:
-                gpu = ",".join(where["gpu_ids"]) or "none"
-                self.echo(
-                    f"[{name}] in a Ray task on node {where['ip']} (pid {where['pid']}, GPU {gpu})"
-                )
+            return run_in_task(body, self.placement, echo=self.echo, name=name, on_start=started)
 
-            outputs, where = run_in_task(
-                body, self.placement, echo=self.echo, name=name, on_start=started
-            )
-            return {**outputs, "ran_on": where}
-
-        return in_task
+        return run
 
     def _study(self, which: str, data: str) -> Any:
         return _study_config(
@@ -449,6 +461,11 @@ class _Stages:
             rescore=preset.rescore_trials,
             eq=dataclasses.replace(preset.inner_eq, seed=self.seed),
             echo=self.echo,
+            score_in=(
+                (lambda work: self.in_task("vae_study rescoring")(work)[0])
+                if self.placement.tasks
+                else None
+            ),
         )
         _finished(result.study, "VAE study")
         if result.combined_model is None:

@@ -357,6 +357,8 @@ def test_the_full_preset_runs_end_to_end_at_a_tiny_budget(
         assert marker["outputs"]["ran_on"]["pid"] != os.getpid(), stage
         assert any(line.startswith(f"[{stage}] in a Ray task on node") for line in log)
     assert any(line.startswith("epoch 2: train") for line in log)  # the outer model's training
+    # The VAE study's rescoring of its best trials too, inside the vae_study stage.
+    assert any(line.startswith("[vae_study rescoring] in a Ray task on node") for line in log)
     assert any(line.startswith("[evaluation] ") for line in log)
     report = json.loads((out / "dataset" / "report.json").read_text())
     assert report["counts"]["kept"] == 90
