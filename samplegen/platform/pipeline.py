@@ -174,9 +174,10 @@ def run_pipeline(
     cluster of several nodes, one that every node reaches. The run folder keeps a copy of each
     study's summary (configuration, results, progress plot), which the outer model's stage, the
     refit and the audition page read. `wandb_project`: log both studies' trials to W&B there.
-    `stage_tasks`, `stage_gpus`, `stage_cpus`: where the single-model stages run (`StagePlacement.for_trials`:
-    by default as Ray tasks holding one GPU each when the studies' trials use GPUs, else in this
-    process). Where they run is no setting of the run: a run may continue with another placement.
+    `stage_tasks`, `stage_gpus`, `stage_cpus`: where the single-model stages run
+    (`StagePlacement.for_trials`: by default as Ray tasks holding one GPU each when the studies'
+    trials use GPUs, else in this process). Where they run is no setting of the run: a run may
+    continue with another placement.
     """
     from samplegen.errors import SamplegenError
     from samplegen.models.registry import takes_representation
@@ -582,10 +583,11 @@ class RaySession:
 
     Why: run in this process (no stage tasks), the later stages (fine-tuning, evaluation, sounds)
     are torch work here, so a run resumed after its studies does not start Ray at all, and a local
-    instance this run started is shut down before them, which frees its object store and idle workers. (It was not shown to
-    speed them up on the 2-core CPU: benchmarks/RESULTS.md, "Fine-tuning on outer encodings
-    computed once".) A Ray that was already initialised (a test session's) is left as it is, and a
-    cluster that `up` connected to keeps running: `ray.shutdown` only disconnects from it.
+    instance this run started is shut down before them, which frees its object store and idle
+    workers. (It was not shown to speed them up on the 2-core CPU: benchmarks/RESULTS.md,
+    "Fine-tuning on outer encodings computed once".) A Ray that was already initialised (a test
+    session's) is left as it is, and a cluster that `up` connected to keeps running:
+    `ray.shutdown` only disconnects from it. With stage tasks, the driver's Ray stays up for them.
     """
 
     def __init__(
