@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 
 from samplegen.errors import SamplegenError
 from samplegen.platform.resources import ResourceError
@@ -161,3 +162,16 @@ def test_stage_tasks_that_no_node_can_hold_are_refused(ray_session: None) -> Non
         with pytest.raises(ResourceError, match="--stage-gpus 1: no node"):
             check_placement(one_gpu)
     check_placement(ON_CPUS)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_stage_task_holding_a_gpu_trains_on_it(ray_session: None) -> None:
+    def stage(say: Callable[[str], None]) -> dict[str, object]:
+        from samplegen.platform.resources import trial_device
+
+        device = trial_device(1.0)
+        x = torch.ones(4, device=device)
+        return {"device": device, "sum": float((x * 2).sum())}
+
+    result, where = run_in_task(stage, StagePlacement(tasks=True, cpus=1, gpus=1))
+    assert result == {"device": "cuda", "sum": 8.0} and len(where["gpu_ids"]) == 1
