@@ -304,9 +304,11 @@ class _Stages:
         outputs then record where it ran (`ran_on`)."""
         if not self.placement.tasks:
             return lambda: call(self)
-        # What the task gets: no driver's echo or Ray session; it runs the stage in itself.
+        # What the task gets: no driver's echo or Ray session; it runs the stage in itself. (Not
+        # `print` either: a driver whose Ray forwards workers' output has replaced it, and the
+        # builtin it was no longer pickles.)
         shipped = dataclasses.replace(
-            self, echo=print, ray=RaySession(None, None), placement=StagePlacement()
+            self, echo=_unsaid, ray=RaySession(None, None, echo=_unsaid), placement=StagePlacement()
         )
         gpus = self.placement.gpus
 
@@ -613,6 +615,10 @@ class RaySession:
                 self.echo("disconnected from the Ray cluster: the stages left run in this process")
             else:
                 self.echo("local Ray instance shut down: the stages left run in this process")
+
+
+def _unsaid(line: str) -> None:
+    """An echo that says nothing (what a stage task is given until its own)."""
 
 
 def _finished(result: Any, what: str) -> None:

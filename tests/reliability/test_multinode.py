@@ -1,6 +1,7 @@
 """Clusters of several nodes on this machine (ray.cluster_utils): a worker node lost mid-study
 (a head and two worker nodes, study storage on a path every node shares; one worker node is
-removed while its trial runs), and a stage task placed on the node with a GPU."""
+removed while its trial runs), a stage task placed on the node with a GPU, and the main job on a
+cluster shaped like cluster.yaml's."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from reliability_helpers import (
 
 CLUSTER_STUDY = Path(__file__).with_name("cluster_study.py")
 CLUSTER_STAGE = Path(__file__).with_name("cluster_stage.py")
+CLUSTER_PIPELINE = Path(__file__).with_name("cluster_pipeline.py")
 
 
 def test_a_lost_worker_node_s_trials_resume_from_checkpoints_on_the_other_node(
@@ -87,3 +89,36 @@ def test_a_stage_task_that_asks_for_a_gpu_runs_on_the_node_that_has_one(tmp_path
     assert seen["where"]["gpu_ids"] == ["0"] and seen["result"]["cuda_visible_devices"] == "0"
     assert seen["said"] == ["training on the GPU node"]
     assert seen["refusal"].startswith("--stage-gpus 2: no node of the Ray cluster holds")
+
+
+def test_the_main_job_on_a_cluster_shaped_like_cluster_yaml_trains_nothing_on_the_head(
+    tmp_path: Path,
+) -> None:
+    """The driver on a head with no CPU or GPU for work, as `ray job submit` places it on
+    cluster.yaml's cluster; the trials ask for GPUs, so each single-model stage is a task on the
+    worker that has one."""
+    from dataset_helpers import instrument_folder
+    from tune_helpers import TINY_OUTER_SPACE, TINY_VAE_SPACE
+
+    instrument_folder(tmp_path / "src", 16)
+    (tmp_path / "outer.yaml").write_text(TINY_OUTER_SPACE)
+    (tmp_path / "vae.yaml").write_text(TINY_VAE_SPACE)
+    with ray_temp_root() as ray_tmp:
+        done = subprocess.run(
+            [sys.executable, str(CLUSTER_PIPELINE), str(tmp_path)],
+            env=private_env(ray_tmp),
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    log, worker = summary["log"], summary["worker_node"]
+    assert "the single-model stages run as Ray tasks holding 1 CPU and 1 GPU each" in log
+    run = tmp_path / "run"
+    for stage in ("outer_model", "finetune", "refit", "evaluation", "sounds"):
+        where = json.loads((run / ".stages" / f"{stage}.json").read_text())["outputs"]["ran_on"]
+        assert where["node"] == worker and where["gpu_ids"] == ["0"], (stage, where)
+        assert any(line.startswith(f"[{stage}] in a Ray task on node") for line in log)
+    assert any(line.startswith("[vae_study rescoring] in a Ray task on node") for line in log)
+    assert (run / "index.html").is_file()
