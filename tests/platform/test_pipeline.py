@@ -410,6 +410,21 @@ def test_run_rescore_flag_is_checked_before_anything_runs(
     assert not out.exists()
 
 
+def test_run_stage_flags_are_checked_before_anything_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from samplegen.cli.main import main
+
+    out = tmp_path / "run"
+    assert main(["run", "--stage-gpus", "-1", "--out", str(out)]) == 2
+    assert "samplegen: error: --stage-gpus: must be >= 0, got -1" in capsys.readouterr().err
+    assert main(["run", "--stage-gpus", "1.5", "--out", str(out)]) == 2
+    assert "--stage-gpus: above 1 it must be a whole number of GPUs" in capsys.readouterr().err
+    assert main(["run", "--stage-cpus", "0", "--out", str(out)]) == 2
+    assert "samplegen: error: --stage-cpus: must be positive, got 0" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_a_preset_whose_trials_the_cluster_cannot_place_is_refused_before_the_dataset(
     tmp_path: Path, ray_session: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
