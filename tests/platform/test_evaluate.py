@@ -30,6 +30,7 @@ from samplegen.platform.evaluation.sections import (
 )
 from samplegen.platform.evaluation.spectral import audio_section, magnitude_section
 from samplegen.platform.pca import pca_reference
+from samplegen.platform.progress_parts import progress_folder
 
 SECTIONS = (
     "schema", "model", "dataset", "settings", "loss", "spectral", "per_category", "worst",
@@ -396,6 +397,8 @@ def test_models_refuse_other_codec_settings_and_unknown_splits(world: dict[str, 
     with pytest.raises(SamplegenError, match="holdout"):
         evaluate_model(world["outer"], world["stft_data"], "holdout", out=world["root"] / "x")
     assert not (world["root"] / "x" / "metrics.json").exists()
+    # Nor is a folder for kept batches left behind by an evaluation refused before its first.
+    assert not progress_folder(world["root"] / "x").exists()
 
 
 def test_cli_one_clear_line_for_missing_inputs(

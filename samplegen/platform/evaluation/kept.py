@@ -11,6 +11,7 @@ ignored and its batch run again. A finished evaluation removes the folder.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -110,3 +111,9 @@ class KeptBatches:
     def remove(self) -> None:
         """Drop the kept outputs: the evaluation they belonged to is written."""
         shutil.rmtree(self.folder, ignore_errors=True)
+
+    def remove_if_empty(self) -> None:
+        """Drop the folder if it keeps nothing (an evaluation that failed or stopped before its
+        first batch leaves no empty hidden folder behind)."""
+        with contextlib.suppress(OSError):
+            self.folder.rmdir()

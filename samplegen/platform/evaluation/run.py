@@ -359,8 +359,13 @@ def evaluate_model(
             f"going on from an evaluation that was stopped: {count} batches of the model's "
             f"outputs kept in {kept.folder}"
         )
-    with torch.no_grad():
-        raw = compute_metrics(model_path, data_path, settings, kept, echo)
+    try:
+        with torch.no_grad():
+            raw = compute_metrics(model_path, data_path, settings, kept, echo)
+    except BaseException:
+        if kept is not None:
+            kept.remove_if_empty()
+        raise
     nulls: NullReasons = raw.pop("null_reasons")
     metrics = sanitize(raw, nulls)
     metrics["null_reasons"] = nulls.as_dict()
