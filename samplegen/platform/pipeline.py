@@ -321,19 +321,39 @@ class _Stages:
             return call(here)
 
         def stage() -> dict[str, Any]:
-            outputs, where = self.in_task(name)(work)
+            outputs, where = self.in_task(name, work)
             return {**outputs, "ran_on": where}
 
         return stage
 
     def in_task(
-        self, name: str
-    ) -> Callable[[Callable[[Callable[[str], None]], T]], tuple[T, dict[str, Any]]]:
-        """A runner of `work(echo)` as a Ray task of this run's placement, named `name`: it
-        returns the work's result and where it ran, and says where the task started."""
+        self, name: str, work: Callable[[Callable[[str], None]], T]
+    ) -> tuple[T, dict[str, Any]]:
+        """`work(echo)` run as a Ray task of this run's placement, named `name`; returns the
+        work's result and where it ran, and says where the task started."""
         from samplegen.platform.stage_tasks import check_placement, run_in_task
 
+        self.ray.up()
+        check_placement(self.placement, autoscaling=self.autoscaling)
         run_dir, threads = self.run_dir, max(1, math.floor(self.placement.cpus))
+
+        def body(say: Callable[[str], None]) -> T:
+            import ray
+            import torch
+
+            from samplegen.errors import SamplegenError
+
+            if not run_dir.is_dir():
+                raise SamplegenError(
+                    f"{run_dir}: the run folder is not on node "
+                    f"{ray.util.get_node_ip_address()}, where the {name} stage runs as a Ray "
+                    "task; put --out on a folder every node mounts (cluster.yaml: "
+                    "/mnt/shared), or run the stages in this process with --no-stage-tasks"
+                )
+            # As many threads as the CPUs the task holds. Ray's OMP_NUM_THREADS reaches only a
+            # worker's first import of torch, and workers are reused across tasks.
+            torch.set_num_threads(threads)
+            return work(say)
 
         def started(where: dict[str, Any]) -> None:
             gpu = ",".join(where["gpu_ids"]) or "none"
@@ -341,31 +361,7 @@ class _Stages:
                 f"[{name}] in a Ray task on node {where['ip']} (pid {where['pid']}, GPU {gpu})"
             )
 
-        def run(work: Callable[[Callable[[str], None]], T]) -> tuple[T, dict[str, Any]]:
-            self.ray.up()
-            check_placement(self.placement, autoscaling=self.autoscaling)
-
-            def body(say: Callable[[str], None]) -> T:
-                import ray
-                import torch
-
-                from samplegen.errors import SamplegenError
-
-                if not run_dir.is_dir():
-                    raise SamplegenError(
-                        f"{run_dir}: the run folder is not on node "
-                        f"{ray.util.get_node_ip_address()}, where the {name} stage runs as a Ray "
-                        "task; put --out on a folder every node mounts (cluster.yaml: "
-                        "/mnt/shared), or run the stages in this process with --no-stage-tasks"
-                    )
-                # As many threads as the CPUs the task holds. Ray's OMP_NUM_THREADS reaches only
-                # a worker's first import of torch, and workers are reused across tasks.
-                torch.set_num_threads(threads)
-                return work(say)
-
-            return run_in_task(body, self.placement, echo=self.echo, name=name, on_start=started)
-
-        return run
+        return run_in_task(body, self.placement, echo=self.echo, name=name, on_start=started)
 
     def _study(self, which: str, data: str) -> Any:
         return _study_config(
@@ -465,7 +461,7 @@ class _Stages:
             eq=dataclasses.replace(preset.inner_eq, seed=self.seed),
             echo=self.echo,
             score_in=(
-                (lambda work: self.in_task("vae_study rescoring")(work)[0])
+                (lambda work: self.in_task("vae_study rescoring", work)[0])
                 if self.placement.tasks
                 else None
             ),

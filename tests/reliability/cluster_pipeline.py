@@ -18,24 +18,11 @@ from pathlib import Path
 
 
 def main(root: str) -> None:
-    import ray
-    from ray.cluster_utils import Cluster
+    from reliability_helpers import cluster_with_a_gpu_worker
 
     from samplegen.platform.pipeline import run_pipeline
     from samplegen.platform.presets import Preset, StageBudget
 
-    mib = 1024 * 1024
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={
-            "num_cpus": 0,
-            "object_store_memory": 100 * mib,
-            "include_dashboard": False,
-        },
-    )
-    worker = cluster.add_node(num_cpus=2, num_gpus=1, object_store_memory=150 * mib)
-    cluster.wait_for_nodes()
-    cluster.connect()
     preset = Preset(
         name="tiny",
         outer=StageBudget("frame_ae", "random", "fifo", 2, 2, space=f"{root}/outer.yaml"),
@@ -50,14 +37,11 @@ def main(root: str) -> None:
         examples=4,
     )
     log: list[str] = []
-    try:
-        run_pipeline(preset, f"{root}/run", source=f"{root}/src", echo=log.append)
-    finally:
-        Path(root, "summary.json").write_text(
-            json.dumps({"worker_node": worker.node_id, "log": log})
-        )
-        ray.shutdown()
-        cluster.shutdown()
+    with cluster_with_a_gpu_worker(head_cpus=0, worker_cpus=2) as worker:
+        try:
+            run_pipeline(preset, f"{root}/run", source=f"{root}/src", echo=log.append)
+        finally:
+            Path(root, "summary.json").write_text(json.dumps({"worker_node": worker, "log": log}))
 
 
 if __name__ == "__main__":

@@ -23,26 +23,12 @@ def _stage(say: Callable[[str], None]) -> dict[str, str | None]:
 
 
 def main(out: str) -> None:
-    import ray
-    from ray.cluster_utils import Cluster
+    from reliability_helpers import cluster_with_a_gpu_worker
 
     from samplegen.errors import SamplegenError
     from samplegen.platform.stage_tasks import StagePlacement, check_placement, run_in_task
 
-    mib = 1024 * 1024
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={
-            "num_cpus": 1,
-            "num_gpus": 0,
-            "object_store_memory": 80 * mib,
-            "include_dashboard": False,
-        },
-    )
-    worker = cluster.add_node(num_cpus=1, num_gpus=1, object_store_memory=80 * mib)
-    cluster.wait_for_nodes()
-    cluster.connect()
-    try:
+    with cluster_with_a_gpu_worker(head_cpus=1, worker_cpus=1) as worker:
         placement = StagePlacement(tasks=True, cpus=1, gpus=1)
         check_placement(placement)
         said: list[str] = []
@@ -55,7 +41,7 @@ def main(out: str) -> None:
         Path(out).write_text(
             json.dumps(
                 {
-                    "worker_node": worker.node_id,
+                    "worker_node": worker,
                     "where": where,
                     "result": result,
                     "said": said,
@@ -63,9 +49,6 @@ def main(out: str) -> None:
                 }
             )
         )
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
 
 
 if __name__ == "__main__":

@@ -221,3 +221,31 @@ def assert_resumed_not_restarted(rows: list[dict], trial: str) -> None:
             continue  # the next epoch of the same run
         assert r["restored_from"] >= 1, (trial, [(x["epoch"], x["restored_from"]) for x in rows])
         assert r["epoch"] == r["restored_from"] + 1, (trial, [x["epoch"] for x in rows])
+
+
+@contextlib.contextmanager
+def cluster_with_a_gpu_worker(head_cpus: int, worker_cpus: int) -> Iterator[str]:
+    """A private Ray cluster on this machine (ray.cluster_utils), connected: a head without GPU
+    and one worker node that declares one GPU (torch finds no CUDA there). Yields the worker's
+    node id; disconnects and shuts the cluster down after. For scripts in their own process."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    mib = 1024 * 1024
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": head_cpus,
+            "num_gpus": 0,
+            "object_store_memory": 100 * mib,
+            "include_dashboard": False,
+        },
+    )
+    worker = cluster.add_node(num_cpus=worker_cpus, num_gpus=1, object_store_memory=150 * mib)
+    cluster.wait_for_nodes()
+    cluster.connect()
+    try:
+        yield str(worker.node_id)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()

@@ -22,16 +22,24 @@ CLUSTER_STAGE = Path(__file__).with_name("cluster_stage.py")
 CLUSTER_PIPELINE = Path(__file__).with_name("cluster_pipeline.py")
 
 
+def _run_script(script: Path, *args: str, timeout: int) -> subprocess.CompletedProcess[str]:
+    """One of the cluster scripts here, in its own process with a private Ray temp root."""
+    with ray_temp_root() as ray_tmp:
+        return subprocess.run(
+            [sys.executable, str(script), *args],
+            env=private_env(ray_tmp),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+
 def test_a_lost_worker_node_s_trials_resume_from_checkpoints_on_the_other_node(
     tmp_path: Path,
 ) -> None:
     trials, epochs = 4, 8
-    cmd = [sys.executable, str(CLUSTER_STUDY), str(tmp_path / "out"), "--trials", str(trials)]
-    cmd += ["--epochs", str(epochs), "--remove-at", "2"]
-    with ray_temp_root() as ray_tmp:
-        done = subprocess.run(
-            cmd, env=private_env(ray_tmp), capture_output=True, text=True, timeout=600
-        )
+    args = [str(tmp_path / "out"), "--trials", str(trials), "--epochs", str(epochs)]
+    done = _run_script(CLUSTER_STUDY, *args, "--remove-at", "2", timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     study = tmp_path / "out" / "studies" / "cluster"
@@ -74,14 +82,7 @@ def test_a_lost_worker_node_s_trials_resume_from_checkpoints_on_the_other_node(
 
 def test_a_stage_task_that_asks_for_a_gpu_runs_on_the_node_that_has_one(tmp_path: Path) -> None:
     out = tmp_path / "where.json"
-    with ray_temp_root() as ray_tmp:
-        done = subprocess.run(
-            [sys.executable, str(CLUSTER_STAGE), str(out)],
-            env=private_env(ray_tmp),
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+    done = _run_script(CLUSTER_STAGE, str(out), timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     seen = json.loads(out.read_text())
     # Not on the head (no GPU there): on the worker, holding its GPU, which Ray names to CUDA.
@@ -103,14 +104,7 @@ def test_the_main_job_on_a_cluster_shaped_like_cluster_yaml_trains_nothing_on_th
     instrument_folder(tmp_path / "src", 16)
     (tmp_path / "outer.yaml").write_text(TINY_OUTER_SPACE)
     (tmp_path / "vae.yaml").write_text(TINY_VAE_SPACE)
-    with ray_temp_root() as ray_tmp:
-        done = subprocess.run(
-            [sys.executable, str(CLUSTER_PIPELINE), str(tmp_path)],
-            env=private_env(ray_tmp),
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
+    done = _run_script(CLUSTER_PIPELINE, str(tmp_path), timeout=900)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     log, worker = summary["log"], summary["worker_node"]
