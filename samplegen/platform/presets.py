@@ -13,6 +13,7 @@ from typing import Any
 
 from samplegen.errors import SamplegenError
 from samplegen.platform.encoded import EqAugment
+from samplegen.platform.resources import check_request
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,12 @@ class Preset:
 
     def __post_init__(self) -> None:
         # Checked here, not in the sounds stage, so a bad preset fails before hours of training.
+        check_request(
+            self.cpus_per_trial,
+            self.gpus_per_trial,
+            cpus_flag="--cpus-per-trial",
+            gpus_flag="--gpus-per-trial",
+        )
         if self.rescore_trials < 1:
             raise SamplegenError(
                 f"preset {self.name!r}: rescore_trials must be >= 1, got {self.rescore_trials}"

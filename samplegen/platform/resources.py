@@ -20,6 +20,17 @@ class ResourceError(SamplegenError):
     """The cluster cannot run a trial with the resources the study asks for."""
 
 
+def check_request(cpus: float, gpus: float, *, cpus_flag: str, gpus_flag: str) -> None:
+    """Refuse a request Ray could never grant, naming the flag that asked: CPUs must be positive,
+    GPUs at least 0, and above one GPU only whole GPUs (Ray gives fractions of one GPU only)."""
+    if cpus <= 0:
+        raise ResourceError(f"{cpus_flag}: must be positive, got {cpus:g}")
+    if gpus < 0:
+        raise ResourceError(f"{gpus_flag}: must be >= 0, got {gpus:g}")
+    if gpus > 1 and gpus != int(gpus):
+        raise ResourceError(f"{gpus_flag}: above 1 it must be a whole number of GPUs, got {gpus:g}")
+
+
 @dataclass(frozen=True)
 class TrialResources:
     """What one trial asks Ray for."""
@@ -28,14 +39,9 @@ class TrialResources:
     gpus: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.cpus <= 0:
-            raise ResourceError(f"--cpus-per-trial: must be positive, got {self.cpus}")
-        if self.gpus < 0:
-            raise ResourceError(f"--gpus-per-trial: must be >= 0, got {self.gpus}")
-        if self.gpus > 1 and self.gpus != int(self.gpus):
-            raise ResourceError(
-                f"--gpus-per-trial: above 1 it must be a whole number of GPUs, got {self.gpus}"
-            )
+        check_request(
+            self.cpus, self.gpus, cpus_flag="--cpus-per-trial", gpus_flag="--gpus-per-trial"
+        )
 
     def as_dict(self) -> dict[str, float]:
         """The dict `tune.with_resources` takes."""

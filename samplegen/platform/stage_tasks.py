@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from samplegen.errors import SamplegenError
-from samplegen.platform.resources import ResourceError
+from samplegen.platform.resources import ResourceError, check_request
 
 T = TypeVar("T")
 
@@ -44,14 +44,7 @@ class StagePlacement:
     gpus: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.cpus <= 0:
-            raise ResourceError(f"--stage-cpus: must be positive, got {self.cpus:g}")
-        if self.gpus < 0:
-            raise ResourceError(f"--stage-gpus: must be >= 0, got {self.gpus:g}")
-        if self.gpus > 1 and self.gpus != int(self.gpus):
-            raise ResourceError(
-                f"--stage-gpus: above 1 it must be a whole number of GPUs, got {self.gpus:g}"
-            )
+        check_request(self.cpus, self.gpus, cpus_flag="--stage-cpus", gpus_flag="--stage-gpus")
 
     @classmethod
     def for_trials(

@@ -36,6 +36,7 @@ import numpy as np
 from samplegen.atomic import file_in_the_way, write_bytes_atomic
 from samplegen.errors import SamplegenError
 from samplegen.interrupts import keeping_terms_as_ctrl_c, terms_as_ctrl_c
+from samplegen.platform.resources import check_request
 from samplegen.platform.schedulers import SCHEDULERS
 from samplegen.platform.searchers import FAILED_STATUSES, SEARCHERS
 from samplegen.platform.stopping import StallRule
@@ -136,6 +137,12 @@ class StudyConfig:
             raise StudyError(f"--epochs: must be >= 1, got {self.epochs}")
         if self.max_failures < 0:
             raise StudyError(f"--max-failures: must be >= 0, got {self.max_failures}")
+        check_request(
+            self.cpus_per_trial,
+            self.gpus_per_trial,
+            cpus_flag="--cpus-per-trial",
+            gpus_flag="--gpus-per-trial",
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict of every setting."""

@@ -361,6 +361,10 @@ def test_tune_vae_cli_errors_are_one_line(
     assert main(warm) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--asha-grace" in err[0] and "until epoch 10" in err[0]
+    # So is a resource request Ray could never grant.
+    assert main([*args, "--gpus-per-trial", "-2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["samplegen: error: --gpus-per-trial: must be >= 0, got -2"]
     assert not (root / "bad-encoded").exists() and not (root / "bad").exists()
     # The dataset an outer study ran on is recorded absolute; one recorded relative (as before)
     # that is not there from here is named as the study's, with what to do.

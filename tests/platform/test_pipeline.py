@@ -410,18 +410,29 @@ def test_run_rescore_flag_is_checked_before_anything_runs(
     assert not out.exists()
 
 
-def test_run_stage_flags_are_checked_before_anything_runs(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--stage-gpus", "-1"], "--stage-gpus: must be >= 0, got -1"),
+        (
+            ["--stage-gpus", "1.5"],
+            "--stage-gpus: above 1 it must be a whole number of GPUs, got 1.5",
+        ),
+        (["--stage-cpus", "0"], "--stage-cpus: must be positive, got 0"),
+        (["--gpus-per-trial", "-1"], "--gpus-per-trial: must be >= 0, got -1"),
+        (["--gpus-per-trial", "2.5"], "--gpus-per-trial: above 1 it must be a whole number"),
+        (["--cpus-per-trial", "0"], "--cpus-per-trial: must be positive, got 0"),
+    ],
+)
+def test_run_resource_flags_are_checked_before_anything_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
 ) -> None:
     from samplegen.cli.main import main
 
     out = tmp_path / "run"
-    assert main(["run", "--stage-gpus", "-1", "--out", str(out)]) == 2
-    assert "samplegen: error: --stage-gpus: must be >= 0, got -1" in capsys.readouterr().err
-    assert main(["run", "--stage-gpus", "1.5", "--out", str(out)]) == 2
-    assert "--stage-gpus: above 1 it must be a whole number of GPUs" in capsys.readouterr().err
-    assert main(["run", "--stage-cpus", "0", "--out", str(out)]) == 2
-    assert "samplegen: error: --stage-cpus: must be positive, got 0" in capsys.readouterr().err
+    assert main(["run", *flags, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"samplegen: error: {message}")
     assert not out.exists()
 
 

@@ -160,8 +160,13 @@ def test_resource_checks_and_device_choice() -> None:
         check_cluster(TrialResources(4, 0), cpu_only)
     check_cluster(TrialResources(1, 0.25), cpu_only, autoscaling=True)
     assert TrialResources(1, 0.25).per_node_limit({"CPU": 16.0, "GPU": 1.0}) == 4
-    with pytest.raises(ResourceError, match="whole number"):
+    with pytest.raises(ResourceError, match="--gpus-per-trial: above 1 it must be a whole number"):
         TrialResources(1, 1.5)
+    with pytest.raises(ResourceError, match="--gpus-per-trial: must be >= 0, got -0.5"):
+        TrialResources(1, -0.5)
+    with pytest.raises(ResourceError, match="--cpus-per-trial: must be positive, got 0"):
+        TrialResources(0, 0)
+    assert TrialResources(0.5, 2).as_dict() == {"cpu": 0.5, "gpu": 2}
     assert trial_device(0.0) == "cpu"
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert trial_device(0.25) == expected
