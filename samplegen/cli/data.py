@@ -6,6 +6,8 @@ import argparse
 import os
 from typing import Any
 
+from samplegen.cli import arg_types
+
 
 def register(subparsers: Any) -> None:
     """Add the `data` command group."""
@@ -59,12 +61,17 @@ def register(subparsers: Any) -> None:
         metavar="TR,VA,TE",
         help="split fractions (default 0.8,0.1,0.1)",
     )
-    prep.add_argument("--seed", type=int, default=0, help="seed for augmentation (default 0)")
+    prep.add_argument(
+        "--seed", type=arg_types.seed, default=0, help="seed for augmentation (default 0)"
+    )
     prep.add_argument(
         "--batch-size", type=int, default=16, help="files per Ray Data task (default 16)"
     )
     prep.add_argument(
-        "--num-cpus", type=int, default=None, help="CPUs for a local Ray started here"
+        "--num-cpus",
+        type=arg_types.positive_int,
+        default=None,
+        help="CPUs for a local Ray started here",
     )
     prep.add_argument(
         "--force",

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from samplegen.cli import arg_types
+
 
 def _run(args: argparse.Namespace) -> int:
     from samplegen.platform.evaluation import evaluate_model
@@ -67,5 +69,5 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--device", default="cpu", help="torch device: cpu or cuda (default cpu)")
     p.add_argument("--batch-size", type=int, default=16, help="samples per batch (default 16)")
-    p.add_argument("--seed", type=int, default=0, help="Griffin-Lim seed (default 0)")
+    p.add_argument("--seed", type=arg_types.seed, default=0, help="Griffin-Lim seed (default 0)")
     p.set_defaults(func=_run)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from samplegen.cli import arg_types
 from samplegen.errors import SamplegenError
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".aif", ".aiff", ".ogg")
@@ -77,7 +78,9 @@ def _accept_negative_lists(p: argparse.ArgumentParser) -> None:
 def _common(p: argparse.ArgumentParser, reference: bool = False) -> None:
     p.add_argument("model", help="trained model directory (config.json + weights.safetensors)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default ./sounds/KIND)")
-    p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
+    p.add_argument(
+        "--seed", type=arg_types.seed, default=0, help="seed of every random choice (default 0)"
+    )
     p.add_argument(
         "--griffin-lim-iters", type=int, default=64, help="Griffin-Lim iterations for STFT models"
     )

@@ -93,12 +93,27 @@ def _run(args: argparse.Namespace) -> int:
             traceback.print_exc()
         print(f"samplegen: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        # A file or folder the command cannot read or write (a folder without permission, a full
+        # disk): named with the system's reason, not shown as samplegen's own failure.
+        if args.debug:
+            traceback.print_exc()
+        print(f"samplegen: error: {_os_error(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         # A command whose work resumes names how (`set_defaults(on_interrupt=...)`).
         hint = getattr(args, "on_interrupt", None)
         print(f"samplegen: interrupted{'; ' + hint if hint else ''}", file=sys.stderr)
         return 130
     return int(result or 0)
+
+
+def _os_error(exc: OSError) -> str:
+    """`exc` as one line that names the file(s) and says why."""
+    if exc.filename is None:
+        return str(exc)
+    names = f"{exc.filename}" + (f" -> {exc.filename2}" if exc.filename2 is not None else "")
+    return f"{names}: {exc.strerror or exc}"
 
 
 if __name__ == "__main__":

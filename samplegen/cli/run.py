@@ -6,6 +6,8 @@ import argparse
 import dataclasses
 from typing import Any
 
+from samplegen.cli import arg_types
+
 
 def register(subparsers: Any) -> None:
     """Add the `run` command."""
@@ -28,7 +30,7 @@ def register(subparsers: Any) -> None:
         "--out", default="runs/main", metavar="DIR", help="run folder (default runs/main)"
     )
     p.add_argument("--repr", default="stft", metavar="stft|wave", help="representation")
-    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument("--seed", type=arg_types.seed, default=0, help="seed (default 0)")
     p.add_argument(
         "--variations",
         action="store_true",
@@ -65,7 +67,9 @@ def register(subparsers: Any) -> None:
         "inner model searched (vae, bounded_ae or vq_vae)",
     )
     p.add_argument("--address", default=None, help="Ray cluster address (default: start locally)")
-    p.add_argument("--num-cpus", type=int, default=None, help="CPUs for a local Ray")
+    p.add_argument(
+        "--num-cpus", type=arg_types.positive_int, default=None, help="CPUs for a local Ray"
+    )
     p.add_argument(
         "--autoscaling",
         action="store_true",

@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from samplegen.cli import arg_types
+
 
 def register(subparsers: Any) -> None:
     """Add the `train` command."""
@@ -28,7 +30,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--epochs", type=int, required=True, help="maximum epochs")
     p.add_argument("--device", default="auto", metavar="auto|cpu|cuda", help="device")
     p.add_argument("--amp", action="store_true", help="bf16 mixed precision on CUDA")
-    p.add_argument("--seed", type=int, default=None, help="seed (default: the study's)")
+    p.add_argument("--seed", type=arg_types.seed, default=None, help="seed (default: the study's)")
     p.add_argument("--stall-window", type=int, default=None, help="stall window (0 = off)")
     p.add_argument("--overfit-limit", type=float, default=None, help="val/train limit (0 = off)")
     p.add_argument("--train-subset", type=int, default=None, help="train on k diverse samples")
@@ -65,7 +67,7 @@ def register(subparsers: Any) -> None:
     f.add_argument(
         "--batch-size", type=int, default=None, help=f"batch size (default {d.batch_size})"
     )
-    f.add_argument("--seed", type=int, default=None, help=f"seed (default {d.seed})")
+    f.add_argument("--seed", type=arg_types.seed, default=None, help=f"seed (default {d.seed})")
     f.add_argument(
         "--eq-variants",
         type=int,
@@ -136,7 +138,9 @@ def register(subparsers: Any) -> None:
         help=f"EQ copies of each training note, as `tune vae` made them (default {d.eq.variants})",
     )
     r.add_argument("--eq-db", type=float, default=d.eq.db, help=f"EQ dB (default {d.eq.db:g})")
-    r.add_argument("--seed", type=int, default=0, help="seed of the EQ copies and fine-tuning")
+    r.add_argument(
+        "--seed", type=arg_types.seed, default=0, help="seed of the EQ copies and fine-tuning"
+    )
     r.add_argument(
         "--refine-steps", type=int, default=None, help="code refinement (default: the VAE's)"
     )

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from samplegen.cli import arg_types
 from samplegen.cli.job_paths import refuse_relative_outputs
 
 OUTER_KINDS: tuple[str, ...] = ("outer_stft", "outer_wave")
@@ -63,7 +64,7 @@ def add_study_arguments(p: argparse.ArgumentParser, *, default_model: str) -> No
         + ", ".join(packaged_preset_spaces())
         + "); default: the model's own",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument("--seed", type=arg_types.seed, default=0, help="seed (default 0)")
     p.add_argument(
         "--max-params",
         type=int,
@@ -110,7 +111,9 @@ def add_study_arguments(p: argparse.ArgumentParser, *, default_model: str) -> No
     p.add_argument("--wandb-project", default="samplegen", help="W&B project")
     p.add_argument("--wandb-group", default=None, help="W&B group (default: the study name)")
     p.add_argument("--address", default=None, help="Ray cluster address (default: start locally)")
-    p.add_argument("--num-cpus", type=int, default=None, help="CPUs for a local Ray")
+    p.add_argument(
+        "--num-cpus", type=arg_types.positive_int, default=None, help="CPUs for a local Ray"
+    )
     p.add_argument("--resume", action="store_true", help="continue an interrupted study")
 
 

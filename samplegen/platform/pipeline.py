@@ -150,6 +150,17 @@ def _example_inputs(dataset: Path, count: int) -> list[Any]:
     ]
 
 
+def _make_folder(folder: Path, option: str) -> None:
+    from samplegen.errors import SamplegenError
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SamplegenError(
+            f"{option} {folder}: cannot make this folder ({exc.strerror or exc})"
+        ) from exc
+
+
 def run_pipeline(
     preset: Preset,
     out: str | os.PathLike[str],
@@ -179,10 +190,15 @@ def run_pipeline(
     trials use GPUs, else in this process). Where they run is no setting of the run: a run may
     continue with another placement.
     """
+    from samplegen.dsp.config import REPRESENTATIONS
     from samplegen.errors import SamplegenError
     from samplegen.models.registry import takes_representation
 
     # Before anything runs: the outer study would find out only after the dataset stage.
+    if representation not in REPRESENTATIONS:
+        raise SamplegenError(
+            f"--repr: {representation!r} is not one of {', '.join(REPRESENTATIONS)}"
+        )
     wants = takes_representation(preset.outer.model)
     if wants is not None and wants != representation:
         raise SamplegenError(
@@ -197,6 +213,18 @@ def run_pipeline(
         location_fs(storage)  # a URI pyarrow cannot open fails before anything runs
         if not is_uri(storage):
             storage = str(Path(storage).expanduser().absolute())
+            # Made now, or refused: the outer study would find out only after the dataset stage.
+            _make_folder(Path(storage), "--storage")
+    if address:
+        from samplegen.platform.ray_address import check_reachable
+
+        check_reachable(address, "--address")  # before anything is made, not at the first stage
+    if not (run_dir / "run.json").exists():
+        from samplegen.platform.sources import check_source
+
+        # A new run records its source as a setting: one mistyped would hold the folder to it.
+        check_source(source)
+    _make_folder(run_dir, "--out")
     settings = {
         "preset": preset.to_dict(),
         "source": source,

@@ -110,12 +110,7 @@ def read_library_metadata(folder: Path) -> tuple[dict[str, LibraryInfo], str]:
 
 
 def _list(fs: pafs.FileSystem, root: str, spec: str) -> tuple[list[pafs.FileInfo], list[str]]:
-    try:
-        top = fs.get_file_info(root)
-    except OSError as exc:
-        raise SourceError(f"source {spec}: cannot be reached: {exc}") from exc
-    if top.type == pafs.FileType.NotFound:
-        raise SourceError(f"source {spec}: no such file or folder")
+    top = _top_info(fs, root, spec)
     if top.type == pafs.FileType.File:
         infos = [top]
     else:
@@ -138,6 +133,34 @@ def _relative(path: str, root: str, single_file: bool) -> str:
     if single_file:
         return PurePosixPath(path).name
     return str(PurePosixPath(path).relative_to(PurePosixPath(root)))
+
+
+def check_source(spec: str) -> None:
+    """Raise SourceError when `spec` names a local file or folder, or a URI's object, that is not
+    there; the built-in library (rendered on first use) always passes. Cheap: nothing is listed,
+    so a job can refuse a mistyped source before it records the source as one of its settings."""
+    spec = str(spec)
+    if spec == BUILTIN_PREFIX or spec.startswith(BUILTIN_PREFIX + ":"):
+        return
+    if "://" not in spec:
+        if not Path(spec).expanduser().exists():
+            raise SourceError(f"source {spec}: no such file or folder")
+        return
+    try:
+        fs, root = pafs.FileSystem.from_uri(spec)
+    except (ValueError, OSError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise SourceError(f"source {spec}: not a usable filesystem URI ({exc})") from exc
+    _top_info(fs, root, spec)
+
+
+def _top_info(fs: pafs.FileSystem, root: str, spec: str) -> pafs.FileInfo:
+    try:
+        top = fs.get_file_info(root)
+    except OSError as exc:
+        raise SourceError(f"source {spec}: cannot be reached: {exc}") from exc
+    if top.type == pafs.FileType.NotFound:
+        raise SourceError(f"source {spec}: no such file or folder")
+    return top
 
 
 def resolve_source(

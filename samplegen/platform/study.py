@@ -385,6 +385,8 @@ def ensure_ray(
     """
     import ray
 
+    from samplegen.platform.ray_address import AddressError, check_reachable
+
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS") or None
@@ -394,7 +396,14 @@ def ensure_ray(
     kwargs: dict[str, Any] = {"logging_level": "ERROR", "log_to_driver": False}
     with keeping_terms_as_ctrl_c():
         if address:
-            ray.init(address=address, **kwargs)
+            given = "RAY_ADDRESS" if address == os.environ.get("RAY_ADDRESS") else "--address"
+            check_reachable(address, given)
+            try:
+                ray.init(address=address, **kwargs)
+            except ConnectionError as exc:  # something listens there, but not a Ray cluster
+                raise AddressError(
+                    f"{given} {address}: cannot connect to Ray there ({exc})"
+                ) from exc
         else:
             ray.init(
                 address="local",

@@ -272,6 +272,17 @@ def test_load_with_a_diverse_training_subset(folder_dataset: tuple[Path, Path]) 
     assert len({m["name"] for m in data.splits["train"].meta}) == 5
 
 
+def test_check_source_lists_nothing_and_refuses_what_is_not_there(tmp_path: Path) -> None:
+    from samplegen.platform.sources import check_source
+
+    check_source("builtin")  # rendered on first use, so never missing
+    check_source(str(tmp_path))
+    check_source(tmp_path.as_uri())
+    for missing in (str(tmp_path / "nope"), (tmp_path / "nope").as_uri()):
+        with pytest.raises(SamplegenError, match=f"source {missing}: no such file or folder"):
+            check_source(missing)
+
+
 def test_errors_for_bad_sources_and_outputs(tmp_path: Path) -> None:
     with pytest.raises(SamplegenError, match="no such file or folder"):
         _prepare(tmp_path / "missing", tmp_path / "ds")

@@ -436,6 +436,31 @@ def test_run_resource_flags_are_checked_before_anything_runs(
     assert not out.exists()
 
 
+def test_a_mistyped_source_or_storage_is_refused_before_the_run_folder_holds_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from samplegen.cli.main import main
+
+    out = tmp_path / "run"
+    # A new run records its source as a setting: a typo used to leave run.json holding it, and
+    # the corrected command was then refused ("started with other settings").
+    assert main(["run", "--data", str(tmp_path / "no-such-folder"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"samplegen: error: source {tmp_path / 'no-such-folder'}: no such file or folder"
+    ]
+    assert not out.exists()
+    # Studies' storage that cannot be made is refused before the dataset stage, not after it.
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main(["run", "--storage", str(blocker / "studies"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(
+        f"samplegen: error: --storage {blocker / 'studies'}: cannot make this folder"
+    )
+    assert not out.exists()
+
+
 def test_a_preset_whose_trials_the_cluster_cannot_place_is_refused_before_the_dataset(
     tmp_path: Path, ray_session: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
