@@ -115,7 +115,10 @@ def _list(fs: pafs.FileSystem, root: str, spec: str) -> tuple[list[pafs.FileInfo
         infos = [top]
     else:
         try:
-            infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+            if isinstance(fs, pafs.LocalFileSystem):
+                infos = _walk_local(root)
+            else:
+                infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
         except OSError as exc:
             raise SourceError(f"source {spec}: cannot be listed: {exc}") from exc
     audio, other = [], []
@@ -127,6 +130,47 @@ def _list(fs: pafs.FileSystem, root: str, spec: str) -> tuple[list[pafs.FileInfo
         else:
             other.append(info.path)
     return audio, other
+
+
+def _walk_local(root: str) -> list[pafs.FileInfo]:
+    """Every file under the local folder `root`, as pyarrow's listing gives them, but with two
+    differences. A link to nothing is listed as a file, so reading it reports it (pyarrow drops
+    it: the file would vanish without a word). A link to a folder is followed, except into a
+    folder it is already inside (a link back up the tree, which pyarrow follows until the path
+    is too long, listing every file again at each depth). Other special files (pipes, devices)
+    are left out, as pyarrow leaves them: reading a pipe would wait for ever."""
+    found: list[pafs.FileInfo] = []
+    stack: list[tuple[str, frozenset[tuple[int, int]]]] = [(root, frozenset())]
+    while stack:
+        folder, above = stack.pop()
+        st = os.stat(folder)
+        here = (st.st_dev, st.st_ino)
+        if here in above:
+            continue
+        with os.scandir(folder) as entries:
+            listed = sorted(entries, key=lambda e: e.name)
+        for entry in listed:
+            path = f"{folder.rstrip('/')}/{entry.name}"
+            try:
+                if entry.is_dir():
+                    stack.append((path, above | {here}))
+                    continue
+                if entry.is_file():
+                    info = entry.stat()
+                    found.append(
+                        pafs.FileInfo(
+                            path, pafs.FileType.File, size=info.st_size, mtime_ns=info.st_mtime_ns
+                        )
+                    )
+                    continue
+            except OSError:
+                pass  # a link whose target cannot be looked at: as a link to nothing, below
+            if entry.is_symlink():
+                link = entry.stat(follow_symlinks=False)
+                found.append(
+                    pafs.FileInfo(path, pafs.FileType.File, size=0, mtime_ns=link.st_mtime_ns)
+                )
+    return found
 
 
 def _relative(path: str, root: str, single_file: bool) -> str:

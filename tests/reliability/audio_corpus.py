@@ -224,4 +224,15 @@ def build_corpus(folder: Path) -> dict[str, Expect]:
         (folder / name).write_bytes(make())
         expected[name] = expect
     (folder / "readme.txt").write_text("not audio: skipped by the listing\n")
+    # Links: to a good file elsewhere (kept, by the link's name), to nothing (reported, never
+    # dropped), and from a subfolder back up the tree (not followed round again: each file once).
+    elsewhere = folder.with_name(f"{folder.name}-elsewhere")
+    elsewhere.mkdir(exist_ok=True)
+    (elsewhere / "target.wav").write_bytes(_sf_bytes(tone("C3", 0.4, 16000, 90), 16000, "WAV"))
+    (folder / "Linked 90_C3.wav").symlink_to(elsewhere / "target.wav")
+    expected["Linked 90_C3.wav"] = KEPT
+    (folder / "Dangling_C4.wav").symlink_to(folder / "no-such-file.wav")
+    expected["Dangling_C4.wav"] = rejected("unreadable")
+    (folder / "Sub").mkdir()
+    (folder / "Sub" / "Up").symlink_to("..")
     return expected
