@@ -84,7 +84,11 @@ def register(subparsers: Any) -> None:
         on_interrupt="run the same command again to continue it (files scanned and encoded are kept)",
     )
 
-    info = sub.add_parser("info", help="print a dataset's settings, counts and rejected files")
+    info = sub.add_parser(
+        "info",
+        help="print a dataset's settings, its counts (rejected and filtered files by reason) and "
+        "the path of its report (report.md names every file)",
+    )
     info.add_argument("dataset", metavar="DATASET")
     info.set_defaults(func=_info)
 

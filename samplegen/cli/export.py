@@ -16,7 +16,9 @@ def register(subparsers: Any) -> None:
         "names, codec settings, latent statistics, check against PyTorch).",
     )
     p.add_argument("model", type=Path, help="trained model directory")
-    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    p.add_argument(
+        "--format", choices=("onnx", "torchscript"), default="onnx", help="(default onnx)"
+    )
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--device", default="cpu", help="torch device used while exporting")
     p.set_defaults(func=_run)

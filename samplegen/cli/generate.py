@@ -46,6 +46,18 @@ def _expand(paths: list[str]) -> list[tuple[Path, bool]]:
     return out
 
 
+def _files(named: dict[str, str]) -> list[str]:
+    """The paths of arguments that each name one sound (`named`: argument -> path); a folder there
+    is refused, naming the argument, rather than taken for its many files."""
+    for argument, path in named.items():
+        if Path(path).is_dir():
+            raise SamplegenError(
+                f"{argument} {path}: is a folder; give one sound file (folders are taken by "
+                "`generate reconstruct`, `examples` and --reference)"
+            )
+    return list(named.values())
+
+
 def _load(paths: list[str], limit: int, codec: Any, skipped: list[dict[str, str]]) -> list[Any]:
     """At most `limit` readable sounds of `paths`. A file named on the command line must read; one
     found in a folder that does not (unreadable, silent, ...) is skipped, said on stderr and
@@ -82,7 +94,10 @@ def _common(p: argparse.ArgumentParser, reference: bool = False) -> None:
         "--seed", type=arg_types.seed, default=0, help="seed of every random choice (default 0)"
     )
     p.add_argument(
-        "--griffin-lim-iters", type=int, default=64, help="Griffin-Lim iterations for STFT models"
+        "--griffin-lim-iters",
+        type=int,
+        default=64,
+        help="Griffin-Lim iterations for STFT models (default 64)",
     )
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     p.add_argument(
@@ -98,7 +113,10 @@ def _common(p: argparse.ArgumentParser, reference: bool = False) -> None:
             "a model with neither a prior nor fitted codes: see `samplegen fit-codes`)",
         )
         p.add_argument(
-            "--reference-limit", type=int, default=256, help="at most this many reference files"
+            "--reference-limit",
+            type=arg_types.positive_int,
+            default=256,
+            help="at most this many reference files (default 256)",
         )
 
 
@@ -208,11 +226,15 @@ def _run(args: argparse.Namespace) -> int:
     def inputs(paths: list[str]) -> list[S.SoundInput]:
         return _load(paths, 10_000, codec, skipped)
 
-    reference = (
-        _load(args.reference, args.reference_limit, codec, skipped)
-        if getattr(args, "reference", None)
-        else []
-    )
+    reference = []
+    if getattr(args, "reference", None):
+        reference = _load(args.reference, args.reference_limit, codec, skipped)
+        if len(reference) < 2:
+            # Without this, sounds would come from another distribution than the one asked for.
+            raise SamplegenError(
+                f"--reference: {len(reference)} usable sound(s) among the files given "
+                f"({len(skipped)} skipped); give at least 2"
+            )
     kind = args.kind
     settings = RenderSettings(
         griffin_lim_iters=args.griffin_lim_iters,
@@ -239,10 +261,11 @@ def _run(args: argparse.Namespace) -> int:
             space, inputs(args.inputs), variations=args.variations, seed=args.seed
         )
     elif kind == "interpolate":
-        a, b = inputs([args.a, args.b])
+        a, b = inputs(_files({"A": args.a, "B": args.b}))
         plan = S.plan_interpolate(space, a, b, steps=args.steps)
     elif kind == "grid":
-        plan = S.plan_grid(space, inputs(args.corners), size=args.size)
+        corners = _files({f"CORNER {i + 1}": c for i, c in enumerate(args.corners)})
+        plan = S.plan_grid(space, inputs(corners), size=args.size)
     elif kind == "random":
         plan = S.plan_random(
             space,
@@ -253,7 +276,7 @@ def _run(args: argparse.Namespace) -> int:
             distribution=args.distribution,
         )
     elif kind == "perturb":
-        (a,) = inputs([args.a])
+        (a,) = inputs(_files({"A": args.a}))
         plan = S.plan_perturb(
             space,
             a,

@@ -13,6 +13,7 @@ the largest difference between the exported graphs and PyTorch measured at expor
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -238,5 +239,21 @@ def export_model(
         "code_distribution": None if space.fitted is None else space.fitted.to_dict(),
         "check": {"max_abs_diff_vs_pytorch": diffs, "batch": int(x.shape[0])},
     }
+    earlier = _exported_files(out / SIDECAR)
     side = write_json(out / SIDECAR, sidecar)
+    # An earlier export here in the other format: its graphs would sit beside a sidecar that no
+    # longer describes them.
+    for name in earlier - {enc_path.name, dec_path.name}:
+        (out / name).unlink(missing_ok=True)
     return ExportResult(out, enc_path, dec_path, side, diffs)
+
+
+def _exported_files(sidecar: Path) -> set[str]:
+    """The graph files an earlier export's sidecar names (none when there is no readable one)."""
+    try:
+        earlier = json.loads(sidecar.read_text())
+        names = {earlier[part]["file"] for part in ("encoder", "decoder")}
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+    # Only plain names of this folder: a sidecar is no licence to delete anything elsewhere.
+    return {n for n in names if isinstance(n, str) and n and Path(n).name == n}

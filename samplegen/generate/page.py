@@ -24,6 +24,10 @@ from samplegen.atomic import write_text_atomic
 
 PAGE_NAME = "index.html"
 STUDIES = ("outer_study", "vae_study")
+# The folders of a run folder the page presents; a folder with none of them is not a run folder.
+RUN_PARTS = ("dataset", *STUDIES, "models", "evaluation", "sounds")
+# What every page this module writes holds, so an existing file is replaced only if it is one.
+PAGE_TITLE = "<title>samplegen run "
 MODEL_GROUPS = ("outer", "combined")
 SOUND_ORDER = ("reconstruct", "interpolate", "grid", "random", "perturb", "sweep")
 
@@ -388,6 +392,31 @@ def _sounds(page: Page, run: Path) -> Iterable[tuple[str, str, Callable[[], str]
             yield f"sounds-{folder.name}", title, functools.partial(_missing, page, folder, run)
 
 
+def _check_target(run: Path, target: Path) -> None:
+    """Refuse a folder that is no run folder, and a page path that would replace something else."""
+    from samplegen.errors import SamplegenError
+
+    if not any((run / part).is_dir() for part in RUN_PARTS):
+        raise SamplegenError(
+            f"{run}: not a run folder (none of {', '.join(p + '/' for p in RUN_PARTS)} in it); "
+            "give the folder that `samplegen run --out` wrote"
+        )
+    if target.is_dir():
+        raise SamplegenError(
+            f"--out {target}: is a folder; give the page's file path ({target / PAGE_NAME})"
+        )
+    if target.exists():
+        try:
+            ours = PAGE_TITLE in target.read_text(encoding="utf-8", errors="replace")[:4096]
+        except OSError:
+            ours = False
+        if not ours:
+            raise SamplegenError(
+                f"--out {target}: a file that is not an audition page is there; refusing to "
+                "replace it (give another path, or remove it)"
+            )
+
+
 def build_page(
     run_dir: str | os.PathLike[str],
     out: str | os.PathLike[str] | None = None,
@@ -401,6 +430,7 @@ def build_page(
     """
     run = Path(run_dir).resolve()
     target = Path(out).resolve() if out is not None else run / PAGE_NAME
+    _check_target(run, target)
     page = Page(target.parent)
     _section(page, "dataset", "Dataset", lambda: _dataset(page, run))
     for name in STUDIES:
@@ -425,7 +455,7 @@ def build_page(
     doc = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>samplegen run {_e(run.name)}</title>"
+        f"{PAGE_TITLE}{_e(run.name)}</title>"
         # Nothing is fetched from the network; inline style only, and no favicon request.
         '<link rel="icon" href="data:,">'
         f"<style>{_CSS}</style></head><body>"

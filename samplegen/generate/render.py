@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from samplegen.generate.io import write_json
-from samplegen.generate.latent import LatentSpace
+from samplegen.generate.latent import GenerationError, LatentSpace
 from samplegen.generate.plots import (
     plot_latent_scatter,
     plot_loss_histogram,
@@ -35,6 +35,13 @@ class RenderSettings:
     subtype: str = "PCM_16"
     spectrograms: bool = True
     device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        # Checked here, before any sound is encoded, not when the first one is rendered.
+        if self.griffin_lim_iters < 0:
+            raise GenerationError(
+                f"--griffin-lim-iters: must be >= 0, got {self.griffin_lim_iters}"
+            )
 
 
 def decode_waves(

@@ -226,8 +226,8 @@ def plan_random(
     """
     if count < 1:
         raise GenerationError(f"--count: must be >= 1, got {count}")
-    if temperature < 0:
-        raise GenerationError(f"--temperature: must be >= 0, got {temperature}")
+    if not temperature >= 0 or not np.isfinite(temperature):  # NaN fails the first test
+        raise GenerationError(f"--temperature: must be a finite number >= 0, got {temperature}")
     if distribution not in DISTRIBUTIONS:
         raise GenerationError(
             f"--distribution: {distribution!r} is not one of {', '.join(DISTRIBUTIONS)}"
@@ -291,8 +291,10 @@ def plan_perturb(
 
     Level 0 gives `a`'s own latent mean exactly.
     """
-    if any(lv < 0 for lv in levels):
-        raise GenerationError(f"--levels: must be >= 0, got {list(levels)}")
+    if not levels:
+        raise GenerationError("--levels: give at least one level")
+    if not all(lv >= 0 and np.isfinite(lv) for lv in levels):  # NaN fails the first test
+        raise GenerationError(f"--levels: must be finite numbers >= 0, got {list(levels)}")
     if per_level < 1:
         raise GenerationError(f"--per-level: must be >= 1, got {per_level}")
     (za,) = _encode_inputs(space, [a])
@@ -322,6 +324,14 @@ def plan_perturb(
     )
 
 
+def _refuse_repeats(option: str, items: Sequence[Any]) -> None:
+    """Each sound's file is named by its item: a repeat would overwrite the first one's file."""
+    repeated = sorted({x for x in items if items.count(x) > 1})
+    if repeated:
+        shown = ", ".join(f"{x:g}" if isinstance(x, float) else str(x) for x in repeated)
+        raise GenerationError(f"{option}: {shown} given more than once")
+
+
 def plan_sweep(
     space: LatentSpace,
     *,
@@ -336,6 +346,15 @@ def plan_sweep(
     Without `dims`, every dimension when there are at most `max_dims`, else the `max_dims` with the
     largest spread.
     """
+    if not values:
+        raise GenerationError("--values: give at least one value")
+    if not all(np.isfinite(v) for v in values):
+        raise GenerationError(f"--values: must be finite numbers, got {list(values)}")
+    _refuse_repeats("--values", [float(v) for v in values])
+    if dims is not None:
+        if not dims:
+            raise GenerationError("--dims: give at least one dimension")
+        _refuse_repeats("--dims", list(dims))
     stats = space.stats(np.stack([r.encoded for r in reference]) if reference else None)
     if dims is None:
         if space.dim <= max_dims:

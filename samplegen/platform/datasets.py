@@ -54,6 +54,8 @@ from samplegen.redact import redact
 DATASET_FORMAT = "samplegen-dataset"
 DATASET_VERSION = 1
 DEFAULT_NOTES = "C3,C4,C5"
+# How many files an error about all of them names (the rest are counted).
+NAMED_IN_ERRORS = 8
 
 
 class DatasetError(SamplegenError):
@@ -596,8 +598,13 @@ def _dataset_rows(
         for e in files:
             reasons[e["reason"]] = reasons.get(e["reason"], 0) + 1
         summary = ", ".join(f"{r} {n}" for r, n in sorted(reasons.items()))
+        # Named here, since no report is written for a dataset that is not made.
+        shown = [f"{e['path']} ({e['reason']})" for e in files[:NAMED_IN_ERRORS]]
+        more = len(files) - len(shown)
         raise DatasetError(
-            f"source {resolved.spec}: no usable audio file among {len(files)} ({summary})"
+            f"source {resolved.spec}: no usable audio file among {len(files)} ({summary}): "
+            + ", ".join(shown)
+            + (f" and {more} more" if more else "")
         )
     rows = [_row(e, resolved.files[i].path) for i, e in enumerate(files) if e["status"] == "kept"]
     rows += _mix_rows(rows, settings)

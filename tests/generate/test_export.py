@@ -49,6 +49,31 @@ def test_export_matches_pytorch(trained_models: TrainedModels, tmp_path: Path, f
     assert max(side["check"]["max_abs_diff_vs_pytorch"].values()) < 1e-4
 
 
+def test_exporting_again_in_another_format_leaves_only_what_the_sidecar_names(
+    trained_models: TrainedModels, tmp_path: Path
+) -> None:
+    out = tmp_path / "plugin"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    base = ["export", str(trained_models.combined), "--out", str(out)]
+    assert main(base) == 0
+    assert {p.name for p in out.iterdir()} == {
+        "encoder.onnx",
+        "decoder.onnx",
+        "export.json",
+        "notes.txt",
+    }
+    assert main([*base, "--format", "torchscript"]) == 0
+    # The ONNX graphs of the first export used to stay beside a sidecar describing TorchScript.
+    assert {p.name for p in out.iterdir()} == {
+        "encoder.pt",
+        "decoder.pt",
+        "export.json",
+        "notes.txt",
+    }
+    assert json.loads((out / "export.json").read_text())["format"] == "torchscript"
+
+
 def test_export_plain_outer_autoencoder_onnx(trained_models: TrainedModels, tmp_path: Path) -> None:
     out = tmp_path / "outer"
     assert main(["export", str(trained_models.outer), "--out", str(out)]) == 0

@@ -82,6 +82,30 @@ def test_the_console_names_the_missing_parts(
     assert "part(s) of a run folder missing (listed on the page): vae_study" in err
 
 
+def test_a_folder_that_is_no_run_and_a_path_holding_another_file_are_refused(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # These used to write a page of gaps into any folder, and to replace whatever file --out named.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["report", str(empty)]) == 2
+    assert "not a run folder (none of dataset/, outer_study/" in capsys.readouterr().err
+    assert not (empty / "index.html").exists()
+    notes = tmp_path / "notes.html"
+    notes.write_text("my notes")
+    assert main(["report", str(run_dir), "--out", str(notes)]) == 2
+    assert "a file that is not an audition page is there; refusing" in capsys.readouterr().err
+    assert notes.read_text() == "my notes"
+    assert main(["report", str(run_dir), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"samplegen: error: --out {tmp_path}: is a folder; give the page's file path "
+        f"({tmp_path / 'index.html'})"
+    ]
+    # A page it wrote is replaced (the run_dir fixture wrote index.html once already).
+    assert main(["report", str(run_dir)]) == 0
+
+
 def test_page_lists_every_part_and_what_is_missing(run_dir: Path) -> None:
     html = (run_dir / "index.html").read_text()
     for text in (

@@ -341,6 +341,50 @@ def test_user_errors_are_one_line_messages(
     assert "nope" in capsys.readouterr().err
 
 
+def _one_error(capsys: pytest.CaptureFixture[str]) -> str:
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 or all(line.startswith("skipped: ") for line in err[:-1]), err
+    return err[-1]
+
+
+def test_bad_settings_and_arguments_are_refused_in_one_line_before_any_sound(
+    trained_models: TrainedModels, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Each of these used to end in a traceback, write a sound the option did not ask for, or
+    # overwrite one sound's file with another's.
+    m, w = trained_models.combined, trained_models.wavs
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "corrupt_C4.wav").write_bytes(b"RIFF not really audio")
+    out = tmp_path / "out"
+    cases: list[tuple[list[object], str]] = [
+        (["interpolate", m, folder, w[1]], f"A {folder}: is a folder; give one sound file"),
+        (["perturb", m, folder], f"A {folder}: is a folder; give one sound file"),
+        (["grid", m, w[0], w[1], folder, w[2]], f"CORNER 3 {folder}: is a folder"),
+        (["random", m, "--griffin-lim-iters", "-2"], "--griffin-lim-iters: must be >= 0, got -2"),
+        (["sweep", m, "--dims", ""], "--dims: give at least one dimension"),
+        (["sweep", m, "--values", ""], "--values: give at least one value"),
+        (["perturb", m, w[0], "--levels", ""], "--levels: give at least one level"),
+        (["sweep", m, "--dims", "0,0"], "--dims: 0 given more than once"),
+        (["sweep", m, "--values", "1,0.5,1"], "--values: 1 given more than once"),
+        (["sweep", m, "--values", "nan"], "--values: must be finite numbers, got [nan]"),
+        (["sweep", m, "--values", "1e400"], "--values: must be finite numbers, got [inf]"),
+        (["random", m, "--temperature", "nan"], "--temperature: must be a finite number >= 0"),
+        (["perturb", m, w[0], "--levels", "inf"], "--levels: must be finite numbers >= 0"),
+        (
+            ["random", m, "--reference", folder, w[0]],
+            "--reference: 1 usable sound(s) among the files given (1 skipped); give at least 2",
+        ),
+    ]
+    for argv, message in cases:
+        assert _run("generate", *argv, "--out", out) == 2, argv
+        assert _one_error(capsys).startswith(f"samplegen: error: {message}"), argv
+        assert not out.exists(), argv
+    with pytest.raises(SystemExit):
+        _run("generate", "random", m, "--reference", w[0], "--reference-limit", "0")
+    assert "argument --reference-limit: must be >= 1, got 0" in capsys.readouterr().err
+
+
 def test_examples_for_a_run_folder_with_a_non_variational_model(
     trained_models: TrainedModels, tmp_path: Path
 ) -> None:
