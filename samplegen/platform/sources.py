@@ -180,11 +180,15 @@ def _relative(path: str, root: str, single_file: bool) -> str:
 
 
 def check_source(spec: str) -> None:
-    """Raise SourceError when `spec` names a local file or folder, or a URI's object, that is not
-    there; the built-in library (rendered on first use) always passes. Cheap: nothing is listed,
-    so a job can refuse a mistyped source before it records the source as one of its settings."""
+    """Raise a SamplegenError when `spec` names a local file or folder, or a URI's object, that
+    is not there, or the built-in library of a SoundFont that is not there (the library itself is
+    rendered later, on first use). Cheap, since nothing is listed or rendered: a job can refuse a
+    mistyped source before it records the source as one of its settings."""
     spec = str(spec)
     if spec == BUILTIN_PREFIX or spec.startswith(BUILTIN_PREFIX + ":"):
+        from samplegen.dsp.library import find_soundfont
+
+        find_soundfont(spec.partition(":")[2] or "fluidr3")  # a name or file, not rendered yet
         return
     if "://" not in spec:
         if not Path(spec).expanduser().exists():

@@ -275,7 +275,9 @@ def test_load_with_a_diverse_training_subset(folder_dataset: tuple[Path, Path]) 
 def test_check_source_lists_nothing_and_refuses_what_is_not_there(tmp_path: Path) -> None:
     from samplegen.platform.sources import check_source
 
-    check_source("builtin")  # rendered on first use, so never missing
+    check_source("builtin")  # rendered on first use: only its SoundFont must be there
+    with pytest.raises(SamplegenError, match="soundfont nosuch: not a known name"):
+        check_source("builtin:nosuch")
     check_source(str(tmp_path))
     check_source(tmp_path.as_uri())
     for missing in (str(tmp_path / "nope"), (tmp_path / "nope").as_uri()):
