@@ -283,10 +283,10 @@ def run_chain(
     Ray must be initialised.
     """
     from samplegen.platform.downloads import local_copy
-    from samplegen.platform.encoded import encode_dataset
+    from samplegen.platform.encoded import check_encodings_folder, encode_dataset
     from samplegen.platform.schedulers import check_asha_grace
     from samplegen.platform.spaces import resolve_space
-    from samplegen.platform.study import StudyFiles, run_study
+    from samplegen.platform.study import StudyFiles, check_started, run_study
 
     check_inner_model(config.model, "--model: ")
     check_rescore(rescore, config.model, refine_steps)
@@ -311,7 +311,9 @@ def run_chain(
                 "samplegen dataset from here; pass --data DATASET"
             )
     files = StudyFiles(config.storage, config.name)
+    check_started(files, config.name, resume)
     enc_dir = encodings_dir(files, encoded)
+    check_encodings_folder(enc_dir.absolute())
     # Local copies of what a study on a URI holds (the outer model, trial checkpoints).
     downloads = enc_dir.with_name(f"{enc_dir.name}-downloads")
     outer_dir = local_copy(outer_at, downloads / "outer")

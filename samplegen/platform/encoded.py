@@ -32,7 +32,13 @@ from typing import Any, cast
 
 import numpy as np
 
-from samplegen.atomic import new_build_folder, recover_folder, replace_folder, write_json_atomic
+from samplegen.atomic import (
+    file_in_the_way,
+    new_build_folder,
+    recover_folder,
+    replace_folder,
+    write_json_atomic,
+)
 from samplegen.errors import SamplegenError
 
 ENCODED_JSON = "encoded.json"
@@ -363,6 +369,19 @@ def encodings_fingerprint(
     return _fingerprint(content)
 
 
+def check_encodings_folder(out: Path) -> None:
+    """Refuse to write encodings where something else is: the folder is replaced as a whole, so a
+    folder of other files (a study, a dataset, the user's own) would be lost."""
+    blocker = file_in_the_way(out)
+    if blocker is not None:
+        raise EncodedError(f"{out}: {blocker} is a file; give a folder for the encodings")
+    if out.is_dir() and any(out.iterdir()) and not (out / ENCODED_JSON).is_file():
+        raise EncodedError(
+            f"{out}: this folder holds other files than a chain's encodings (it has no "
+            f"{ENCODED_JSON}); refusing to replace it: give another --encoded folder"
+        )
+
+
 def encode_dataset(
     model_dir: str | os.PathLike[str],
     dataset_dir: str | os.PathLike[str],
@@ -413,6 +432,7 @@ def encode_dataset(
         **content,
     }
     recover_folder(out_path, ENCODED_JSON)
+    check_encodings_folder(out_path)
     existing = out_path / ENCODED_JSON
     if existing.is_file() and not force:
         previous = json.loads(existing.read_text())

@@ -371,6 +371,21 @@ def _trial_dirname(trial: Any) -> str:
 # ---------------------------------------------------------------- Ray
 
 
+def check_started(files: StudyFiles, name: str, resume: bool) -> None:
+    """Refuse a resume of a study that never started, and a new study where one has (the chain
+    checks this before it encodes, so a refused study costs no encoding and replaces none)."""
+    # A study has started once Tune wrote its state; study.json comes first, so a study stopped
+    # between the two has run nothing and is started afresh.
+    has_state = files.exists(TUNER_STATE)
+    if resume and not has_state:
+        raise StudyError(f"{files.uri}: no study to resume there (run it without --resume first)")
+    if not resume and has_state:
+        raise StudyError(
+            f"{files.uri}: a study named {name!r} already exists; "
+            "pass --resume to continue it, or choose another --name"
+        )
+
+
 def ensure_ray(
     address: str | None = None,
     num_cpus: int | None = None,
@@ -528,16 +543,7 @@ def run_study(
     cluster = check_cluster(resources, autoscaling=config.autoscaling)
 
     files = StudyFiles(config.storage, config.name)
-    # A study has started once Tune wrote its state; study.json comes first, so a study stopped
-    # between the two has run nothing and is started afresh.
-    has_state = files.exists(TUNER_STATE)
-    if resume and not has_state:
-        raise StudyError(f"{files.uri}: no study to resume there (run it without --resume first)")
-    if not resume and has_state:
-        raise StudyError(
-            f"{files.uri}: a study named {config.name!r} already exists; "
-            "pass --resume to continue it, or choose another --name"
-        )
+    check_started(files, config.name, resume)
     recorded = (
         json.loads(files.read_text(STUDY_JSON)) if resume and files.exists(STUDY_JSON) else None
     )

@@ -366,6 +366,22 @@ def test_tune_vae_cli_errors_are_one_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["samplegen: error: --gpus-per-trial: must be >= 0, got -2"]
     assert not (root / "bad-encoded").exists() and not (root / "bad").exists()
+    # A folder of other files as --encoded used to be replaced by the encodings, whatever it held
+    # (the outer study itself, given by mistake, was lost).
+    mine = root / "mine"
+    mine.mkdir()
+    (mine / "thesis.txt").write_text("precious")
+    assert main([*args, "--encoded", str(mine)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds other files than a chain's encodings" in err[0]
+    assert (mine / "thesis.txt").read_text() == "precious" and len(list(mine.iterdir())) == 1
+    # A study name already taken is refused before the encoding pass, which would replace the
+    # existing study's encodings.
+    taken = ["tune", "vae", "--outer", str(root / "outer"), "--name", "outer"]
+    assert main([*taken, "--storage", str(root)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "a study named 'outer' already exists" in err[0]
+    assert not (root / "outer-encoded").exists()
     # The dataset an outer study ran on is recorded absolute; one recorded relative (as before)
     # that is not there from here is named as the study's, with what to do.
     recorded = json.loads((root / "outer" / "study.json").read_text())
