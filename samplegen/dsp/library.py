@@ -464,6 +464,11 @@ def _fluidsynth_version() -> str:
         return "unknown"
 
 
+# Written first into a folder a render starts in, so an interrupted render's folder is still known
+# as a library's (its notes may be removed by the next render there).
+RENDER_MARK = ".samplegen-library"
+
+
 def render_library(
     out_dir: str | os.PathLike[str],
     soundfont: str | os.PathLike[str] | None = None,
@@ -489,6 +494,14 @@ def render_library(
     path = Path(settings.soundfont)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    marks = ("library.json", "metadata.csv", RENDER_MARK)
+    if any(out.iterdir()) and not any((out / m).is_file() for m in marks):
+        # The earlier render's notes are removed below: never files that no render of ours made.
+        raise LibraryError(
+            f"{out}: this folder holds other files and no library rendered here; "
+            "give an empty or new folder for the library"
+        )
+    (out / RENDER_MARK).write_text("a library is rendered here (samplegen library)\n")
     (out / "library.json").unlink(missing_ok=True)  # an interrupted re-render must not look done
     # Notes of an earlier render here, with other settings, would be in the folder but not in
     # metadata.csv: a dataset would take them for files of their own, grouped by name, apart
@@ -553,6 +566,7 @@ def render_library(
         "render_seconds": round(seconds, 3),
     }
     write_text_atomic(out / "library.json", json.dumps(info, indent=2) + "\n")
+    (out / RENDER_MARK).unlink(missing_ok=True)  # library.json marks the folder from now on
     return LibraryReport(
         out_dir=out,
         soundfont=path,

@@ -116,6 +116,23 @@ def test_levels_are_real_not_normalised(small: LibraryReport) -> None:
     assert len({round(p, 4) for p in peaks}) > len(peaks) // 2
 
 
+def test_a_folder_of_other_files_is_never_rendered_into(tmp_path: Path) -> None:
+    # A render removes the notes an earlier render left: it used to remove a user's files named
+    # like them too, in any folder.
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "p000_my_piano.wav").write_bytes(b"mine")
+    with pytest.raises(LibraryError, match="holds other files and no library rendered here"):
+        render_library(mine, programs=(0,), notes=("C4",), velocities=(100,), include_drums=False)
+    assert [p.name for p in mine.iterdir()] == ["p000_my_piano.wav"]
+    # Its own folder is rendered into again, and keeps no marker once finished.
+    lib = tmp_path / "lib"
+    render_library(lib, programs=(0,), notes=("C4",), velocities=(100,), include_drums=False)
+    render_library(lib, programs=(1,), notes=("C4",), velocities=(100,), include_drums=False)
+    names = sorted(p.name for p in lib.iterdir())
+    assert names == ["library.json", "metadata.csv", "p001_bright_acoustic_piano_C4_v100.wav"]
+
+
 def test_render_is_deterministic_and_history_free(tmp_path: Path) -> None:
     a = render_library(tmp_path / "a", programs=(0, 43), notes=("C4",), velocities=(100,))
     b = render_library(tmp_path / "b", programs=(0, 43), notes=("C4",), velocities=(100,))
