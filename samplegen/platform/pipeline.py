@@ -219,12 +219,12 @@ def run_pipeline(
         from samplegen.platform.ray_address import check_reachable
 
         check_reachable(address, "--address")  # before anything is made, not at the first stage
-    if not (run_dir / "run.json").exists():
+    new_run = not (run_dir / "run.json").exists()
+    if new_run:
         from samplegen.platform.sources import check_source
 
         # A new run records its source as a setting: one mistyped would hold the folder to it.
         check_source(source)
-    _make_folder(run_dir, "--out")
     settings = {
         "preset": preset.to_dict(),
         "source": source,
@@ -239,9 +239,6 @@ def run_pipeline(
         gpus=stage_gpus,
         cpus=stage_cpus,
     )
-    stages = StageRunner(run_dir, settings, log=echo)
-    if placement.tasks:
-        echo(f"the single-model stages run {placement.describe()}")
     run = _Stages(
         preset,
         run_dir,
@@ -256,6 +253,14 @@ def run_pipeline(
         RaySession(address, num_cpus, echo=echo),
         placement,
     )
+    if new_run:
+        # Before run.json records the settings: a refused run must leave nothing that holds a
+        # corrected command to them. (A resumed run checks in its dataset stage, if that is left.)
+        run.check_cluster()
+    _make_folder(run_dir, "--out")
+    stages = StageRunner(run_dir, settings, log=echo)
+    if placement.tasks:
+        echo(f"the single-model stages run {placement.describe()}")
     dataset = Path(stages.run("dataset", run.dataset)["dataset"])
     outer_study = stages.run("outer_study", lambda: run.outer_study(dataset))
     best_outer = outer_study["best_config"]
@@ -404,12 +409,22 @@ class _Stages:
             self.wandb_project,
         )
 
+    def check_cluster(self) -> None:
+        """Start Ray, and refuse a cluster on which no trial or stage task of the run could run."""
+        from samplegen.platform.resources import TrialResources, check_cluster
+        from samplegen.platform.stage_tasks import check_placement
+
+        self.ray.up()
+        check_cluster(
+            TrialResources(self.preset.cpus_per_trial, self.preset.gpus_per_trial),
+            autoscaling=self.autoscaling,
+        )
+        check_placement(self.placement, autoscaling=self.autoscaling)
+
     def dataset(self) -> dict[str, Any]:
         """The dataset of the run's source (Ray Data)."""
         from samplegen.dsp.config import CodecConfig
         from samplegen.platform.datasets import VARIATION_SOURCES, prepare_dataset
-        from samplegen.platform.resources import TrialResources, check_cluster
-        from samplegen.platform.stage_tasks import check_placement
 
         preset = self.preset
         variations = preset.variations and self.source in VARIATION_SOURCES
@@ -417,14 +432,9 @@ class _Stages:
             self.echo(
                 f"[dataset] no variation presets: source {self.source} is not the FluidR3 library"
             )
-        self.ray.up()
         # A cluster where no trial or stage task could ever run (the full preset's GPUs on a CPU
         # machine) is refused before the dataset is rendered and mixed, not after.
-        check_cluster(
-            TrialResources(preset.cpus_per_trial, preset.gpus_per_trial),
-            autoscaling=self.autoscaling,
-        )
-        check_placement(self.placement, autoscaling=self.autoscaling)
+        self.check_cluster()
         path = prepare_dataset(
             self.source,
             self.run_dir / "dataset",

@@ -60,6 +60,12 @@ class StagePlacement:
         run as tasks holding one whole GPU and a trial's CPUs each; otherwise in the driver.
         `gpus` or `cpus` given alone means tasks; `tasks`=False keeps them in the driver."""
         on_gpus = gpus_per_trial > 0
+        if tasks is False and (gpus is not None or cpus is not None):
+            flag = "--stage-gpus" if gpus is not None else "--stage-cpus"
+            raise ResourceError(
+                f"{flag} and --no-stage-tasks: {flag} sizes the stages' tasks, and "
+                "--no-stage-tasks runs the stages in this process; give one or the other"
+            )
         if tasks is None:
             tasks = on_gpus or gpus is not None or cpus is not None
         if gpus is None:
@@ -99,11 +105,20 @@ def check_placement(
     ):
         return
     held = ", ".join(f"{n.get('CPU', 0.0):g} CPU + {n.get('GPU', 0.0):g} GPU" for n in nodes)
+    asked = (
+        f"no node of the Ray cluster holds {placement.cpus:g} CPU and {placement.gpus:g} GPU for "
+        f"the run's single-model stages (nodes: {held or 'none'})"
+    )
+    if any(n.get("GPU", 0.0) >= placement.gpus for n in nodes):
+        # The GPUs are there, on nodes with fewer CPUs than asked: the CPUs are what to change.
+        most = max(n.get("CPU", 0.0) for n in nodes if n.get("GPU", 0.0) >= placement.gpus)
+        raise ResourceError(
+            f"--stage-cpus {placement.cpus:g}: {asked}; use --stage-cpus {most:g} or fewer, or "
+            "--no-stage-tasks to run them in this process"
+        )
     raise ResourceError(
-        f"--stage-gpus {placement.gpus:g}: no node of the Ray cluster holds {placement.cpus:g} "
-        f"CPU and {placement.gpus:g} GPU for the run's single-model stages (nodes: "
-        f"{held or 'none'}); use --stage-gpus 0, or --no-stage-tasks to run them in this "
-        "process, or pass --autoscaling if GPU workers are still to be launched"
+        f"--stage-gpus {placement.gpus:g}: {asked}; use --stage-gpus 0, or --no-stage-tasks to "
+        "run them in this process, or pass --autoscaling if GPU workers are still to be launched"
     )
 
 

@@ -479,18 +479,18 @@ def test_a_preset_whose_trials_the_cluster_cannot_place_is_refused_before_the_da
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--gpus-per-trial 0.25: the Ray cluster has no GPU" in err[0]
     assert "--autoscaling" in err[0]
-    assert not (out / "dataset").exists()
+    assert not out.exists()  # nothing made: not even a run.json that the next command must match
     # The run's own --gpus-per-trial replaces the preset's (and is what the refusal names).
     argv = ["run", "--preset", "full", "--gpus-per-trial", "0.5", "--data", str(src)]
     assert main([*argv, "--out", str(tmp_path / "run2")]) == 2
     assert "--gpus-per-trial 0.5: the Ray cluster has no GPU" in capsys.readouterr().err
-    assert not (tmp_path / "run2" / "dataset").exists()
+    assert not (tmp_path / "run2").exists()
     # So are single-model stage tasks that ask for a GPU no node has.
     argv = ["run", "--preset", "full", "--gpus-per-trial", "0", "--stage-gpus", "1"]
     assert main([*argv, "--data", str(src), "--out", str(tmp_path / "run3")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--stage-gpus 1: no node of the Ray cluster holds 1 CPU" in err[0]
-    assert not (tmp_path / "run3" / "dataset").exists()
+    assert not (tmp_path / "run3").exists()
 
 
 def test_run_space_flags_are_checked_before_anything_runs(

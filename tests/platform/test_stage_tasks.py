@@ -124,6 +124,11 @@ def test_the_default_placement_follows_the_trials() -> None:
     assert StagePlacement.for_trials(1, 0, tasks=True) == StagePlacement(True, 1, 0)
     assert StagePlacement.for_trials(1, 0, cpus=2) == StagePlacement(True, 2, 0)
     assert not StagePlacement.for_trials(1, 0.25, tasks=False).tasks
+    # Sizes for tasks that are not to be: refused, not ignored.
+    with pytest.raises(ResourceError, match="--stage-gpus and --no-stage-tasks: "):
+        StagePlacement.for_trials(1, 0, tasks=False, gpus=1)
+    with pytest.raises(ResourceError, match="--stage-cpus and --no-stage-tasks: "):
+        StagePlacement.for_trials(1, 0, tasks=False, cpus=2)
     assert StagePlacement.for_trials(1, 0.25).describe() == (
         "as Ray tasks holding 1 CPU and 1 GPU each"
     )
@@ -152,8 +157,14 @@ def test_stage_tasks_that_no_node_can_hold_are_refused(ray_session: None) -> Non
         "still to be launched"
     )
     # CPUs and GPUs on one node: a GPU node with too few CPUs does not count.
-    with pytest.raises(ResourceError, match="holds 9 CPU and 1 GPU"):
+    with pytest.raises(ResourceError) as caught:
         check_placement(StagePlacement(True, 9, 1), [{"CPU": 16.0}, gpu_node])
+    # The GPU is there: the CPUs asked are named, not --stage-gpus.
+    assert str(caught.value) == (
+        "--stage-cpus 9: no node of the Ray cluster holds 9 CPU and 1 GPU for the run's "
+        "single-model stages (nodes: 16 CPU + 0 GPU, 8 CPU + 1 GPU); use --stage-cpus 8 or "
+        "fewer, or --no-stage-tasks to run them in this process"
+    )
     # The autoscaler may still launch a GPU node; in the driver, nothing is asked of the cluster.
     check_placement(one_gpu, [cpu_head], autoscaling=True)
     check_placement(StagePlacement(tasks=False, gpus=1), [cpu_head])
