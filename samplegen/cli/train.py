@@ -33,7 +33,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--seed", type=arg_types.seed, default=None, help="seed (default: the study's)")
     p.add_argument("--stall-window", type=int, default=None, help="stall window (0 = off)")
     p.add_argument("--overfit-limit", type=float, default=None, help="val/train limit (0 = off)")
-    p.add_argument("--train-subset", type=int, default=None, help="train on k diverse samples")
+    p.add_argument(
+        "--train-subset",
+        type=arg_types.positive_int,
+        default=None,
+        help="train on k diverse samples",
+    )
     p.add_argument(
         "--checkpoint-every",
         type=int,
@@ -83,7 +88,7 @@ def register(subparsers: Any) -> None:
     )
     f.add_argument(
         "--eq-seed",
-        type=int,
+        type=arg_types.seed,
         default=None,
         help="seed of the EQ curves (default: --seed, as `tune vae` draws them)",
     )

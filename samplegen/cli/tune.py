@@ -19,8 +19,14 @@ OUTER_KINDS: tuple[str, ...] = ("outer_stft", "outer_wave")
 
 
 def _opt_float(text: str) -> float | None:
-    value = float(text)
-    return None if value <= 0 else value
+    """A number, or 0 for off (None); a negative one is refused rather than taken for off."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number (0: off), got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 (0: off), got {value:g}")
+    return None if value == 0 else value
 
 
 def add_study_arguments(p: argparse.ArgumentParser, *, default_model: str) -> None:
@@ -71,7 +77,12 @@ def add_study_arguments(p: argparse.ArgumentParser, *, default_model: str) -> No
         default=20_000_000,
         help="reject models with more parameters (0 = no limit; default 20M)",
     )
-    p.add_argument("--train-subset", type=int, default=None, help="train on k diverse samples")
+    p.add_argument(
+        "--train-subset",
+        type=arg_types.positive_int,
+        default=None,
+        help="train on k diverse samples",
+    )
     p.add_argument("--stall-window", type=int, default=5, help="stall rule window (0 = off)")
     p.add_argument("--stall-min-change", type=float, default=0.005, help="stall threshold")
     p.add_argument(

@@ -148,6 +148,12 @@ def train_config(
     }
     stopped: list[str] | None = None
     resumed = None
+    if not resume and ckdir.exists():
+        # Training afresh would overwrite it: an interrupted run's epochs, lost without a word.
+        raise SamplegenError(
+            f"{ckdir}: an earlier run's checkpoint is here; continue that run with --resume (a "
+            "finished run then trains no further), or remove the checkpoint to train afresh"
+        )
     if resume and not ckdir.exists():
         say(f"no checkpoint at {ckdir}: starting at epoch 1")
     if resume and ckdir.exists():

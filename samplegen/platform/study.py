@@ -73,6 +73,10 @@ RESUME_FREE = frozenset(
 )
 
 
+# What a trial's --device may say (samplegen.platform.resources.trial_device).
+DEVICES = ("auto", "cpu", "cuda")
+
+
 class StudyError(SamplegenError):
     """A study cannot start, resume or finish; the message says which setting or folder."""
 
@@ -143,6 +147,32 @@ class StudyConfig:
             cpus_flag="--cpus-per-trial",
             gpus_flag="--gpus-per-trial",
         )
+        # Each of these used to be taken, and end in a study of failed or stopped trials (or a
+        # traceback from Ray Tune) whose name a corrected command could then not use again.
+        at_least_one = {
+            "--max-concurrent": self.max_concurrent,
+            "--max-params": self.max_params,
+            "--train-subset": self.train_subset,
+            "--asha-grace": self.asha_grace,
+            "--cutoff-grace": self.cutoff_grace,
+            "--checkpoint-every": self.checkpoint_every,
+        }
+        for flag, value in at_least_one.items():
+            if value is not None and value < 1:
+                raise StudyError(f"{flag}: must be >= 1, got {value}")
+        if not self.asha_reduction > 1:
+            raise StudyError(f"--asha-reduction: must be above 1, got {self.asha_reduction:g}")
+        if not self.cutoff_factor > 1:
+            raise StudyError(f"--cutoff-factor: must be above 1, got {self.cutoff_factor:g}")
+        if self.overfit_limit is not None and not self.overfit_limit >= 1:
+            raise StudyError(
+                f"--overfit-limit: must be >= 1 (a validation / training loss ratio) or 0 (off), "
+                f"got {self.overfit_limit:g}"
+            )
+        if self.time_budget_s is not None and not self.time_budget_s > 0:
+            raise StudyError(f"--time-budget: must be above 0 seconds, got {self.time_budget_s:g}")
+        if self.device not in DEVICES:
+            raise StudyError(f"--device: {self.device!r} is not one of {', '.join(DEVICES)}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict of every setting."""

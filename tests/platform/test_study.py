@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -340,3 +341,44 @@ def test_a_study_on_a_storage_uri_writes_the_same_files(tmp_path: Path, ray_sess
     assert trial_histories(result.path) == logs
     assert plot_study(result.path) == f"{result.path}/progress.png"
     assert (study / "progress.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"asha_reduction": 1.0}, "--asha-reduction: must be above 1, got 1"),
+        ({"asha_grace": 0}, "--asha-grace: must be >= 1, got 0"),
+        ({"max_concurrent": 0}, "--max-concurrent: must be >= 1, got 0"),
+        ({"max_params": -5}, "--max-params: must be >= 1, got -5"),
+        ({"cutoff_factor": 0.5}, "--cutoff-factor: must be above 1, got 0.5"),
+        ({"overfit_limit": 0.5}, "--overfit-limit: must be >= 1"),
+        ({"time_budget_s": -5.0}, "--time-budget: must be above 0 seconds, got -5"),
+        ({"device": "tpu"}, "--device: 'tpu' is not one of auto, cpu, cuda"),
+    ],
+)
+def test_study_settings_no_trial_could_use_are_refused_when_the_study_is_configured(
+    setting: dict[str, Any], message: str
+) -> None:
+    # Each was taken, and made a study of failed or stopped trials (or a traceback from Tune)
+    # whose name the corrected command could then not use again. The CLI maps its flags one to
+    # one onto StudyConfig, which it builds before anything runs.
+    from samplegen.platform.study import StudyConfig
+
+    with pytest.raises(StudyError) as refused:
+        StudyConfig(name="s", model="frame_ae", **setting)
+    assert str(refused.value).startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--overfit-limit", "-1"], "argument --overfit-limit: must be >= 0 (0: off), got -1"),
+        (["--train-subset", "-4"], "argument --train-subset: must be >= 1, got -4"),
+    ],
+)
+def test_study_numbers_out_of_range_are_refused_by_the_parser(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["tune", "outer", "--data", str(tmp_path), "--name", "s", *flags])
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(f"error: {message}")

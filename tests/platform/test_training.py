@@ -409,6 +409,9 @@ def test_a_long_run_resumes_only_what_it_was_and_where_it_was(
     with pytest.raises(KeyboardInterrupt):
         train_config(config, "", tmp_path / "cut", echo=None, **common)
     monkeypatch.setattr(Trainer, "run_epoch", real)
+    # The same command without --resume used to train afresh over the checkpoint.
+    with pytest.raises(SamplegenError, match="an earlier run's checkpoint is here; continue"):
+        train_config(config, "", tmp_path / "cut", echo=None, **common)
     said: list[str] = []
     resumed = train_config(config, "", tmp_path / "cut", echo=said.append, resume=True, **common)
     assert said[0] == "resuming at epoch 3"
