@@ -172,7 +172,7 @@ def check_inner_fits(
     )
 
 
-def _refines(name: str) -> bool:
+def refines(name: str) -> bool:
     """Whether inner model `name` can refine its codes (it has a `refine_steps` setting)."""
     import dataclasses
 
@@ -192,7 +192,7 @@ def with_refine_steps(
     when it encodes. Only the way codes are found changes, never a weight."""
     from samplegen.models.registry import build_model
 
-    if not _refines(name):
+    if not refines(name):
         raise ChainError(f"--refine-steps: the inner model {name!r} does not refine its codes")
     model = build_model(name, {**hparams, "refine_steps": int(refine_steps)}, input_shape)
     model.load_state_dict(weights)
@@ -417,7 +417,7 @@ def check_rescore(rescore: int, model: str, refine_steps: int | None) -> None:
         raise ChainError(f"--rescore: must be >= 1, got {rescore}")
     if rescore == 1:
         return
-    if not _refines(model):
+    if not refines(model):
         raise ChainError(f"--rescore: the inner model {model!r} does not refine its codes")
     if not refine_steps:
         raise ChainError(

@@ -347,6 +347,25 @@ def _content(
     return content
 
 
+def chain_content(
+    model_dir: str | os.PathLike[str], dataset_dir: str | os.PathLike[str], eq: EqAugment | None
+) -> dict[str, Any]:
+    """What encodings of `dataset_dir` by the outer model `model_dir` with `eq` would be made of
+    (the outer model's weights and name, the dataset's fingerprint, the EQ copies), and their
+    "fingerprint": a study over them records it, so other ones can be told from them unencoded."""
+    from samplegen.models.artifact import WEIGHTS_NAME, read_meta
+    from samplegen.platform.datasets import read_dataset_info
+
+    meta, _ = read_meta(Path(model_dir))
+    info = read_dataset_info(Path(dataset_dir))
+    if info is None:
+        raise EncodedError(f"{dataset_dir}: not a samplegen dataset (no dataset.json)")
+    content = _content(
+        Path(model_dir) / WEIGHTS_NAME, meta.name, info["fingerprint"], eq or EqAugment()
+    )
+    return {**content, "fingerprint": _fingerprint(content)}
+
+
 def _fingerprint(content: dict[str, Any]) -> str:
     # What was encoded, not where it lay: a run folder moved elsewhere keeps its encodings, and a
     # study over them still resumes (a study refuses to resume on other data by this fingerprint).

@@ -119,6 +119,42 @@ def refit_dataset(
     return out_path
 
 
+def _check_refit(
+    study: Path,
+    outer: str | os.PathLike[str],
+    dataset: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    refine_steps: int | None,
+    eq: Any,
+    best: dict[str, Any],
+) -> None:
+    """Refuse, before any dataset is built or model trained, a refit that could not finish or
+    would not be the study's: an outer study, an out path that is no model folder, refinement
+    the model does not do, and an outer model, dataset or EQ copies other than the study's."""
+    from samplegen.models.artifact import check_model_target
+    from samplegen.platform.chain import check_inner_model, refines
+    from samplegen.platform.encoded import chain_content
+
+    check_inner_model(str(best.get("model")), f"--study {study}: its selected model: ")
+    if refine_steps is not None:
+        if refine_steps < 0:
+            raise RefitError(f"--refine-steps: must be >= 0, got {refine_steps}")
+        if refine_steps and not refines(str(best["model"])):
+            raise RefitError(f"--refine-steps: the inner model {best['model']!r} does not refine")
+    check_model_target(Path(out))
+    recorded = study / "study.json"
+    if not recorded.is_file():
+        return  # a copy of the study's summary without its record: nothing to compare with
+    ran_on = json.loads(recorded.read_text()).get("data") or {}
+    now = chain_content(outer, dataset, eq)
+    if ran_on.get("fingerprint") and ran_on["fingerprint"] != now["fingerprint"]:
+        raise RefitError(
+            f"--study {study}: the study ran on encodings of another outer model, dataset or EQ "
+            f"copies than --outer {outer}, --data {dataset} and the EQ settings given make "
+            f"(its encodings: {ran_on.get('source')}); give the study's own"
+        )
+
+
 def refit_chain(
     study: str | os.PathLike[str],
     outer: str | os.PathLike[str],
@@ -153,6 +189,7 @@ def refit_chain(
             f"{config_path}: needs the study's `epochs` and the chosen `best_epoch` "
             f"(1 <= best_epoch <= epochs), got {epochs!r} and {chosen!r}"
         )
+    _check_refit(Path(study), outer, dataset, out, refine_steps, eq, best)
     work_dir = Path(work)
     data = refit_dataset(dataset, work_dir / REFIT_DATASET, echo=echo)
     encoded = encode_dataset(outer, data, work_dir / REFIT_ENCODED, eq=eq, echo=echo)

@@ -201,6 +201,24 @@ def test_the_refit_command_makes_the_pipelines_refit(
     assert f"--study {tmp_path}: no best_config.json" in capsys.readouterr().err
     assert main([*args, "--finetune-epochs", "-1"]) == 2
     assert "--finetune-epochs: must be >= 0 (0: none), got -1" in capsys.readouterr().err
+    # What the refit could not finish, or what would not be the study's, is refused before the
+    # refit dataset is built or a model trained (each used to be found after, or never).
+    other = [*args[:-6], "--out", str(tmp_path / "r2"), "--eq-variants", "1", "--eq-db", "4"]
+    refusals = [
+        (["--eq-variants", "0"], "the study ran on encodings of another outer model, dataset or"),
+        (["--outer", str(out / "models" / "combined")], "the study ran on encodings of another"),
+        (["--refine-steps", "-1"], "--refine-steps: must be >= 0, got -1"),
+    ]
+    for extra, message in refusals:
+        assert main([*other, *extra]) == 2, extra
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], (extra, err)
+    (tmp_path / "afile").write_text("mine")
+    assert main([*args[:-6], "--out", str(tmp_path / "afile"), *args[-4:]]) == 2
+    assert "exists and is not a samplegen model directory" in capsys.readouterr().err
+    assert (
+        not (tmp_path / "r2.refit-work").exists() and not (tmp_path / "afile.refit-work").exists()
+    )
 
 
 def test_a_restarted_run_continues_where_it_stopped(run: tuple[Path, list[str]]) -> None:
