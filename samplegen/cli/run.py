@@ -7,6 +7,7 @@ import dataclasses
 from typing import Any
 
 from samplegen.cli import arg_types
+from samplegen.errors import SamplegenError
 
 
 def register(subparsers: Any) -> None:
@@ -144,6 +145,9 @@ def run(args: argparse.Namespace) -> int:
     if args.refit is not None:
         preset = dataclasses.replace(preset, refit=args.refit)
     if args.rescore is not None:
+        if args.rescore < 1:
+            # Named as the flag, not as the preset's field it replaces.
+            raise SamplegenError(f"--rescore: must be >= 1 (1: off), got {args.rescore}")
         preset = dataclasses.replace(preset, rescore_trials=args.rescore)
     if args.cpus_per_trial is not None:
         preset = dataclasses.replace(preset, cpus_per_trial=args.cpus_per_trial)

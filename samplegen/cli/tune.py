@@ -305,8 +305,14 @@ def run_vae(args: argparse.Namespace) -> int:
 
 def run_plot(args: argparse.Namespace) -> int:
     """Handler of `samplegen study plot`."""
+    from pathlib import Path
+
+    from samplegen.errors import SamplegenError
     from samplegen.platform.study import plot_study
 
+    if args.out is not None and Path(args.out).is_dir():
+        image = Path(args.out) / "progress.png"
+        raise SamplegenError(f"--out {args.out}: is a folder; give the image's file path ({image})")
     out = plot_study(args.study, args.out)
     print(f"wrote {out}")
     return 0

@@ -424,7 +424,7 @@ def test_run_rescore_flag_is_checked_before_anything_runs(
     # Refused before anything runs: no run folder is made.
     out = tmp_path / "run"
     assert main(["run", "--rescore", "0", "--out", str(out)]) == 2
-    assert "preset 'quick': rescore_trials must be >= 1, got 0" in capsys.readouterr().err
+    assert "samplegen: error: --rescore: must be >= 1 (1: off), got 0" in capsys.readouterr().err
     assert not out.exists()
 
 

@@ -90,6 +90,9 @@ def test_cli_tune_outer_then_train_then_plot(
     assert main(["study", "plot", str(study)]) == 0
     png = study / "progress.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # A folder as --out is named as such (it used to fail on the temporary file's name).
+    assert main(["study", "plot", str(study), "--out", str(tmp_path)]) == 2
+    assert f"--out {tmp_path}: is a folder; give the image's file path" in capsys.readouterr().err
 
 
 def test_interrupted_study_resumes_without_rerunning_finished_trials(
