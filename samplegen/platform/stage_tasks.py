@@ -7,9 +7,10 @@ CPUs. As tasks they go where a GPU is, and hold it only while they run: the stud
 every GPU in between. What a task says comes back through a small actor and is said by the
 driver, as the stage would in the driver itself (the run's Ray does not forward workers' output).
 
-A stopped driver (Ctrl-C, SIGTERM, `ray job stop`) cancels the task, which Ray delivers as
-KeyboardInterrupt: the stage stops as it does on Ctrl-C in the driver (training after saving its
-last whole epoch), and the driver waits for that before it stops. A task lost with its node is
+A stopped driver (Ctrl-C, SIGTERM, `ray job stop`) asks the task to stop: KeyboardInterrupt is
+raised in it at the next line it says (or by Ray's cancel, if it says nothing for 10 s), and the
+stage stops as it does on Ctrl-C in the driver (training after saving its last whole epoch); the
+driver waits until the task's body has ended before it stops. A task lost with its node is
 run again by Ray (up to 3 times), and takes up from what the stage had kept.
 """
 
@@ -32,6 +33,12 @@ POLL_S = 0.5
 RETRIES = 3
 # After this many seconds without a node taking the task, the driver says it is waiting.
 WAIT_NOTE_S = 30.0
+# After a cancel, how long the driver waits for a task's body to report its end once Ray has
+# marked the task done (a body that saves its last epoch reports it; a lost worker never does).
+STOP_WAIT_S = 120.0
+# How long a stopped driver waits for the task to take the stop at its next line before it
+# cancels the task through Ray.
+CANCEL_AFTER_S = 10.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,20 +135,32 @@ class _Said:
     def __init__(self) -> None:
         self.lines: list[str] = []
         self.where: dict[str, Any] | None = None
+        self.ended = False
+        self.stopping = False
 
     def start(self, where: dict[str, Any]) -> None:
         """Keep where the task started (again, when Ray runs it again elsewhere)."""
         self.where = where
 
-    def put(self, line: str) -> None:
-        """Keep one line."""
+    def put(self, line: str) -> bool:
+        """Keep one line; returns whether the driver has asked the task to stop."""
         self.lines.append(line)
+        return self.stopping
 
-    def take(self) -> tuple[dict[str, Any] | None, list[str]]:
-        """Where the task started, if it did since the last call, and the lines kept since."""
+    def stop(self) -> None:
+        """Ask the task to stop (its next line raises KeyboardInterrupt in it)."""
+        self.stopping = True
+
+    def end(self) -> None:
+        """Keep that the task's body has returned or raised (its last lines came before)."""
+        self.ended = True
+
+    def take(self) -> tuple[dict[str, Any] | None, list[str], bool]:
+        """Where the task started, if it did since the last call, the lines kept since, and
+        whether the task's body has ended."""
         where, lines = self.where, self.lines
         self.where, self.lines = None, []
-        return where, lines
+        return where, lines, self.ended
 
 
 def _in_task(fn: Callable[[Callable[[str], None]], T], said: Any, gpus: float) -> tuple[T, dict]:
@@ -149,19 +168,63 @@ def _in_task(fn: Callable[[Callable[[str], None]], T], said: Any, gpus: float) -
     where it ran."""
     import ray
 
-    def say(line: str) -> None:
-        # Waited for, so that every line has reached the actor before the task's result does.
-        ray.get(said.put.remote(line))
+    raised = False
 
-    where = {
-        "node": ray.get_runtime_context().get_node_id(),
-        "ip": ray.util.get_node_ip_address(),
-        "pid": os.getpid(),
-        "gpus": gpus,
-        "gpu_ids": [str(i) for i in ray.get_gpu_ids()],
-    }
-    ray.get(said.start.remote(where))
-    return fn(say), where
+    def say(line: str) -> None:
+        nonlocal raised
+        # Waited for, so that every line has reached the actor before the task's result does.
+        stop = ray.get(said.put.remote(line))
+        if stop and not raised:
+            # The driver was stopped: stop as Ctrl-C stops the stage, once (a stage saving its
+            # last epoch may say so, and must not be interrupted again).
+            raised = True
+            raise KeyboardInterrupt
+
+    try:
+        where = {
+            "node": ray.get_runtime_context().get_node_id(),
+            "ip": ray.util.get_node_ip_address(),
+            "pid": os.getpid(),
+            "gpus": gpus,
+            "gpu_ids": [str(i) for i in ray.get_gpu_ids()],
+        }
+        ray.get(said.start.remote(where))
+        return fn(say), where
+    finally:
+        # After every line (one caller's actor calls run in order). A cancelled task's result is
+        # ready as soon as the cancel is asked for, while the body may still be saving: the
+        # driver waits for this instead.
+        said.end.remote()
+
+
+def _wait_for_the_end(
+    ref: Any, say_what_was_said: Callable[[], None], state: Callable[[], tuple[bool, bool]]
+) -> None:
+    """Wait, after the task was asked to stop, until its body has stopped (it may be saving its
+    last epoch), or until its result says it never ran, or STOP_WAIT_S after the result is ready
+    (a body that never reports its end: its worker or node is gone). A body that says nothing
+    for CANCEL_AFTER_S (so is not told to stop) is cancelled through Ray, which raises
+    KeyboardInterrupt in it; Ray alone is not enough, since its cancel can miss a task that is
+    sleeping or waiting (ray-project/ray#32954)."""
+    import ray
+
+    asked = time.monotonic()
+    cancelled = False
+    ready_at: float | None = None
+    while True:
+        ready = bool(ray.wait([ref], timeout=POLL_S)[0])
+        say_what_was_said()
+        started, ended = state()
+        if ended or (ready and not started):
+            return
+        now = time.monotonic()
+        if not cancelled and not ready and now - asked > CANCEL_AFTER_S:
+            cancelled = True
+            ray.cancel(ref)
+        if ready:
+            ready_at = ready_at if ready_at is not None else now
+            if now - ready_at > STOP_WAIT_S:
+                return
 
 
 def run_in_task(
@@ -179,7 +242,7 @@ def run_in_task(
     starts (and again if Ray runs it again). A task no node has taken after `wait_note_s` says so
     once (`[NAME] waiting for a node ...`). Returns `fn`'s result and where it ran (`node` id,
     `ip`, `pid`, `gpus`, `gpu_ids`). A SamplegenError raised in the task is raised here as itself;
-    KeyboardInterrupt here cancels the task, waits for it to stop (a second one kills it), and is
+    KeyboardInterrupt here stops the task, waits for it to stop (a second one kills it), and is
     raised again.
     """
     import ray
@@ -194,11 +257,11 @@ def run_in_task(
     )
     submitted = time.monotonic()
     ref = task.remote(fn, said, placement.gpus)
-    started = waited = False
+    started = waited = ended = False
 
     def say_what_was_said() -> None:
-        nonlocal started, waited
-        where, lines = ray.get(said.take.remote())
+        nonlocal started, waited, ended
+        where, lines, ended = ray.get(said.take.remote())
         if where is not None:
             started = True
             if on_start is not None:
@@ -217,10 +280,9 @@ def run_in_task(
             while not ray.wait([ref], timeout=POLL_S)[0]:
                 say_what_was_said()
         except KeyboardInterrupt:
-            ray.cancel(ref)
+            said.stop.remote()
             try:
-                while not ray.wait([ref], timeout=POLL_S)[0]:
-                    say_what_was_said()
+                _wait_for_the_end(ref, say_what_was_said, lambda: (started, ended))
             except KeyboardInterrupt:
                 ray.cancel(ref, force=True)
             raise
