@@ -73,6 +73,11 @@ def test_a_lost_worker_node_s_trials_resume_from_checkpoints_on_the_other_node(
             continue
         restart = restarts[0]
         assert lines[0]["pid"] in removed_pids and restart["pid"] not in removed_pids
+        if restart["restored_from"] == epochs:
+            # Lost after its last epoch's checkpoint: restored from it with nothing left to
+            # train, the restart reported the final epoch again (seen once in CI).
+            assert restart["epoch"] == epochs, (trial_id, lines)
+            continue
         assert restart["epoch"] == restart["restored_from"] + 1 >= 2
         assert row["restored_from"] >= 1
     # Exactly the trials that were training on the removed node failed, and only once.
